@@ -1,0 +1,7 @@
+"""onerecord: an open national health-record sharing network."""
+
+from __future__ import annotations
+
+__all__ = ["__version__"]
+
+__version__ = "0.1.0"
