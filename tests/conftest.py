@@ -1,0 +1,79 @@
+"""Shared fixtures: database URLs for SQLite and the machine's PostgreSQL.
+
+PostgreSQL is the server at 127.0.0.1:5432, database `test`, user `postgres`
+(override with ONERECORD_TEST_POSTGRES). Each test gets its own schema, dropped afterwards.
+When the server is missing the PostgreSQL tests are skipped on a developer's machine and
+fail when CI=true.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+POSTGRES_URL = os.environ.get(
+    "ONERECORD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+@dataclass(frozen=True)
+class Database:
+    """A fresh, empty database for one test: a URL and, on PostgreSQL, a schema of its own."""
+
+    url: str
+    schema: str | None
+    kind: str
+
+
+def _pg_execute(sql: str) -> None:
+    async def run() -> None:
+        conn = await asyncpg.connect(POSTGRES_URL, timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def postgres_ready() -> bool:
+    try:
+        _pg_execute("SELECT 1")
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but PostgreSQL at {POSTGRES_URL} is not reachable: {exc}")
+        return False
+    return True
+
+
+@pytest.fixture
+def postgres_schema(postgres_ready: bool) -> Iterator[Database]:
+    if not postgres_ready:
+        pytest.skip("PostgreSQL at 127.0.0.1:5432 is not reachable (allowed outside CI)")
+    schema = f"t_{secrets.token_hex(6)}"
+    _pg_execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield Database(url=POSTGRES_URL, schema=schema, kind="postgres")
+    finally:
+        _pg_execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def sqlite_database(tmp_path: Path) -> Database:
+    return Database(url=f"sqlite:///{tmp_path / 'registry.db'}", schema=None, kind="sqlite")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest) -> Database:
+    """The same test on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_database")  # type: ignore[no-any-return]
+    return request.getfixturevalue("postgres_schema")  # type: ignore[no-any-return]
