@@ -77,3 +77,8 @@ def database(request: pytest.FixtureRequest) -> Database:
     if request.param == "sqlite":
         return request.getfixturevalue("sqlite_database")  # type: ignore[no-any-return]
     return request.getfixturevalue("postgres_schema")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
