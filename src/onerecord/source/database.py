@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 __all__ = ["async_url", "is_sqlite", "make_engine"]
@@ -31,7 +31,12 @@ def is_sqlite(url: str) -> bool:
 
 
 def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> AsyncEngine:
-    """Create an async engine; on SQLite with WAL and foreign keys, on PostgreSQL in `schema`."""
+    """Create an async engine; on SQLite with WAL and foreign keys, on PostgreSQL in `schema`.
+
+    On SQLite every transaction starts with an explicit BEGIN (DEFERRED unless the connection's
+    execution option `sqlite_begin` says "IMMEDIATE"), so reads and writes of one transaction
+    see one snapshot.
+    """
     full = async_url(url)
     if is_sqlite(url):
         engine = create_async_engine(full, connect_args={"timeout": 30})
@@ -44,6 +49,19 @@ def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> 
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
+            # The driver's own implicit BEGIN comes too late (not before SELECT) and is always
+            # DEFERRED; SQLAlchemy emits BEGIN itself instead (see _sqlite_begin).
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _sqlite_begin(conn: Connection) -> None:
+            # A writer that reads first (check, then insert) asks for BEGIN IMMEDIATE through
+            # execution_options(sqlite_begin="IMMEDIATE"): it takes the write lock up front and
+            # waits on busy_timeout, instead of failing later with "database is locked".
+            mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+            if mode not in {"DEFERRED", "IMMEDIATE", "EXCLUSIVE"}:
+                raise ValueError(f"unknown sqlite_begin mode {mode!r}")
+            conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
     connect_args: dict[str, Any] = {}

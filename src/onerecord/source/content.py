@@ -1,0 +1,411 @@
+"""The repository: document bytes, content-addressed by SHA-256, streamed and verified.
+
+    ContentError
+    ├── ContentMissing     no bytes under that SHA-256 (found out before the first byte)
+    └── ContentCorrupted   the bytes read back do not hash to their name, or the size differs
+
+Bytes go in before the registry entry that references them, so a crash leaves at worst an
+unreferenced blob, which `sweep_orphans` removes later; never an entry without its bytes.
+Every read hashes what it streams and raises ContentCorrupted at the end if the hash differs.
+
+References: IHE ITI TF-3 4.2.3.2.12 (hash), 4.2.3.2.18 (size); IHE MHD ITI-68 2:3.68.4.2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+import anyio.to_thread
+
+__all__ = [
+    "ContentCorrupted",
+    "ContentError",
+    "ContentMissing",
+    "ContentRef",
+    "ContentStore",
+    "FolderContentStore",
+    "MemoryContentStore",
+    "ObstoreContentStore",
+]
+
+DEFAULT_CHUNK = 1 << 20
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ContentError(Exception):
+    """The repository could not store or return document bytes."""
+
+
+class ContentMissing(ContentError):
+    """No content is stored under this SHA-256."""
+
+
+class ContentCorrupted(ContentError):
+    """Stored content does not match its SHA-256 or expected size."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContentRef:
+    """Where stored bytes are found: their SHA-256 (lower-case hex) and size."""
+
+    sha256: str
+    size: int
+
+
+class ContentStore(Protocol):
+    """Content-addressed document bytes."""
+
+    async def put(self, data: bytes | AsyncIterable[bytes]) -> ContentRef:
+        """Store bytes (at once or streamed) and return their SHA-256 and size."""
+
+    async def open(
+        self, sha256: str, *, expected_size: int, chunk_size: int = DEFAULT_CHUNK
+    ) -> AsyncIterator[bytes]:
+        """Check the content exists, then return a verifying stream of its chunks."""
+
+    async def exists(self, sha256: str) -> bool:
+        """True if content with this SHA-256 is stored."""
+
+    async def delete(self, sha256: str) -> None:
+        """Remove the content; absent content is not an error."""
+
+    async def sweep_orphans(
+        self, referenced: Callable[[str], Awaitable[bool]], older_than: timedelta
+    ) -> int:
+        """Delete content older than `older_than` that `referenced` disowns; return the count."""
+
+
+def _check_name(sha256: str) -> str:
+    if not _SHA256.match(sha256):
+        raise ValueError("content is named by 64 lower-case hex digits (SHA-256)")
+    return sha256
+
+
+async def _as_chunks(data: bytes | AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    if isinstance(data, bytes | bytearray | memoryview):
+        yield bytes(data)
+        return
+    async for chunk in data:
+        yield chunk
+
+
+async def _verified(
+    chunks: AsyncIterator[bytes], sha256: str, expected_size: int
+) -> AsyncIterator[bytes]:
+    """Pass chunks through, hashing them; raise ContentCorrupted at the end on a mismatch."""
+    digest = hashlib.sha256()
+    size = 0
+    async for chunk in chunks:
+        digest.update(chunk)
+        size += len(chunk)
+        yield chunk
+    if size != expected_size or digest.hexdigest() != sha256:
+        raise ContentCorrupted(f"content {sha256} does not match its hash or size")
+
+
+# --- folder ----------------------------------------------------------------------------------
+
+
+class FolderContentStore:
+    """Content in a folder: root/ab/cd/<sha256>, written via root/tmp and an atomic rename."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.tmp = self.root / "tmp"
+
+    def path_of(self, sha256: str) -> Path:
+        """Return where content with this SHA-256 lives."""
+        name = _check_name(sha256)
+        return self.root / name[:2] / name[2:4] / name
+
+    async def put(self, data: bytes | AsyncIterable[bytes]) -> ContentRef:
+        """Stream to a temp file, fsync, and rename into place under its SHA-256."""
+        await anyio.to_thread.run_sync(lambda: self.tmp.mkdir(parents=True, exist_ok=True))
+        temp = self.tmp / f"{uuid.uuid4().hex}.part"
+        digest = hashlib.sha256()
+        size = 0
+        handle: BinaryIO = await anyio.to_thread.run_sync(lambda: temp.open("wb"))
+        try:
+            try:
+                async for chunk in _as_chunks(data):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    await anyio.to_thread.run_sync(handle.write, chunk)
+                await anyio.to_thread.run_sync(_flush_and_sync, handle)
+            finally:
+                await anyio.to_thread.run_sync(handle.close)
+            sha256 = digest.hexdigest()
+            await anyio.to_thread.run_sync(self._place, temp, self.path_of(sha256))
+        except BaseException:
+            await anyio.to_thread.run_sync(lambda: temp.unlink(missing_ok=True))
+            raise
+        return ContentRef(sha256=sha256, size=size)
+
+    @staticmethod
+    def _place(temp: Path, final: Path) -> None:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        # os.replace is atomic: readers see the whole file under its name, or nothing.
+        os.replace(temp, final)
+        directory = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+    async def open(
+        self, sha256: str, *, expected_size: int, chunk_size: int = DEFAULT_CHUNK
+    ) -> AsyncIterator[bytes]:
+        """Open the file (ContentMissing now if absent) and return a verifying chunk stream."""
+        path = self.path_of(sha256)
+        try:
+            handle: BinaryIO = await anyio.to_thread.run_sync(lambda: path.open("rb"))
+        except FileNotFoundError:
+            raise ContentMissing(f"no content {sha256}") from None
+        try:
+            size = await anyio.to_thread.run_sync(lambda: os.fstat(handle.fileno()).st_size)
+        except BaseException:
+            handle.close()
+            raise
+        if size != expected_size:
+            handle.close()
+            raise ContentCorrupted(f"content {sha256} has {size} bytes, expected {expected_size}")
+        return _verified(_read_file(handle, chunk_size), sha256, expected_size)
+
+    async def exists(self, sha256: str) -> bool:
+        path = self.path_of(sha256)
+        return await anyio.to_thread.run_sync(path.is_file)
+
+    async def delete(self, sha256: str) -> None:
+        path = self.path_of(sha256)
+        await anyio.to_thread.run_sync(lambda: path.unlink(missing_ok=True))
+
+    async def sweep_orphans(
+        self, referenced: Callable[[str], Awaitable[bool]], older_than: timedelta
+    ) -> int:
+        """Delete unreferenced blobs and stale temp files older than `older_than`.
+
+        Returns the number of blobs removed (temp files are not counted).
+        """
+        cutoff = datetime.now(UTC).timestamp() - older_than.total_seconds()
+        blobs, temps = await anyio.to_thread.run_sync(self._scan, cutoff)
+        for temp in temps:
+            await anyio.to_thread.run_sync(_unlink, temp)
+        removed = 0
+        for sha256 in blobs:
+            if not await referenced(sha256):
+                await self.delete(sha256)
+                removed += 1
+        return removed
+
+    def _scan(self, cutoff: float) -> tuple[list[str], list[Path]]:
+        blobs: list[str] = []
+        temps: list[Path] = []
+        if not self.root.exists():
+            return blobs, temps
+        for path in self.root.rglob("*"):
+            if not path.is_file():
+                continue
+            try:
+                mtime = path.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if mtime > cutoff:
+                continue
+            if path.parent == self.tmp:
+                temps.append(path)
+            elif _SHA256.match(path.name) and path == self.path_of(path.name):
+                blobs.append(path.name)
+        return blobs, temps
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def _flush_and_sync(handle: BinaryIO) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+async def _read_file(handle: BinaryIO, chunk_size: int) -> AsyncIterator[bytes]:
+    try:
+        while True:
+            chunk = await anyio.to_thread.run_sync(handle.read, chunk_size)
+            if not chunk:
+                return
+            yield chunk
+    finally:
+        handle.close()
+
+
+# --- memory ----------------------------------------------------------------------------------
+
+
+class MemoryContentStore:
+    """ContentStore in a dict, for unit tests; `blobs` may be tampered with to test checks."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+        self.stored_at: dict[str, datetime] = {}
+
+    async def put(self, data: bytes | AsyncIterable[bytes]) -> ContentRef:
+        parts = [chunk async for chunk in _as_chunks(data)]
+        blob = b"".join(parts)
+        sha256 = hashlib.sha256(blob).hexdigest()
+        self.blobs[sha256] = blob
+        self.stored_at.setdefault(sha256, datetime.now(UTC))
+        return ContentRef(sha256=sha256, size=len(blob))
+
+    async def open(
+        self, sha256: str, *, expected_size: int, chunk_size: int = DEFAULT_CHUNK
+    ) -> AsyncIterator[bytes]:
+        blob = self.blobs.get(_check_name(sha256))
+        if blob is None:
+            raise ContentMissing(f"no content {sha256}")
+        if len(blob) != expected_size:
+            raise ContentCorrupted(f"content {sha256} has {len(blob)} bytes, not {expected_size}")
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for start in range(0, len(blob), chunk_size):
+                yield blob[start : start + chunk_size]
+
+        return _verified(chunks(), sha256, expected_size)
+
+    async def exists(self, sha256: str) -> bool:
+        return _check_name(sha256) in self.blobs
+
+    async def delete(self, sha256: str) -> None:
+        self.blobs.pop(sha256, None)
+        self.stored_at.pop(sha256, None)
+
+    async def sweep_orphans(
+        self, referenced: Callable[[str], Awaitable[bool]], older_than: timedelta
+    ) -> int:
+        cutoff = datetime.now(UTC) - older_than
+        removed = 0
+        for sha256, when in list(self.stored_at.items()):
+            if when <= cutoff and not await referenced(sha256):
+                await self.delete(sha256)
+                removed += 1
+        return removed
+
+
+# --- object storage --------------------------------------------------------------------------
+
+
+class ObstoreContentStore:
+    """Content in S3-compatible object storage (or any obstore store): <prefix>ab/cd/<sha256>.
+
+    Streamed uploads go to tmp/<uuid> first and are copied under their SHA-256 once it is
+    known; object stores make each PUT and COPY atomic, so no partial object has a final name.
+    """
+
+    def __init__(self, store: Any, *, prefix: str = "") -> None:
+        self.store = store
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> ObstoreContentStore:
+        """Build from a URL such as s3://bucket/prefix (credentials from the environment)."""
+        from obstore.store import from_url
+
+        return cls(from_url(url, **options))
+
+    def key_of(self, sha256: str) -> str:
+        name = _check_name(sha256)
+        return f"{self.prefix}{name[:2]}/{name[2:4]}/{name}"
+
+    async def put(self, data: bytes | AsyncIterable[bytes]) -> ContentRef:
+        import obstore
+
+        if isinstance(data, bytes | bytearray | memoryview):
+            blob = bytes(data)
+            sha256 = hashlib.sha256(blob).hexdigest()
+            await obstore.put_async(self.store, self.key_of(sha256), blob)
+            return ContentRef(sha256=sha256, size=len(blob))
+        digest = hashlib.sha256()
+        size = 0
+
+        async def hashing() -> AsyncIterator[bytes]:
+            nonlocal size
+            async for chunk in data:
+                digest.update(chunk)
+                size += len(chunk)
+                yield chunk
+
+        temp = f"{self.prefix}tmp/{uuid.uuid4().hex}"
+        await obstore.put_async(self.store, temp, hashing())
+        try:
+            sha256 = digest.hexdigest()
+            await obstore.copy_async(self.store, temp, self.key_of(sha256))
+        finally:
+            await obstore.delete_async(self.store, temp)
+        return ContentRef(sha256=sha256, size=size)
+
+    async def open(
+        self, sha256: str, *, expected_size: int, chunk_size: int = DEFAULT_CHUNK
+    ) -> AsyncIterator[bytes]:
+        import obstore
+        from obstore.exceptions import NotFoundError
+
+        try:
+            result = await obstore.get_async(self.store, self.key_of(sha256))
+        except (NotFoundError, FileNotFoundError):
+            raise ContentMissing(f"no content {sha256}") from None
+        size = result.meta["size"]
+        if size != expected_size:
+            raise ContentCorrupted(f"content {sha256} has {size} bytes, expected {expected_size}")
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for chunk in result.stream(min_chunk_size=chunk_size):
+                yield bytes(chunk)
+
+        return _verified(chunks(), sha256, expected_size)
+
+    async def exists(self, sha256: str) -> bool:
+        import obstore
+        from obstore.exceptions import NotFoundError
+
+        try:
+            await obstore.head_async(self.store, self.key_of(sha256))
+        except (NotFoundError, FileNotFoundError):
+            return False
+        return True
+
+    async def delete(self, sha256: str) -> None:
+        import obstore
+        from obstore.exceptions import NotFoundError
+
+        try:
+            await obstore.delete_async(self.store, self.key_of(sha256))
+        except (NotFoundError, FileNotFoundError):
+            pass
+
+    async def sweep_orphans(
+        self, referenced: Callable[[str], Awaitable[bool]], older_than: timedelta
+    ) -> int:
+        import obstore
+
+        cutoff = datetime.now(UTC) - older_than
+        removed = 0
+        async for batch in obstore.list(self.store, prefix=self.prefix or None):
+            for meta in batch:
+                path: str = meta["path"]
+                if meta["last_modified"] > cutoff:
+                    continue
+                name = path.rsplit("/", 1)[-1]
+                if path.startswith(f"{self.prefix}tmp/"):
+                    await obstore.delete_async(self.store, path)
+                elif _SHA256.match(name) and path == self.key_of(name):
+                    if not await referenced(name):
+                        await self.delete(name)
+                        removed += 1
+        return removed

@@ -1,0 +1,1 @@
+"""Alembic migrations of the document source registry (run by onerecord.source.migrate)."""

@@ -1,0 +1,928 @@
+"""The registry store: DocumentEntries in SQL (SQLite or PostgreSQL), registered and found.
+
+    StoreError
+    ├── DuplicateDocument    uniqueId (or entryUUID) already registered for other content (→ 409)
+    └── InvalidReplacement   RPLC target missing, not current, or another patient's (→ 422)
+
+`register` is all or nothing. A repeated uniqueId with the same SHA-256 and patient is
+idempotent. `find` applies every DocumentQuery field in SQL and pages by keyset over a snapshot
+of the registry sequence number, so entries registered during a traversal never shift it.
+
+References: IHE ITI TF-2 3.42.4.1.3 (Register: uniqueId reuse, RPLC), ITI TF-3 4.2.2.2
+(RPLC marks the original Deprecated), MHD ITI-67 2:3.67.4.1.2 (query parameters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+from uuid import UUID
+
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    exists,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from onerecord.domain import (
+    Author,
+    AuthorInstitution,
+    AuthorPerson,
+    Coding,
+    DocumentEntry,
+    DocumentQuery,
+    DocumentStatus,
+    DocumentUniqueId,
+    HomeCommunityId,
+    HprNumber,
+    InvalidCursor,
+    NationalIdentityNumber,
+    OrganisationNumber,
+    PageCursor,
+    RepositoryUniqueId,
+    ReshId,
+    SortField,
+    TokenParam,
+    normalise_system,
+)
+from onerecord.source.schema import (
+    NO_PERIOD,
+    document_code,
+    document_entry,
+    document_label,
+    submission_set,
+)
+
+__all__ = [
+    "IDENTIFIER_SYSTEM",
+    "DocumentStore",
+    "DuplicateDocument",
+    "InvalidReplacement",
+    "Page",
+    "RegisterResult",
+    "SqlDocumentStore",
+    "StoreError",
+    "StoredEntry",
+    "SubmissionSetRecord",
+    "author_search_text",
+    "entry_from_json",
+    "entry_to_json",
+    "identifier_codes",
+    "related_codes",
+]
+
+IDENTIFIER_SYSTEM = "urn:ietf:rfc:3986"
+"""System of DocumentReference.masterIdentifier (uniqueId) and identifier (entryUUID) in MHD."""
+
+_T = TypeVar("_T")
+_CHUNK = 500  # values per IN (...) list; far below every database's parameter limit
+_RETRIES = 3
+
+
+class StoreError(Exception):
+    """The registry refused or failed an operation."""
+
+
+class DuplicateDocument(StoreError):
+    """The uniqueId or entryUUID is already registered for a different document."""
+
+    def __init__(self, message: str, *, unique_id: DocumentUniqueId) -> None:
+        super().__init__(message)
+        self.unique_id = unique_id
+
+
+class InvalidReplacement(StoreError):
+    """A replacement (RPLC) names a target that does not exist, is not current, or differs."""
+
+    def __init__(self, message: str, *, unique_id: DocumentUniqueId) -> None:
+        super().__init__(message)
+        self.unique_id = unique_id
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """A registered entry and its registry sequence number."""
+
+    seq: int
+    entry: DocumentEntry
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a find: entries in sort order, the cursor of the next page, the total."""
+
+    entries: tuple[StoredEntry, ...]
+    next_cursor: PageCursor | None
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterResult:
+    """What a register did: every entry in input order, as now stored."""
+
+    stored: tuple[StoredEntry, ...]
+    already_present: frozenset[DocumentUniqueId]
+    superseded: tuple[DocumentUniqueId, ...]
+
+    @property
+    def entries(self) -> tuple[DocumentEntry, ...]:
+        return tuple(s.entry for s in self.stored)
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionSetRecord:
+    """The SubmissionSet an ITI-65 bundle carried, kept for provenance."""
+
+    unique_id: str
+    source_id: str
+    submission_time: datetime
+    entry_count: int
+
+    @classmethod
+    def from_bundle(cls, bundle: Any, *, submitted: datetime) -> SubmissionSetRecord:
+        """Take the SubmissionSet of a parsed provide bundle.
+
+        Reads `unique_id`/`submission_set_unique_id` and `source_id` from
+        `bundle.submission_set` (or the bundle itself) and counts `bundle.documents`.
+        """
+        holder = getattr(bundle, "submission_set", None) or bundle
+        unique_id = getattr(holder, "unique_id", None) or getattr(
+            holder, "submission_set_unique_id", None
+        )
+        source_id = getattr(holder, "source_id", None)
+        if unique_id is None or source_id is None:
+            raise TypeError("the bundle carries no SubmissionSet uniqueId and sourceId")
+        return cls(
+            unique_id=str(unique_id),
+            source_id=str(source_id),
+            submission_time=submitted,
+            entry_count=len(getattr(bundle, "documents", ())),
+        )
+
+
+class DocumentStore(Protocol):
+    """The registry as the document source's service sees it."""
+
+    async def register(
+        self, documents: Sequence[DocumentEntry], *, submission_set: SubmissionSetRecord | None
+    ) -> RegisterResult:
+        """Register every entry in one transaction, or none."""
+
+    async def find(self, query: DocumentQuery, cursor: PageCursor | None) -> Page:
+        """Return one page of the entries matching `query`."""
+
+    async def get(self, unique_id: DocumentUniqueId) -> DocumentEntry | None:
+        """Return the entry with `unique_id`, or None."""
+
+    async def has_content(self, sha256: str) -> bool:
+        """True if any registered entry references content with this SHA-256."""
+
+    async def count(self) -> int:
+        """Return how many entries are registered."""
+
+    async def close(self) -> None:
+        """Release what the store holds."""
+
+
+# --- the metadata JSON: the whole entry, so a row reads back as exactly the entry stored ------
+
+
+def _coding(c: Coding) -> dict[str, Any]:
+    return {"system": c.system, "code": c.code, "display": c.display}
+
+
+def _coding_from(d: dict[str, Any]) -> Coding:
+    return Coding(d["system"], d["code"], d.get("display"))
+
+
+def _when(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _when_from(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _author(a: Author) -> dict[str, Any]:
+    person = a.person
+    inst = a.institution
+    return {
+        "person": None
+        if person is None
+        else {
+            "given": person.given,
+            "family": person.family,
+            "hpr": person.hpr.value if person.hpr else None,
+        },
+        "institution": None
+        if inst is None
+        else {
+            "name": inst.name,
+            "organisation_number": inst.organisation_number.value,
+            "department_name": inst.department_name,
+            "department_resh": inst.department_resh.value if inst.department_resh else None,
+        },
+        "role": a.role,
+    }
+
+
+def _author_from(d: dict[str, Any]) -> Author:
+    p = d.get("person")
+    i = d.get("institution")
+    return Author(
+        person=None
+        if p is None
+        else AuthorPerson(
+            given=p["given"],
+            family=p["family"],
+            hpr=HprNumber(p["hpr"]) if p.get("hpr") else None,
+        ),
+        institution=None
+        if i is None
+        else AuthorInstitution(
+            name=i["name"],
+            organisation_number=OrganisationNumber(i["organisation_number"]),
+            department_name=i.get("department_name"),
+            department_resh=ReshId(i["department_resh"]) if i.get("department_resh") else None,
+        ),
+        role=d.get("role"),
+    )
+
+
+def entry_to_json(entry: DocumentEntry) -> dict[str, Any]:
+    """Return the whole entry as JSON-ready data (version 1 of the `metadata` column)."""
+    return {
+        "v": 1,
+        "unique_id": entry.unique_id.value,
+        "entry_uuid": str(entry.entry_uuid),
+        "patient_id": entry.patient_id.value,
+        "class_code": _coding(entry.class_code),
+        "type_code": _coding(entry.type_code),
+        "confidentiality_codes": [_coding(c) for c in entry.confidentiality_codes],
+        "format_code": _coding(entry.format_code),
+        "mime_type": entry.mime_type,
+        "hash_sha256": entry.hash_sha256,
+        "hash_sha1": entry.hash_sha1,
+        "size": entry.size,
+        "creation_time": _when(entry.creation_time),
+        "title": entry.title,
+        "language_code": entry.language_code,
+        "healthcare_facility_type": _coding(entry.healthcare_facility_type),
+        "practice_setting": _coding(entry.practice_setting),
+        "authors": [_author(a) for a in entry.authors],
+        "event_codes": [_coding(c) for c in entry.event_codes],
+        "service_start_time": _when(entry.service_start_time),
+        "service_stop_time": _when(entry.service_stop_time),
+        "status": entry.status.value,
+        "replaces": entry.replaces.value if entry.replaces else None,
+        "reference_ids": list(entry.reference_ids),
+        "citizen_release_time": _when(entry.citizen_release_time),
+        "repository_unique_id": (
+            str(entry.repository_unique_id) if entry.repository_unique_id else None
+        ),
+        "home_community_id": str(entry.home_community_id) if entry.home_community_id else None,
+        "submission_time": _when(entry.submission_time),
+    }
+
+
+def entry_from_json(d: dict[str, Any]) -> DocumentEntry:
+    """Rebuild a DocumentEntry from `entry_to_json` output."""
+    creation = _when_from(d["creation_time"])
+    assert creation is not None
+    return DocumentEntry(
+        unique_id=DocumentUniqueId(d["unique_id"]),
+        entry_uuid=UUID(d["entry_uuid"]),
+        patient_id=NationalIdentityNumber(d["patient_id"]),
+        class_code=_coding_from(d["class_code"]),
+        type_code=_coding_from(d["type_code"]),
+        confidentiality_codes=tuple(_coding_from(c) for c in d["confidentiality_codes"]),
+        format_code=_coding_from(d["format_code"]),
+        mime_type=d["mime_type"],
+        hash_sha256=d["hash_sha256"],
+        hash_sha1=d["hash_sha1"],
+        size=d["size"],
+        creation_time=creation,
+        title=d["title"],
+        language_code=d["language_code"],
+        healthcare_facility_type=_coding_from(d["healthcare_facility_type"]),
+        practice_setting=_coding_from(d["practice_setting"]),
+        authors=tuple(_author_from(a) for a in d["authors"]),
+        event_codes=tuple(_coding_from(c) for c in d["event_codes"]),
+        service_start_time=_when_from(d["service_start_time"]),
+        service_stop_time=_when_from(d["service_stop_time"]),
+        status=DocumentStatus(d["status"]),
+        replaces=DocumentUniqueId(d["replaces"]) if d["replaces"] else None,
+        reference_ids=tuple(d["reference_ids"]),
+        citizen_release_time=_when_from(d["citizen_release_time"]),
+        repository_unique_id=(
+            RepositoryUniqueId.parse(d["repository_unique_id"])
+            if d["repository_unique_id"]
+            else None
+        ),
+        home_community_id=(
+            HomeCommunityId.parse(d["home_community_id"]) if d["home_community_id"] else None
+        ),
+        submission_time=_when_from(d["submission_time"]),
+    )
+
+
+# --- rows ------------------------------------------------------------------------------------
+
+
+def author_search_text(entry: DocumentEntry) -> str:
+    """Return the lower-case author name index: "|g:<given>|f:<family>" per name and word."""
+    parts: list[str] = []
+    for author in entry.authors:
+        if author.person is None:
+            continue
+        for tag, name in (("g", author.person.given), ("f", author.person.family)):
+            clean = _fold(name)
+            if not clean:
+                continue
+            parts.append(f"|{tag}:{clean}")
+            words = clean.split()
+            if len(words) > 1:
+                parts.extend(f"|{tag}:{word}" for word in words)
+    return "".join(parts) + ("|" if parts else "")
+
+
+def _fold(text: str) -> str:
+    return " ".join(text.replace("|", " ").casefold().split())
+
+
+def identifier_codes(entry: DocumentEntry) -> list[tuple[str, str]]:
+    """Return the identifier tokens of an entry: uniqueId and entryUUID as URIs (MHD)."""
+    return [
+        (IDENTIFIER_SYSTEM, entry.unique_id.urn),
+        (IDENTIFIER_SYSTEM, f"urn:uuid:{entry.entry_uuid}"),
+    ]
+
+
+def related_codes(entry: DocumentEntry) -> list[tuple[str, str]]:
+    """Return (system, value) of each referenceIdList item (CXi: value^^^&oid&ISO^type).
+
+    References: IHE ITI TF-3 4.2.3.2.28 (referenceIdList).
+    """
+    codes: list[tuple[str, str]] = []
+    for ref in entry.reference_ids:
+        fields = ref.split("^")
+        value = fields[0]
+        system = ""
+        if len(fields) >= 4 and fields[3]:
+            authority = fields[3].split("&")
+            if len(authority) >= 2 and authority[1]:
+                system = normalise_system(authority[1])
+        codes.append((system, value))
+    return codes
+
+
+def _entry_row(entry: DocumentEntry) -> dict[str, Any]:
+    period = entry.service_start_time or entry.service_stop_time or NO_PERIOD
+    return {
+        "unique_id": entry.unique_id.value,
+        "entry_uuid": str(entry.entry_uuid),
+        "patient_id": entry.patient_id.value,
+        "patient_system": entry.patient_id.system,
+        "status": entry.status.value,
+        "class_system": entry.class_code.system,
+        "class_code": entry.class_code.code,
+        "type_system": entry.type_code.system,
+        "type_code": entry.type_code.code,
+        "format_system": entry.format_code.system,
+        "format_code": entry.format_code.code,
+        "mime_type": entry.mime_type,
+        "hash_sha256": entry.hash_sha256,
+        "hash_sha1": entry.hash_sha1,
+        "size": entry.size,
+        "creation_time": entry.creation_time,
+        "service_start_time": entry.service_start_time,
+        "service_stop_time": entry.service_stop_time,
+        "period_sort": period,
+        "title": entry.title,
+        "language_code": entry.language_code,
+        "facility_system": entry.healthcare_facility_type.system,
+        "facility_type": entry.healthcare_facility_type.code,
+        "setting_system": entry.practice_setting.system,
+        "practice_setting": entry.practice_setting.code,
+        "citizen_release_time": entry.citizen_release_time,
+        "replaces": entry.replaces.value if entry.replaces else None,
+        "submission_time": entry.submission_time,
+        "home_community_id": str(entry.home_community_id) if entry.home_community_id else None,
+        "repository_unique_id": (
+            str(entry.repository_unique_id) if entry.repository_unique_id else None
+        ),
+        "author_search": author_search_text(entry),
+        "metadata": entry_to_json(entry),
+    }
+
+
+def _label_rows(seq: int, entry: DocumentEntry) -> list[dict[str, Any]]:
+    pairs = {(c.system, c.code) for c in entry.confidentiality_codes}
+    return [{"entry_seq": seq, "system": s, "code": c} for s, c in sorted(pairs)]
+
+
+def _code_rows(seq: int, entry: DocumentEntry) -> list[dict[str, Any]]:
+    rows = {("event", c.system, c.code) for c in entry.event_codes}
+    rows |= {("related", s, c) for s, c in related_codes(entry)}
+    rows |= {("identifier", s, c) for s, c in identifier_codes(entry)}
+    return [{"entry_seq": seq, "kind": k, "system": s, "code": c} for k, s, c in sorted(rows)]
+
+
+def _from_row(metadata: Any, status: str) -> DocumentEntry:
+    entry = entry_from_json(metadata)
+    # The status column is authoritative: RPLC updates it without rewriting the JSON.
+    if entry.status.value != status:
+        entry = replace(entry, status=DocumentStatus(status))
+    return entry
+
+
+def _chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# --- query -----------------------------------------------------------------------------------
+
+
+_SORT_COLUMNS = {
+    SortField.DATE: document_entry.c.creation_time,
+    SortField.CREATION: document_entry.c.creation_time,
+    SortField.PERIOD: document_entry.c.period_sort,
+    SortField.TITLE: document_entry.c.title,
+}
+
+_TOKEN_COLUMNS = {
+    "category": (document_entry.c.class_system, document_entry.c.class_code),
+    "type": (document_entry.c.type_system, document_entry.c.type_code),
+    "setting": (document_entry.c.setting_system, document_entry.c.practice_setting),
+    "facility": (document_entry.c.facility_system, document_entry.c.facility_type),
+    "format": (document_entry.c.format_system, document_entry.c.format_code),
+}
+
+_CODE_KIND_OF = {"event": "event", "related": "related", "identifier": "identifier"}
+
+
+def _token(system_col: Any, code_col: Any, token: TokenParam) -> ColumnElement[bool]:
+    parts: list[ColumnElement[bool]] = []
+    if token.system is not None:
+        parts.append(system_col == (normalise_system(token.system) if token.system else ""))
+    if token.code is not None:
+        parts.append(code_col == token.code)
+    return and_(true(), *parts)
+
+
+def _any_of(system_col: Any, code_col: Any, tokens: Sequence[TokenParam]) -> ColumnElement[bool]:
+    return or_(false(), *(_token(system_col, code_col, t) for t in tokens))
+
+
+def _conditions(query: DocumentQuery) -> list[ColumnElement[bool]]:
+    """Translate every DocumentQuery field into a WHERE condition on document_entry."""
+    e = document_entry.c
+    where: list[ColumnElement[bool]] = [e.patient_id == query.patient_id.value]
+    where.append(e.status.in_(sorted(s.value for s in query.statuses)))
+    for span in (*query.date, *query.creation):
+        if span.lower is not None:
+            where.append(e.creation_time >= span.lower)
+        if span.upper is not None:
+            where.append(e.creation_time < span.upper)
+    for span in query.period:
+        # Overlap of [start, stop] with [lower, upper); an open end of the period takes the
+        # other end, and an entry without any period never matches.
+        where.append(or_(e.service_start_time.is_not(None), e.service_stop_time.is_not(None)))
+        if span.lower is not None:
+            where.append(func.coalesce(e.service_stop_time, e.service_start_time) >= span.lower)
+        if span.upper is not None:
+            where.append(func.coalesce(e.service_start_time, e.service_stop_time) < span.upper)
+    for name, (system_col, code_col) in _TOKEN_COLUMNS.items():
+        for tokens in getattr(query, name):
+            where.append(_any_of(system_col, code_col, tokens))
+    for name, kind in _CODE_KIND_OF.items():
+        for tokens in getattr(query, name):
+            c = document_code.c
+            where.append(
+                exists().where(
+                    c.entry_seq == e.seq,
+                    c.kind == kind,
+                    _any_of(c.system, c.code, tokens),
+                )
+            )
+    for tokens in query.security_label:
+        lab = document_label.c
+        where.append(exists().where(lab.entry_seq == e.seq, _any_of(lab.system, lab.code, tokens)))
+    for tag, groups in (("g", query.author_given), ("f", query.author_family)):
+        for names in groups:
+            where.append(
+                or_(
+                    false(),
+                    *(
+                        e.author_search.contains(f"|{tag}:{_fold(n)}", autoescape=True)
+                        for n in names
+                    ),
+                )
+            )
+    if query.hidden_labels:
+        lab = document_label.c
+        where.append(
+            ~exists().where(lab.entry_seq == e.seq, lab.code.in_(sorted(query.hidden_labels)))
+        )
+    if query.released_by is not None:
+        where.append(
+            or_(e.citizen_release_time.is_(None), e.citizen_release_time <= query.released_by)
+        )
+    return where
+
+
+@dataclass(frozen=True, slots=True)
+class _Order:
+    columns: tuple[Any, ...]  # sort columns, then seq
+    descending: tuple[bool, ...]
+
+    @classmethod
+    def of(cls, query: DocumentQuery) -> _Order:
+        columns: list[Any] = []
+        descending: list[bool] = []
+        for key in query.sort:
+            column = _SORT_COLUMNS[key.field]
+            if any(column is c for c in columns):
+                continue  # date and creation are one column
+            columns.append(column)
+            descending.append(key.descending)
+        columns.append(document_entry.c.seq)
+        # seq follows the first key's direction so one index scan serves the whole order.
+        descending.append(descending[0] if len(descending) > 0 else False)
+        return cls(tuple(columns), tuple(descending))
+
+    def order_by(self) -> list[Any]:
+        return [
+            c.desc() if d else c.asc() for c, d in zip(self.columns, self.descending, strict=True)
+        ]
+
+    def encode(self, values: Sequence[Any]) -> tuple[str | int | None, ...]:
+        return tuple(v.isoformat() if isinstance(v, datetime) else v for v in values)
+
+    def decode(self, after: Sequence[str | int | None]) -> list[Any]:
+        if len(after) != len(self.columns):
+            raise InvalidCursor("the paging cursor does not fit this sort", expression="_cursor")
+        values: list[Any] = []
+        for column, raw in zip(self.columns, after, strict=True):
+            try:
+                if column is document_entry.c.seq:
+                    if not isinstance(raw, int):
+                        raise ValueError("seq")
+                    values.append(raw)
+                elif column is document_entry.c.title:
+                    if not isinstance(raw, str):
+                        raise ValueError("title")
+                    values.append(raw)
+                else:
+                    if not isinstance(raw, str):
+                        raise ValueError("time")
+                    moment = datetime.fromisoformat(raw)
+                    if moment.tzinfo is None:
+                        raise ValueError("time zone")
+                    values.append(moment)
+            except ValueError as exc:
+                raise InvalidCursor("the paging cursor is not valid", expression="_cursor") from exc
+        return values
+
+    def after(self, values: Sequence[Any]) -> ColumnElement[bool]:
+        """Rows strictly after `values` in this order (keyset pagination)."""
+        if len(set(self.descending)) == 1:
+            # One direction: a row-value comparison, which an index range scan can serve.
+            row = tuple_(*self.columns)
+            target = tuple_(
+                *(literal(v, type_=c.type) for c, v in zip(self.columns, values, strict=True))
+            )
+            return row < target if self.descending[0] else row > target
+        branches: list[ColumnElement[bool]] = []
+        for i, (column, value) in enumerate(zip(self.columns, values, strict=True)):
+            equal = [c == v for c, v in zip(self.columns[:i], values[:i], strict=True)]
+            step = column < value if self.descending[i] else column > value
+            branches.append(and_(*equal, step))
+        return or_(*branches)
+
+
+# --- the store -------------------------------------------------------------------------------
+
+
+class SqlDocumentStore:
+    """DocumentStore over SQLAlchemy Core: SQLite (aiosqlite) or PostgreSQL (asyncpg)."""
+
+    def __init__(self, engine: AsyncEngine, *, owns_engine: bool = False) -> None:
+        self.engine = engine
+        self._owns_engine = owns_engine
+        self._sqlite = engine.dialect.name == "sqlite"
+
+    async def _writer(self) -> AsyncConnection:
+        conn = await self.engine.connect()
+        if self._sqlite:
+            conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
+        return conn
+
+    # register ------------------------------------------------------------------------------
+
+    async def register(
+        self,
+        documents: Sequence[DocumentEntry],
+        *,
+        submission_set: SubmissionSetRecord | None = None,
+    ) -> RegisterResult:
+        """Register `documents` in one transaction, all or nothing.
+
+        A uniqueId already registered with the same SHA-256 and patient is reported as already
+        present and left alone; with anything else it raises DuplicateDocument. An entry that
+        `replaces` another marks the target superseded in the same transaction; the target must
+        be registered before, current, and the same patient's (else InvalidReplacement).
+        A concurrent register of the same uniqueId that wins the race makes this one retry and
+        then answer as above.
+        """
+        batch = _dedupe(documents)
+        last: IntegrityError | None = None
+        for _ in range(_RETRIES):
+            try:
+                result = await self._register_once(batch, submission_set)
+            except IntegrityError as exc:
+                last = exc
+                continue
+            # Answer in input order, repeats within the batch included.
+            by_id = {s.entry.unique_id.value: s for s in result.stored}
+            return replace(result, stored=tuple(by_id[d.unique_id.value] for d in documents))
+        raise StoreError("registration kept colliding with concurrent writers") from last
+
+    async def _register_once(
+        self, documents: Sequence[DocumentEntry], submission_set: SubmissionSetRecord | None
+    ) -> RegisterResult:
+        e = document_entry.c
+        conn = await self._writer()
+        try:
+            async with conn.begin():
+                existing: dict[str, tuple[int, DocumentEntry]] = {}
+                ids = [d.unique_id.value for d in documents]
+                for part in _chunks(ids):
+                    rows = await conn.execute(
+                        select(e.seq, e.unique_id, e.metadata, e.status).where(
+                            e.unique_id.in_(part)
+                        )
+                    )
+                    for seq, uid, meta, status in rows:
+                        existing[uid] = (seq, _from_row(meta, status))
+                present: dict[str, StoredEntry] = {}
+                new: list[DocumentEntry] = []
+                for doc in documents:
+                    found = existing.get(doc.unique_id.value)
+                    if found is None:
+                        new.append(doc)
+                        continue
+                    seq, old = found
+                    if old.hash_sha256 != doc.hash_sha256 or old.patient_id != doc.patient_id:
+                        raise DuplicateDocument(
+                            f"uniqueId {doc.unique_id} is already registered for other content",
+                            unique_id=doc.unique_id,
+                        )
+                    present[doc.unique_id.value] = StoredEntry(seq, old)
+                await self._check_entry_uuids(conn, new)
+                targets = await self._check_replacements(conn, new)
+                seqs = await self._insert(conn, new)
+                if targets:
+                    result = await conn.execute(
+                        update(document_entry)
+                        .where(e.seq.in_(sorted(targets)), e.status == DocumentStatus.CURRENT.value)
+                        .values(status=DocumentStatus.SUPERSEDED.value)
+                    )
+                    if result.rowcount != len(targets):
+                        # Unreachable while the targets are locked (FOR UPDATE / IMMEDIATE).
+                        raise StoreError("a replaced document changed during registration")
+                if submission_set is not None:
+                    await conn.execute(self._insert_submission_set(submission_set))
+        finally:
+            await conn.close()
+        stored: list[StoredEntry] = []
+        fresh = iter(zip(seqs, new, strict=True))
+        for doc in documents:
+            if doc.unique_id.value in present:
+                stored.append(present[doc.unique_id.value])
+            else:
+                seq, entry = next(fresh)
+                stored.append(StoredEntry(seq, entry))
+        return RegisterResult(
+            stored=tuple(stored),
+            already_present=frozenset(DocumentUniqueId(u) for u in present),
+            superseded=tuple(d.replaces for d in new if d.replaces is not None),
+        )
+
+    async def _check_entry_uuids(self, conn: AsyncConnection, new: Sequence[DocumentEntry]) -> None:
+        e = document_entry.c
+        by_uuid = {str(d.entry_uuid): d for d in new}
+        for part in _chunks(list(by_uuid)):
+            taken = (await conn.execute(select(e.entry_uuid).where(e.entry_uuid.in_(part)))).first()
+            if taken is not None:
+                doc = by_uuid[taken[0]]
+                raise DuplicateDocument(
+                    f"entryUUID {taken[0]} is already registered for another document",
+                    unique_id=doc.unique_id,
+                )
+
+    async def _check_replacements(
+        self, conn: AsyncConnection, new: Sequence[DocumentEntry]
+    ) -> set[int]:
+        """Check every RPLC target; return their sequence numbers. References: ITI TF-3 4.2.2.2."""
+        e = document_entry.c
+        wanted: dict[str, DocumentEntry] = {}
+        for doc in new:
+            if doc.replaces is None:
+                continue
+            if doc.replaces.value in wanted:
+                raise InvalidReplacement(
+                    f"document {doc.replaces} is replaced twice in one submission",
+                    unique_id=doc.unique_id,
+                )
+            wanted[doc.replaces.value] = doc
+        if not wanted:
+            return set()
+        found: dict[str, tuple[int, str, str]] = {}
+        for part in _chunks(list(wanted)):
+            rows = await conn.execute(
+                select(e.unique_id, e.seq, e.patient_id, e.status)
+                .where(e.unique_id.in_(part))
+                .with_for_update()
+            )
+            for uid, seq, patient, status in rows:
+                found[uid] = (seq, patient, status)
+        seqs: set[int] = set()
+        for target, doc in wanted.items():
+            hit = found.get(target)
+            if hit is None:
+                raise InvalidReplacement(
+                    f"replaced document {target} is not registered here", unique_id=doc.unique_id
+                )
+            seq, patient, status = hit
+            if patient != doc.patient_id.value:
+                raise InvalidReplacement(
+                    f"replaced document {target} belongs to another patient",
+                    unique_id=doc.unique_id,
+                )
+            if status != DocumentStatus.CURRENT.value:
+                raise InvalidReplacement(
+                    f"replaced document {target} is {status}, not current",
+                    unique_id=doc.unique_id,
+                )
+            seqs.add(seq)
+        return seqs
+
+    async def _insert(self, conn: AsyncConnection, new: Sequence[DocumentEntry]) -> list[int]:
+        """Insert entries, labels and codes: one multi-row statement per table."""
+        if not new:
+            return []
+        rows = await conn.execute(
+            document_entry.insert().returning(document_entry.c.seq, sort_by_parameter_order=True),
+            [_entry_row(d) for d in new],
+        )
+        seqs = [int(r[0]) for r in rows]
+        labels = [row for s, d in zip(seqs, new, strict=True) for row in _label_rows(s, d)]
+        codes = [row for s, d in zip(seqs, new, strict=True) for row in _code_rows(s, d)]
+        if labels:
+            await conn.execute(document_label.insert(), labels)
+        if codes:
+            await conn.execute(document_code.insert(), codes)
+        return seqs
+
+    def _insert_submission_set(self, record: SubmissionSetRecord) -> Any:
+        values = {
+            "unique_id": record.unique_id,
+            "source_id": record.source_id,
+            "submission_time": record.submission_time,
+            "entry_count": record.entry_count,
+        }
+        insert = sqlite_insert if self._sqlite else pg_insert
+        # A resent bundle repeats its SubmissionSet; the first record stands.
+        return insert(submission_set).values(values).on_conflict_do_nothing()
+
+    async def bulk_load(self, documents: Iterable[DocumentEntry], batch_size: int = 5000) -> int:
+        """Insert many entries fast, one transaction per batch; return how many.
+
+        For benchmarks and imports only: no idempotency, no RPLC handling (rows keep the
+        status they carry), no submission sets. A repeated uniqueId raises IntegrityError.
+        """
+        total = 0
+        batch: list[DocumentEntry] = []
+
+        async def flush() -> None:
+            nonlocal total
+            async with self.engine.begin() as conn:
+                await self._insert(conn, batch)
+            total += len(batch)
+            batch.clear()
+
+        for doc in documents:
+            batch.append(doc)
+            if len(batch) >= batch_size:
+                await flush()
+        if batch:
+            await flush()
+        return total
+
+    # read ----------------------------------------------------------------------------------
+
+    async def find(self, query: DocumentQuery, cursor: PageCursor | None) -> Page:
+        """Return one page of matches over a stable snapshot (keyset pagination)."""
+        e = document_entry.c
+        order = _Order.of(query)
+        where = _conditions(query)
+        async with self.engine.connect() as conn:
+            if cursor is None:
+                top = (await conn.execute(select(func.max(e.seq)))).scalar()
+                snapshot = int(top or 0)
+            else:
+                snapshot = cursor.snapshot
+            where.append(e.seq <= snapshot)
+            total = int(
+                (
+                    await conn.execute(
+                        select(func.count()).select_from(document_entry).where(*where)
+                    )
+                ).scalar_one()
+            )
+            if query.count <= 0:
+                return Page(entries=(), next_cursor=None, total=total)
+            page_where = list(where)
+            if cursor is not None and cursor.after is not None:
+                page_where.append(order.after(order.decode(cursor.after)))
+            rows = (
+                await conn.execute(
+                    select(e.metadata, e.status, *order.columns)
+                    .where(*page_where)
+                    .order_by(*order.order_by())
+                    .limit(query.count + 1)
+                )
+            ).all()
+        more = len(rows) > query.count
+        rows = rows[: query.count]
+        entries = tuple(StoredEntry(int(r[-1]), _from_row(r[0], r[1])) for r in rows)
+        next_cursor = (
+            PageCursor(snapshot=snapshot, after=order.encode(tuple(rows[-1][2:])))
+            if more and rows
+            else None
+        )
+        return Page(entries=entries, next_cursor=next_cursor, total=total)
+
+    async def get(self, unique_id: DocumentUniqueId) -> DocumentEntry | None:
+        """Return the entry registered under `unique_id`, or None."""
+        e = document_entry.c
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(e.metadata, e.status).where(e.unique_id == unique_id.value)
+                )
+            ).first()
+        return None if row is None else _from_row(row[0], row[1])
+
+    async def has_content(self, sha256: str) -> bool:
+        """True if a registered entry references content with this SHA-256."""
+        e = document_entry.c
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(e.seq).where(e.hash_sha256 == sha256).limit(1))
+            ).first()
+        return row is not None
+
+    async def count(self) -> int:
+        """Return how many entries are registered."""
+        async with self.engine.connect() as conn:
+            n = (await conn.execute(select(func.count()).select_from(document_entry))).scalar_one()
+        return int(n)
+
+    async def close(self) -> None:
+        """Dispose of the engine if this store created it."""
+        if self._owns_engine:
+            await self.engine.dispose()
+
+
+def _dedupe(documents: Sequence[DocumentEntry]) -> list[DocumentEntry]:
+    """Drop exact repeats of a uniqueId within one batch; refuse conflicting ones."""
+    seen: dict[str, DocumentEntry] = {}
+    out: list[DocumentEntry] = []
+    for doc in documents:
+        first = seen.get(doc.unique_id.value)
+        if first is None:
+            seen[doc.unique_id.value] = doc
+            out.append(doc)
+        elif first.hash_sha256 != doc.hash_sha256 or first.patient_id != doc.patient_id:
+            raise DuplicateDocument(
+                f"uniqueId {doc.unique_id} appears twice in one submission for other content",
+                unique_id=doc.unique_id,
+            )
+    return out
