@@ -1,0 +1,107 @@
+"""Errors of the MHD wire layer, each carrying its HTTP status and FHIR issue type.
+
+    MhdError                      any status, any issue code
+    ├── BadRequest               400  invalid      malformed request, bad query parameter
+    ├── NotFound                 404  not-found    no such document / community / repository
+    ├── NotAcceptable            406  not-supported the client accepts no format we produce
+    ├── Conflict                 409  conflict     uniqueId already registered
+    ├── Gone                     410  deleted      document entered in error
+    ├── PayloadTooLarge          413  too-costly   body or bundle over the configured limit
+    ├── UnsupportedMediaType     415  not-supported wrong Content-Type, or bytes not of the
+    │                                              declared MIME type
+    └── Unprocessable            422  processing   well-formed bundle with invalid content
+
+They are turned into an HTTP response with an OperationOutcome only at the edge
+(`onerecord.mhd.outcome.outcome_for`). `code` is a FHIR R4 IssueType code
+(http://hl7.org/fhir/issue-type); `expression` is the FHIRPath of the element at fault.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadRequest",
+    "Conflict",
+    "Gone",
+    "MhdError",
+    "NotAcceptable",
+    "NotFound",
+    "PayloadTooLarge",
+    "Unprocessable",
+    "UnsupportedMediaType",
+]
+
+
+class MhdError(Exception):
+    """A request could not be served; carries status, issue type and location."""
+
+    def __init__(
+        self, message: str, *, status: int, code: str, expression: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.expression = expression
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, status={self.status}, code={self.code!r})"
+
+
+class _Fixed(MhdError):
+    """An MhdError whose status is fixed by its class."""
+
+    STATUS = 500
+    CODE = "exception"
+
+    def __init__(
+        self, message: str, *, code: str | None = None, expression: str | None = None
+    ) -> None:
+        super().__init__(message, status=self.STATUS, code=code or self.CODE, expression=expression)
+
+
+class BadRequest(_Fixed):
+    """400: the request is malformed."""
+
+    STATUS, CODE = 400, "invalid"
+
+
+class NotFound(_Fixed):
+    """404: the target does not exist here."""
+
+    STATUS, CODE = 404, "not-found"
+
+
+class NotAcceptable(_Fixed):
+    """406: no representation the client accepts."""
+
+    STATUS, CODE = 406, "not-supported"
+
+
+class Conflict(_Fixed):
+    """409: the request conflicts with stored state."""
+
+    STATUS, CODE = 409, "conflict"
+
+
+class Gone(_Fixed):
+    """410: the target existed but is withdrawn."""
+
+    STATUS, CODE = 410, "deleted"
+
+
+class PayloadTooLarge(_Fixed):
+    """413: the body or bundle exceeds a limit."""
+
+    STATUS, CODE = 413, "too-costly"
+
+
+class UnsupportedMediaType(_Fixed):
+    """415: the media type is not supported or does not match the content."""
+
+    STATUS, CODE = 415, "not-supported"
+
+
+class Unprocessable(_Fixed):
+    """422: well-formed, but the content breaks a rule."""
+
+    STATUS, CODE = 422, "processing"
