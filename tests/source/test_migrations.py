@@ -9,15 +9,26 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import MetaData, inspect
 from sqlalchemy.engine import Connection
 
+from onerecord.audit import audit_metadata
 from onerecord.source.database import make_engine
 from onerecord.source.migrate import alembic_config, current_revision, head_revision, upgrade
+from onerecord.source.patient_controls import controls_metadata
 from onerecord.source.schema import metadata
 from tests.conftest import Database
 
 pytestmark = pytest.mark.anyio
+
+
+def _all_tables() -> MetaData:
+    """Registry, audit and patient-control tables: everything the migrations create."""
+    combined = MetaData()
+    for part in (metadata, audit_metadata, controls_metadata):
+        for table in part.tables.values():
+            table.to_metadata(combined)
+    return combined
 
 
 def test_migration_files_ship_inside_the_package() -> None:
@@ -25,9 +36,12 @@ def test_migration_files_ship_inside_the_package() -> None:
     assert (folder / "alembic.ini").is_file()
     assert (folder / "script.py.mako").is_file()
     assert (folder / "env.py").is_file()
-    module = importlib.import_module("onerecord.source.migrations.versions.0001_registry")
-    assert module.revision == head_revision() == "0001_registry"
-    assert module.down_revision is None
+    first = importlib.import_module("onerecord.source.migrations.versions.0001_registry")
+    assert first.revision == "0001_registry"
+    assert first.down_revision is None
+    second = importlib.import_module("onerecord.source.migrations.versions.0002_audit_and_controls")
+    assert second.down_revision == "0001_registry"
+    assert second.revision == head_revision()
 
 
 async def test_upgrade_creates_schema_and_twice_is_a_no_op(database: Database) -> None:
@@ -60,7 +74,7 @@ async def test_migrated_database_matches_schema_module(database: Database) -> No
             context = MigrationContext.configure(conn, opts={"compare_type": True})
             return [
                 d
-                for d in compare_metadata(context, metadata)
+                for d in compare_metadata(context, _all_tables())
                 if not (
                     isinstance(d, tuple)
                     and d[0] == "remove_table"

@@ -100,15 +100,24 @@ async def _as_chunks(data: bytes | AsyncIterable[bytes]) -> AsyncIterator[bytes]
 async def _verified(
     chunks: AsyncIterator[bytes], sha256: str, expected_size: int
 ) -> AsyncIterator[bytes]:
-    """Pass chunks through, hashing them; raise ContentCorrupted at the end on a mismatch."""
+    """Pass chunks through, hashing them; the last chunk is held back until the hash matches.
+
+    A corrupted document therefore never reaches a client whole: the stream ends short of its
+    declared length with ContentCorrupted, and an HTTP client sees a broken transfer.
+    """
     digest = hashlib.sha256()
     size = 0
+    held: bytes | None = None
     async for chunk in chunks:
         digest.update(chunk)
         size += len(chunk)
-        yield chunk
+        if held is not None:
+            yield held
+        held = chunk
     if size != expected_size or digest.hexdigest() != sha256:
         raise ContentCorrupted(f"content {sha256} does not match its hash or size")
+    if held is not None:
+        yield held
 
 
 # --- folder ----------------------------------------------------------------------------------

@@ -1,0 +1,219 @@
+"""The document source's transactions: ITI-65 publish, ITI-67 find, ITI-68 retrieve.
+
+Routes parse HTTP and call one function here; this module talks to the DocumentStore and the
+ContentStore it is given and never builds them.
+
+References: IHE MHD ITI-65 (2:3.65.4.1.3 expected actions), ITI-67 (2:3.67.4.2), ITI-68
+(2:3.68.4.2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from urllib.parse import urlencode
+
+import anyio
+import orjson
+import structlog
+
+from onerecord.domain import (
+    DocumentEntry,
+    DocumentStatus,
+    DocumentUniqueId,
+    HomeCommunityId,
+    RepositoryUniqueId,
+)
+from onerecord.mhd import (
+    Conflict,
+    Gone,
+    MhdError,
+    NotAcceptable,
+    NotFound,
+    RetrieveKey,
+    Unprocessable,
+    document_reference,
+    parse_find_query,
+    parse_provide_bundle,
+    render_query,
+    searchset_bundle,
+    transaction_response,
+)
+from onerecord.source.access import AccessGuard, AccessRecorder, CallerContext
+from onerecord.source.content import ContentCorrupted, ContentMissing, ContentStore
+from onerecord.source.settings import SourceSettings
+from onerecord.source.store import (
+    DocumentStore,
+    DuplicateDocument,
+    InvalidReplacement,
+    SubmissionSetRecord,
+)
+
+__all__ = ["DocumentSource", "Retrieval", "accepts"]
+
+log = structlog.get_logger("onerecord.source")
+
+# Parsing a bundle decodes base64 and hashes every document; above this size it runs in a
+# worker thread so one large upload does not stall every other request.
+_THREAD_PARSE_BYTES = 512 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Retrieval:
+    """A document ready to stream: its metadata and the byte stream."""
+
+    entry: DocumentEntry
+    chunks: AsyncIterator[bytes]
+
+
+def accepts(accept_header: str | None, mime_type: str) -> bool:
+    """True if an HTTP Accept header admits `mime_type` (RFC 9110 §12.5.1, q=0 excludes)."""
+    if not accept_header:
+        return True
+    major = mime_type.split("/", 1)[0]
+    for part in accept_header.split(","):
+        media, _, params = part.strip().partition(";")
+        media = media.strip().lower()
+        if "q=0" in params.replace(" ", "") and not any(
+            q.strip().startswith("q=0.") for q in params.split(";")
+        ):
+            continue
+        if media in {"*/*", mime_type, f"{major}/*"}:
+            return True
+    return False
+
+
+class DocumentSource:
+    """One region's registry and repository behind the MHD transactions."""
+
+    def __init__(
+        self,
+        *,
+        settings: SourceSettings,
+        store: DocumentStore,
+        content: ContentStore,
+        guard: AccessGuard,
+        recorder: AccessRecorder,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.content = content
+        self.guard = guard
+        self.recorder = recorder
+        self.home_community_id = HomeCommunityId.parse(settings.home_community_id)
+        self.repository_unique_id = RepositoryUniqueId.parse(settings.repository_unique_id)
+
+    # ITI-65 ---------------------------------------------------------------------------------
+
+    async def publish(self, body: bytes) -> bytes:
+        """Register every document of a transaction Bundle, all or nothing."""
+        max_docs = self.settings.max_documents_per_bundle
+        if len(body) > _THREAD_PARSE_BYTES:
+            bundle = await anyio.to_thread.run_sync(
+                lambda: parse_provide_bundle(body, max_documents=max_docs)
+            )
+        else:
+            bundle = parse_provide_bundle(body, max_documents=max_docs)
+        now = datetime.now(UTC)
+        entries = [
+            replace(
+                doc.entry,
+                repository_unique_id=self.repository_unique_id,
+                home_community_id=self.home_community_id,
+                submission_time=now,
+            )
+            for doc in bundle.documents
+        ]
+        # Content first, registry second: a crash in between leaves only an unreferenced blob
+        # that no query can reach and `sweep_orphans` removes; never a registered entry
+        # without its bytes.
+        for doc in bundle.documents:
+            await self.content.put(doc.content)
+        try:
+            result = await self.store.register(
+                entries,
+                submission_set=SubmissionSetRecord.from_bundle(bundle, submitted=now),
+            )
+        except DuplicateDocument as exc:
+            raise Conflict(str(exc), expression=None) from exc
+        except InvalidReplacement as exc:
+            raise Unprocessable(str(exc), expression="DocumentReference.relatesTo") from exc
+        locations = [
+            f"{self.settings.fhir_base}/DocumentReference/{entry.entry_uuid}"
+            for entry in result.entries
+        ]
+        return orjson.dumps(transaction_response(bundle, locations))
+
+    # ITI-67 ---------------------------------------------------------------------------------
+
+    async def find(self, caller: CallerContext, params: Sequence[tuple[str, str]]) -> bytes:
+        """Answer a Find Document References query with a searchset Bundle."""
+        query, cursor = parse_find_query(params, max_count=self.settings.max_page_size)
+        grant = await self.guard.authorize_search(caller, query)
+        page = await self.store.find(grant.query, cursor)
+        views = [v for v in (grant.view(s.entry) for s in page.entries) if v is not None]
+        await self.recorder.searched(caller, query, views)
+        resources = [
+            document_reference(
+                v.entry, id=str(v.entry.entry_uuid), attachment_url=self.attachment_url(v.entry)
+            )
+            for v in views
+        ]
+        base = f"{self.settings.fhir_base}/DocumentReference"
+        self_url = f"{base}?{urlencode(render_query(query, cursor))}"
+        next_url = (
+            f"{base}?{urlencode(render_query(query, page.next_cursor))}"
+            if page.next_cursor is not None
+            else None
+        )
+        return orjson.dumps(
+            searchset_bundle(
+                resources=resources, self_url=self_url, next_url=next_url, total=page.total
+            )
+        )
+
+    def attachment_url(self, entry: DocumentEntry) -> str:
+        key = RetrieveKey(self.home_community_id, self.repository_unique_id, entry.unique_id)
+        return f"{self.settings.fhir_base}/Binary/{key.token()}"
+
+    # ITI-68 ---------------------------------------------------------------------------------
+
+    async def retrieve(self, caller: CallerContext, token: str, accept: str | None) -> Retrieval:
+        """Locate a document by its retrieve key and open its bytes for streaming."""
+        key = RetrieveKey.parse(token)
+        if key.home_community_id != self.home_community_id:
+            raise NotFound(f"homeCommunityId {key.home_community_id} is not served here")
+        if key.repository_unique_id != self.repository_unique_id:
+            raise NotFound(f"repositoryUniqueId {key.repository_unique_id} is not served here")
+        entry = await self.store.get(key.unique_id)
+        if entry is None:
+            raise NotFound(f"no document with uniqueId {key.unique_id}")
+        await self.guard.authorize_retrieve(caller, entry)
+        if entry.status is DocumentStatus.ENTERED_IN_ERROR:
+            raise Gone(f"document {key.unique_id} was entered in error")
+        if not accepts(accept, entry.mime_type):
+            raise NotAcceptable(
+                f"the document is {entry.mime_type}; the Accept header does not allow it"
+            )
+        try:
+            chunks = await self.content.open(entry.hash_sha256, expected_size=entry.size)
+        except ContentMissing:
+            log.error("content.missing", unique_id=str(entry.unique_id))
+            raise MhdError(
+                f"the bytes of document {entry.unique_id} are missing from the repository",
+                status=500,
+                code="exception",
+            ) from None
+        except ContentCorrupted:
+            log.error("content.corrupted", unique_id=str(entry.unique_id))
+            raise MhdError(
+                f"the stored bytes of document {entry.unique_id} failed their integrity check",
+                status=500,
+                code="exception",
+            ) from None
+        await self.recorder.retrieved(caller, entry)
+        return Retrieval(entry=entry, chunks=chunks)
+
+    async def get_entry(self, unique_id: DocumentUniqueId) -> DocumentEntry | None:
+        return await self.store.get(unique_id)
