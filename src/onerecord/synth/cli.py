@@ -1,0 +1,100 @@
+"""Command line for synthetic data: `onerecord synth generate` and the import runner."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from onerecord.synth.dataset import write_dataset
+from onerecord.synth.importer import ImportSummary, import_dataset
+
+__all__ = ["run_import", "synth_app"]
+
+synth_app = typer.Typer(no_args_is_help=True, help="Synthetic patients and documents.")
+console = Console()
+
+
+@synth_app.callback()
+def _group() -> None:
+    """Synthetic patients and documents (all identity numbers month + 80)."""
+
+
+@synth_app.command("generate")
+def generate(
+    out: Annotated[Path, typer.Option("--out", help="Dataset folder to write.")] = Path(
+        "var/dataset"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same files.")] = 1,
+    citizens: Annotated[int, typer.Option(help="Random citizens besides the fixed cast.")] = 100,
+    reference_date: Annotated[
+        str | None, typer.Option(help="Ages and dates are relative to this day (YYYY-MM-DD).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Documents per ITI-65 bundle, at most.")] = 50,
+) -> None:
+    """Generate a synthetic population and every region's documents as ITI-65 bundles."""
+    day = date.fromisoformat(reference_date) if reference_date else date.today()
+    with console.status("Generating synthetic patients and documents…"):
+        summary = write_dataset(
+            out, seed=seed, citizens=citizens, reference_date=day, batch_size=batch_size
+        )
+    table = Table(title=f"Synthetic dataset in {out} (seed {seed}, reference date {day})")
+    table.add_column("region")
+    table.add_column("documents", justify="right")
+    table.add_column("bundles", justify="right")
+    for slug, documents in summary.documents.items():
+        table.add_row(slug, str(documents), str(summary.bundles[slug]))
+    table.add_row("total", str(summary.total_documents), str(sum(summary.bundles.values())))
+    console.print(table)
+    console.print(f"{summary.citizens} citizens (all synthetic: month + 80).")
+
+
+def _expected_documents(dataset: Path, region: str) -> int | None:
+    manifest = dataset / "dataset.json"
+    if not manifest.exists():
+        return None
+    regions = orjson.loads(manifest.read_bytes()).get("regions", {})
+    count = regions.get(region, {}).get("documents")
+    return count if isinstance(count, int) else None
+
+
+def _print_summary(summary: ImportSummary, region: str) -> None:
+    console.print(
+        f"[bold]{region}[/bold]: {summary.documents} documents in {summary.bundles} bundles, "
+        f"{summary.seconds:.1f} s ({summary.documents_per_second:.0f} documents/s)"
+    )
+    if summary.rejected:
+        console.print(f"[red]{len(summary.rejected)} bundles rejected:[/red]")
+        for rejection in summary.rejected:
+            console.print(f"  {rejection}", markup=False, highlight=False)
+
+
+def run_import(dataset: Path, region: str, url: str, concurrency: int = 4) -> int:
+    """Import one region of a dataset with a progress bar; return 0, or 1 if any bundle failed."""
+    total = _expected_documents(dataset, region)
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task(f"Importing {region}", total=total)
+        summary = asyncio.run(
+            import_dataset(
+                dataset,
+                region=region,
+                base_url=url,
+                concurrency=concurrency,
+                progress=lambda n: bar.advance(task, n),
+            )
+        )
+    _print_summary(summary, region)
+    return 1 if summary.rejected else 0
