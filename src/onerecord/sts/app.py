@@ -1,0 +1,152 @@
+"""The development token service as a FastAPI app: discovery, JWKS, PAR, authorize, token."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from urllib.parse import parse_qsl, urlencode
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+
+from onerecord.sts.service import TEST_USER_GRANT, StsRegisters, TokenService
+from onerecord.sts.settings import StsSettings
+from onerecord.trust.errors import DevelopmentKeyRefused, InvalidRequest, TrustError
+from onerecord.trust.keys import (
+    SigningKey,
+    load_or_create_dev_key,
+    require_usable_key,
+)
+from onerecord.trust.replay import MemoryReplayCache, ReplayCache
+
+__all__ = ["create_sts_app", "load_signing_key"]
+
+_MAX_FORM_BYTES = 64 * 1024
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def load_signing_key(settings: StsSettings) -> SigningKey:
+    """Return the configured key, or a development key when dev_mode is on."""
+    if settings.key_file is not None:
+        key = SigningKey.from_jwk(orjson.loads(settings.key_file.read_bytes()))
+    elif settings.dev_mode:
+        key = load_or_create_dev_key(settings.key_dir, name="sts")
+    else:
+        raise DevelopmentKeyRefused("no key_file configured and dev_mode is off")
+    return require_usable_key(key, dev_mode=settings.dev_mode)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    if request.headers.get("content-type", "").split(";")[0].strip() != (
+        "application/x-www-form-urlencoded"
+    ):
+        raise InvalidRequest("content type must be application/x-www-form-urlencoded")
+    body = await request.body()
+    if len(body) > _MAX_FORM_BYTES:
+        raise InvalidRequest("request body too large")
+    pairs = parse_qsl(body.decode("utf-8", errors="strict"), keep_blank_values=False)
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        if name in form:
+            raise InvalidRequest(f"parameter {name} given twice")
+        form[name] = value
+    return form
+
+
+def _json(body: object, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body),
+        status_code=status_code,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+def _error(exc: TrustError) -> Response:
+    status = 401 if exc.status == 401 else (403 if exc.status == 403 else 400)
+    headers = dict(_NO_STORE)
+    if exc.error == "invalid_client":
+        headers["WWW-Authenticate"] = 'private_key_jwt error="invalid_client"'
+    return _json(exc.oauth_body(), status_code=status, headers=headers)
+
+
+def create_sts_app(
+    settings: StsSettings,
+    *,
+    registers: StsRegisters,
+    key: SigningKey | None = None,
+    replay: ReplayCache | None = None,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """Build the STS; refuses a development key unless settings.dev_mode."""
+    signing_key = require_usable_key(key or load_signing_key(settings), dev_mode=settings.dev_mode)
+    service = TokenService(
+        settings=settings,
+        key=signing_key,
+        registers=registers,
+        replay=replay or MemoryReplayCache(),
+        clock=clock,
+    )
+    app = FastAPI(title="onerecord development token service", docs_url=None, redoc_url=None)
+    app.state.token_service = service
+
+    @app.exception_handler(TrustError)
+    async def _trust_error(request: Request, exc: TrustError) -> Response:
+        return _error(exc)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/.well-known/openid-configuration")
+    async def discovery() -> Response:
+        base = settings.issuer
+        return _json(
+            {
+                "issuer": base,
+                "jwks_uri": f"{base}/jwks",
+                "authorization_endpoint": f"{base}/authorize",
+                "pushed_authorization_request_endpoint": f"{base}/par",
+                "token_endpoint": settings.token_endpoint,
+                "grant_types_supported": ["authorization_code", TEST_USER_GRANT],
+                "response_types_supported": ["code"],
+                "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+                "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "PS256"],
+                "request_object_signing_alg_values_supported": ["ES256", "RS256", "PS256"],
+                "dpop_signing_alg_values_supported": ["ES256", "RS256", "PS256"],
+                "code_challenge_methods_supported": ["S256"],
+                "authorization_details_types_supported": ["nhn:tillitsrammeverk:parameters"],
+                "acr_values_supported": ["4", "idporten-loa-high"],
+                "require_pushed_authorization_requests": False,
+            }
+        )
+
+    @app.get("/jwks")
+    async def jwks() -> Response:
+        return _json({"keys": [signing_key.public_jwk()]})
+
+    @app.post("/token")
+    async def token(request: Request) -> Response:
+        form = await _form(request)
+        body = await service.token(form, request.headers.get("dpop"))
+        return _json(body, headers=_NO_STORE)
+
+    @app.post("/par")
+    async def par(request: Request) -> Response:
+        form = await _form(request)
+        return _json(
+            await service.pushed_authorization_request(form), status_code=201, headers=_NO_STORE
+        )
+
+    @app.get("/authorize")
+    async def authorize(request: Request) -> Response:
+        params = dict(request.query_params)
+        try:
+            redirect_uri, query = service.authorize(params)
+        except TrustError as exc:
+            return _json(exc.oauth_body(), status_code=400, headers=_NO_STORE)
+        sep = "&" if "?" in redirect_uri else "?"
+        return RedirectResponse(f"{redirect_uri}{sep}{urlencode(query)}", status_code=302)
+
+    return app

@@ -1,0 +1,115 @@
+"""Attestation parsing and enrichment as HelseID validates it (A2–A13, A22)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from onerecord.domain import NationalIdentityNumber
+from onerecord.trust.attestation import (
+    enrich,
+    parse_attestation_claim,
+    parse_authorization_details,
+)
+from onerecord.trust.errors import InvalidAuthorizationDetails
+from tests.sts.fakes import (
+    DOCTOR,
+    NON_MEMBER,
+    NON_MEMBER_UNIT,
+    NURSE,
+    SECRETARY,
+    attestation_details,
+    make_population,
+)
+
+POP = make_population()
+
+
+def _parse(**changes: Any) -> Any:
+    return parse_authorization_details([attestation_details(**changes)], registers=POP)
+
+
+def test_valid_attestation_round_trips_through_the_token_claim() -> None:
+    parsed = _parse()
+    enriched = enrich(parsed, POP, NationalIdentityNumber(DOCTOR))
+    claim = enriched.to_claim()
+    assert claim["practitioner"]["identifier"]["id"] == DOCTOR
+    assert claim["practitioner"]["identifier"]["name"] == "Kari Lege"
+    assert claim["practitioner"]["hpr_nr"]["id"] == "1234567"
+    assert claim["practitioner"]["legal_entity"]["name"] == "Testsykehuset HF"
+    # bare OID normalised to urn:oid:
+    assert claim["practitioner"]["point_of_care"]["system"] == "urn:oid:2.16.578.1.12.4.1.4.101"
+    assert parse_attestation_claim(claim) == enriched
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"care_relationship.purpose_of_use": ...}, "purpose_of_use is required"),  # A2
+        ({"care_relationship.purpose_of_use.code": "HRESCH"}, "TREAT, ETREAT"),  # A3
+        (
+            {
+                "care_relationship.healthcare_service": ...,
+                "care_relationship.purpose_of_use_details": ...,
+            },
+            "ATT-43",
+        ),  # A4
+        (
+            {
+                "practitioner.legal_entity.id": NON_MEMBER,
+                "practitioner.point_of_care.id": NON_MEMBER_UNIT,
+            },
+            "Helsenett",
+        ),  # A6
+        ({"practitioner.legal_entity.id": "981000013"}, "Enhetsregisteret"),  # A6 unknown
+        ({"care_relationship.decision_ref.id": "a" * 65}, "decision_ref.id"),  # A7
+        ({"care_relationship.decision_ref.id": "abc/def"}, "decision_ref.id"),  # A7
+        ({"care_relationship.decision_ref.description": "x"}, "description"),  # A8
+        ({"care_relationship.decision_ref.user_selected": "yes"}, "boolean"),  # A9
+        (
+            {
+                "patients": [
+                    {"identifier": {"id": DOCTOR, "system": "urn:oid:2.16.578.1.12.4.1.4.1"}}
+                ]
+            },
+            "no patient identifier",
+        ),  # A10
+        (
+            {"practitioner.identifier": {"id": DOCTOR, "system": "urn:oid:2.16.578.1.12.4.1.4.3"}},
+            "H-number",
+        ),  # A13
+        ({"care-relationship": {}}, "snake_case"),
+        ({"practitioner.legal_entity.name": "Sent by client"}, "unknown member"),
+    ],
+)
+def test_invalid_attestations_are_refused(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidAuthorizationDetails, match=message) as info:
+        _parse(**changes)
+    assert info.value.error == "invalid_authorization_details" and info.value.status == 400
+
+
+def test_A5_authorization_not_in_hpr_is_refused() -> None:
+    parsed = _parse(**{"practitioner.authorization.code": "TL"})
+    with pytest.raises(InvalidAuthorizationDetails, match="ATT-32"):
+        enrich(parsed, POP, NationalIdentityNumber(DOCTOR))
+
+
+def test_A12_identifier_of_another_person_is_refused() -> None:
+    other = {"id": NURSE, "system": "urn:oid:2.16.578.1.12.4.1.4.1"}
+    parsed = _parse(**{"practitioner.identifier": other})
+    with pytest.raises(InvalidAuthorizationDetails, match="ATT-11"):
+        enrich(parsed, POP, NationalIdentityNumber(DOCTOR))
+
+
+def test_A22_practitioner_without_hpr_is_accepted_without_hpr_nr() -> None:
+    parsed = _parse(**{"practitioner.authorization": ...})
+    enriched = enrich(parsed, POP, NationalIdentityNumber(SECRETARY))
+    assert enriched.practitioner.hpr_nr is None and enriched.practitioner.authorization is None
+
+
+def test_exactly_one_attestation_object_is_required() -> None:
+    with pytest.raises(InvalidAuthorizationDetails, match="exactly one"):
+        parse_authorization_details([attestation_details(), attestation_details()], registers=POP)
+    with pytest.raises(InvalidAuthorizationDetails, match="exactly one"):
+        parse_authorization_details([{"type": "other"}], registers=POP)
