@@ -1,0 +1,118 @@
+"""The audit hash chain: each row's hash covers the previous hash and the row's canonical JSON.
+
+hash(n) = SHA-256(prev_hash(n) || canonical(row n)), prev_hash(1) = 64 zeros, where canonical is
+orjson with sorted keys over seq, recorded, patient_id, action, outcome and the event. Because the
+sequence number is inside the hash and the chain head (last seq and hash) is kept apart, an
+edited, deleted (also the last), inserted or reordered row breaks verification.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "GENESIS_HASH",
+    "ChainHead",
+    "ChainRow",
+    "VerifyResult",
+    "canonical",
+    "link_hash",
+    "verify_chain",
+]
+
+GENESIS_HASH = "0" * 64
+
+
+@dataclass(frozen=True, slots=True)
+class ChainRow:
+    """One stored audit row as the chain sees it."""
+
+    seq: int
+    recorded: str
+    patient_id: str | None
+    action: str
+    outcome: str
+    event: Mapping[str, Any]
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """The last link, kept in its own row so that deleting the newest rows is noticed."""
+
+    last_seq: int
+    last_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    """The verdict: ok, or the first sequence number that does not fit and why."""
+
+    ok: bool
+    checked: int
+    first_bad_seq: int | None = None
+    reason: str | None = None
+
+
+def canonical(
+    *,
+    seq: int,
+    recorded: str,
+    patient_id: str | None,
+    action: str,
+    outcome: str,
+    event: Mapping[str, Any],
+) -> bytes:
+    """Return the canonical bytes of one row (orjson, keys sorted)."""
+    return orjson.dumps(
+        {
+            "seq": seq,
+            "recorded": recorded,
+            "patient_id": patient_id,
+            "action": action,
+            "outcome": outcome,
+            "event": event,
+        },
+        option=orjson.OPT_SORT_KEYS,
+    )
+
+
+def link_hash(prev_hash: str, row_bytes: bytes) -> str:
+    """Return SHA-256(prev_hash || canonical row) as hex."""
+    return hashlib.sha256(prev_hash.encode("ascii") + row_bytes).hexdigest()
+
+
+def verify_chain(rows: Iterable[ChainRow], *, head: ChainHead | None = None) -> VerifyResult:
+    """Check rows in seq order: consecutive numbers from 1, links and hashes, and the head."""
+    expected_seq = 1
+    prev = GENESIS_HASH
+    checked = 0
+    for row in rows:
+        if row.seq != expected_seq:
+            return VerifyResult(False, checked, expected_seq, "missing or reordered row")
+        if row.prev_hash != prev:
+            return VerifyResult(False, checked, row.seq, "previous hash does not match")
+        body = canonical(
+            seq=row.seq,
+            recorded=row.recorded,
+            patient_id=row.patient_id,
+            action=row.action,
+            outcome=row.outcome,
+            event=row.event,
+        )
+        if link_hash(prev, body) != row.hash:
+            return VerifyResult(False, checked, row.seq, "row content does not match its hash")
+        prev = row.hash
+        expected_seq += 1
+        checked += 1
+    if head is not None and (head.last_seq != checked or head.last_hash != prev):
+        return VerifyResult(False, checked, checked + 1, "rows after the last one are missing")
+    if head is None and checked:
+        return VerifyResult(False, checked, checked + 1, "the chain head is missing")
+    return VerifyResult(True, checked)

@@ -1,0 +1,74 @@
+"""The citizen's access log: who has looked at my documents, built from audit records.
+
+Shown per access by health personnel: time, the health worker's name, organisation, department,
+healthcare service, the coded reason, search or retrieve, whether documents were opened (not
+which: F3), and whether an emergency or elevated access opened blocked documents (D2).
+
+Decisions (F2): never the reader's national identity number nor HPR number, never free text —
+only names and the displays of coded values (purpose_of_use_details, healthcare_service) are
+shown; `decision_ref` ids and reason codes stay in the audit. Only successful accesses by health
+personnel are listed; denied attempts and the citizen's own reads are kept in the audit only.
+
+References: TRUST-FRAMEWORK §5.4, ATT-7/8, ATT-16/20/23/34; F2, F3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from onerecord.audit.record import AuditAction, AuditOutcome, AuditRecord
+
+__all__ = ["CitizenLogEntry", "citizen_log_entries"]
+
+_PURPOSE_TEXT = {
+    "TREAT": "Behandling",
+    "ETREAT": "Akutt behandling",
+    "COC": "Koordinering av tjenester",
+    "BTG": "Nødtilgang",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CitizenLogEntry:
+    """One line of the citizen's access log."""
+
+    time: datetime
+    who_name: str
+    organisation: str | None
+    department: str | None
+    healthcare_service: str | None
+    purpose: str | None
+    action: str
+    documents_opened: bool
+    emergency: bool
+
+
+def _entry(record: AuditRecord) -> CitizenLogEntry | None:
+    p = record.practitioner
+    if p is None or record.outcome is not AuditOutcome.SUCCESS:
+        return None
+    if record.action not in (AuditAction.SEARCH, AuditAction.RETRIEVE):
+        return None
+    organisation = p.point_of_care.name or p.legal_entity.name
+    purpose = (p.purpose_details.display if p.purpose_details else None) or _PURPOSE_TEXT.get(
+        p.purpose_of_use or ""
+    )
+    return CitizenLogEntry(
+        time=record.recorded,
+        who_name=p.name,
+        organisation=organisation,
+        department=p.department.name if p.department else None,
+        healthcare_service=p.healthcare_service.display if p.healthcare_service else None,
+        purpose=purpose,
+        action=record.action.value,
+        documents_opened=record.action is AuditAction.RETRIEVE,
+        emergency=record.emergency_override,
+    )
+
+
+def citizen_log_entries(records: Iterable[AuditRecord]) -> list[CitizenLogEntry]:
+    """Return the citizen log lines for `records`, newest first."""
+    entries = [e for e in (_entry(r) for r in records) if e is not None]
+    return sorted(entries, key=lambda e: e.time, reverse=True)

@@ -1,0 +1,287 @@
+"""Where audit records go: the `AuditSink` protocol, an append-only SQL sink and a fake.
+
+`SqlAuditSink` keeps one hash chain per source (`audit_event` rows numbered 1, 2, … per
+`source_id`, the newest link in `audit_chain_head`). Appends are serialised per source by locking
+the chain-head row with an UPDATE as the transaction's first write: a row lock on PostgreSQL, the
+database write lock on SQLite. Nothing here updates or deletes an audit row.
+
+References: IHE ITI BALP; ATNA (audit is required for every transaction, denials included);
+TRUST-FRAMEWORK §3.2, F1, F5; /work/shared/ANCHORS.md (append-only, hash-chained audit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    MetaData,
+    String,
+    Table,
+    TypeDecorator,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from onerecord.audit.chain import (
+    GENESIS_HASH,
+    ChainHead,
+    ChainRow,
+    VerifyResult,
+    canonical,
+    link_hash,
+    verify_chain,
+)
+from onerecord.audit.citizen_log import CitizenLogEntry, citizen_log_entries
+from onerecord.audit.record import AuditAction, AuditOutcome, AuditRecord
+
+__all__ = [
+    "AuditSink",
+    "MemoryAuditSink",
+    "SqlAuditSink",
+    "audit_chain_head",
+    "audit_event_table",
+    "audit_metadata",
+]
+
+
+class _UtcDateTime(TypeDecorator[datetime]):
+    """A UTC timestamp read back with tzinfo=UTC on SQLite and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+_JSON = JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+audit_metadata = MetaData(
+    naming_convention={"ix": "ix_%(table_name)s_%(column_0_N_name)s", "pk": "pk_%(table_name)s"}
+)
+
+audit_event_table = Table(
+    "audit_event",
+    audit_metadata,
+    Column("source_id", String(64), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("recorded", _UtcDateTime, nullable=False),
+    Column("patient_id", String(11), nullable=True),
+    Column("action", String(32), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("event", _JSON, nullable=False),
+    Index(None, "patient_id", "recorded"),
+)
+
+audit_chain_head = Table(
+    "audit_chain_head",
+    audit_metadata,
+    Column("source_id", String(64), primary_key=True),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("last_hash", String(64), nullable=False),
+)
+
+
+def _stamp(moment: datetime) -> str:
+    """The text form of `recorded` that enters the hash."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+class AuditSink(Protocol):
+    """Where audit records are written."""
+
+    async def append(self, records: Sequence[AuditRecord]) -> None:
+        """Store the records, in order, or raise: an access must not pass unaudited."""
+
+
+class MemoryAuditSink:
+    """Keeps records in a list: the fake for tests and the development profile."""
+
+    def __init__(self) -> None:
+        self.records: list[AuditRecord] = []
+
+    async def append(self, records: Sequence[AuditRecord]) -> None:
+        self.records.extend(records)
+
+    async def citizen_log(
+        self, patient_ids: Sequence[str], *, since: datetime | None = None
+    ) -> list[CitizenLogEntry]:
+        wanted = set(patient_ids)
+        return citizen_log_entries(
+            r
+            for r in self.records
+            if r.patient_id in wanted and (since is None or r.recorded >= since)
+        )
+
+
+class SqlAuditSink:
+    """The append-only, hash-chained audit table of one source (region or hub)."""
+
+    def __init__(self, engine: AsyncEngine, source_id: str) -> None:
+        if not source_id or len(source_id) > 64:
+            raise ValueError("source_id must be 1 to 64 characters")
+        self._engine = engine
+        self.source_id = source_id
+
+    async def append(self, records: Sequence[AuditRecord]) -> None:
+        """Append records to this source's chain in one transaction."""
+        if not records:
+            return
+        async with self._engine.begin() as conn:
+            seq, prev = await self._lock_head(conn)
+            rows = []
+            for record in records:
+                seq += 1
+                event = record.to_dict()
+                row_hash = link_hash(
+                    prev,
+                    canonical(
+                        seq=seq,
+                        recorded=_stamp(record.recorded),
+                        patient_id=record.patient_id,
+                        action=record.action.value,
+                        outcome=record.outcome.value,
+                        event=event,
+                    ),
+                )
+                rows.append(
+                    {
+                        "source_id": self.source_id,
+                        "seq": seq,
+                        "recorded": record.recorded,
+                        "patient_id": record.patient_id,
+                        "action": record.action.value,
+                        "outcome": record.outcome.value,
+                        "prev_hash": prev,
+                        "hash": row_hash,
+                        "event": event,
+                    }
+                )
+                prev = row_hash
+            await conn.execute(audit_event_table.insert(), rows)
+            await conn.execute(
+                update(audit_chain_head)
+                .where(audit_chain_head.c.source_id == self.source_id)
+                .values(last_seq=seq, last_hash=prev)
+            )
+
+    async def _lock_head(self, conn: AsyncConnection) -> tuple[int, str]:
+        """Create the chain head if needed, lock it, and return (last_seq, last_hash)."""
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        await conn.execute(
+            insert(audit_chain_head)
+            .values(source_id=self.source_id, last_seq=0, last_hash=GENESIS_HASH)
+            .on_conflict_do_nothing()
+        )
+        head = audit_chain_head.c
+        # The first write of the transaction: PostgreSQL locks the row, SQLite the database.
+        await conn.execute(
+            update(audit_chain_head)
+            .where(head.source_id == self.source_id)
+            .values(last_seq=head.last_seq)
+        )
+        row = (
+            await conn.execute(
+                select(head.last_seq, head.last_hash).where(head.source_id == self.source_id)
+            )
+        ).one()
+        return int(row.last_seq), str(row.last_hash)
+
+    async def verify(self) -> VerifyResult:
+        """Recompute this source's chain from the stored rows."""
+        async with self._engine.connect() as conn:
+            head_row = (
+                await conn.execute(
+                    select(audit_chain_head.c.last_seq, audit_chain_head.c.last_hash).where(
+                        audit_chain_head.c.source_id == self.source_id
+                    )
+                )
+            ).one_or_none()
+            t = audit_event_table.c
+            result = await conn.execute(
+                select(
+                    t.seq,
+                    t.recorded,
+                    t.patient_id,
+                    t.action,
+                    t.outcome,
+                    t.prev_hash,
+                    t.hash,
+                    t.event,
+                )
+                .where(t.source_id == self.source_id)
+                .order_by(t.seq)
+            )
+            rows = [
+                ChainRow(
+                    seq=int(r.seq),
+                    recorded=_stamp(r.recorded),
+                    patient_id=r.patient_id,
+                    action=r.action,
+                    outcome=r.outcome,
+                    event=r.event,
+                    prev_hash=r.prev_hash,
+                    hash=r.hash,
+                )
+                for r in result
+            ]
+        head = ChainHead(int(head_row.last_seq), head_row.last_hash) if head_row else None
+        return verify_chain(rows, head=head)
+
+    async def records(
+        self, patient_ids: Sequence[str], *, since: datetime | None = None
+    ) -> list[AuditRecord]:
+        """Return this source's records about the given patients, oldest first."""
+        t = audit_event_table.c
+        query = (
+            select(t.event)
+            .where(t.source_id == self.source_id, t.patient_id.in_(list(patient_ids)))
+            .order_by(t.seq)
+        )
+        if since is not None:
+            query = query.where(t.recorded >= since)
+        async with self._engine.connect() as conn:
+            events = (await conn.execute(query)).scalars().all()
+        return [AuditRecord.from_dict(e) for e in events]
+
+    async def citizen_log(
+        self, patient_ids: Sequence[str], *, since: datetime | None = None
+    ) -> list[CitizenLogEntry]:
+        """Return the citizen's access log for themselves and the persons they represent."""
+        t = audit_event_table.c
+        query = (
+            select(t.event)
+            .where(
+                t.source_id == self.source_id,
+                t.patient_id.in_(list(patient_ids)),
+                t.outcome == AuditOutcome.SUCCESS.value,
+                t.action.in_([AuditAction.SEARCH.value, AuditAction.RETRIEVE.value]),
+            )
+            .order_by(t.seq)
+        )
+        if since is not None:
+            query = query.where(t.recorded >= since)
+        async with self._engine.connect() as conn:
+            events = (await conn.execute(query)).scalars().all()
+        return citizen_log_entries(AuditRecord.from_dict(e) for e in events)
