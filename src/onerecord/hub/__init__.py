@@ -1,0 +1,76 @@
+"""The national hub: region directory, fan-out, merge and paging, retrieve routing, FHIR API."""
+
+from __future__ import annotations
+
+from onerecord.hub.app import AuthFactory, create_hub_app
+from onerecord.hub.breaker import BreakerBoard, BreakerState, CircuitBreaker
+from onerecord.hub.client import (
+    AiohttpRegionClient,
+    FakeRegionClient,
+    RegionClient,
+    RegionConnectError,
+    RegionResponse,
+    RegionStream,
+    RegionTransportError,
+)
+from onerecord.hub.directory import Region, RegionDirectory, parse_directory
+from onerecord.hub.errors import (
+    DirectoryError,
+    HubError,
+    SnapshotExpired,
+    SnapshotNotFound,
+    UnknownCommunity,
+)
+from onerecord.hub.fanout import (
+    MASKED_COUNT_HEADER,
+    Deadlines,
+    FindRequest,
+    PassThroughAuth,
+    RegionAuth,
+    fan_out,
+    forward_headers,
+)
+from onerecord.hub.merge import HubStatus, MergedResult, consolidate, merge
+from onerecord.hub.results import RegionResult, RegionStatus
+from onerecord.hub.settings import HubSettings
+from onerecord.hub.snapshot import InMemorySnapshotStore, Snapshot, SnapshotStore
+
+__all__ = [
+    "MASKED_COUNT_HEADER",
+    "AiohttpRegionClient",
+    "AuthFactory",
+    "BreakerBoard",
+    "BreakerState",
+    "CircuitBreaker",
+    "Deadlines",
+    "DirectoryError",
+    "FakeRegionClient",
+    "FindRequest",
+    "HubError",
+    "HubSettings",
+    "HubStatus",
+    "InMemorySnapshotStore",
+    "MergedResult",
+    "PassThroughAuth",
+    "Region",
+    "RegionAuth",
+    "RegionClient",
+    "RegionConnectError",
+    "RegionDirectory",
+    "RegionResponse",
+    "RegionResult",
+    "RegionStatus",
+    "RegionStream",
+    "RegionTransportError",
+    "Snapshot",
+    "SnapshotExpired",
+    "SnapshotNotFound",
+    "SnapshotStore",
+    "UnknownCommunity",
+    "consolidate",
+    "create_hub_app",
+    "fan_out",
+    "forward_headers",
+    "merge",
+    "parse_directory",
+]

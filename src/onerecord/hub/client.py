@@ -1,0 +1,214 @@
+"""The hub's HTTP edge to the regions: the RegionClient protocol, aiohttp and fake clients.
+
+One `AiohttpRegionClient` (one aiohttp.ClientSession with a pooled connector) serves a whole hub
+process; `FakeRegionClient` answers from a table in unit tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import aiohttp
+
+__all__ = [
+    "AiohttpRegionClient",
+    "FakeRegionClient",
+    "RegionClient",
+    "RegionConnectError",
+    "RegionResponse",
+    "RegionStream",
+    "RegionTransportError",
+]
+
+_CHUNK = 64 * 1024
+
+
+class RegionConnectError(Exception):
+    """No connection could be made: nothing was sent, so the request may be retried."""
+
+
+class RegionTransportError(Exception):
+    """The exchange broke after the request was (or may have been) sent; do not retry."""
+
+
+class ResponseTooLarge(RegionTransportError):
+    """A region's JSON answer exceeded the hub's limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegionResponse:
+    """A complete answer from a region: status, lower-cased headers, body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(slots=True)
+class RegionStream:
+    """An answer whose body is read in chunks (ITI-68 retrieve); `close` frees the connection."""
+
+    status: int
+    headers: Mapping[str, str]
+    chunks: AsyncIterator[bytes]
+    close: Callable[[], Awaitable[None]]
+
+
+class RegionClient(Protocol):
+    """GET from a region; raise RegionConnectError, RegionTransportError or TimeoutError."""
+
+    async def get(
+        self, url: str, *, headers: Mapping[str, str], timeout_s: float
+    ) -> RegionResponse: ...
+
+    async def stream(
+        self, url: str, *, headers: Mapping[str, str], timeout_s: float
+    ) -> RegionStream: ...
+
+    async def aclose(self) -> None: ...
+
+
+def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+class AiohttpRegionClient:
+    """A RegionClient over one pooled aiohttp.ClientSession, opened lazily in the running loop."""
+
+    def __init__(
+        self,
+        *,
+        limit: int = 256,
+        limit_per_host: int = 64,
+        keepalive_timeout_s: float = 4.0,
+        max_body_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        self._limit = limit
+        self._limit_per_host = limit_per_host
+        self._keepalive = keepalive_timeout_s
+        self.max_body_bytes = max_body_bytes
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._limit,
+                limit_per_host=self._limit_per_host,
+                keepalive_timeout=self._keepalive,
+                ttl_dns_cache=300,
+            )
+            # Deadlines are set per request; the session itself never times out.
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None),
+                auto_decompress=True,
+                raise_for_status=False,
+            )
+        return self._session
+
+    async def get(
+        self, url: str, *, headers: Mapping[str, str], timeout_s: float
+    ) -> RegionResponse:
+        try:
+            async with self.session.get(
+                url, headers=dict(headers), timeout=aiohttp.ClientTimeout(total=timeout_s)
+            ) as resp:
+                declared = resp.content_length
+                if declared is not None and declared > self.max_body_bytes:
+                    raise ResponseTooLarge(f"answer of {declared} bytes exceeds the limit")
+                body = bytearray()
+                async for chunk in resp.content.iter_chunked(_CHUNK):
+                    body += chunk
+                    if len(body) > self.max_body_bytes:
+                        raise ResponseTooLarge("answer exceeds the hub's size limit")
+                return RegionResponse(resp.status, _lower(resp.headers), bytes(body))
+        except TimeoutError:
+            raise
+        except (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError) as exc:
+            raise RegionTransportError(f"TLS failure: {exc}") from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise RegionConnectError(f"cannot connect: {exc.os_error}") from exc
+        except aiohttp.ClientError as exc:
+            raise RegionTransportError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def stream(
+        self, url: str, *, headers: Mapping[str, str], timeout_s: float
+    ) -> RegionStream:
+        # The whole body may take longer than `timeout_s` (large documents); the limit applies
+        # to connecting and to each read.
+        timeout = aiohttp.ClientTimeout(total=None, connect=timeout_s, sock_read=timeout_s)
+        try:
+            resp = await self.session.get(url, headers=dict(headers), timeout=timeout)
+        except TimeoutError:
+            raise
+        except (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError) as exc:
+            raise RegionTransportError(f"TLS failure: {exc}") from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise RegionConnectError(f"cannot connect: {exc.os_error}") from exc
+        except aiohttp.ClientError as exc:
+            raise RegionTransportError(f"{type(exc).__name__}: {exc}") from exc
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in resp.content.iter_chunked(_CHUNK):
+                    yield chunk
+            finally:
+                resp.release()
+
+        async def close() -> None:
+            resp.release()
+
+        return RegionStream(resp.status, _lower(resp.headers), chunks(), close)
+
+    async def aclose(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+
+Handler = Callable[[str, Mapping[str, str]], Awaitable[RegionResponse]]
+
+
+@dataclass
+class FakeRegionClient:
+    """A RegionClient answering from `handlers` keyed by URL prefix; records every call."""
+
+    handlers: dict[str, Handler] = field(default_factory=dict)
+    calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+
+    def route(self, prefix: str, handler: Handler) -> None:
+        self.handlers[prefix] = handler
+
+    def _handler(self, url: str) -> Handler:
+        matches = [p for p in self.handlers if url.startswith(p)]
+        if not matches:
+            raise RegionConnectError(f"nothing listens at {url}")
+        return self.handlers[max(matches, key=len)]
+
+    async def get(
+        self, url: str, *, headers: Mapping[str, str], timeout_s: float
+    ) -> RegionResponse:
+        self.calls.append((url, dict(headers)))
+        async with asyncio.timeout(timeout_s):
+            return await self._handler(url)(url, headers)
+
+    async def stream(
+        self, url: str, *, headers: Mapping[str, str], timeout_s: float
+    ) -> RegionStream:
+        response = await self.get(url, headers=headers, timeout_s=timeout_s)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for i in range(0, len(response.body), _CHUNK):
+                yield response.body[i : i + _CHUNK]
+
+        async def close() -> None:
+            return None
+
+        return RegionStream(response.status, response.headers, chunks(), close)
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,284 @@
+"""The hub's transactions: ITI-67 find across regions (with snapshot paging) and ITI-68 routing.
+
+Routes parse HTTP and call one method here; this module talks to the RegionClient, directory,
+breakers and snapshot store it is given and never builds them.
+
+References: IHE ITI TF-2 3.38.4.1.3 / 3.39.4.1.3 (XCA initiating gateway: query all responding
+gateways, route retrieve by homeCommunityId); IHE MHD ITI-67 §2:3.67.4.2, ITI-68 §2:3.68.4.2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from urllib.parse import urlencode
+
+import structlog
+
+from onerecord.hub.breaker import BreakerBoard
+from onerecord.hub.client import (
+    RegionClient,
+    RegionConnectError,
+    RegionStream,
+    RegionTransportError,
+)
+from onerecord.hub.directory import RegionDirectory
+from onerecord.hub.errors import HubError, UnknownCommunity
+from onerecord.hub.fanout import (
+    MASKED_COUNT_HEADER,
+    FindRequest,
+    PassThroughAuth,
+    RegionAuth,
+    fan_out,
+)
+from onerecord.hub.merge import HubStatus, merge
+from onerecord.hub.metrics import HubMetrics
+from onerecord.hub.render import (
+    document_entry,
+    outcome_body,
+    outcome_entry,
+    page_bundle,
+    rewrite_for_hub,
+)
+from onerecord.hub.settings import HubSettings
+from onerecord.hub.snapshot import (
+    Snapshot,
+    SnapshotStore,
+    caller_hash,
+    new_snapshot_id,
+    open_snapshot,
+)
+from onerecord.mhd import BadRequest, RetrieveKey, parse_find_query, render_query
+
+__all__ = ["Caller", "HubAnswer", "HubService", "RegionFailure", "Retrieved"]
+
+log = structlog.get_logger("onerecord.hub")
+
+_PAGING_PARAMS = frozenset({"_snapshot", "_offset", "_count"})
+_RETRIEVE_HEADERS = ("content-type", "content-length", "etag", "x-content-sha256")
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """What the edge learned about the caller: identity (for snapshots), headers to forward."""
+
+    correlation_id: str
+    identity: str
+    forwarded: Mapping[str, str] = field(default_factory=dict)
+    auth: RegionAuth = field(default_factory=PassThroughAuth)
+
+    def region_headers(self) -> dict[str, str]:
+        return {**self.forwarded, "x-correlation-id": self.correlation_id}
+
+
+@dataclass(frozen=True, slots=True)
+class HubAnswer:
+    """A FHIR JSON answer: status, body, extra headers."""
+
+    status: int
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Retrieved:
+    """A document streaming through from its region."""
+
+    chunks: AsyncIterator[bytes]
+    headers: Mapping[str, str]
+
+
+class RegionFailure(HubError):
+    """The region holding a document could not be reached (502) or did not answer (504)."""
+
+    def __init__(self, message: str, *, status: int, code: str = "transient") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class HubService:
+    """The national hub's find and retrieve."""
+
+    def __init__(
+        self,
+        *,
+        settings: HubSettings,
+        directory: RegionDirectory,
+        client: RegionClient,
+        breakers: BreakerBoard,
+        snapshots: SnapshotStore,
+        metrics: HubMetrics,
+    ) -> None:
+        self.settings = settings
+        self.directory = directory
+        self.client = client
+        self.breakers = breakers
+        self.snapshots = snapshots
+        self.metrics = metrics
+
+    # ITI-67 ---------------------------------------------------------------------------------
+
+    async def find(self, caller: Caller, params: Sequence[tuple[str, str]]) -> HubAnswer:
+        """Answer a Find Document References query across every region, or page a snapshot."""
+        if any(name == "_snapshot" for name, _ in params):
+            return await self._page(caller, params)
+        query, _cursor = parse_find_query(params, max_count=self.settings.max_page_size)
+        region_query = replace(query, count=self.settings.region_page_size)
+        request = FindRequest(
+            path_and_query=f"DocumentReference?{urlencode(render_query(region_query, None))}",
+            headers=caller.region_headers(),
+        )
+        deadlines = self.settings.deadlines
+        results = await fan_out(
+            self.directory.enabled(),
+            request,
+            client=self.client,
+            breakers=self.breakers,
+            auth=caller.auth,
+            per_region_timeout=deadlines.per_region_s,
+            aggregation_deadline=deadlines.aggregation_s,
+            max_entries=self.settings.max_entries_per_region,
+            retry_delay_s=self.settings.retry_delay_s,
+        )
+        self.metrics.observe(results)
+        merged = merge(results, query.sort, region_cap=self.settings.max_entries_per_region)
+        log.info(
+            "hub.find",
+            status=merged.status.value,
+            documents=len(merged.documents),
+            regions={r.region.hcid: r.status.value for r in results},
+        )
+        if merged.status is HubStatus.FAILURE:
+            return HubAnswer(merged.http_status, outcome_body(merged.issues))
+        base = self.settings.fhir_base
+        region_base = {r.region.hcid: r.region.base_url for r in results}
+        entries = tuple(
+            document_entry(
+                rewrite_for_hub(d.resource, d.home_community_id, base),
+                f"{region_base[d.home_community_id]}/DocumentReference/{d.resource.get('id', '')}",
+            )
+            for d in merged.documents
+        )
+        snapshot = Snapshot(
+            id=new_snapshot_id(),
+            caller=caller_hash(caller.identity),
+            entries=entries,
+            outcome=outcome_entry(merged.issues),
+            masked_count=merged.masked_count,
+            query=urlencode([(k, v) for k, v in params if k not in _PAGING_PARAMS]),
+        )
+        count = query.count
+        stored = len(entries) > count and await self.snapshots.put(snapshot)
+        if len(entries) > count and not stored:
+            log.warning("hub.snapshot.too_large", documents=len(entries))
+        return self._render_page(snapshot, 0, count, pageable=stored)
+
+    async def _page(self, caller: Caller, params: Sequence[tuple[str, str]]) -> HubAnswer:
+        values = dict(params)
+        snapshot = await open_snapshot(
+            self.snapshots, values["_snapshot"], caller_hash(caller.identity)
+        )
+        offset = _int_param(values, "_offset", 0, minimum=0)
+        count = _int_param(values, "_count", self.settings.default_page_size, minimum=1)
+        count = min(count, self.settings.max_page_size)
+        return self._render_page(snapshot, offset, count, pageable=True)
+
+    def _render_page(
+        self, snapshot: Snapshot, offset: int, count: int, *, pageable: bool
+    ) -> HubAnswer:
+        base = f"{self.settings.fhir_base}/DocumentReference"
+        if offset == 0:
+            self_url = f"{base}?{snapshot.query}"
+        else:
+            self_url = f"{base}?{urlencode(_paging(snapshot.id, offset, count))}"
+        end = offset + count
+        next_url = (
+            f"{base}?{urlencode(_paging(snapshot.id, end, count))}"
+            if pageable and end < snapshot.total
+            else None
+        )
+        body = page_bundle(
+            snapshot.page(offset, count) if pageable else snapshot.entries,
+            outcome=snapshot.outcome,
+            total=snapshot.total,
+            self_url=self_url,
+            next_url=next_url,
+        )
+        return HubAnswer(200, body, {MASKED_COUNT_HEADER: str(snapshot.masked_count)})
+
+    # ITI-68 ---------------------------------------------------------------------------------
+
+    async def retrieve(
+        self, caller: Caller, token: str, accept: str | None
+    ) -> Retrieved | HubAnswer:
+        """Route a Retrieve Document to the region named by the token's homeCommunityId."""
+        key = RetrieveKey.parse(token)
+        hcid = key.home_community_id.urn
+        region = self.directory.by_hcid(hcid)
+        if region is None:
+            raise UnknownCommunity(
+                f"homeCommunityId {hcid} is not a community of this network", expression="Binary.id"
+            )
+        breaker = self.breakers[hcid]
+        if not region.enabled or not breaker.allow():
+            raise RegionFailure(f"{region.name} ({hcid}) is unavailable", status=502)
+        url = f"{region.base_url}/Binary/{token}"
+        headers = {
+            **caller.region_headers(),
+            **(await caller.auth.headers_for(region, "GET", url)),
+        }
+        if accept:
+            headers["accept"] = accept
+        timeout = self.settings.retrieve_timeout_s
+        try:
+            stream = await self._open(url, headers, timeout)
+        except TimeoutError:
+            breaker.record_failure()
+            raise RegionFailure(
+                f"{region.name} ({hcid}) did not answer within {timeout:.1f} s",
+                status=504,
+                code="timeout",
+            ) from None
+        except (RegionConnectError, RegionTransportError) as exc:
+            breaker.record_failure()
+            raise RegionFailure(
+                f"{region.name} ({hcid}) is unavailable: {exc}", status=502
+            ) from None
+        if stream.status >= 500:
+            breaker.record_failure()
+            await stream.close()
+            raise RegionFailure(
+                f"{region.name} ({hcid}) failed with HTTP {stream.status}",
+                status=502,
+                code="exception",
+            )
+        breaker.record_success()
+        if stream.status != 200:
+            # The region's own answer (404, 403, 410, 406 …) with its OperationOutcome.
+            body = b"".join([chunk async for chunk in stream.chunks])
+            content_type = stream.headers.get("content-type", "application/fhir+json")
+            return HubAnswer(stream.status, body, {"content-type": content_type})
+        passed = {k: stream.headers[k] for k in _RETRIEVE_HEADERS if k in stream.headers}
+        return Retrieved(chunks=stream.chunks, headers=passed)
+
+    async def _open(self, url: str, headers: Mapping[str, str], timeout: float) -> RegionStream:
+        try:
+            return await self.client.stream(url, headers=headers, timeout_s=timeout)
+        except RegionConnectError:
+            await asyncio.sleep(self.settings.retry_delay_s)
+            return await self.client.stream(url, headers=headers, timeout_s=timeout)
+
+
+def _paging(snapshot_id: str, offset: int, count: int) -> list[tuple[str, str]]:
+    return [("_snapshot", snapshot_id), ("_offset", str(offset)), ("_count", str(count))]
+
+
+def _int_param(values: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    raw = values.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) < minimum:
+        raise BadRequest(f"{name} must be an integer ≥ {minimum}", expression=name)
+    return int(raw)

@@ -1,0 +1,59 @@
+"""Settings of the national hub, read from arguments or ONERECORD_HUB_* variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from onerecord.hub.fanout import DEFAULT_FORWARDED_HEADERS, Deadlines
+
+__all__ = ["HubSettings"]
+
+
+class HubSettings(BaseSettings):
+    """Everything the hub needs; passed to `create_hub_app`, never global."""
+
+    model_config = SettingsConfigDict(env_prefix="ONERECORD_HUB_", frozen=True)
+
+    directory_file: Path = Path("etc/regions.json")
+    public_base_url: str = "http://127.0.0.1:8000"
+    per_region_timeout_s: float = 4.0
+    aggregation_deadline_s: float = 4.5
+    request_deadline_s: float = 5.0
+    retrieve_timeout_s: float = 10.0
+    retry_delay_s: float = 0.05
+    max_entries_per_region: int = 5000
+    region_page_size: int = 200
+    default_page_size: int = 20
+    max_page_size: int = 200
+    snapshot_ttl_s: float = 600.0
+    snapshot_max_bytes: int = 256 * 1024 * 1024
+    breaker_failure_threshold: int = 5
+    breaker_cooldown_s: float = 30.0
+    forwarded_headers: frozenset[str] = DEFAULT_FORWARDED_HEADERS
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _budget(self) -> HubSettings:
+        self.deadlines  # noqa: B018 - validates the ordering of the three deadlines
+        if not 0 < self.default_page_size <= self.max_page_size:
+            raise ValueError("default_page_size must be between 1 and max_page_size")
+        return self
+
+    @property
+    def deadlines(self) -> Deadlines:
+        return Deadlines(
+            per_region_s=self.per_region_timeout_s,
+            aggregation_s=self.aggregation_deadline_s,
+            request_s=self.request_deadline_s,
+        )
+
+    @property
+    def fhir_base(self) -> str:
+        return f"{self.public_base_url}/fhir"

@@ -1,0 +1,237 @@
+"""fan_out against the fake RegionClient: statuses, paging, deadlines, breakers, headers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+import pytest
+
+from onerecord.hub.breaker import BreakerBoard, BreakerState
+from onerecord.hub.client import FakeRegionClient, RegionConnectError, RegionResponse
+from onerecord.hub.directory import Region
+from onerecord.hub.fanout import (
+    MASKED_COUNT_HEADER,
+    Deadlines,
+    FindRequest,
+    PassThroughAuth,
+    fan_out,
+    forward_headers,
+)
+from onerecord.hub.results import RegionStatus
+from tests.hub.conftest import HCID_HSO, HCID_MIDT, HCID_VEST, make_docref, make_region
+
+REQUEST = FindRequest("DocumentReference?status=current", {"x-correlation-id": "c-1"})
+
+
+def bundle(resources: list[dict[str, Any]], next_url: str | None = None) -> bytes:
+    links = [{"relation": "self", "url": "x"}]
+    if next_url:
+        links.append({"relation": "next", "url": next_url})
+    return orjson.dumps(
+        {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "link": links,
+            "entry": [{"resource": r} for r in resources],
+        }
+    )
+
+
+def answer(body: bytes, status: int = 200, headers: Mapping[str, str] | None = None) -> Any:
+    async def handler(url: str, _headers: Mapping[str, str]) -> RegionResponse:
+        return RegionResponse(status, dict(headers or {}), body)
+
+    return handler
+
+
+def hanging(seconds: float) -> Any:
+    async def handler(url: str, _headers: Mapping[str, str]) -> RegionResponse:
+        await asyncio.sleep(seconds)
+        return RegionResponse(200, {}, bundle([]))
+
+    return handler
+
+
+@pytest.mark.anyio
+async def test_every_status_is_classified() -> None:
+    regions = [make_region(f"urn:oid:2.16.578.1.12.4.5.100.{i}") for i in range(1, 7)]
+    client = FakeRegionClient()
+    client.route(
+        regions[0].base_url,
+        answer(bundle([make_docref("1.1")]), headers={MASKED_COUNT_HEADER: "3"}),
+    )
+    client.route(regions[1].base_url, answer(b"<html>", status=200))
+    client.route(regions[2].base_url, answer(b"{}", status=403))
+    client.route(regions[3].base_url, answer(b"{}", status=503))
+    client.route(regions[4].base_url, answer(orjson.dumps({"resourceType": "Patient"})))
+    # regions[5] has no route: connection refused
+    results = await fan_out(regions, REQUEST, client=client, retry_delay_s=0.001)
+    assert [r.status for r in results] == [
+        RegionStatus.OK,
+        RegionStatus.INVALID_RESPONSE,
+        RegionStatus.DENIED,
+        RegionStatus.ERROR,
+        RegionStatus.INVALID_RESPONSE,
+        RegionStatus.UNAVAILABLE,
+    ]
+    assert results[0].masked_count == 3 and len(results[0].resources) == 1
+    assert all(r.latency_ms >= 0 for r in results)
+
+
+@pytest.mark.anyio
+async def test_wrong_resource_type_in_bundle_is_invalid() -> None:
+    region = make_region()
+    client = FakeRegionClient()
+    client.route(region.base_url, answer(bundle([{"resourceType": "Patient"}])))
+    (result,) = await fan_out([region], REQUEST, client=client)
+    assert result.status is RegionStatus.INVALID_RESPONSE and "Patient" in result.detail
+
+
+@pytest.mark.anyio
+async def test_follows_next_links_up_to_the_cap_and_reports_truncation() -> None:
+    region = make_region()
+    base = region.base_url
+    client = FakeRegionClient()
+    client.route(
+        f"{base}/DocumentReference?status",
+        answer(
+            bundle([make_docref(f"1.{i}") for i in range(3)], f"{base}/DocumentReference?page=2")
+        ),
+    )
+    client.route(
+        f"{base}/DocumentReference?page=2",
+        answer(
+            bundle([make_docref(f"1.{i}") for i in range(3, 6)], f"{base}/DocumentReference?page=3")
+        ),
+    )
+    client.route(f"{base}/DocumentReference?page=3", answer(bundle([make_docref("1.9")])))
+    (full,) = await fan_out([region], REQUEST, client=client, max_entries=100)
+    assert len(full.resources) == 7 and not full.truncated
+    (capped,) = await fan_out([region], REQUEST, client=client, max_entries=5)
+    assert len(capped.resources) == 5 and capped.truncated
+
+
+@pytest.mark.anyio
+async def test_next_link_off_the_region_is_refused() -> None:
+    region = make_region()
+    client = FakeRegionClient()
+    client.route(region.base_url, answer(bundle([], "http://evil.test/fhir/DocumentReference")))
+    (result,) = await fan_out([region], REQUEST, client=client)
+    assert result.status is RegionStatus.INVALID_RESPONSE
+
+
+@pytest.mark.anyio
+async def test_per_region_timeout_and_aggregation_deadline() -> None:
+    fast, slow, slower = (make_region(h) for h in (HCID_HSO, HCID_VEST, HCID_MIDT))
+    slower = Region(slower.name, slower.home_community_id, slower.base_url, timeout_s=9.0)
+    client = FakeRegionClient()
+    client.route(fast.base_url, answer(bundle([])))
+    client.route(slow.base_url, hanging(10))
+    client.route(slower.base_url, hanging(10))
+    started = time.perf_counter()
+    results = await fan_out(
+        [fast, slow, slower],
+        REQUEST,
+        client=client,
+        per_region_timeout=0.2,
+        aggregation_deadline=0.4,
+    )
+    elapsed = time.perf_counter() - started
+    assert [r.status for r in results] == [
+        RegionStatus.OK,
+        RegionStatus.TIMEOUT,
+        RegionStatus.TIMEOUT,
+    ]
+    assert 150 <= results[1].latency_ms <= 300
+    # The region's own 9 s timeout is capped by the aggregation deadline.
+    assert 350 <= results[2].latency_ms <= 500
+    assert elapsed < 0.55
+
+
+@pytest.mark.anyio
+async def test_connect_error_is_retried_once() -> None:
+    region = make_region()
+    calls = 0
+
+    async def flaky(url: str, _h: Mapping[str, str]) -> RegionResponse:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RegionConnectError("refused")
+        return RegionResponse(200, {}, bundle([make_docref("1.1")]))
+
+    client = FakeRegionClient()
+    client.route(region.base_url, flaky)
+    (result,) = await fan_out([region], REQUEST, client=client, retry_delay_s=0.001)
+    assert result.ok and calls == 2
+
+
+@pytest.mark.anyio
+async def test_server_error_is_not_retried() -> None:
+    region = make_region()
+    client = FakeRegionClient()
+    client.route(region.base_url, answer(b"", status=500))
+    (result,) = await fan_out([region], REQUEST, client=client)
+    assert result.status is RegionStatus.ERROR and len(client.calls) == 1
+
+
+@pytest.mark.anyio
+async def test_open_breaker_skips_region_instantly() -> None:
+    region = make_region()
+    client = FakeRegionClient()
+    client.route(region.base_url, answer(b"", status=500))
+    board = BreakerBoard(failure_threshold=2, cooldown_s=60)
+    for _ in range(2):
+        await fan_out([region], REQUEST, client=client, breakers=board)
+    assert board[region.hcid].state is BreakerState.OPEN
+    calls = len(client.calls)
+    (result,) = await fan_out([region], REQUEST, client=client, breakers=board)
+    assert result.status is RegionStatus.UNAVAILABLE and "breaker" in result.detail
+    assert len(client.calls) == calls
+
+
+@pytest.mark.anyio
+async def test_denial_does_not_open_the_breaker() -> None:
+    region = make_region()
+    client = FakeRegionClient()
+    client.route(region.base_url, answer(b"", status=403))
+    board = BreakerBoard(failure_threshold=1)
+    await fan_out([region], REQUEST, client=client, breakers=board)
+    assert board[region.hcid].state is BreakerState.CLOSED
+
+
+@pytest.mark.anyio
+async def test_disabled_regions_are_not_asked() -> None:
+    on, off = make_region(HCID_HSO), make_region(HCID_VEST, enabled=False)
+    client = FakeRegionClient()
+    client.route(on.base_url, answer(bundle([])))
+    results = await fan_out([on, off], REQUEST, client=client)
+    assert [r.region for r in results] == [on]
+
+
+@pytest.mark.anyio
+async def test_headers_sent_to_regions() -> None:
+    region = make_region()
+    client = FakeRegionClient()
+    client.route(region.base_url, answer(bundle([])))
+    await fan_out([region], REQUEST, client=client, auth=PassThroughAuth("DPoP abc"))
+    ((_url, headers),) = client.calls
+    assert headers["x-correlation-id"] == "c-1"
+    assert headers["authorization"] == "DPoP abc"
+
+
+def test_forward_headers_is_an_allow_list() -> None:
+    out = forward_headers({"NHN-Patient-NIN": "15830012345", "Cookie": "s=1", "Host": "hub"})
+    assert out == {"nhn-patient-nin": "15830012345"}
+
+
+def test_deadlines_must_be_ordered() -> None:
+    Deadlines(4.0, 4.5, 5.0)
+    with pytest.raises(ValueError):
+        Deadlines(4.5, 4.5, 5.0)
+    with pytest.raises(ValueError):
+        Deadlines(4.0, 5.0, 4.9)
