@@ -20,7 +20,9 @@ from onerecord.domain import (
 
 
 def _number(day: int, month: int, year2: int, individual: int) -> str | None:
-    return NationalIdentityNumber.with_check_digits(f"{day:02d}{month:02d}{year2:02d}{individual:03d}")
+    return NationalIdentityNumber.with_check_digits(
+        f"{day:02d}{month:02d}{year2:02d}{individual:03d}"
+    )
 
 
 def _first_valid(day: int, month: int, year2: int, start: int = 0) -> str:

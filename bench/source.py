@@ -1,0 +1,259 @@
+"""Benchmark one regional document source: ITI-65 ingest rate and ITI-67 search latency.
+
+For each backend (SQLite, PostgreSQL) the registry is filled with N entries (default 1,000,000,
+spread over N/100 patients), a source is started as its own process, and:
+
+- ingest: documents/s through ITI-65 with small PDFs, in bundles of 1 and of 50 documents,
+  4 concurrent clients;
+- search: p50/p99 of one patient's list (`_count=20`, default sort) through the API, one client
+  with keep-alive, and the same query run directly against the database from this process
+  (the store's own SQL), so the API's overhead shows as a ratio.
+
+Prints the figures and writes them to bench/results/source.json.
+Usage: .venv/bin/python bench/source.py [--entries 1000000] [--backends sqlite,postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.factories import make_entry, sample_pdf  # noqa: E402
+
+from onerecord.domain import DocumentQuery, NationalIdentityNumber  # noqa: E402
+from onerecord.mhd import build_provide_bundle  # noqa: E402
+from onerecord.source.database import make_engine  # noqa: E402
+from onerecord.source.migrate import upgrade  # noqa: E402
+from onerecord.source.store import SqlDocumentStore  # noqa: E402
+from onerecord.synth.documents import fast_entries  # noqa: E402
+from onerecord.synth.regions import DEFAULT_REGIONS  # noqa: E402
+
+PG = os.environ.get("ONERECORD_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+FNR = "urn:oid:2.16.578.1.12.4.1.4.1"
+REGION = DEFAULT_REGIONS[0]
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+async def fill(url: str, schema: str | None, entries: int, patients: list[str]) -> float:
+    engine = make_engine(url, schema=schema)
+    try:
+        await upgrade(engine)
+        store = SqlDocumentStore(engine)
+        t0 = time.perf_counter()
+        loaded = await store.bulk_load(
+            fast_entries(entries, seed=7, region=REGION, patients=patients), batch_size=5000
+        )
+        elapsed = time.perf_counter() - t0
+        assert loaded == entries, (loaded, entries)
+        return elapsed
+    finally:
+        await engine.dispose()
+
+
+async def direct_search(url: str, schema: str | None, patients: list[str], n: int) -> list[float]:
+    """Time the store's own query for one patient's first page, straight against the database."""
+    engine = make_engine(url, schema=schema)
+    store = SqlDocumentStore(engine)
+    rng = random.Random(3)
+    timings: list[float] = []
+    try:
+        for i in range(n + 50):
+            query = DocumentQuery(patient_id=NationalIdentityNumber(rng.choice(patients)))
+            t0 = time.perf_counter()
+            page = await store.find(query, None)
+            dt = time.perf_counter() - t0
+            assert page.entries
+            if i >= 50:
+                timings.append(dt * 1000)
+    finally:
+        await engine.dispose()
+    return timings
+
+
+def api_search(base: str, patients: list[str], n: int) -> list[float]:
+    rng = random.Random(3)
+    timings: list[float] = []
+    with httpx.Client(timeout=30) as client:
+        for i in range(n + 50):
+            params = {"patient.identifier": f"{FNR}|{rng.choice(patients)}", "_count": "20"}
+            t0 = time.perf_counter()
+            r = client.get(f"{base}/fhir/DocumentReference", params=params)
+            dt = time.perf_counter() - t0
+            assert r.status_code == 200, r.text
+            if i >= 50:
+                timings.append(dt * 1000)
+    return timings
+
+
+async def ingest(base: str, *, documents: int, per_bundle: int, concurrency: int) -> float:
+    pdf = sample_pdf()
+    bundles: list[bytes] = []
+    made = 0
+    rng = random.Random(per_bundle)
+    while made < documents:
+        docs = []
+        for _ in range(per_bundle):
+            content = pdf + f"\n% {rng.getrandbits(64)}\n".encode()
+            docs.append((make_entry(content=content), content))
+        made += len(docs)
+        bundles.append(
+            orjson.dumps(
+                build_provide_bundle(
+                    docs,
+                    source_id="urn:oid:1.2.3",
+                    submission_set_unique_id=f"1.2.3.{rng.getrandbits(40)}",
+                )
+            )
+        )
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for b in bundles:
+        queue.put_nowait(b)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            body = queue.get_nowait()
+            r = await client.post(
+                f"{base}/fhir", content=body, headers={"content-type": "application/fhir+json"}
+            )
+            assert r.status_code == 200, r.text[:500]
+
+    async with httpx.AsyncClient(timeout=120) as client:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+    return made / elapsed
+
+
+@contextlib.contextmanager
+def source_process(url: str, schema: str | None, content: Path, port: int) -> Iterator[str]:
+    args = [
+        sys.executable,
+        "-m",
+        "onerecord.cli",
+        "source",
+        "serve",
+        "--home-community-id",
+        REGION.home_community_id.urn,
+        "--repository-unique-id",
+        str(REGION.repository_unique_id),
+        "--db",
+        url,
+        "--content",
+        str(content),
+        "--port",
+        str(port),
+    ]
+    if schema:
+        args += ["--db-schema", schema]
+    proc = subprocess.Popen(args, cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("source did not start")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+async def pg_schema(name: str) -> None:
+    conn = await asyncpg.connect(PG)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        await conn.execute(f'CREATE SCHEMA "{name}"')
+    finally:
+        await conn.close()
+
+
+def run_backend(kind: str, entries: int, searches: int, workdir: Path, port: int) -> dict[str, Any]:
+    rng = random.Random(11)
+    patients = sorted({str(p) for p in _patients(rng, max(1, entries // 100))})
+    if kind == "sqlite":
+        url, schema = f"sqlite:///{workdir / 'registry.db'}", None
+    else:
+        url, schema = PG, "bench_source"
+        asyncio.run(pg_schema(schema))
+    print(f"[{kind}] loading {entries:,} entries for {len(patients):,} patients …", flush=True)
+    load_s = asyncio.run(fill(url, schema, entries, patients))
+    print(f"[{kind}] loaded in {load_s:.1f} s ({entries / load_s:,.0f} rows/s)", flush=True)
+    result: dict[str, Any] = {"entries": entries, "patients": len(patients), "load_seconds": load_s}
+    with source_process(url, schema, workdir / "content", port) as base:
+        api = api_search(base, patients, searches)
+        direct = asyncio.run(direct_search(url, schema, patients, searches))
+        result["search_api_ms"] = {"p50": percentile(api, 50), "p99": percentile(api, 99)}
+        result["search_direct_ms"] = {"p50": percentile(direct, 50), "p99": percentile(direct, 99)}
+        result["api_overhead_ratio_p50"] = (
+            result["search_api_ms"]["p50"] / result["search_direct_ms"]["p50"]
+        )
+        for per_bundle in (1, 50):
+            docs = 1000 if per_bundle == 1 else 5000
+            rate = asyncio.run(ingest(base, documents=docs, per_bundle=per_bundle, concurrency=4))
+            result[f"ingest_docs_per_s_bundle_{per_bundle}"] = rate
+    print(f"[{kind}] {json.dumps(result, indent=1)}", flush=True)
+    return result
+
+
+def _patients(rng: random.Random, n: int) -> Iterator[NationalIdentityNumber]:
+    from datetime import date, timedelta
+
+    from onerecord.synth.numbers import synthetic_fnr
+
+    for _ in range(n):
+        born = date(1930, 1, 1) + timedelta(days=rng.randrange(0, 365 * 90))
+        yield synthetic_fnr(rng, born)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--searches", type=int, default=2000)
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--port", type=int, default=8791)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/source.json")
+    args = parser.parse_args()
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}, "backends": {}}
+    for kind in args.backends.split(","):
+        workdir = Path(tempfile.mkdtemp(prefix=f"bench-source-{kind}-"))
+        try:
+            results["backends"][kind] = run_backend(
+                kind, args.entries, args.searches, workdir, args.port
+            )
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""The `onerecord` command: serve a region, generate and import synthetic data, run the demo."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from onerecord.hub.cli import hub_app
+from onerecord.sts.cli import app as sts_app
+from onerecord.synth.cli import run_import, synth_app
+
+app = typer.Typer(no_args_is_help=True, help="onerecord: national health-record sharing network.")
+source_app = typer.Typer(no_args_is_help=True, help="A regional document source (IHE MHD).")
+app.add_typer(source_app, name="source")
+app.add_typer(synth_app, name="synth")
+app.add_typer(hub_app, name="hub")
+app.add_typer(sts_app, name="sts")
+audit_app = typer.Typer(no_args_is_help=True, help="The audit trail of a source or the hub.")
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    db: Annotated[str, typer.Option(help="sqlite:///FILE or postgresql://… of the audit store.")],
+    db_schema: Annotated[str | None, typer.Option(help="PostgreSQL schema.")] = None,
+) -> None:
+    """Check every audit hash chain; exit 1 if any row was edited, deleted or reordered."""
+    from onerecord.audit import audit_verify_command
+
+    raise typer.Exit(audit_verify_command(db, db_schema))
+
+
+@source_app.command("serve")
+def source_serve(
+    region: Annotated[str, typer.Option(help="Region name, e.g. 'Helse Vest'.")] = "Helse Sør-Øst",
+    home_community_id: Annotated[
+        str, typer.Option(help="urn:oid:… of this community.")
+    ] = "urn:oid:2.16.578.1.12.4.5.100.1",
+    repository_unique_id: Annotated[
+        str | None, typer.Option(help="OID of the repository (default: hcid + '.2').")
+    ] = None,
+    db: Annotated[str, typer.Option(help="sqlite:///FILE or postgresql://…")] = (
+        "sqlite:///var/source/registry.db"
+    ),
+    db_schema: Annotated[str | None, typer.Option(help="PostgreSQL schema to use.")] = None,
+    content: Annotated[Path, typer.Option(help="Content folder.")] = Path("var/source/content"),
+    s3_url: Annotated[str | None, typer.Option(help="s3://bucket/prefix for content.")] = None,
+    host: str = "127.0.0.1",
+    port: int = 8001,
+    public_url: Annotated[
+        str | None, typer.Option(help="Base URL clients use (default http://HOST:PORT).")
+    ] = None,
+    max_body_mb: Annotated[int, typer.Option(help="Request body limit in MiB.")] = 64,
+) -> None:
+    """Serve one regional document source."""
+    import uvicorn
+
+    from onerecord.domain import HomeCommunityId
+    from onerecord.source.app import create_app
+    from onerecord.source.settings import SourceSettings
+
+    hcid = HomeCommunityId.parse(home_community_id)
+    settings = SourceSettings(
+        region=region,
+        home_community_id=hcid.urn,
+        repository_unique_id=repository_unique_id or f"{hcid.oid.value}.2",
+        db_url=db,
+        db_schema=db_schema,
+        content_dir=content,
+        s3_url=s3_url,
+        public_base_url=public_url or f"http://{host}:{port}",
+        max_body_bytes=max_body_mb * 1024 * 1024,
+    )
+    if db.startswith("sqlite:///"):
+        Path(db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )
+
+
+@source_app.command("import")
+def source_import(
+    dataset: Annotated[Path, typer.Argument(help="Folder written by `onerecord synth generate`.")],
+    region: Annotated[
+        str, typer.Option(help="Region slug in the dataset (hso, vest, midt, nord).")
+    ],
+    url: Annotated[str, typer.Option(help="Base URL of the region, e.g. http://127.0.0.1:8001")],
+    concurrency: int = 4,
+) -> None:
+    """Bulk-load a synthetic dataset into a running region (re-runnable without duplicates)."""
+    raise typer.Exit(run_import(dataset, region, url, concurrency))
+
+
+@app.command("demo")
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Where databases and content live.")] = Path(
+        "var/demo"
+    ),
+    base_port: Annotated[int, typer.Option(help="First port; regions take the next four.")] = 8100,
+    citizens: Annotated[int, typer.Option(help="Synthetic citizens besides the fixed cast.")] = 40,
+    seed: int = 1,
+    postgres: Annotated[
+        str | None, typer.Option(help="postgresql://… : one database schema per region.")
+    ] = None,
+    manifest: Annotated[Path | None, typer.Option(help="Write endpoints and ids as JSON.")] = None,
+    exit_when_ready: Annotated[bool, typer.Option(help="Stop once loaded (for scripts).")] = False,
+) -> None:
+    """Start the regional document sources on 127.0.0.1 with synthetic data."""
+    from onerecord.demo import run_demo
+
+    raise typer.Exit(
+        asyncio.run(
+            run_demo(
+                workdir=workdir,
+                base_port=base_port,
+                citizens=citizens,
+                seed=seed,
+                postgres=postgres,
+                manifest=manifest,
+                exit_when_ready=exit_when_ready,
+            )
+        )
+    )
+
+
+if __name__ == "__main__":
+    app()
