@@ -377,3 +377,31 @@ def test_truncated_bytes_are_a_500_outcome(source_server: SourceServer) -> None:
     assert r.status_code == 500
     assert "integrity" in outcome_text(r)
     assert "Traceback" not in r.text
+
+
+def test_entered_in_error_is_410_and_leaves_default_searches(source_server: SourceServer) -> None:
+    import anyio
+
+    from onerecord.source.database import make_engine
+    from onerecord.source.store import SqlDocumentStore
+
+    content = sample_pdf(text="registered by mistake")
+    entry = make_entry(content=content)
+    assert post_bundle(source_server, [(entry, content)]).status_code == 200
+    (doc,) = resources(search(source_server, entry.patient_id.value))
+
+    async def withdraw() -> bool:
+        settings = source_server.settings
+        engine = make_engine(settings.db_url, schema=settings.db_schema)
+        try:
+            return await SqlDocumentStore(engine).mark_entered_in_error(entry.unique_id)
+        finally:
+            await engine.dispose()
+
+    assert anyio.run(withdraw)
+    r = httpx.get(doc["content"][0]["attachment"]["url"])
+    assert r.status_code == 410
+    assert "entered in error" in outcome_text(r)
+    assert search(source_server, entry.patient_id.value)["total"] == 0
+    withdrawn = search(source_server, entry.patient_id.value, status="entered-in-error")
+    assert resources(withdrawn)[0]["status"] == "entered-in-error"

@@ -890,6 +890,21 @@ class SqlDocumentStore:
             ).first()
         return None if row is None else _from_row(row[0], row[1])
 
+    async def mark_entered_in_error(self, unique_id: DocumentUniqueId) -> bool:
+        """Withdraw an entry registered by mistake (XDS availabilityStatus → entered-in-error).
+
+        The entry then no longer appears in default searches and ITI-68 answers 410 Gone for it.
+        Returns False when no such entry exists. References: IHE MHD ITI-68 2:3.68.4.1.3.
+        """
+        e = document_entry.c
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(document_entry)
+                .where(e.unique_id == unique_id.value)
+                .values(status=DocumentStatus.ENTERED_IN_ERROR.value)
+            )
+        return bool(result.rowcount)
+
     async def has_content(self, sha256: str) -> bool:
         """True if a registered entry references content with this SHA-256."""
         e = document_entry.c
