@@ -37,6 +37,10 @@ def make_settings(
         "content_dir": tmp_path / "content",
         "public_base_url": f"http://127.0.0.1:{port}",
         "max_body_bytes": 8 * 1024 * 1024,
+        # The storage-level API tests run without the trust framework (tests/source/test_trust_*
+        # run with it).
+        "dev_mode": True,
+        "dev_open_access": True,
     }
     values.update(overrides)
     return SourceSettings(**values)  # type: ignore[arg-type]

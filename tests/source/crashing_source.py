@@ -28,6 +28,8 @@ def main() -> None:
         db_schema=schema or None,
         content_dir=Path(content_dir),
         public_base_url=f"http://127.0.0.1:{port}",
+        dev_mode=True,
+        dev_open_access=True,
     )
     uvicorn.run(create_app(settings), host="127.0.0.1", port=int(port), log_level="warning")
 

@@ -42,6 +42,8 @@ def _serve_args(database: Database, content: Path, port: int) -> list[str]:
         str(content),
         "--port",
         str(port),
+        "--dev",
+        "--dev-open-access",
     ]
     if database.schema:
         args += ["--db-schema", database.schema]

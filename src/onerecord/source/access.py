@@ -1,61 +1,102 @@
 """Where access policy and audit slot into the source's request path.
 
-Every search and retrieve passes a `AccessGuard` before any data leaves and reports to an
-`AccessRecorder` afterwards, allowed or denied. Until the trust framework is wired in, the source
-runs with `OpenAccess` and `NoAudit` (development only; see docs/trust.md).
+Every search and retrieve passes an `AccessGuard` before any data leaves and reports to an
+`AccessRecorder` afterwards, allowed or denied (F5). The trust framework's implementations are
+in `onerecord.source.security`; `OpenAccess` and `NoAudit` serve development open access
+(`dev_open_access`, only with `dev_mode`) and the storage benchmarks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from onerecord.domain import DocumentEntry, DocumentQuery
+from onerecord.mhd import MhdError
 
 __all__ = [
     "AccessGuard",
     "AccessRecorder",
+    "AccessRefused",
     "CallerContext",
     "EntryView",
     "NoAudit",
     "OpenAccess",
+    "RetrieveGrant",
     "SearchGrant",
 ]
 
 
 @dataclass(frozen=True, slots=True)
 class CallerContext:
-    """What the edge learned about the caller: filled by authentication, opaque to the store."""
+    """What the edge learned about the caller: filled by authentication, opaque to the store.
+
+    `token_jti` is what the audit may keep of the caller's token (F6); `headers` holds the
+    request headers the policy reads (patient, salt, access basis), lower-case names.
+    """
 
     correlation_id: str
     principal: object | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    token_jti: str | None = None
+    via_hub: bool = False
+
+
+class AccessRefused(MhdError):
+    """The access policy refused the request (403); `reason` is a stable DenialReason code."""
+
+    def __init__(self, message: str, *, reason: str, status: int = 403) -> None:
+        super().__init__(message, status=status, code="forbidden")
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
 class EntryView:
-    """How one entry may be shown: in full, as a masked placeholder, or not at all."""
+    """How one entry may be shown: in full or as a masked placeholder (hidden → no view).
+
+    `emergency`: shown only because of an emergency or elevated access (D2, D3).
+    """
 
     entry: DocumentEntry
     masked: bool = False
+    emergency: bool = False
+
+
+def _show_all(entry: DocumentEntry) -> EntryView | None:
+    return EntryView(entry)
 
 
 @dataclass(frozen=True, slots=True)
 class SearchGrant:
-    """The query as narrowed by policy, and how to show each entry it returns."""
+    """The query as narrowed by policy, and how to show each entry it returns.
+
+    `empty`: answer with an empty searchset without asking the registry (reservation, D4;
+    citizen 12–15, E2).
+    """
 
     query: DocumentQuery
+    viewer: Callable[[DocumentEntry], EntryView | None] = _show_all
+    empty: bool = False
 
     def view(self, entry: DocumentEntry) -> EntryView | None:
-        return EntryView(entry)
+        return self.viewer(entry)
+
+
+@dataclass(frozen=True, slots=True)
+class RetrieveGrant:
+    """Permission to read one document's bytes; `emergency` marks a D2/D3 unlock."""
+
+    emergency: bool = False
 
 
 class AccessGuard(Protocol):
     async def authorize_search(self, caller: CallerContext, query: DocumentQuery) -> SearchGrant:
         """Return the narrowed query or raise a denial."""
 
-    async def authorize_retrieve(self, caller: CallerContext, entry: DocumentEntry) -> None:
+    async def authorize_retrieve(
+        self, caller: CallerContext, entry: DocumentEntry
+    ) -> RetrieveGrant:
         """Return if the caller may read the bytes of `entry`, else raise a denial."""
 
 
@@ -64,19 +105,31 @@ class AccessRecorder(Protocol):
         self, caller: CallerContext, query: DocumentQuery, returned: Sequence[EntryView]
     ) -> None: ...
 
-    async def retrieved(self, caller: CallerContext, entry: DocumentEntry) -> None: ...
+    async def retrieved(
+        self, caller: CallerContext, entry: DocumentEntry, grant: RetrieveGrant
+    ) -> None: ...
 
-    async def denied(self, caller: CallerContext, action: str, reason: str) -> None: ...
+    async def denied(
+        self,
+        caller: CallerContext,
+        action: str,
+        reason: str,
+        *,
+        patient: str | None = None,
+        document: str | None = None,
+    ) -> None: ...
 
 
 class OpenAccess:
-    """Allows everything: for development and the storage benchmarks only."""
+    """Allows everything: for development open access and the storage benchmarks only."""
 
     async def authorize_search(self, caller: CallerContext, query: DocumentQuery) -> SearchGrant:
         return SearchGrant(query)
 
-    async def authorize_retrieve(self, caller: CallerContext, entry: DocumentEntry) -> None:
-        return None
+    async def authorize_retrieve(
+        self, caller: CallerContext, entry: DocumentEntry
+    ) -> RetrieveGrant:
+        return RetrieveGrant()
 
 
 class NoAudit:
@@ -87,8 +140,18 @@ class NoAudit:
     ) -> None:
         return None
 
-    async def retrieved(self, caller: CallerContext, entry: DocumentEntry) -> None:
+    async def retrieved(
+        self, caller: CallerContext, entry: DocumentEntry, grant: RetrieveGrant
+    ) -> None:
         return None
 
-    async def denied(self, caller: CallerContext, action: str, reason: str) -> None:
+    async def denied(
+        self,
+        caller: CallerContext,
+        action: str,
+        reason: str,
+        *,
+        patient: str | None = None,
+        document: str | None = None,
+    ) -> None:
         return None

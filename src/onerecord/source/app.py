@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 from urllib.parse import parse_qsl
 
+import httpx
 import orjson
 import structlog
 from fastapi import Depends, FastAPI, Request
@@ -19,12 +20,14 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from onerecord import __version__
-from onerecord.domain import DomainError
+from onerecord.audit import AuditAction, AuditOutcome, AuditRecord, SqlAuditSink
+from onerecord.domain import DomainError, InvalidIdentifier, NationalIdentityNumber
 from onerecord.mhd import (
     FHIR_JSON,
     BadRequest,
     MhdError,
     NotAcceptable,
+    NotFound,
     PayloadTooLarge,
     UnsupportedMediaType,
     capability_statement,
@@ -40,9 +43,22 @@ from onerecord.source.access import (
 from onerecord.source.content import ContentStore, FolderContentStore
 from onerecord.source.database import make_engine
 from onerecord.source.migrate import upgrade
-from onerecord.source.service import DocumentSource
+from onerecord.source.patient_controls import PatientControlStore
+from onerecord.source.security import (
+    CAPTURED_HEADERS,
+    AuditRecorder,
+    PolicyGuard,
+    SourceAuthenticator,
+)
+from onerecord.source.self_service import SelfService, patient_from_token_param
+from onerecord.source.service import DocumentSource, FoundPage
 from onerecord.source.settings import SourceSettings
 from onerecord.source.store import SqlDocumentStore
+from onerecord.trust.access_token import AuthSettings
+from onerecord.trust.errors import TrustError
+from onerecord.trust.keys import KeyProvider, RemoteJwks
+from onerecord.trust.patient_binding import PATIENT_NIN_HEADER
+from onerecord.trust.replay import MemoryReplayCache, RedisReplayCache, ReplayCache
 
 __all__ = ["create_app"]
 
@@ -56,9 +72,59 @@ def _outcome_response(exc: MhdError | DomainError, *, query_error: bool = False)
     return Response(body, status_code=status, media_type=FHIR_JSON)
 
 
+MASKED_COUNT_HEADER = "x-onerecord-masked-count"
+"""How many entries of the answer are masked placeholders; the hub sums it (keep this name)."""
+NORS_COUNT_HEADER = "NHN-SecurityLabel-Nors-Count"
+"""The same count under NHN's header name (TRUST-FRAMEWORK §3.1, D1)."""
+
+
+def _correlation_id(request: Request) -> str:
+    value = request.headers.get("x-correlation-id", "")
+    return value[:64] if value.isprintable() and value else uuid.uuid4().hex
+
+
 async def _default_caller(request: Request) -> CallerContext:
-    cid = request.headers.get("x-correlation-id") or uuid.uuid4().hex
-    return CallerContext(correlation_id=cid)
+    return CallerContext(correlation_id=_correlation_id(request))
+
+
+def _trusted_caller(
+    authenticator: SourceAuthenticator, public_base_url: str
+) -> Callable[[Request], Awaitable[CallerContext]]:
+    """Return the caller factory of the trust framework: authenticate every request."""
+
+    async def factory(request: Request) -> CallerContext:
+        # htu is the URL the client addressed: the public base URL and the path, no query.
+        url = f"{public_base_url}{request.url.path}"
+        who = await authenticator.authenticate(
+            method=request.method, url=url, headers=request.headers
+        )
+        request.state.authenticated = True
+        captured = {h: request.headers[h] for h in CAPTURED_HEADERS if h in request.headers}
+        return CallerContext(
+            correlation_id=who.correlation_id or _correlation_id(request),
+            principal=who.principal,
+            headers=captured,
+            token_jti=who.token_jti,
+            via_hub=who.via_hub,
+        )
+
+    return factory
+
+
+def _trust_error_response(exc: TrustError) -> Response:
+    """401/403/400 OperationOutcome with a WWW-Authenticate challenge that says why."""
+    status = exc.status if exc.status in (400, 401, 403) else 401
+    code = {401: "login", 403: "forbidden"}.get(status, "invalid")
+    _, body = outcome_bytes(MhdError(exc.description, status=status, code=code))
+    headers = {"WWW-Authenticate": exc.www_authenticate()} if status in (401, 403) else {}
+    return Response(body, status_code=status, media_type=FHIR_JSON, headers=headers)
+
+
+def _self_service(request: Request) -> SelfService:
+    service: SelfService | None = request.app.state.self_service
+    if service is None:
+        raise NotFound("the citizen services need the trust framework (not in dev open access)")
+    return service
 
 
 def _source(request: Request) -> DocumentSource:
@@ -73,6 +139,7 @@ async def _caller(request: Request) -> CallerContext:
 
 SourceDep = Annotated[DocumentSource, Depends(_source)]
 CallerDep = Annotated[CallerContext, Depends(_caller)]
+SelfServiceDep = Annotated[SelfService, Depends(_self_service)]
 
 
 class BodyLimit:
@@ -139,25 +206,80 @@ def create_app(
     recorder: AccessRecorder | None = None,
     content: ContentStore | None = None,
     caller_factory: Callable[[Request], Awaitable[CallerContext]] | None = None,
+    keys: KeyProvider | None = None,
+    hub_keys: KeyProvider | None = None,
+    replay: ReplayCache | None = None,
 ) -> FastAPI:
-    """Build the ASGI app of one document source."""
+    """Build the ASGI app of one document source.
+
+    With `settings.dev_open_access` (development only) every request is let through unaudited;
+    otherwise every search and retrieve is authenticated (DPoP access token from the trusted
+    issuer, or an assertion of the trusted hub), decided by the access policy and audited.
+    `keys`, `hub_keys` and `replay` replace the remote JWKS and the replay cache (tests).
+    """
+    open_access = settings.dev_open_access
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.db_url, schema=settings.db_schema)
         await upgrade(engine)
         store = SqlDocumentStore(engine)
+        http = httpx.AsyncClient()
+        redis: RedisReplayCache | None = None
+        the_guard, the_recorder = guard, recorder
+        app.state.self_service = None
+        if not open_access:
+            controls = PatientControlStore(engine)
+            sink = SqlAuditSink(engine, settings.home_community_id[:64])
+            policy_guard = PolicyGuard(controls=controls, region_policy=settings.region_policy)
+            audit = AuditRecorder(
+                sink,
+                source_id=settings.home_community_id,
+                home_community_id=settings.home_community_id,
+            )
+            the_guard = the_guard or policy_guard
+            the_recorder = the_recorder or audit
+            app.state.self_service = SelfService(
+                guard=policy_guard, recorder=audit, sink=sink, controls=controls
+            )
+            app.state.audit = audit
+            cache = replay
+            if cache is None and settings.redis_url:
+                cache = redis = RedisReplayCache.from_url(settings.redis_url)
+            assert settings.issuer is not None and settings.jwks_url is not None
+            authenticator = SourceAuthenticator(
+                auth=AuthSettings(
+                    issuer=settings.issuer,
+                    audience=settings.token_audience,
+                    skew=settings.clock_skew,
+                ),
+                keys=keys or RemoteJwks(settings.jwks_url, http),
+                replay=cache or MemoryReplayCache(),
+                hub_issuer=settings.hub_issuer,
+                hub_keys=hub_keys
+                or (RemoteJwks(settings.hub_jwks_url, http) if settings.hub_jwks_url else None),
+            )
+            if caller_factory is None:
+                app.state.caller_factory = _trusted_caller(authenticator, settings.public_base_url)
         app.state.source = DocumentSource(
             settings=settings,
             store=store,
             content=content or _content_store(settings),
-            guard=guard or OpenAccess(),
-            recorder=recorder or NoAudit(),
+            guard=the_guard or OpenAccess(),
+            recorder=the_recorder or NoAudit(),
         )
-        log.info("source.started", region=settings.region, hcid=settings.home_community_id)
+        log.info(
+            "source.started",
+            region=settings.region,
+            hcid=settings.home_community_id,
+            open_access=open_access,
+        )
         try:
             yield
         finally:
+            await http.aclose()
+            if redis is not None:
+                await redis.aclose()
             await engine.dispose()
 
     app = FastAPI(
@@ -169,6 +291,13 @@ def create_app(
     )
 
     app.state.caller_factory = caller_factory or _default_caller
+    app.state.self_service = None
+    app.state.audit = None
+
+    @app.exception_handler(TrustError)
+    async def _trust_error(request: Request, exc: TrustError) -> Response:
+        await _audit_unauthenticated(request, exc)
+        return _trust_error_response(exc)
 
     @app.exception_handler(MhdError)
     async def _mhd_error(_request: Request, exc: MhdError) -> Response:
@@ -214,8 +343,8 @@ def create_app(
         request: Request, src: SourceDep, caller: CallerDep
     ) -> Response:
         _wants_json(request)
-        body = await src.find(caller, request.query_params.multi_items())
-        return Response(body, media_type=FHIR_JSON)
+        found = await src.find(caller, request.query_params.multi_items())
+        return _found_response(found)
 
     @app.post("/fhir/DocumentReference/_search")
     async def find_document_references_post(
@@ -230,7 +359,7 @@ def create_app(
         except UnicodeDecodeError:
             raise BadRequest("the form body is not UTF-8") from None
         params = [*request.query_params.multi_items(), *form]
-        return Response(await src.find(caller, params), media_type=FHIR_JSON)
+        return _found_response(await src.find(caller, params))
 
     @app.get("/fhir/Binary/{token}")
     async def retrieve_document(
@@ -247,8 +376,117 @@ def create_app(
             },
         )
 
+    @app.get("/fhir/AuditEvent")
+    async def citizen_access_log(
+        request: Request, caller: CallerDep, service: SelfServiceDep
+    ) -> Response:
+        _wants_json(request)
+        patient = patient_from_token_param(request.query_params.get("patient.identifier"))
+        self_url = f"{settings.fhir_base}/AuditEvent?{request.url.query}"
+        body = await service.access_log(caller, patient, self_url=self_url)
+        return Response(orjson.dumps(body), media_type=FHIR_JSON)
+
+    @app.get("/controls")
+    async def read_controls(
+        caller: CallerDep, service: SelfServiceDep, patient: str | None = None
+    ) -> Response:
+        who = service.patient_or_self(caller, patient)
+        return _json(await service.read_controls(caller, who))
+
+    @app.put("/controls/reservation")
+    async def reserve(
+        caller: CallerDep, service: SelfServiceDep, patient: str | None = None
+    ) -> Response:
+        who = service.patient_or_self(caller, patient)
+        return _json(await service.change(caller, who, kind="reservation", on=True))
+
+    @app.delete("/controls/reservation")
+    async def unreserve(
+        caller: CallerDep, service: SelfServiceDep, patient: str | None = None
+    ) -> Response:
+        who = service.patient_or_self(caller, patient)
+        return _json(await service.change(caller, who, kind="reservation", on=False))
+
+    @app.put("/controls/document-blocks/{unique_id}")
+    async def block_document(
+        unique_id: str, caller: CallerDep, service: SelfServiceDep, patient: str | None = None
+    ) -> Response:
+        who = service.patient_or_self(caller, patient)
+        return _json(
+            await service.change(caller, who, kind="document-block", on=True, target=unique_id)
+        )
+
+    @app.delete("/controls/document-blocks/{unique_id}")
+    async def unblock_document(
+        unique_id: str, caller: CallerDep, service: SelfServiceDep, patient: str | None = None
+    ) -> Response:
+        who = service.patient_or_self(caller, patient)
+        return _json(
+            await service.change(caller, who, kind="document-block", on=False, target=unique_id)
+        )
+
+    @app.put("/controls/practitioner-blocks/{hpr}")
+    async def block_practitioner(
+        hpr: str, caller: CallerDep, service: SelfServiceDep, patient: str | None = None
+    ) -> Response:
+        who = service.patient_or_self(caller, patient)
+        return _json(
+            await service.change(caller, who, kind="practitioner-block", on=True, target=hpr)
+        )
+
+    @app.delete("/controls/practitioner-blocks/{hpr}")
+    async def unblock_practitioner(
+        hpr: str, caller: CallerDep, service: SelfServiceDep, patient: str | None = None
+    ) -> Response:
+        who = service.patient_or_self(caller, patient)
+        return _json(
+            await service.change(caller, who, kind="practitioner-block", on=False, target=hpr)
+        )
+
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
+
+
+def _json(body: object) -> Response:
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+def _found_response(found: FoundPage) -> Response:
+    headers = {
+        MASKED_COUNT_HEADER: str(found.masked_count),
+        NORS_COUNT_HEADER: str(found.masked_count),
+    }
+    return Response(found.body, media_type=FHIR_JSON, headers=headers)
+
+
+async def _audit_unauthenticated(request: Request, exc: TrustError) -> None:
+    """Audit a search or retrieve refused before a caller was known (F5)."""
+    audit: AuditRecorder | None = request.app.state.audit
+    path = request.url.path
+    if audit is None or getattr(request.state, "authenticated", False):
+        return  # authenticated callers' denials are audited by the service
+    if path.startswith("/fhir/DocumentReference"):
+        action = AuditAction.SEARCH
+    elif path.startswith("/fhir/Binary/"):
+        action = AuditAction.RETRIEVE
+    else:
+        return
+    patient: str | None = None
+    try:
+        patient = NationalIdentityNumber(request.headers.get(PATIENT_NIN_HEADER, "")).value
+    except InvalidIdentifier:
+        patient = None
+    record = AuditRecord(
+        action=action,
+        outcome=AuditOutcome.DENIED,
+        recorded=audit.clock(),
+        source_id=audit.source_id,
+        home_community_id=audit.home_community_id,
+        correlation_id=_correlation_id(request),
+        patient_id=patient,
+        reason=exc.error,
+    )
+    await audit.write(record)
 
 
 def _content_store(settings: SourceSettings) -> ContentStore:

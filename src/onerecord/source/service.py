@@ -9,9 +9,11 @@ References: IHE MHD ITI-65 (2:3.65.4.1.3 expected actions), ITI-67 (2:3.67.4.2),
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlencode
 
 import anyio
@@ -19,6 +21,7 @@ import orjson
 import structlog
 
 from onerecord.domain import (
+    CONFIDENTIALITY_VOLVEN,
     DocumentEntry,
     DocumentStatus,
     DocumentUniqueId,
@@ -26,6 +29,7 @@ from onerecord.domain import (
     RepositoryUniqueId,
 )
 from onerecord.mhd import (
+    EXT_HOME_COMMUNITY_ID,
     Conflict,
     Gone,
     MhdError,
@@ -40,7 +44,14 @@ from onerecord.mhd import (
     searchset_bundle,
     transaction_response,
 )
-from onerecord.source.access import AccessGuard, AccessRecorder, CallerContext
+from onerecord.mhd.docref import RFC3986
+from onerecord.source.access import (
+    AccessGuard,
+    AccessRecorder,
+    AccessRefused,
+    CallerContext,
+    EntryView,
+)
 from onerecord.source.content import ContentCorrupted, ContentMissing, ContentStore
 from onerecord.source.settings import SourceSettings
 from onerecord.source.store import (
@@ -49,8 +60,10 @@ from onerecord.source.store import (
     InvalidReplacement,
     SubmissionSetRecord,
 )
+from onerecord.trust.errors import TrustError
+from onerecord.trust.policy import MASKED_TITLE
 
-__all__ = ["DocumentSource", "Retrieval", "accepts"]
+__all__ = ["DocumentSource", "FoundPage", "Retrieval", "accepts", "masked_document_reference"]
 
 log = structlog.get_logger("onerecord.source")
 
@@ -65,6 +78,58 @@ class Retrieval:
 
     entry: DocumentEntry
     chunks: AsyncIterator[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class FoundPage:
+    """A searchset Bundle ready to send, and how many of its entries are masked placeholders."""
+
+    body: bytes
+    masked_count: int = 0
+
+
+def masked_document_reference(entry: DocumentEntry) -> dict[str, Any]:
+    """Render the placeholder of a blocked entry: when, which class, where — and "Sperret".
+
+    Kept: date, classCode (category), homeCommunityId, status and the patient the caller asked
+    about. Dropped: uniqueId (masterIdentifier), entryUUID, title, authors, typeCode, context
+    and the attachment URL, so it can be neither identified nor retrieved. securityLabel is NORS.
+    References: TRUST-FRAMEWORK §4.5 (reference source's DocumentObfuscationService), D1.
+    """
+    moment = entry.service_start_time or entry.creation_time
+    category = {
+        "coding": [
+            {
+                "system": entry.class_code.system,
+                "code": entry.class_code.code,
+                **({"display": entry.class_code.display} if entry.class_code.display else {}),
+            }
+        ]
+    }
+    resource: dict[str, Any] = {
+        "resourceType": "DocumentReference",
+        "id": f"masked-{uuid.uuid4().hex}",
+        "status": entry.status.value,
+        "category": [category],
+        "subject": {
+            "identifier": {
+                "system": f"urn:oid:{entry.patient_id.system}",
+                "value": entry.patient_id.value,
+            }
+        },
+        "date": moment.isoformat(),
+        "description": MASKED_TITLE,
+        "securityLabel": [{"coding": [{"system": CONFIDENTIALITY_VOLVEN, "code": "NORS"}]}],
+        "content": [{"attachment": {"title": MASKED_TITLE}}],
+    }
+    if entry.home_community_id is not None:
+        resource["extension"] = [
+            {
+                "url": EXT_HOME_COMMUNITY_ID,
+                "valueIdentifier": {"system": RFC3986, "value": entry.home_community_id.urn},
+            }
+        ]
+    return resource
 
 
 def accepts(accept_header: str | None, mime_type: str) -> bool:
@@ -147,30 +212,46 @@ class DocumentSource:
 
     # ITI-67 ---------------------------------------------------------------------------------
 
-    async def find(self, caller: CallerContext, params: Sequence[tuple[str, str]]) -> bytes:
+    async def find(self, caller: CallerContext, params: Sequence[tuple[str, str]]) -> FoundPage:
         """Answer a Find Document References query with a searchset Bundle."""
         query, cursor = parse_find_query(params, max_count=self.settings.max_page_size)
-        grant = await self.guard.authorize_search(caller, query)
+        try:
+            grant = await self.guard.authorize_search(caller, query)
+        except (AccessRefused, TrustError) as exc:
+            reason = exc.reason if isinstance(exc, AccessRefused) else exc.error
+            await self.recorder.denied(caller, "search", reason, patient=query.patient_id.value)
+            raise
+        base = f"{self.settings.fhir_base}/DocumentReference"
+        self_url = f"{base}?{urlencode(render_query(query, cursor))}"
+        if grant.empty:
+            await self.recorder.searched(caller, query, [])
+            return FoundPage(
+                orjson.dumps(
+                    searchset_bundle(resources=[], self_url=self_url, next_url=None, total=0)
+                )
+            )
         page = await self.store.find(grant.query, cursor)
         views = [v for v in (grant.view(s.entry) for s in page.entries) if v is not None]
         await self.recorder.searched(caller, query, views)
-        resources = [
-            document_reference(
-                v.entry, id=str(v.entry.entry_uuid), attachment_url=self.attachment_url(v.entry)
-            )
-            for v in views
-        ]
-        base = f"{self.settings.fhir_base}/DocumentReference"
-        self_url = f"{base}?{urlencode(render_query(query, cursor))}"
+        resources = [self._render(v) for v in views]
         next_url = (
             f"{base}?{urlencode(render_query(query, page.next_cursor))}"
             if page.next_cursor is not None
             else None
         )
-        return orjson.dumps(
+        body = orjson.dumps(
             searchset_bundle(
                 resources=resources, self_url=self_url, next_url=next_url, total=page.total
             )
+        )
+        return FoundPage(body, masked_count=sum(1 for v in views if v.masked))
+
+    def _render(self, view: EntryView) -> dict[str, Any]:
+        if view.masked:
+            return masked_document_reference(view.entry)
+        entry = view.entry
+        return document_reference(
+            entry, id=str(entry.entry_uuid), attachment_url=self.attachment_url(entry)
         )
 
     def attachment_url(self, entry: DocumentEntry) -> str:
@@ -189,7 +270,18 @@ class DocumentSource:
         entry = await self.store.get(key.unique_id)
         if entry is None:
             raise NotFound(f"no document with uniqueId {key.unique_id}")
-        await self.guard.authorize_retrieve(caller, entry)
+        try:
+            grant = await self.guard.authorize_retrieve(caller, entry)
+        except (AccessRefused, TrustError) as exc:
+            reason = exc.reason if isinstance(exc, AccessRefused) else exc.error
+            await self.recorder.denied(
+                caller,
+                "retrieve",
+                reason,
+                patient=entry.patient_id.value,
+                document=entry.unique_id.value,
+            )
+            raise
         if entry.status is DocumentStatus.ENTERED_IN_ERROR:
             raise Gone(f"document {key.unique_id} was entered in error")
         if not accepts(accept, entry.mime_type):
@@ -212,7 +304,7 @@ class DocumentSource:
                 status=500,
                 code="exception",
             ) from None
-        await self.recorder.retrieved(caller, entry)
+        await self.recorder.retrieved(caller, entry, grant)
         return Retrieval(entry=entry, chunks=chunks)
 
     async def get_entry(self, unique_id: DocumentUniqueId) -> DocumentEntry | None:

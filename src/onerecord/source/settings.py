@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from onerecord.domain import HomeCommunityId, RepositoryUniqueId
+from onerecord.trust.policy import RegionPolicy
+from onerecord.trust.principal import PurposeOfUse
 
 __all__ = ["SourceSettings"]
+
+_DEFAULT_POLICY = RegionPolicy()
 
 
 class SourceSettings(BaseSettings):
@@ -31,6 +36,27 @@ class SourceSettings(BaseSettings):
     max_page_size: int = 200
     max_documents_per_bundle: int = 1000
 
+    # Trust framework (docs/trust.md "At the document source").
+    dev_mode: bool = Field(default=False, description="allow development-only settings")
+    dev_open_access: bool = Field(
+        default=False,
+        description="no authentication, policy or audit: development and storage benchmarks only",
+    )
+    issuer: str | None = Field(default=None, description="the trusted token issuer (iss)")
+    jwks_url: str | None = Field(default=None, description="JWKS of the trusted token issuer")
+    audience: str | None = Field(
+        default=None,
+        description="the aud this source accepts; default: its homeCommunityId URN",
+    )
+    hub_issuer: str | None = Field(default=None, description="iss of trusted hub assertions")
+    hub_jwks_url: str | None = Field(default=None, description="JWKS of the trusted hub")
+    redis_url: str | None = Field(
+        default=None, description="redis://… for a DPoP/assertion replay cache shared by replicas"
+    )
+    allowed_roles: tuple[str, ...] = tuple(sorted(_DEFAULT_POLICY.allowed_roles))
+    allowed_purposes: tuple[PurposeOfUse, ...] = tuple(sorted(_DEFAULT_POLICY.allowed_purposes))
+    clock_skew: int = 300
+
     @field_validator("home_community_id")
     @classmethod
     def _valid_hcid(cls, value: str) -> str:
@@ -46,6 +72,32 @@ class SourceSettings(BaseSettings):
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
+    @model_validator(mode="after")
+    def _trust_configured(self) -> Self:
+        if self.dev_open_access and not self.dev_mode:
+            raise ValueError("dev_open_access is allowed only together with dev_mode")
+        if not self.dev_open_access and not (self.issuer and self.jwks_url):
+            raise ValueError(
+                "configure a trusted token issuer (issuer + jwks_url) or, in development, "
+                "dev_open_access with dev_mode"
+            )
+        if bool(self.hub_issuer) != bool(self.hub_jwks_url):
+            raise ValueError("a trusted hub needs both hub_issuer and hub_jwks_url")
+        return self
+
     @property
     def fhir_base(self) -> str:
         return f"{self.public_base_url}/fhir"
+
+    @property
+    def token_audience(self) -> str:
+        """The single aud accepted in access tokens and hub assertions (the homeCommunityId)."""
+        return self.audience or self.home_community_id
+
+    @property
+    def region_policy(self) -> RegionPolicy:
+        """The region's permit policy for health personnel (roles, purposes; §4.7)."""
+        return RegionPolicy(
+            allowed_roles=frozenset(self.allowed_roles),
+            allowed_purposes=frozenset(self.allowed_purposes),
+        )

@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from onerecord.sts.registers import PopulationRegisters
 
 __all__ = ["app", "load_population", "serve"]
 
 app = typer.Typer(help="The development token service (stands in for HelseID and ID-porten).")
 
 
-def load_population(path: Path) -> Any:
-    """Load the synthetic population file via onerecord.synth.population."""
-    module = importlib.import_module("onerecord.synth.population")
-    population_cls = module.Population
-    for loader in ("load", "from_file", "read"):
-        if hasattr(population_cls, loader):
-            return getattr(population_cls, loader)(path)
-    raise typer.BadParameter("onerecord.synth.population.Population has no load(path)")
+def load_population(path: Path) -> PopulationRegisters:
+    """Load the synthetic population file (`onerecord synth`) as the STS's registers."""
+    from onerecord.synth.dataset import load_population as load
+
+    if not path.exists():
+        raise typer.BadParameter(f"no population file at {path} (run `onerecord synth` first)")
+    return PopulationRegisters(load(path))
 
 
 @app.command()

@@ -13,6 +13,13 @@ from onerecord.trust.access_token import (
     token_log_id,
     validate_access_token,
 )
+from onerecord.trust.assertion import (
+    HUB_ASSERTION_HEADER,
+    HUB_ASSERTION_TYP,
+    check_assertion_patient,
+    mint_hub_assertion,
+    verify_hub_assertion,
+)
 from onerecord.trust.attestation import (
     ATTESTATION_TYPE,
     Attestation,
@@ -76,6 +83,8 @@ from onerecord.trust.replay import MemoryReplayCache, RedisReplayCache, ReplayCa
 __all__ = [
     "ATTESTATION_TYPE",
     "DEV_KEY_MARKER",
+    "HUB_ASSERTION_HEADER",
+    "HUB_ASSERTION_TYP",
     "KJ_FORSKRIFT_CLASS_LIMITS",
     "KJ_FORSKRIFT_SCOPE",
     "MASKED_TITLE",
@@ -122,6 +131,7 @@ __all__ = [
     "StaticJwks",
     "TrustError",
     "authenticate_request",
+    "check_assertion_patient",
     "citizen_retrieve_policy",
     "citizen_search_policy",
     "enrich",
@@ -133,9 +143,11 @@ __all__ = [
     "make_digest",
     "make_proof",
     "masked_entry",
+    "mint_hub_assertion",
     "parse_authorization_details",
     "token_log_id",
     "validate_access_token",
     "verify_binding",
+    "verify_hub_assertion",
     "verify_proof",
 ]

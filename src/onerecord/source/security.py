@@ -1,0 +1,565 @@
+"""The trust framework at the document source: who is calling, what they may see, and the audit.
+
+    SourceAuthenticator  DPoP-bound access token (RFC 9449) or hub-signed assertion → Principal
+    PolicyGuard          AccessGuard: patient binding (ATT-4/6), then the pure policy of
+                         onerecord.trust.policy with the patient's controls and the region policy
+    AuditRecorder        AccessRecorder: one AuditRecord per patient and access into SqlAuditSink,
+                         allowed or denied (F1, F5), the token jti only (F6), emergency flagged (D2)
+
+Citizens' population facts come from the access token, never from a register of the source's
+own: the STS applied Folkeregisteret (addresses, parental responsibility, address protection,
+deceased) and the proxy register at login and signed the result into `onerecord:representation`
+(see `population_facts`). The source re-applies the age rules on today's date.
+
+References: TRUST-FRAMEWORK §2.3 (validation at the API), §3 (headers), §4 (health personnel),
+§5 (citizens), §7 B1–B14, D1–D8, E1–E13, F1–F6; IHE ITI BALP.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+import structlog
+
+from onerecord.audit import (
+    AuditAction,
+    AuditCitizen,
+    AuditCode,
+    AuditOrganisation,
+    AuditOutcome,
+    AuditPractitioner,
+    AuditRecord,
+    SqlAuditSink,
+)
+from onerecord.domain import (
+    Coding,
+    DocumentEntry,
+    DocumentQuery,
+    InvalidIdentifier,
+    NationalIdentityNumber,
+)
+from onerecord.mhd import BadRequest
+from onerecord.source.access import (
+    AccessRefused,
+    CallerContext,
+    EntryView,
+    RetrieveGrant,
+    SearchGrant,
+)
+from onerecord.source.patient_controls import PatientControlStore
+from onerecord.trust.access_token import (
+    AuthSettings,
+    Citizen,
+    HealthPersonnel,
+    Principal,
+    authenticate_request,
+    principal_from_claims,
+)
+from onerecord.trust.assertion import (
+    HUB_ASSERTION_HEADER,
+    check_assertion_patient,
+    verify_hub_assertion,
+)
+from onerecord.trust.errors import InvalidToken, PatientBindingFailed
+from onerecord.trust.keys import KeyProvider
+from onerecord.trust.patient_binding import (
+    PATIENT_NIN_HEADER,
+    PATIENT_SALT_HEADER,
+    verify_binding,
+)
+from onerecord.trust.policy import (
+    EntryView as PolicyView,
+)
+from onerecord.trust.policy import (
+    PopulationFacts,
+    RegionPolicy,
+    RetrieveDecision,
+    SearchDecision,
+    citizen_retrieve_policy,
+    citizen_search_policy,
+    hcp_retrieve_policy,
+    hcp_search_policy,
+)
+from onerecord.trust.principal import (
+    AccessBasis,
+    CitizenContext,
+    HealthPersonnelContext,
+    Organisation,
+    RelationKind,
+)
+from onerecord.trust.replay import ReplayCache
+
+__all__ = [
+    "ACCESS_BASIS_HEADER",
+    "CAPTURED_HEADERS",
+    "SOURCE_SYSTEM_HEADER",
+    "AuditRecorder",
+    "PolicyGuard",
+    "SourceAuthenticator",
+    "population_facts",
+]
+
+log = structlog.get_logger("onerecord.source.security")
+
+ACCESS_BASIS_HEADER = "nhn-access-basis"
+SOURCE_SYSTEM_HEADER = "nhn-source-system"
+CAPTURED_HEADERS = (
+    PATIENT_NIN_HEADER,
+    PATIENT_SALT_HEADER,
+    ACCESS_BASIS_HEADER,
+    SOURCE_SYSTEM_HEADER,
+)
+"""The request headers the policy and the audit read; kept in CallerContext.headers."""
+
+
+# --- authentication --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """A validated caller: the principal, what may be logged of its token, and the channel."""
+
+    principal: Principal
+    token_jti: str
+    via_hub: bool
+    correlation_id: str | None = None
+
+
+class SourceAuthenticator:
+    """Validate a direct DPoP-bound access token, or an assertion signed by the trusted hub."""
+
+    def __init__(
+        self,
+        *,
+        auth: AuthSettings,
+        keys: KeyProvider,
+        replay: ReplayCache,
+        hub_issuer: str | None = None,
+        hub_keys: KeyProvider | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.auth = auth
+        self.keys = keys
+        self.replay = replay
+        self.hub_issuer = hub_issuer
+        self.hub_keys = hub_keys
+        self.clock = clock
+
+    async def authenticate(
+        self, *, method: str, url: str, headers: Mapping[str, str]
+    ) -> Authenticated:
+        """Return who is calling, or raise a TrustError (401/403) that says why.
+
+        References: RFC 9449 §7.1 (B1–B4), RFC 9068 §4 (B5, B6), ATT-58 (A19, A20).
+        """
+        assertion = headers.get(HUB_ASSERTION_HEADER)
+        if assertion is not None:
+            return await self._hub(assertion, headers)
+        principal = await authenticate_request(
+            authorization_header=headers.get("authorization"),
+            dpop_header=headers.get("dpop"),
+            method=method,
+            url=url,
+            keys=self.keys,
+            replay=self.replay,
+            settings=self.auth,
+            now=self.clock(),
+        )
+        if not headers.get(SOURCE_SYSTEM_HEADER, "").strip():
+            raise BadRequest(f"the {SOURCE_SYSTEM_HEADER} header is required (B10)")
+        return Authenticated(principal, principal.claims.jti, via_hub=False)
+
+    async def _hub(self, assertion: str, headers: Mapping[str, str]) -> Authenticated:
+        if self.hub_keys is None or self.hub_issuer is None:
+            raise InvalidToken("hub assertions are not trusted by this source")
+        if headers.get("authorization"):
+            raise InvalidToken(
+                "send either a hub assertion or an access token, not both",
+                error="invalid_request",
+            )
+        claims = await verify_hub_assertion(
+            assertion,
+            keys=self.hub_keys,
+            issuer=self.hub_issuer,
+            audience=self.auth.audience,
+            now=self.clock(),
+            replay=self.replay,
+            skew=self.auth.skew,
+            attestation_max_age=self.auth.attestation_max_age,
+        )
+        check_assertion_patient(
+            claims,
+            nin_header=headers.get(PATIENT_NIN_HEADER),
+            salt_header=headers.get(PATIENT_SALT_HEADER),
+        )
+        principal = principal_from_claims(claims)
+        original = claims.raw.get("original_jti")
+        correlation = claims.raw.get("correlation_id")
+        return Authenticated(
+            principal,
+            str(original) if original else claims.jti,
+            via_hub=True,
+            correlation_id=str(correlation) if isinstance(correlation, str) else None,
+        )
+
+
+# --- policy ----------------------------------------------------------------------------------
+
+
+def population_facts(citizen: CitizenContext, patient: NationalIdentityNumber) -> PopulationFacts:
+    """Return the population facts the citizen policy needs, read from the validated token.
+
+    Where each fact comes from:
+    - `patient_birth_date`: the patient's identity number (fødselsnummer/D-number);
+    - `parental_responsibility`, `a_parent_at_child_address`: the STS lists a `parent`
+      representation only for a child in the parent's care with a parent at the child's address
+      (Folkeregisteret at login), so both hold exactly when that representation is present;
+    - `power_of_attorney_registered`: a `proxy` / `proxy-unable-to-consent` representation
+      (the proxy register at login);
+    - `patient_deceased`, `*_address_protected`: the STS issues no representation of or by a
+      deceased or protected (kode 6/7) person, so a representation present means False; for
+      the citizen's own documents they do not apply.
+    The age rules (child under 12, giver 16, holder 18) are applied again here, on today's date.
+    """
+    rep = citizen.representation_of(patient)
+    relation = rep.relation if rep is not None else None
+    parent = relation is RelationKind.PARENT
+    return PopulationFacts(
+        patient_birth_date=patient.birth_date,
+        parental_responsibility=parent,
+        a_parent_at_child_address=parent,
+        power_of_attorney_registered=relation
+        in (RelationKind.PROXY, RelationKind.PROXY_UNABLE_TO_CONSENT),
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _header_patient(caller: CallerContext) -> NationalIdentityNumber | None:
+    value = caller.headers.get(PATIENT_NIN_HEADER)
+    if not value:
+        return None
+    try:
+        return NationalIdentityNumber(value.strip())
+    except InvalidIdentifier:
+        raise PatientBindingFailed(
+            f"{PATIENT_NIN_HEADER} is not a national identity number"
+        ) from None
+
+
+def _hcp_context(caller: CallerContext, principal: HealthPersonnel) -> HealthPersonnelContext:
+    ctx = principal.context()
+    raw = caller.headers.get(ACCESS_BASIS_HEADER)
+    if raw:
+        try:
+            ctx = replace(ctx, access_basis=AccessBasis.parse(raw))
+        except ValueError:
+            raise BadRequest(f"{ACCESS_BASIS_HEADER} {raw!r} is not a known access basis") from None
+    return ctx
+
+
+def _refuse(decision: SearchDecision | RetrieveDecision) -> AccessRefused:
+    reason = decision.reason.value if decision.reason is not None else "denied"
+    return AccessRefused(f"access denied by policy: {reason}", reason=reason)
+
+
+def _entry_view(decision: SearchDecision) -> Callable[[DocumentEntry], EntryView | None]:
+    def view(entry: DocumentEntry) -> EntryView | None:
+        shown = decision.view(entry)
+        if shown is PolicyView.HIDDEN:
+            return None
+        return EntryView(
+            entry, masked=shown is PolicyView.MASKED, emergency=decision.unlocks(entry)
+        )
+
+    return view
+
+
+class PolicyGuard:
+    """The AccessGuard of the trust framework: binding, controls, region and citizen policy."""
+
+    def __init__(
+        self,
+        *,
+        controls: PatientControlStore,
+        region_policy: RegionPolicy,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.controls = controls
+        self.region_policy = region_policy
+        self.clock = clock
+
+    @staticmethod
+    def principal(caller: CallerContext) -> Principal:
+        """Return the authenticated principal, or refuse an anonymous caller."""
+        principal = caller.principal
+        if not isinstance(principal, HealthPersonnel | Citizen):
+            raise InvalidToken("no access token", error="invalid_request")
+        return principal
+
+    def _bind(
+        self, caller: CallerContext, principal: HealthPersonnel, patient: NationalIdentityNumber
+    ) -> None:
+        """The patient asked about must be the one the attestation is bound to (ATT-4, ATT-6)."""
+        header = _header_patient(caller)
+        if header is None:
+            raise PatientBindingFailed(f"{PATIENT_NIN_HEADER} is required for patient data (ATT-6)")
+        if header != patient:
+            raise PatientBindingFailed(
+                f"{PATIENT_NIN_HEADER} names another patient than the request (ATT-4)"
+            )
+        verify_binding(principal.attestation, patient, caller.headers.get(PATIENT_SALT_HEADER, ""))
+
+    async def _decide(
+        self, caller: CallerContext, patient: NationalIdentityNumber
+    ) -> SearchDecision:
+        principal = self.principal(caller)
+        now = self.clock()
+        if isinstance(principal, HealthPersonnel):
+            self._bind(caller, principal, patient)
+            return hcp_search_policy(
+                _hcp_context(caller, principal),
+                patient,
+                region_policy=self.region_policy,
+                controls=await self.controls.controls_for(patient),
+                today=now.date(),
+            )
+        header = _header_patient(caller)
+        if header is not None and header != patient:
+            raise PatientBindingFailed(f"{PATIENT_NIN_HEADER} names another patient (ATT-4)")
+        ctx = principal.context()
+        return citizen_search_policy(ctx, patient, facts=population_facts(ctx, patient), now=now)
+
+    async def authorize_search(self, caller: CallerContext, query: DocumentQuery) -> SearchGrant:
+        """Decide an ITI-67 search: refuse, answer empty, or narrow and view per entry."""
+        decision = await self._decide(caller, query.patient_id)
+        if not decision.allowed:
+            raise _refuse(decision)
+        return SearchGrant(
+            decision.restrict(query), viewer=_entry_view(decision), empty=decision.empty
+        )
+
+    async def authorize_retrieve(
+        self, caller: CallerContext, entry: DocumentEntry
+    ) -> RetrieveGrant:
+        """Decide an ITI-68 retrieve (B11: patient header required; B12: must match)."""
+        principal = self.principal(caller)
+        header = _header_patient(caller)
+        if header is None:
+            raise BadRequest(f"the {PATIENT_NIN_HEADER} header is required to retrieve (B11)")
+        if header != entry.patient_id:
+            raise AccessRefused(
+                "the document belongs to another patient than the request (ATT-4)",
+                reason="wrong-patient",
+            )
+        now = self.clock()
+        decision: RetrieveDecision
+        if isinstance(principal, HealthPersonnel):
+            self._bind(caller, principal, header)
+            decision = hcp_retrieve_policy(
+                _hcp_context(caller, principal),
+                header,
+                entry,
+                region_policy=self.region_policy,
+                controls=await self.controls.controls_for(header),
+                today=now.date(),
+            )
+        else:
+            ctx = principal.context()
+            decision = citizen_retrieve_policy(
+                ctx, header, entry, facts=population_facts(ctx, header), now=now
+            )
+        if not decision.allowed:
+            raise _refuse(decision)
+        return RetrieveGrant(emergency=decision.emergency_access)
+
+    async def authorize_citizen_self_service(
+        self, caller: CallerContext, patient: NationalIdentityNumber
+    ) -> Citizen:
+        """Allow a citizen to read the access log of / set controls for `patient`.
+
+        The same rules as reading that person's documents (§5.2): self from 16, a parent for a
+        child under 12, a valid proxy; health personnel are refused.
+        """
+        principal = self.principal(caller)
+        if not isinstance(principal, Citizen):
+            raise AccessRefused(
+                "only the citizen (or a representative) may do this", reason="not-citizen"
+            )
+        ctx = principal.context()
+        decision = citizen_search_policy(
+            ctx, patient, facts=population_facts(ctx, patient), now=self.clock()
+        )
+        if not decision.allowed or decision.empty:
+            raise _refuse(decision)
+        return principal
+
+
+# --- audit -----------------------------------------------------------------------------------
+
+
+def _org(org: Organisation | None) -> AuditOrganisation | None:
+    return None if org is None else AuditOrganisation(org.id, org.name, org.system)
+
+
+def _code(coding: Coding | None) -> AuditCode | None:
+    return None if coding is None else AuditCode(coding.system, coding.code, coding.display)
+
+
+def audit_practitioner(ctx: HealthPersonnelContext) -> AuditPractitioner:
+    """Return the attestation fields the audit keeps (TRUST-FRAMEWORK §3.2, F1)."""
+    legal, poc = _org(ctx.legal_entity), _org(ctx.point_of_care)
+    assert legal is not None and poc is not None
+    return AuditPractitioner(
+        name=ctx.name,
+        nin=ctx.practitioner_nin.value,
+        legal_entity=legal,
+        point_of_care=poc,
+        decision_ref_id=ctx.decision_ref_id,
+        hpr=ctx.hpr.value if ctx.hpr else None,
+        role=ctx.roles[0] if ctx.roles else None,
+        department=_org(ctx.department),
+        healthcare_service=_code(ctx.healthcare_service),
+        purpose_of_use=ctx.purpose_of_use,
+        purpose_details=_code(ctx.purpose_details),
+        access_basis=ctx.access_basis.value if ctx.access_basis else None,
+    )
+
+
+class AuditRecorder:
+    """The AccessRecorder of the trust framework: BALP-shaped records in the source's chain."""
+
+    def __init__(
+        self,
+        sink: SqlAuditSink,
+        *,
+        source_id: str,
+        home_community_id: str,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.sink = sink
+        self.source_id = source_id
+        self.home_community_id = home_community_id
+        self.clock = clock
+
+    def _caller_fields(
+        self, caller: CallerContext, patient: str | None
+    ) -> tuple[AuditPractitioner | None, AuditCitizen | None]:
+        principal = caller.principal
+        if isinstance(principal, HealthPersonnel):
+            ctx = principal.context()
+            raw = caller.headers.get(ACCESS_BASIS_HEADER)
+            if raw:
+                try:
+                    ctx = replace(ctx, access_basis=AccessBasis.parse(raw))
+                except ValueError:
+                    pass
+            return audit_practitioner(ctx), None
+        if isinstance(principal, Citizen):
+            rep = None
+            if patient is not None and patient != principal.nin.value:
+                rep = next((r for r in principal.representation if r.person.value == patient), None)
+            return None, AuditCitizen(
+                nin=principal.nin.value,
+                on_behalf_of=patient if patient != principal.nin.value else None,
+                relation=rep.relation.value if rep else None,
+            )
+        return None, None
+
+    def record(
+        self,
+        caller: CallerContext,
+        *,
+        action: AuditAction,
+        outcome: AuditOutcome,
+        patient: str | None,
+        reason: str | None = None,
+        document_ids: Sequence[str] = (),
+        returned_count: int | None = None,
+        query: str | None = None,
+        emergency: bool = False,
+    ) -> AuditRecord:
+        """Build one audit record for `caller` about `patient`."""
+        practitioner, citizen = self._caller_fields(caller, patient)
+        return AuditRecord(
+            action=action,
+            outcome=outcome,
+            recorded=self.clock(),
+            source_id=self.source_id,
+            home_community_id=self.home_community_id,
+            correlation_id=caller.correlation_id,
+            patient_id=patient,
+            practitioner=practitioner,
+            citizen=citizen,
+            reason=reason,
+            document_ids=tuple(document_ids),
+            returned_count=returned_count,
+            query=query,
+            token_jti=caller.token_jti,
+            emergency_override=emergency,
+        )
+
+    async def write(self, record: AuditRecord) -> None:
+        """Append one record; an access must not pass unaudited, so errors propagate."""
+        await self.sink.append([record])
+
+    async def searched(
+        self, caller: CallerContext, query: DocumentQuery, returned: Sequence[EntryView]
+    ) -> None:
+        await self.write(
+            self.record(
+                caller,
+                action=AuditAction.SEARCH,
+                outcome=AuditOutcome.SUCCESS,
+                patient=query.patient_id.value,
+                document_ids=[v.entry.unique_id.value for v in returned if not v.masked],
+                returned_count=len(returned),
+                emergency=any(v.emergency for v in returned),
+            )
+        )
+
+    async def retrieved(
+        self, caller: CallerContext, entry: DocumentEntry, grant: RetrieveGrant
+    ) -> None:
+        await self.write(
+            self.record(
+                caller,
+                action=AuditAction.RETRIEVE,
+                outcome=AuditOutcome.SUCCESS,
+                patient=entry.patient_id.value,
+                document_ids=[entry.unique_id.value],
+                emergency=grant.emergency,
+            )
+        )
+
+    async def denied(
+        self,
+        caller: CallerContext,
+        action: str,
+        reason: str,
+        *,
+        patient: str | None = None,
+        document: str | None = None,
+    ) -> None:
+        await self.write(
+            self.record(
+                caller,
+                action=AuditAction(action),
+                outcome=AuditOutcome.DENIED,
+                patient=patient,
+                reason=reason,
+                document_ids=[document] if document else [],
+            )
+        )
+        log.info(
+            "access.denied",
+            action=action,
+            reason=reason,
+            jti=caller.token_jti,
+            correlation_id=caller.correlation_id,
+        )

@@ -1,0 +1,223 @@
+"""The citizen's own services at a source: the access log and the patient controls.
+
+- `GET /fhir/AuditEvent?patient.identifier=…` → a searchset Bundle of AuditEvent-shaped entries
+  built from `SqlAuditSink.citizen_log`: who (name, organisation, department), when, why
+  (healthcare service, purpose), search or read and whether documents were opened — never the
+  reader's identity or HPR number, never free text (F2, F3); emergency access is flagged (D2).
+- Patient controls in a simple REST shape instead of IHE PCF `POST /fhir/Consent`:
+  `GET /controls`, `PUT|DELETE /controls/reservation`, `PUT|DELETE
+  /controls/document-blocks/{uniqueId}`, `PUT|DELETE /controls/practitioner-blocks/{hpr}`, each
+  with an optional `?patient=<nin>` for a represented person. Effective at once; each audited as
+  a control change.
+
+Who may: the citizen for their own record from 16, a parent for a child under 12, a proxy —
+the same rules as reading the documents (TRUST-FRAMEWORK §5.2); never health personnel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from onerecord.audit import AuditAction, AuditOutcome, CitizenLogEntry, SqlAuditSink
+from onerecord.domain import (
+    DocumentUniqueId,
+    HprNumber,
+    InvalidIdentifier,
+    NationalIdentityNumber,
+)
+from onerecord.mhd import BadRequest
+from onerecord.source.access import CallerContext
+from onerecord.source.patient_controls import PatientControlStore
+from onerecord.source.security import AuditRecorder, PolicyGuard
+from onerecord.trust.policy import PatientControls
+
+__all__ = ["SelfService", "access_log_bundle", "audit_event_entry", "controls_json"]
+
+_EVENT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
+_RESTFUL = "http://hl7.org/fhir/restful-interaction"
+_SUBTYPE = {"search": ("search", "E"), "retrieve": ("read", "R")}
+_EMERGENCY_EXT = "https://onerecord.example/fhir/StructureDefinition/emergency-access"
+
+
+def audit_event_entry(entry: CitizenLogEntry) -> dict[str, Any]:
+    """Render one access-log line as a FHIR AuditEvent without any identifier of the reader."""
+    subtype, action = _SUBTYPE.get(entry.action, ("search", "E"))
+    agent: dict[str, Any] = {
+        "requestor": True,
+        "who": {"display": entry.who_name},
+    }
+    agents = [agent]
+    if entry.organisation:
+        agents.append({"requestor": False, "who": {"display": entry.organisation}})
+    if entry.department:
+        agents.append({"requestor": False, "who": {"display": entry.department}})
+    why = [text for text in (entry.purpose, entry.healthcare_service) if text]
+    resource: dict[str, Any] = {
+        "resourceType": "AuditEvent",
+        "type": {"system": _EVENT_TYPE, "code": "rest"},
+        "subtype": [{"system": _RESTFUL, "code": subtype}],
+        "action": action,
+        "recorded": entry.time.isoformat(),
+        "outcome": "0",
+        "agent": agents,
+        "source": {"observer": {"display": "onerecord document source"}},
+        "entity": [
+            {
+                "description": "Dokumenter åpnet" if entry.documents_opened else "Dokumentliste",
+            }
+        ],
+    }
+    if why:
+        resource["purposeOfEvent"] = [{"text": text} for text in why]
+    if entry.emergency:
+        resource["extension"] = [{"url": _EMERGENCY_EXT, "valueBoolean": True}]
+    return resource
+
+
+def access_log_bundle(entries: Sequence[CitizenLogEntry], *, self_url: str) -> dict[str, Any]:
+    """Return the searchset Bundle of the citizen's access log, newest first."""
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(entries),
+        "link": [{"relation": "self", "url": self_url}],
+        "entry": [{"resource": audit_event_entry(e), "search": {"mode": "match"}} for e in entries],
+    }
+
+
+def controls_json(controls: PatientControls) -> dict[str, Any]:
+    """Return the patient's controls as the /controls answer."""
+    return {
+        "patient": controls.patient.value,
+        "reserved": controls.reserved,
+        "reservedSince": controls.reserved_since.isoformat() if controls.reserved_since else None,
+        "blockedDocuments": sorted(d.value for d in controls.blocked_documents),
+        "blockedPractitioners": sorted(controls.blocked_practitioners),
+    }
+
+
+def _nin(value: str, what: str) -> NationalIdentityNumber:
+    try:
+        return NationalIdentityNumber(value.strip())
+    except InvalidIdentifier:
+        raise BadRequest(f"{what} is not a national identity number") from None
+
+
+def patient_from_token_param(value: str | None) -> NationalIdentityNumber:
+    """Read `patient.identifier=system|nin` (or a bare nin)."""
+    if not value:
+        raise BadRequest("patient.identifier is required")
+    return _nin(value.rpartition("|")[2], "patient.identifier")
+
+
+class SelfService:
+    """The citizen's access log and controls, guarded and audited."""
+
+    def __init__(
+        self,
+        *,
+        guard: PolicyGuard,
+        recorder: AuditRecorder,
+        sink: SqlAuditSink,
+        controls: PatientControlStore,
+    ) -> None:
+        self.guard = guard
+        self.recorder = recorder
+        self.sink = sink
+        self.controls = controls
+
+    async def _authorize(
+        self, caller: CallerContext, patient: NationalIdentityNumber, action: AuditAction
+    ) -> None:
+        try:
+            await self.guard.authorize_citizen_self_service(caller, patient)
+        except Exception as exc:
+            reason = getattr(exc, "reason", None) or getattr(exc, "error", "denied")
+            await self.recorder.write(
+                self.recorder.record(
+                    caller,
+                    action=action,
+                    outcome=AuditOutcome.DENIED,
+                    patient=patient.value,
+                    reason=str(reason),
+                )
+            )
+            raise
+
+    def patient_or_self(self, caller: CallerContext, value: str | None) -> NationalIdentityNumber:
+        """Return `?patient=` when given, else the calling citizen."""
+        if value:
+            return _nin(value, "patient")
+        principal = self.guard.principal(caller)
+        return principal.nin
+
+    async def access_log(
+        self, caller: CallerContext, patient: NationalIdentityNumber, *, self_url: str
+    ) -> dict[str, Any]:
+        """Return who has looked at `patient`'s documents here (F2, F3)."""
+        await self._authorize(caller, patient, AuditAction.ACCESS_LOG_READ)
+        entries = await self.sink.citizen_log([patient.value])
+        await self.recorder.write(
+            self.recorder.record(
+                caller,
+                action=AuditAction.ACCESS_LOG_READ,
+                outcome=AuditOutcome.SUCCESS,
+                patient=patient.value,
+                returned_count=len(entries),
+            )
+        )
+        return access_log_bundle(entries, self_url=self_url)
+
+    async def read_controls(
+        self, caller: CallerContext, patient: NationalIdentityNumber
+    ) -> dict[str, Any]:
+        """Return the patient's current controls."""
+        await self._authorize(caller, patient, AuditAction.ACCESS_LOG_READ)
+        return controls_json(await self.controls.controls_for(patient))
+
+    async def change(
+        self,
+        caller: CallerContext,
+        patient: NationalIdentityNumber,
+        *,
+        kind: str,
+        on: bool,
+        target: str | None = None,
+    ) -> dict[str, Any]:
+        """Apply one control change (reservation, document block, practitioner block)."""
+        await self._authorize(caller, patient, AuditAction.CONTROL_CHANGE)
+        if kind == "reservation":
+            await (self.controls.reserve(patient) if on else self.controls.unreserve(patient))
+        elif kind == "document-block":
+            assert target is not None
+            try:
+                doc = DocumentUniqueId(target)
+            except (ValueError, InvalidIdentifier):
+                raise BadRequest("the document uniqueId is not valid") from None
+            if on:
+                await self.controls.block_document(patient, doc)
+            else:
+                await self.controls.unblock_document(patient, doc)
+        elif kind == "practitioner-block":
+            assert target is not None
+            try:
+                who = HprNumber(target)
+            except (ValueError, InvalidIdentifier):
+                raise BadRequest("the HPR number is not valid") from None
+            if on:
+                await self.controls.block_practitioner(patient, who)
+            else:
+                await self.controls.unblock_practitioner(patient, who)
+        else:  # pragma: no cover - routes only pass the kinds above
+            raise BadRequest(f"unknown control {kind}")
+        await self.recorder.write(
+            self.recorder.record(
+                caller,
+                action=AuditAction.CONTROL_CHANGE,
+                outcome=AuditOutcome.SUCCESS,
+                patient=patient.value,
+                query=f"{kind}:{'set' if on else 'removed'}" + (f":{target}" if target else ""),
+            )
+        )
+        return controls_json(await self.controls.controls_for(patient))

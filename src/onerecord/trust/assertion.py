@@ -1,0 +1,233 @@
+"""The hub-signed assertion: the JWT analogue of the XUA SAML assertion the hub sends a region.
+
+The national hub validates the caller's DPoP-bound access token once, then asks each region on
+the caller's behalf with a short-lived assertion it signs itself (typ `hub-assertion+jwt`):
+
+    iss            the hub's id               aud            the region's audience (one value)
+    iat, exp       exp - iat <= 60 s          jti            its own, single use at the region
+    original_jti   the caller's token jti     original_iss   the caller's token issuer
+    correlation_id the hub request id         patient        {"nin": ..., "salt": ...} or absent
+
+and the caller's identity (`sub`, pid, HPR number), assurance (security level, acr), `scope`,
+`toa`, `client_id`, attestation (`nhn:tillitsrammeverk:parameters`) and representation claims
+copied over unchanged. The hub sends it in the `onerecord-hub-assertion` header (no Authorization
+header) with the patient headers `nhn-patient-nin` and `onerecord-patient-salt` copied from the
+caller. The region recomputes the patient digest from those headers against the attestation's
+`identifier_digest` itself ("sources never trust the hub blindly for the patient binding"), and
+refuses an assertion whose `patient` differs from the headers.
+
+References: IHE ITI TF-2 3.40 (XUA: the initiating gateway asserts the user to the responding
+gateway); TRUST-FRAMEWORK §3.2 (attributes carried to the source), §8 (hub binds the patient);
+RFC 7519 §4.1 (registered claims); ATT-58 (toa at most 60 minutes old).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from joserfc import jws, jwt
+from joserfc.errors import JoseError
+
+from onerecord.trust.access_token import (
+    ATTESTATION_MAX_AGE,
+    CITIZEN_ACR,
+    HPR_NUMBER_CLAIM,
+    PID_CLAIM,
+    REPRESENTATION_CLAIM,
+    SECURITY_LEVEL_CLAIM,
+    AccessTokenClaims,
+)
+from onerecord.trust.attestation import ATTESTATION_TYPE
+from onerecord.trust.errors import (
+    AttestationExpired,
+    InsufficientAssurance,
+    InvalidToken,
+    PatientBindingFailed,
+)
+from onerecord.trust.keys import ASYMMETRIC_ALGORITHMS, KeyProvider, SigningKey
+from onerecord.trust.replay import ReplayCache
+
+__all__ = [
+    "HUB_ASSERTION_HEADER",
+    "HUB_ASSERTION_MAX_LIFETIME",
+    "HUB_ASSERTION_TYP",
+    "assertion_patient",
+    "check_assertion_patient",
+    "mint_hub_assertion",
+    "verify_hub_assertion",
+]
+
+HUB_ASSERTION_TYP = "hub-assertion+jwt"
+HUB_ASSERTION_HEADER = "onerecord-hub-assertion"
+HUB_ASSERTION_MAX_LIFETIME = 60
+"""An assertion lives at most 60 seconds: it covers one fan-out, not a session."""
+
+_COPIED_CLAIMS = (
+    "sub",
+    "client_id",
+    "scope",
+    "toa",
+    "acr",
+    "name",
+    PID_CLAIM,
+    HPR_NUMBER_CLAIM,
+    SECURITY_LEVEL_CLAIM,
+    ATTESTATION_TYPE,
+    REPRESENTATION_CLAIM,
+)
+
+
+def mint_hub_assertion(
+    *,
+    key: SigningKey,
+    issuer: str,
+    audience: str,
+    claims: AccessTokenClaims,
+    patient_nin: str | None,
+    patient_salt: str | None,
+    correlation_id: str,
+    now: float,
+    lifetime: int = HUB_ASSERTION_MAX_LIFETIME,
+) -> str:
+    """Sign an assertion of the caller's validated token for one region (typ hub-assertion+jwt)."""
+    if not 0 < lifetime <= HUB_ASSERTION_MAX_LIFETIME:
+        raise ValueError(f"lifetime must be 1..{HUB_ASSERTION_MAX_LIFETIME} seconds")
+    iat = int(now)
+    body: dict[str, Any] = {k: claims.raw[k] for k in _COPIED_CLAIMS if k in claims.raw}
+    body.update(
+        iss=issuer,
+        aud=audience,
+        iat=iat,
+        exp=iat + lifetime,
+        jti=secrets.token_urlsafe(16),
+        original_jti=claims.jti,
+        original_iss=claims.issuer,
+        correlation_id=correlation_id,
+        cnf={"jkt": claims.jkt},
+    )
+    body.setdefault("sub", claims.subject)
+    if patient_nin is not None:
+        body["patient"] = {"nin": patient_nin, "salt": patient_salt}
+    return key.sign(body, typ=HUB_ASSERTION_TYP)
+
+
+def _number(claims: Mapping[str, Any], name: str) -> int:
+    value = claims.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidToken(f"hub assertion {name} is missing or not a number")
+    return int(value)
+
+
+async def verify_hub_assertion(
+    token: str,
+    *,
+    keys: KeyProvider,
+    issuer: str,
+    audience: str,
+    now: float,
+    replay: ReplayCache,
+    skew: float = 300,
+    attestation_max_age: int = ATTESTATION_MAX_AGE,
+) -> AccessTokenClaims:
+    """Check signature, typ, iss, one aud, exp/iat, lifetime, jti replay, assurance and toa.
+
+    The result reads like a validated access token: `issuer` is the hub, `jti` the assertion's
+    own and `raw` keeps `original_jti`, `correlation_id` and `patient`.
+    References: RFC 7519 §4.1.3–4.1.7; ATT-58 (A19/A20); RFC 9449 §11.1 (replay).
+    """
+    try:
+        header = jws.extract_compact(token.encode("ascii")).headers()
+    except (JoseError, ValueError, UnicodeEncodeError) as exc:
+        raise InvalidToken("hub assertion is not a compact JWS") from exc
+    if header.get("typ") != HUB_ASSERTION_TYP:
+        raise InvalidToken(f"hub assertion typ must be {HUB_ASSERTION_TYP}")
+    alg = header.get("alg")
+    if alg not in ASYMMETRIC_ALGORITHMS:
+        raise InvalidToken("hub assertion must be signed with an asymmetric algorithm")
+    kid = header.get("kid")
+    key = await keys.key_for(kid if isinstance(kid, str) else None)
+    try:
+        claims = jwt.decode(token, key, algorithms=[str(alg)]).claims
+    except (JoseError, ValueError) as exc:
+        raise InvalidToken("hub assertion signature is invalid") from exc
+
+    if claims.get("iss") != issuer:
+        raise InvalidToken("hub assertion issuer is not the trusted hub")
+    aud = claims.get("aud")
+    auds = aud if isinstance(aud, list) else [aud]
+    if len(auds) != 1 or auds[0] != audience:
+        raise InvalidToken("hub assertion must have exactly one audience, this source")
+    iat, exp = _number(claims, "iat"), _number(claims, "exp")
+    if exp - iat > HUB_ASSERTION_MAX_LIFETIME or exp < iat:
+        raise InvalidToken("hub assertion lifetime exceeds 60 seconds")
+    if now > exp + skew:
+        raise InvalidToken("hub assertion has expired")
+    if iat > now + skew:
+        raise InvalidToken("hub assertion was issued in the future (iat)")
+    jti, sub = claims.get("jti"), claims.get("sub")
+    original_jti = claims.get("original_jti")
+    if not all(isinstance(v, str) and v for v in (jti, sub, original_jti)):
+        raise InvalidToken("hub assertion needs jti, sub and original_jti")
+    assert isinstance(jti, str) and isinstance(sub, str)
+
+    level = claims.get(SECURITY_LEVEL_CLAIM)
+    level = str(level) if level is not None else None
+    acr = claims.get("acr") if isinstance(claims.get("acr"), str) else None
+    toa: int | None = None
+    if claims.get(ATTESTATION_TYPE) is not None:
+        toa = _number(claims, "toa")
+        if level != "4":
+            raise InsufficientAssurance("health personnel must log in at security level 4")
+        if toa > now + skew:
+            raise InvalidToken("toa lies in the future")
+        if now - toa > attestation_max_age:
+            raise AttestationExpired()
+    elif level != "4" and acr != CITIZEN_ACR:
+        raise InsufficientAssurance("citizens must log in at level 4 (idporten-loa-high)")
+    # Replay last, so that a forged or expired assertion cannot burn a jti.
+    if await replay.seen(f"hub:{jti}", exp + skew):
+        raise InvalidToken("hub assertion jti has been used before (replay)")
+
+    cnf = claims.get("cnf")
+    jkt = cnf.get("jkt") if isinstance(cnf, Mapping) else None
+    pid, client_id = claims.get(PID_CLAIM), claims.get("client_id")
+    scope = claims.get("scope")
+    return AccessTokenClaims(
+        issuer=issuer,
+        audience=audience,
+        subject=sub,
+        jti=jti,
+        issued_at=iat,
+        expires_at=exp,
+        jkt=jkt if isinstance(jkt, str) else "",
+        client_id=client_id if isinstance(client_id, str) else None,
+        scope=frozenset(scope.split()) if isinstance(scope, str) else frozenset(),
+        pid=pid if isinstance(pid, str) else None,
+        security_level=level,
+        acr=acr,
+        toa=toa,
+        raw=claims,
+    )
+
+
+def assertion_patient(claims: AccessTokenClaims) -> tuple[str | None, str | None]:
+    """Return the (nin, salt) the hub asserted, or (None, None) for a patient-less request."""
+    patient = claims.raw.get("patient")
+    if not isinstance(patient, Mapping):
+        return None, None
+    nin, salt = patient.get("nin"), patient.get("salt")
+    return (
+        nin if isinstance(nin, str) else None,
+        salt if isinstance(salt, str) else None,
+    )
+
+
+def check_assertion_patient(
+    claims: AccessTokenClaims, *, nin_header: str | None, salt_header: str | None
+) -> None:
+    """Refuse an assertion whose patient differs from the patient headers sent with it (ATT-4)."""
+    nin, salt = assertion_patient(claims)
+    if (nin, salt) != (nin_header or None, salt_header or None):
+        raise PatientBindingFailed("hub assertion names another patient than the request (ATT-4)")
