@@ -188,24 +188,24 @@ class SqlAuditSink:
 
     async def _lock_head(self, conn: AsyncConnection) -> tuple[int, str]:
         """Create the chain head if needed, lock it, and return (last_seq, last_hash)."""
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        await conn.execute(
-            insert(audit_chain_head)
-            .values(source_id=self.source_id, last_seq=0, last_hash=GENESIS_HASH)
-            .on_conflict_do_nothing()
-        )
         head = audit_chain_head.c
-        # The first write of the transaction: PostgreSQL locks the row, SQLite the database.
-        await conn.execute(
+        # The first write of the transaction: PostgreSQL locks the row, SQLite the database;
+        # RETURNING reads the head in the same statement.
+        lock = (
             update(audit_chain_head)
             .where(head.source_id == self.source_id)
             .values(last_seq=head.last_seq)
+            .returning(head.last_seq, head.last_hash)
         )
-        row = (
+        row = (await conn.execute(lock)).first()
+        if row is None:
+            insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
             await conn.execute(
-                select(head.last_seq, head.last_hash).where(head.source_id == self.source_id)
+                insert(audit_chain_head)
+                .values(source_id=self.source_id, last_seq=0, last_hash=GENESIS_HASH)
+                .on_conflict_do_nothing()
             )
-        ).one()
+            row = (await conn.execute(lock)).one()
         return int(row.last_seq), str(row.last_hash)
 
     async def verify(self) -> VerifyResult:

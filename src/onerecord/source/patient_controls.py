@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, MetaData, String, Table, delete, select
+from sqlalchemy import Column, MetaData, String, Table, delete, literal, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -142,17 +142,31 @@ class PatientControlStore:
 
 
 async def _read_controls(conn: AsyncConnection, patient: NationalIdentityNumber) -> PatientControls:
-    since = await conn.scalar(
-        select(patient_reservation.c.since).where(patient_reservation.c.patient_id == patient.value)
+    # One round trip on the hot path of every search: the three controls as one UNION ALL.
+    pid = patient.value
+    reservation, doc_block, hcp_block = (
+        patient_reservation.c,
+        document_block.c,
+        practitioner_block.c,
     )
-    documents = await conn.scalars(
-        select(document_block.c.unique_id).where(document_block.c.patient_id == patient.value)
-    )
-    practitioners = await conn.scalars(
-        select(practitioner_block.c.practitioner_id).where(
-            practitioner_block.c.patient_id == patient.value
+    rows = (
+        await conn.execute(
+            union_all(
+                select(
+                    literal("r").label("kind"), literal("").label("value"), reservation.since
+                ).where(reservation.patient_id == pid),
+                select(literal("d"), doc_block.unique_id, doc_block.since).where(
+                    doc_block.patient_id == pid
+                ),
+                select(literal("p"), hcp_block.practitioner_id, hcp_block.since).where(
+                    hcp_block.patient_id == pid
+                ),
+            )
         )
-    )
+    ).all()
+    since = next((row.since for row in rows if row.kind == "r"), None)
+    documents = [row.value for row in rows if row.kind == "d"]
+    practitioners = [row.value for row in rows if row.kind == "p"]
     return PatientControls(
         patient=patient,
         reserved_since=since,
