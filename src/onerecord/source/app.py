@@ -6,10 +6,12 @@ becomes an OperationOutcome with the right status; nothing internal reaches the 
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 import httpx
@@ -36,6 +38,7 @@ from onerecord.mhd import (
 from onerecord.source.access import (
     AccessGuard,
     AccessRecorder,
+    AccessRefused,
     CallerContext,
     NoAudit,
     OpenAccess,
@@ -55,9 +58,10 @@ from onerecord.source.service import DocumentSource, FoundPage
 from onerecord.source.settings import SourceSettings
 from onerecord.source.store import SqlDocumentStore
 from onerecord.trust.access_token import AuthSettings
-from onerecord.trust.errors import TrustError
-from onerecord.trust.keys import KeyProvider, RemoteJwks
+from onerecord.trust.errors import InvalidToken, TrustError
+from onerecord.trust.keys import KeyProvider, RemoteJwks, StaticJwks
 from onerecord.trust.patient_binding import PATIENT_NIN_HEADER
+from onerecord.trust.publish_proof import PUBLISH_PROOF_HEADER, verify_publish_proof
 from onerecord.trust.replay import MemoryReplayCache, RedisReplayCache, ReplayCache
 
 __all__ = ["create_app"]
@@ -199,6 +203,46 @@ def _wants_json(request: Request) -> None:
         raise NotAcceptable(f"cannot answer with {accept}; this server speaks {FHIR_JSON}")
 
 
+def _read_jwks(path: Path) -> list[dict[str, Any]]:
+    keys = orjson.loads(path.read_bytes()).get("keys")
+    if not isinstance(keys, list) or not keys:
+        raise ValueError(f"{path} is not a JWKS with at least one key")
+    return keys
+
+
+async def _check_publisher(request: Request, body: bytes, settings: SourceSettings) -> None:
+    """Let an ITI-65 request through only from a system whose key this source knows.
+
+    Open access (development) lets everything through; development mode without configured
+    publishers too, with a warning; otherwise a valid publish proof is required, and a source
+    without configured publishers refuses publishing altogether.
+    """
+    if settings.dev_open_access:
+        return
+    publishers: StaticJwks | None = request.app.state.publishers
+    if publishers is None:
+        if settings.dev_mode:
+            log.warning("source.publish_unauthenticated", reason="dev mode, no publishers")
+            return
+        raise AccessRefused(
+            "publishing is not configured on this source (no publisher keys)",
+            reason="publishing-not-configured",
+        )
+    proof = request.headers.get(PUBLISH_PROOF_HEADER)
+    if not proof:
+        raise InvalidToken(f"ITI-65 needs a {PUBLISH_PROOF_HEADER} header signed by a publisher")
+    publisher = await verify_publish_proof(
+        proof,
+        keys=publishers,
+        audience=settings.token_audience,
+        htu=f"{settings.public_base_url}{request.url.path}",
+        body=body,
+        now=time.time(),
+        replay=request.app.state.publish_replay,
+    )
+    log.info("source.publish", publisher=publisher.issuer, jti=publisher.jti)
+
+
 def create_app(
     settings: SourceSettings,
     *,
@@ -261,6 +305,12 @@ def create_app(
             )
             if caller_factory is None:
                 app.state.caller_factory = _trusted_caller(authenticator, settings.public_base_url)
+        app.state.publishers = (
+            StaticJwks(_read_jwks(settings.publisher_jwks_file))
+            if settings.publisher_jwks_file
+            else None
+        )
+        app.state.publish_replay = MemoryReplayCache()
         app.state.source = DocumentSource(
             settings=settings,
             store=store,
@@ -336,6 +386,7 @@ def create_app(
                 f"Content-Type {media or '(none)'} is not supported; send {FHIR_JSON}"
             )
         body = await request.body()
+        await _check_publisher(request, body, settings)
         return Response(await src.publish(body), status_code=200, media_type=FHIR_JSON)
 
     @app.get("/fhir/DocumentReference")

@@ -56,6 +56,10 @@ class SourceSettings(BaseSettings):
     allowed_roles: tuple[str, ...] = tuple(sorted(_DEFAULT_POLICY.allowed_roles))
     allowed_purposes: tuple[PurposeOfUse, ...] = tuple(sorted(_DEFAULT_POLICY.allowed_purposes))
     clock_skew: int = 300
+    publisher_jwks_file: Path | None = Field(
+        default=None,
+        description="JWKS file of the systems allowed to publish (ITI-65), see trust/publish_proof",
+    )
 
     @field_validator("home_community_id")
     @classmethod

@@ -1,0 +1,117 @@
+"""ITI-65 publishing is accepted only from systems whose key the source holds."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from onerecord.mhd import build_provide_bundle
+from onerecord.source.app import create_app
+from onerecord.trust.keys import SigningKey
+from onerecord.trust.publish_proof import PUBLISH_PROOF_HEADER, make_publish_proof
+from tests.conftest import Database
+from tests.factories import make_entry, sample_pdf
+from tests.source.conftest import HCID, make_settings
+from tests.support.servers import free_port, serve_in_thread
+
+PUBLISHER = "urn:oid:2.16.578.1.12.4.5.100.1.9"
+
+
+def _trusted(database: Database, tmp_path: Path, port: int, **extra: object) -> object:
+    # The issuer is configured but never asked: publishing does not use access tokens.
+    return make_settings(
+        database,
+        tmp_path,
+        port,
+        dev_open_access=False,
+        dev_mode=False,
+        issuer="http://127.0.0.1:9/sts",
+        jwks_url="http://127.0.0.1:9/sts/jwks",
+        **extra,
+    )
+
+
+@pytest.fixture
+def publisher_key(tmp_path: Path) -> SigningKey:
+    return SigningKey.generate(kid="hospital-ehr-1")
+
+
+@pytest.fixture
+def guarded_source(
+    sqlite_database: Database, tmp_path: Path, publisher_key: SigningKey
+) -> Iterator[str]:
+    jwks = tmp_path / "publishers.json"
+    jwks.write_text(json.dumps({"keys": [publisher_key.public_jwk()]}))
+    port = free_port()
+    settings = _trusted(sqlite_database, tmp_path, port, publisher_jwks_file=jwks)
+    with serve_in_thread(create_app(settings), port=port) as url:  # type: ignore[arg-type]
+        yield url
+
+
+def _body() -> bytes:
+    content = sample_pdf()
+    bundle = build_provide_bundle(
+        [(make_entry(content=content), content)],
+        source_id=PUBLISHER,
+        submission_set_unique_id="2.16.578.1.12.4.5.100.1.8.77",
+    )
+    return orjson.dumps(bundle)
+
+
+def _post(url: str, body: bytes, proof: str | None) -> httpx.Response:
+    headers = {"content-type": "application/fhir+json"}
+    if proof:
+        headers[PUBLISH_PROOF_HEADER] = proof
+    return httpx.post(f"{url}/fhir", content=body, headers=headers)
+
+
+def _sign(key: SigningKey, url: str, body: bytes) -> str:
+    return make_publish_proof(
+        key, issuer=PUBLISHER, audience=HCID, htu=f"{url}/fhir", body=body, now=time.time()
+    )
+
+
+def test_signed_publish_is_accepted_once(guarded_source: str, publisher_key: SigningKey) -> None:
+    body = _body()
+    proof = _sign(publisher_key, guarded_source, body)
+    assert _post(guarded_source, body, proof).status_code == 200
+    replay = _post(guarded_source, body, proof)
+    assert replay.status_code == 401
+    assert "replay" in replay.text
+
+
+def test_unsigned_publish_is_401(guarded_source: str) -> None:
+    r = _post(guarded_source, _body(), None)
+    assert r.status_code == 401
+    assert PUBLISH_PROOF_HEADER in r.json()["issue"][0]["diagnostics"]
+    assert "www-authenticate" in r.headers
+
+
+def test_publish_signed_by_a_stranger_is_401(guarded_source: str) -> None:
+    body = _body()
+    r = _post(guarded_source, body, _sign(SigningKey.generate(kid="x"), guarded_source, body))
+    assert r.status_code == 401
+
+
+def test_proof_for_another_body_is_401(guarded_source: str, publisher_key: SigningKey) -> None:
+    body = _body()
+    r = _post(guarded_source, _body(), _sign(publisher_key, guarded_source, body))
+    assert r.status_code == 401
+    assert "body" in r.text
+
+
+def test_source_without_publishers_refuses_publishing(
+    sqlite_database: Database, tmp_path: Path
+) -> None:
+    port = free_port()
+    settings = _trusted(sqlite_database, tmp_path, port)
+    with serve_in_thread(create_app(settings), port=port) as url:  # type: ignore[arg-type]
+        r = _post(url, _body(), None)
+    assert r.status_code == 403
+    assert "not configured" in r.text
