@@ -137,6 +137,9 @@ class FolderContentStore:
 
     async def put(self, data: bytes | AsyncIterable[bytes]) -> ContentRef:
         """Stream to a temp file, fsync, and rename into place under its SHA-256."""
+        if isinstance(data, bytes | bytearray | memoryview):
+            # Bytes already in memory: the whole write is one trip to a worker thread.
+            return await anyio.to_thread.run_sync(self._put_bytes, bytes(data))
         await anyio.to_thread.run_sync(lambda: self.tmp.mkdir(parents=True, exist_ok=True))
         temp = self.tmp / f"{uuid.uuid4().hex}.part"
         digest = hashlib.sha256()
@@ -157,6 +160,23 @@ class FolderContentStore:
             await anyio.to_thread.run_sync(lambda: temp.unlink(missing_ok=True))
             raise
         return ContentRef(sha256=sha256, size=size)
+
+    def _put_bytes(self, blob: bytes) -> ContentRef:
+        sha256 = hashlib.sha256(blob).hexdigest()
+        final = self.path_of(sha256)
+        if final.is_file() and final.stat().st_size == len(blob):
+            return ContentRef(sha256=sha256, size=len(blob))  # content-addressed: already here
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        temp = self.tmp / f"{uuid.uuid4().hex}.part"
+        try:
+            with temp.open("wb") as handle:
+                handle.write(blob)
+                _flush_and_sync(handle)
+            self._place(temp, final)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        return ContentRef(sha256=sha256, size=len(blob))
 
     @staticmethod
     def _place(temp: Path, final: Path) -> None:

@@ -193,8 +193,9 @@ class DocumentSource:
         # Content first, registry second: a crash in between leaves only an unreferenced blob
         # that no query can reach and `sweep_orphans` removes; never a registered entry
         # without its bytes.
-        for doc in bundle.documents:
-            await self.content.put(doc.content)
+        async with anyio.create_task_group() as tg:
+            for doc in bundle.documents:
+                tg.start_soon(self.content.put, doc.content)
         try:
             result = await self.store.register(
                 entries,
