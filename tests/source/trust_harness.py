@@ -30,6 +30,7 @@ from onerecord.synth.population import Population, Practitioner, generate_popula
 from onerecord.trust.dpop import make_proof
 from onerecord.trust.keys import SigningKey, StaticJwks
 from onerecord.trust.patient_binding import encode_salt, make_digest, new_salt
+from onerecord.trust.publish_proof import PUBLISH_PROOF_HEADER, make_publish_proof
 from tests.sts.fakes import client_assertion
 from tests.support.servers import free_port, serve_in_thread
 
@@ -88,6 +89,7 @@ class Network:
     sts_key: SigningKey
     hub_key: SigningKey
     client_key: SigningKey
+    publisher_key: SigningKey
     clock: Clock
     settings: SourceSettings
     db_path: Path
@@ -249,8 +251,20 @@ class Network:
             source_id="urn:oid:2.16.578.1.12.4.5.100.1.9",
             submission_set_unique_id=f"2.16.578.1.12.4.5.100.1.8.{secrets.randbelow(10**9)}",
         )
+        body = orjson.dumps(bundle)
+        proof = make_publish_proof(
+            self.publisher_key,
+            issuer="urn:oid:2.16.578.1.12.4.5.100.1.9",
+            audience=HCID,
+            htu=self.fhir,
+            body=body,
+            now=time.time(),
+        )
         r = httpx.post(
-            self.fhir, content=orjson.dumps(bundle), headers={"content-type": FHIR}, timeout=60
+            self.fhir,
+            content=body,
+            headers={"content-type": FHIR, PUBLISH_PROOF_HEADER: proof},
+            timeout=60,
         )
         assert r.status_code == 200, r.text
 
@@ -268,6 +282,9 @@ def start_network(
     sts_key = SigningKey.generate(kid="sts-test-key")
     hub_key = SigningKey.generate(kid="hub-test-key")
     client_key = SigningKey.generate(kid="ehr-key")
+    publisher_key = SigningKey.generate(kid="ehr-publisher-key")
+    publishers = workdir / "publishers.json"
+    publishers.write_text(json.dumps({"keys": [publisher_key.public_jwk()]}))
     clock = Clock()
     sts_port, source_port = free_port(), free_port()
     sts_url = f"http://127.0.0.1:{sts_port}"
@@ -297,6 +314,7 @@ def start_network(
         jwks_url=f"{sts_url}/jwks",
         hub_issuer=HUB_ISSUER,
         hub_jwks_url="http://127.0.0.1:9/unused-jwks",
+        publisher_jwks_file=publishers,
     )
     source_app = create_app(settings, hub_keys=StaticJwks([hub_key]))
     with ExitStack() as stack:
@@ -309,6 +327,7 @@ def start_network(
             sts_key=sts_key,
             hub_key=hub_key,
             client_key=client_key,
+            publisher_key=publisher_key,
             clock=clock,
             settings=settings,
             db_path=db_path,
