@@ -160,6 +160,8 @@ def added_latency(searches: int, patient: str, doctor: str, workdir: Path) -> di
         db_url=f"sqlite:///{workdir / 'trusted.db'}",
         content_dir=workdir / "trusted",
         public_base_url=f"http://127.0.0.1:{trusted_port}",
+        # Dev mode only so that the set-up can publish unsigned; searches take the full path.
+        dev_mode=True,
         issuer=ISSUER,
         jwks_url="http://127.0.0.1:9/unused",
     )
