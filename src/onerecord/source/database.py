@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -30,16 +31,22 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode("utf-8")
+
+
 def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> AsyncEngine:
     """Create an async engine; on SQLite with WAL and foreign keys, on PostgreSQL in `schema`.
 
     On SQLite every transaction starts with an explicit BEGIN (DEFERRED unless the connection's
     execution option `sqlite_begin` says "IMMEDIATE"), so reads and writes of one transaction
-    see one snapshot.
+    see one snapshot. JSON columns go through orjson: every search decodes one metadata
+    document per entry.
     """
     full = async_url(url)
+    codec: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
     if is_sqlite(url):
-        engine = create_async_engine(full, connect_args={"timeout": 30})
+        engine = create_async_engine(full, **codec, connect_args={"timeout": 30})
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -68,5 +75,5 @@ def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> 
     if schema:
         connect_args["server_settings"] = {"search_path": schema}
     return create_async_engine(
-        full, pool_size=pool_size, max_overflow=pool_size, connect_args=connect_args
+        full, **codec, pool_size=pool_size, max_overflow=pool_size, connect_args=connect_args
     )
