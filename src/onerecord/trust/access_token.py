@@ -17,9 +17,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from joserfc import jws, jwt
-from joserfc.errors import JoseError
-
 from onerecord.domain import (
     Coding,
     HprNumber,
@@ -39,7 +36,7 @@ from onerecord.trust.errors import (
     InvalidAuthorizationDetails,
     InvalidToken,
 )
-from onerecord.trust.keys import ASYMMETRIC_ALGORITHMS, KeyProvider, SigningKey
+from onerecord.trust.keys import KeyProvider, SigningKey, verify_signed_jwt
 from onerecord.trust.principal import (
     CitizenContext,
     HealthPersonnelContext,
@@ -172,21 +169,9 @@ async def validate_access_token(
 
     References: RFC 9068 §4; TRUST-FRAMEWORK §2.3 (API validation), B5, B6, A19, A20.
     """
-    try:
-        header = jws.extract_compact(token.encode("ascii")).headers()
-    except (JoseError, ValueError, UnicodeEncodeError) as exc:
-        raise InvalidToken("access token is not a compact JWS") from exc
-    if header.get("typ") not in _ACCEPTED_TYP:
-        raise InvalidToken("access token typ must be at+jwt")
-    alg = header.get("alg")
-    if alg not in ASYMMETRIC_ALGORITHMS:
-        raise InvalidToken("access token must be signed with an asymmetric algorithm")
-    kid = header.get("kid")
-    key = await keys.key_for(kid if isinstance(kid, str) else None)
-    try:
-        claims = jwt.decode(token, key, algorithms=[str(alg)]).claims
-    except (JoseError, ValueError) as exc:
-        raise InvalidToken("access token signature is invalid") from exc
+    claims = await verify_signed_jwt(
+        token, keys=keys, accepted_typ=_ACCEPTED_TYP, what="access token"
+    )
 
     if claims.get("iss") != issuer:
         raise InvalidToken("access token issuer is not trusted")

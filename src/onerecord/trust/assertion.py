@@ -27,9 +27,6 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from joserfc import jws, jwt
-from joserfc.errors import JoseError
-
 from onerecord.trust.access_token import (
     ATTESTATION_MAX_AGE,
     CITIZEN_ACR,
@@ -46,7 +43,7 @@ from onerecord.trust.errors import (
     InvalidToken,
     PatientBindingFailed,
 )
-from onerecord.trust.keys import ASYMMETRIC_ALGORITHMS, KeyProvider, SigningKey
+from onerecord.trust.keys import KeyProvider, SigningKey, verify_signed_jwt
 from onerecord.trust.replay import ReplayCache
 
 __all__ = [
@@ -137,21 +134,9 @@ async def verify_hub_assertion(
     own and `raw` keeps `original_jti`, `correlation_id` and `patient`.
     References: RFC 7519 §4.1.3–4.1.7; ATT-58 (A19/A20); RFC 9449 §11.1 (replay).
     """
-    try:
-        header = jws.extract_compact(token.encode("ascii")).headers()
-    except (JoseError, ValueError, UnicodeEncodeError) as exc:
-        raise InvalidToken("hub assertion is not a compact JWS") from exc
-    if header.get("typ") != HUB_ASSERTION_TYP:
-        raise InvalidToken(f"hub assertion typ must be {HUB_ASSERTION_TYP}")
-    alg = header.get("alg")
-    if alg not in ASYMMETRIC_ALGORITHMS:
-        raise InvalidToken("hub assertion must be signed with an asymmetric algorithm")
-    kid = header.get("kid")
-    key = await keys.key_for(kid if isinstance(kid, str) else None)
-    try:
-        claims = jwt.decode(token, key, algorithms=[str(alg)]).claims
-    except (JoseError, ValueError) as exc:
-        raise InvalidToken("hub assertion signature is invalid") from exc
+    claims = await verify_signed_jwt(
+        token, keys=keys, accepted_typ=frozenset({HUB_ASSERTION_TYP}), what="hub assertion"
+    )
 
     if claims.get("iss") != issuer:
         raise InvalidToken("hub assertion issuer is not the trusted hub")

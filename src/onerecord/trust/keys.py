@@ -19,7 +19,8 @@ from typing import Any, Protocol, TypeAlias
 
 import httpx
 import orjson
-from joserfc import jwt
+from joserfc import jws, jwt
+from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 
 from onerecord.trust.errors import DevelopmentKeyRefused, InvalidToken
@@ -35,6 +36,7 @@ __all__ = [
     "import_public_jwk",
     "load_or_create_dev_key",
     "require_usable_key",
+    "verify_signed_jwt",
 ]
 
 DEV_KEY_MARKER = "dev"
@@ -255,3 +257,29 @@ class RemoteJwks:
         if key is None:
             raise InvalidToken(f"unknown signing key {kid!r}")
         return key
+
+
+async def verify_signed_jwt(
+    token: str, *, keys: KeyProvider, accepted_typ: frozenset[str], what: str
+) -> dict[str, Any]:
+    """Check a compact JWS's typ and asymmetric alg, verify it with `keys`, return its claims.
+
+    Every token kind (access token, hub assertion, publish proof) starts with these checks; the
+    claims are each kind's own business. References: RFC 7515 §7.1, RFC 8725 §3.1, §3.11.
+    """
+    try:
+        header = jws.extract_compact(token.encode("ascii")).headers()
+    except (JoseError, ValueError, UnicodeEncodeError) as exc:
+        raise InvalidToken(f"{what} is not a compact JWS") from exc
+    if header.get("typ") not in accepted_typ:
+        raise InvalidToken(f"{what} typ must be {' or '.join(sorted(accepted_typ))}")
+    alg = header.get("alg")
+    if alg not in ASYMMETRIC_ALGORITHMS:
+        raise InvalidToken(f"{what} must be signed with an asymmetric algorithm")
+    kid = header.get("kid")
+    key = await keys.key_for(kid if isinstance(kid, str) else None)
+    try:
+        claims: dict[str, Any] = dict(jwt.decode(token, key, algorithms=[str(alg)]).claims)
+    except (JoseError, ValueError) as exc:
+        raise InvalidToken(f"{what} signature is invalid") from exc
+    return claims
