@@ -63,6 +63,8 @@ def start_source(stack: ExitStack, tmp_path: Path, number: int) -> RealRegion:
         db_url=f"sqlite:///{tmp_path / f'r{number}.db'}",
         content_dir=tmp_path / f"content{number}",
         public_base_url=f"http://127.0.0.1:{port}",
+        dev_mode=True,
+        dev_open_access=True,
     )
     url = stack.enter_context(serve_in_thread(create_app(settings), port=port))
     return RealRegion(f"Region {number}", hcid, f"{url}/fhir")

@@ -31,7 +31,9 @@ from onerecord.hub.fanout import (
     forward_headers,
 )
 from onerecord.hub.merge import HubStatus, MergedResult, consolidate, merge
+from onerecord.hub.redis_snapshot import RedisSnapshotStore
 from onerecord.hub.results import RegionResult, RegionStatus
+from onerecord.hub.security import HubAssertionAuth, HubSecurity, check_patient, load_hub_key
 from onerecord.hub.settings import HubSettings
 from onerecord.hub.snapshot import InMemorySnapshotStore, Snapshot, SnapshotStore
 
@@ -46,12 +48,15 @@ __all__ = [
     "DirectoryError",
     "FakeRegionClient",
     "FindRequest",
+    "HubAssertionAuth",
     "HubError",
+    "HubSecurity",
     "HubSettings",
     "HubStatus",
     "InMemorySnapshotStore",
     "MergedResult",
     "PassThroughAuth",
+    "RedisSnapshotStore",
     "Region",
     "RegionAuth",
     "RegionClient",
@@ -67,10 +72,12 @@ __all__ = [
     "SnapshotNotFound",
     "SnapshotStore",
     "UnknownCommunity",
+    "check_patient",
     "consolidate",
     "create_hub_app",
     "fan_out",
     "forward_headers",
+    "load_hub_key",
     "merge",
     "parse_directory",
 ]

@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 import structlog
@@ -22,17 +22,25 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from onerecord import __version__
+from onerecord.audit import AuditAction, AuditSink, SqlAuditSink
 from onerecord.domain import DomainError
+from onerecord.hub.audit import audit_record
+from onerecord.hub.auditdb import create_audit_tables, make_audit_engine
 from onerecord.hub.breaker import BreakerBoard
 from onerecord.hub.client import AiohttpRegionClient, RegionClient
 from onerecord.hub.directory import RegionDirectory
 from onerecord.hub.errors import HubError
 from onerecord.hub.fanout import PassThroughAuth, RegionAuth, forward_headers
 from onerecord.hub.metrics import HubMetrics
+from onerecord.hub.redis_snapshot import RedisSnapshotStore
+from onerecord.hub.security import HubSecurity, check_patient, principal_identity
 from onerecord.hub.service import Caller, HubAnswer, HubService
 from onerecord.hub.settings import HubSettings
 from onerecord.hub.snapshot import InMemorySnapshotStore, SnapshotStore
-from onerecord.mhd import FHIR_JSON, MhdError, capability_statement, outcome_for
+from onerecord.mhd import FHIR_JSON, MhdError, RetrieveKey, capability_statement, outcome_for
+from onerecord.trust.access_token import Principal
+from onerecord.trust.errors import TrustError
+from onerecord.trust.patient_binding import PATIENT_NIN_HEADER, PATIENT_SALT_HEADER
 
 __all__ = ["AuthFactory", "create_hub_app"]
 
@@ -49,20 +57,20 @@ def _hub(request: Request) -> HubService:
     return hub
 
 
-def _caller(request: Request) -> Caller:
-    who: Caller = request.app.state.make_caller(request)
-    return who
-
-
 Hub = Annotated[HubService, Depends(_hub)]
-TheCaller = Annotated[Caller, Depends(_caller)]
 
 
 def _pass_through(request: Request) -> RegionAuth:
     return PassThroughAuth(request.headers.get("authorization"))
 
 
-def _issue_body(status: int, code: str, message: str, expression: str | None) -> Response:
+def _issue_body(
+    status: int,
+    code: str,
+    message: str,
+    expression: str | None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     issue: dict[str, object] = {
         "severity": "fatal" if status >= 500 else "error",
         "code": code,
@@ -71,7 +79,7 @@ def _issue_body(status: int, code: str, message: str, expression: str | None) ->
     if expression:
         issue["expression"] = [expression]
     body = orjson.dumps({"resourceType": "OperationOutcome", "issue": [issue]})
-    return Response(body, status_code=status, media_type=FHIR_JSON)
+    return Response(body, status_code=status, media_type=FHIR_JSON, headers=headers)
 
 
 class CorrelationAndMetrics:
@@ -122,7 +130,14 @@ def _route_label(path: str) -> str:
 
 
 _ROUTES = frozenset(
-    {"/fhir/metadata", "/fhir/DocumentReference", "/fhir/DocumentReference/_search", "/healthz"}
+    {
+        "/fhir/metadata",
+        "/fhir/DocumentReference",
+        "/fhir/DocumentReference/_search",
+        "/healthz",
+        "/jwks",
+        "/.well-known/jwks.json",
+    }
 )
 
 
@@ -134,13 +149,33 @@ def create_hub_app(
     directory: RegionDirectory | None = None,
     snapshots: SnapshotStore | None = None,
     caller_identity: Callable[[Request], str] | None = None,
+    security: HubSecurity | None = None,
+    audit: AuditSink | None = None,
 ) -> FastAPI:
-    """Build the ASGI app of the national hub."""
+    """Build the ASGI app of the national hub.
+
+    With `security` (or `settings.issuer` set) every request needs a DPoP-bound access token and
+    regions are asked with hub assertions; without, the hub runs in development open access and
+    passes the caller's Authorization through. `audit` (or `settings.audit_db_url`) records
+    every search and retrieve.
+    """
     breakers = BreakerBoard(
         failure_threshold=settings.breaker_failure_threshold,
         cooldown_s=settings.breaker_cooldown_s,
     )
     metrics = HubMetrics(breakers)
+    redis_snapshots = (
+        RedisSnapshotStore.from_url(settings.redis_url, ttl_s=settings.snapshot_ttl_s)
+        if snapshots is None and settings.redis_url
+        else None
+    )
+    snapshot_store: SnapshotStore = (
+        snapshots
+        or redis_snapshots
+        or InMemorySnapshotStore(
+            max_bytes=settings.snapshot_max_bytes, ttl_s=settings.snapshot_ttl_s
+        )
+    )
     owns_client = region_client is None
     client: RegionClient = region_client or AiohttpRegionClient()
     service = HubService(
@@ -148,16 +183,24 @@ def create_hub_app(
         directory=directory or RegionDirectory(settings.directory_file),
         client=client,
         breakers=breakers,
-        snapshots=snapshots
-        or InMemorySnapshotStore(
-            max_bytes=settings.snapshot_max_bytes, ttl_s=settings.snapshot_ttl_s
-        ),
+        snapshots=snapshot_store,
         metrics=metrics,
     )
     make_auth = auth or _pass_through
-    identity_of = caller_identity or (
-        lambda request: request.headers.get("authorization") or "anonymous"
+    identity_of = _identity_of(caller_identity)
+    owns_security = security is None and settings.issuer is not None
+    if owns_security and not settings.dev_open_access:
+        security = HubSecurity.from_settings(settings)
+    elif settings.dev_open_access:
+        security = None
+    audit_engine = (
+        make_audit_engine(settings.audit_db_url, schema=settings.audit_db_schema)
+        if audit is None and settings.audit_db_url
+        else None
     )
+    sink: AuditSink | None = audit
+    if audit_engine is not None:
+        sink = SqlAuditSink(audit_engine, settings.hub_id)
     capability = orjson.dumps(
         capability_statement(
             base_url=settings.fhir_base,
@@ -169,12 +212,25 @@ def create_hub_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        log.info("hub.started", regions=len(service.directory), base=settings.fhir_base)
+        if audit_engine is not None:
+            await create_audit_tables(audit_engine)
+        log.info(
+            "hub.started",
+            regions=len(service.directory),
+            base=settings.fhir_base,
+            secured=security is not None,
+        )
         try:
             yield
         finally:
             if owns_client:
                 await client.aclose()
+            if owns_security and security is not None:
+                await security.aclose()
+            if audit_engine is not None:
+                await audit_engine.dispose()
+            if redis_snapshots is not None:
+                await redis_snapshots.aclose()
 
     app = FastAPI(
         title="onerecord national hub",
@@ -185,16 +241,78 @@ def create_hub_app(
         openapi_url=None,
     )
     app.state.hub = service
+    app.state.security = security
 
-    def caller(request: Request) -> Caller:
-        return Caller(
-            correlation_id=request.scope.get("state", {}).get("correlation_id") or uuid.uuid4().hex,
-            identity=identity_of(request),
-            forwarded=forward_headers(request.headers, settings.forwarded_headers),
-            auth=make_auth(request),
+    def correlation_of(request: Request) -> str:
+        cid: str = request.scope.get("state", {}).get("correlation_id") or uuid.uuid4().hex
+        return cid
+
+    async def authorise(
+        request: Request, params: list[tuple[str, str]] | None
+    ) -> tuple[Caller, Principal | None]:
+        """Return the Caller of this request (and who it is, when the hub is secured)."""
+        cid = correlation_of(request)
+        forwarded = forward_headers(request.headers, settings.forwarded_headers)
+        if security is None:
+            return Caller(cid, identity_of(request), forwarded, make_auth(request)), None
+        principal = await security.authenticate(
+            method=request.method, path=request.url.path, headers=request.headers
+        )
+        request.state.principal = principal
+        if params is not None and not any(name == "_snapshot" for name, _ in params):
+            check_patient(principal, params, request.headers)
+        region_auth = security.region_auth(
+            principal,
+            correlation_id=cid,
+            patient_nin=request.headers.get(PATIENT_NIN_HEADER),
+            patient_salt=request.headers.get(PATIENT_SALT_HEADER),
+        )
+        return Caller(cid, principal_identity(principal), forwarded, region_auth), principal
+
+    async def record(
+        request: Request,
+        action: AuditAction,
+        status: int,
+        *,
+        patient_id: str | None,
+        regions: tuple[tuple[str, str], ...] = (),
+        query: str | None = None,
+        returned: int | None = None,
+        document_ids: tuple[str, ...] = (),
+        reason: str | None = None,
+    ) -> None:
+        if sink is None:
+            return
+        principal: Principal | None = getattr(request.state, "principal", None)
+        await sink.append(
+            [
+                audit_record(
+                    action=action,
+                    status=status,
+                    hub_id=settings.hub_id,
+                    principal=principal,
+                    correlation_id=correlation_of(request),
+                    patient_id=patient_id,
+                    regions=regions,
+                    query=query,
+                    returned_count=returned,
+                    document_ids=document_ids,
+                    reason=reason,
+                )
+            ]
         )
 
-    app.state.make_caller = caller
+    @app.exception_handler(TrustError)
+    async def _trust_error(_request: Request, exc: TrustError) -> Response:
+        status = 403 if exc.status == 403 else 401
+        code = "forbidden" if status == 403 else "login"
+        return _issue_body(
+            status,
+            code,
+            exc.description,
+            None,
+            headers={"WWW-Authenticate": exc.www_authenticate()},
+        )
 
     @app.exception_handler(MhdError)
     async def _mhd_error(_request: Request, exc: MhdError) -> Response:
@@ -220,12 +338,42 @@ def create_hub_app(
         media = headers.pop("content-type", FHIR_JSON)
         return Response(answer.body, status_code=answer.status, media_type=media, headers=headers)
 
-    async def _find(service: HubService, who: Caller, params: list[tuple[str, str]]) -> Response:
+    async def _find(
+        request: Request, service: HubService, params: list[tuple[str, str]]
+    ) -> Response:
+        query = urlencode(params)
+        patient = _patient_of(params, request.headers)
+        try:
+            who, _principal = await authorise(request, params)
+        except TrustError as exc:
+            await record(
+                request,
+                AuditAction.SEARCH,
+                exc.status,
+                patient_id=patient,
+                query=query,
+                reason=exc.error,
+            )
+            raise
         try:
             async with asyncio.timeout(settings.request_deadline_s):
                 answer = await service.find(who, params)
         except TimeoutError:
+            await record(request, AuditAction.SEARCH, 504, patient_id=patient, query=query)
             return _issue_body(504, "timeout", "the search did not finish in time", None)
+        except (HubError, MhdError, DomainError) as exc:
+            status = exc.status if isinstance(exc, HubError | MhdError) else 400
+            await record(request, AuditAction.SEARCH, status, patient_id=patient, query=query)
+            raise
+        await record(
+            request,
+            AuditAction.SEARCH,
+            answer.status,
+            patient_id=patient,
+            regions=answer.regions,
+            query=query,
+            returned=answer.returned,
+        )
         return _answer(answer)
 
     @app.get("/healthz")
@@ -236,16 +384,23 @@ def create_hub_app(
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    @app.get("/jwks")
+    @app.get("/.well-known/jwks.json")
+    async def jwks() -> Response:
+        if security is None:
+            return Response(b'{"keys":[]}', media_type="application/json")
+        return Response(orjson.dumps(security.jwks()), media_type="application/json")
+
     @app.get("/fhir/metadata")
     async def metadata() -> Response:
         return Response(capability, media_type=FHIR_JSON)
 
     @app.get("/fhir/DocumentReference")
-    async def find_document_references(request: Request, svc: Hub, who: TheCaller) -> Response:
-        return await _find(svc, who, request.query_params.multi_items())
+    async def find_document_references(request: Request, svc: Hub) -> Response:
+        return await _find(request, svc, request.query_params.multi_items())
 
     @app.post("/fhir/DocumentReference/_search")
-    async def find_document_references_post(request: Request, svc: Hub, who: TheCaller) -> Response:
+    async def find_document_references_post(request: Request, svc: Hub) -> Response:
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media != _FORM:
             return _issue_body(415, "not-supported", f"_search takes {_FORM}", None)
@@ -253,11 +408,49 @@ def create_hub_app(
             form = parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True)
         except UnicodeDecodeError:
             return _issue_body(400, "invalid", "the form body is not UTF-8", None)
-        return await _find(svc, who, [*request.query_params.multi_items(), *form])
+        return await _find(request, svc, [*request.query_params.multi_items(), *form])
 
     @app.get("/fhir/Binary/{token}")
-    async def retrieve_document(token: str, request: Request, svc: Hub, who: TheCaller) -> Response:
-        got = await svc.retrieve(who, token, request.headers.get("accept"))
+    async def retrieve_document(token: str, request: Request, svc: Hub) -> Response:
+        key = RetrieveKey.parse(token)
+        hcid = key.home_community_id.urn
+        document = (key.unique_id.value,)
+        patient = request.headers.get(PATIENT_NIN_HEADER)
+        try:
+            who, _principal = await authorise(request, None)
+        except TrustError as exc:
+            await record(
+                request,
+                AuditAction.RETRIEVE,
+                exc.status,
+                patient_id=patient,
+                document_ids=document,
+                reason=exc.error,
+            )
+            raise
+        try:
+            got = await svc.retrieve(who, token, request.headers.get("accept"))
+        except HubError as exc:
+            failed = "timeout" if exc.code == "timeout" else "unavailable"
+            await record(
+                request,
+                AuditAction.RETRIEVE,
+                exc.status,
+                patient_id=patient,
+                regions=((hcid, failed),),
+                document_ids=document,
+            )
+            raise
+        status = got.status if isinstance(got, HubAnswer) else 200
+        region_status = "ok" if status < 400 or status == 404 else "denied"
+        await record(
+            request,
+            AuditAction.RETRIEVE,
+            status,
+            patient_id=patient,
+            regions=((hcid, region_status),),
+            document_ids=document,
+        )
         if isinstance(got, HubAnswer):
             return _answer(got)
         headers = dict(got.headers)
@@ -266,3 +459,20 @@ def create_hub_app(
 
     app.add_middleware(CorrelationAndMetrics, metrics=metrics)
     return app
+
+
+def _identity_of(given: Callable[[Request], str] | None) -> Callable[[Request], str]:
+    if given is not None:
+        return given
+    return lambda request: request.headers.get("authorization") or "anonymous"
+
+
+def _patient_of(params: list[tuple[str, str]], headers: Mapping[str, str]) -> str | None:
+    """The patient a search is about, for the audit record: the header, else the query."""
+    header = headers.get(PATIENT_NIN_HEADER)
+    if header:
+        return header
+    for name, value in params:
+        if name == "patient.identifier":
+            return value.rpartition("|")[2] or None
+    return None

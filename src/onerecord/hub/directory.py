@@ -3,7 +3,11 @@
 The file is JSON (`.json`) or TOML (`.toml`) with a list of regions:
 
     {"regions": [{"name": "Helse Vest", "home_community_id": "urn:oid:…",
-                  "base_url": "http://…/fhir", "timeout_s": 4.0, "enabled": true}]}
+                  "base_url": "http://…/fhir", "timeout_s": 4.0, "enabled": true,
+                  "audience": "urn:oid:…"}]}
+
+`audience` is the `aud` the region expects in the hub's assertion (default: its
+homeCommunityId).
 
 References: IHE ITI TF-1 18.2.3 (XCA: the initiating gateway knows its responding gateways and
 their homeCommunityIds); MHD Target Communities option (homeCommunityId per community).
@@ -39,6 +43,7 @@ class Region:
     base_url: str
     timeout_s: float | None = None
     enabled: bool = True
+    audience_id: str | None = None
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -51,6 +56,11 @@ class Region:
     def hcid(self) -> str:
         return self.home_community_id.urn
 
+    @property
+    def audience(self) -> str:
+        """The `aud` the region expects in a hub assertion (default: its homeCommunityId)."""
+        return self.audience_id or self.hcid
+
 
 def _region(raw: Mapping[str, Any]) -> Region:
     try:
@@ -61,6 +71,7 @@ def _region(raw: Mapping[str, Any]) -> Region:
             base_url=str(raw["base_url"]),
             timeout_s=float(timeout) if timeout is not None else None,
             enabled=bool(raw.get("enabled", True)),
+            audience_id=str(raw["audience"]) if raw.get("audience") else None,
         )
     except KeyError as exc:
         raise DirectoryError(f"a region lacks the field {exc.args[0]!r}") from exc

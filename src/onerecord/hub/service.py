@@ -79,6 +79,9 @@ class HubAnswer:
     status: int
     body: bytes
     headers: Mapping[str, str] = field(default_factory=dict)
+    regions: tuple[tuple[str, str], ...] = ()
+    """(homeCommunityId, status) of each region asked; empty when no fan-out happened."""
+    returned: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,8 +153,9 @@ class HubService:
             documents=len(merged.documents),
             regions={r.region.hcid: r.status.value for r in results},
         )
+        outcomes = tuple((r.region.hcid, r.status.value) for r in results)
         if merged.status is HubStatus.FAILURE:
-            return HubAnswer(merged.http_status, outcome_body(merged.issues))
+            return HubAnswer(merged.http_status, outcome_body(merged.issues), regions=outcomes)
         base = self.settings.fhir_base
         region_base = {r.region.hcid: r.region.base_url for r in results}
         entries = tuple(
@@ -173,7 +177,8 @@ class HubService:
         stored = len(entries) > count and await self.snapshots.put(snapshot)
         if len(entries) > count and not stored:
             log.warning("hub.snapshot.too_large", documents=len(entries))
-        return self._render_page(snapshot, 0, count, pageable=stored)
+        page = self._render_page(snapshot, 0, count, pageable=stored)
+        return replace(page, regions=outcomes, returned=len(entries))
 
     async def _page(self, caller: Caller, params: Sequence[tuple[str, str]]) -> HubAnswer:
         values = dict(params)

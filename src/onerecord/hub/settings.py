@@ -23,7 +23,7 @@ class HubSettings(BaseSettings):
     aggregation_deadline_s: float = 4.5
     request_deadline_s: float = 5.0
     retrieve_timeout_s: float = 10.0
-    retry_delay_s: float = 0.05
+    retry_delay_s: float = 0.005  # the whole search waits for a retry: keep it short
     max_entries_per_region: int = 5000
     region_page_size: int = 200
     default_page_size: int = 20
@@ -33,6 +33,20 @@ class HubSettings(BaseSettings):
     breaker_failure_threshold: int = 5
     breaker_cooldown_s: float = 30.0
     forwarded_headers: frozenset[str] = DEFAULT_FORWARDED_HEADERS
+    # Trust framework (docs/hub.md "Security"): the issuer whose DPoP-bound tokens the hub
+    # accepts, where its keys are, and the hub's own audience (its id in tokens).
+    issuer: str | None = None
+    jwks_url: str | None = None
+    audience: str = "onerecord:hub"
+    dev_mode: bool = False
+    dev_open_access: bool = False
+    key_file: Path | None = None
+    key_dir: Path = Path("var/hub/keys")
+    redis_url: str | None = None
+    assertion_lifetime_s: int = 60
+    audit_db_url: str | None = None
+    audit_db_schema: str | None = None
+    hub_id: str = "onerecord-hub"
 
     @field_validator("public_base_url")
     @classmethod
@@ -44,6 +58,8 @@ class HubSettings(BaseSettings):
         self.deadlines  # noqa: B018 - validates the ordering of the three deadlines
         if not 0 < self.default_page_size <= self.max_page_size:
             raise ValueError("default_page_size must be between 1 and max_page_size")
+        if self.dev_open_access and not self.dev_mode:
+            raise ValueError("dev_open_access needs dev_mode (never in production)")
         return self
 
     @property
@@ -53,6 +69,11 @@ class HubSettings(BaseSettings):
             aggregation_s=self.aggregation_deadline_s,
             request_s=self.request_deadline_s,
         )
+
+    @property
+    def assertion_issuer(self) -> str:
+        """The `iss` of the hub's assertions: its public base URL (where /jwks is served)."""
+        return self.public_base_url
 
     @property
     def fhir_base(self) -> str:
