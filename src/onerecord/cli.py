@@ -54,8 +54,24 @@ def source_serve(
         str | None, typer.Option(help="Base URL clients use (default http://HOST:PORT).")
     ] = None,
     max_body_mb: Annotated[int, typer.Option(help="Request body limit in MiB.")] = 64,
+    issuer: Annotated[str | None, typer.Option(help="Trusted token issuer (iss).")] = None,
+    jwks_url: Annotated[
+        str | None, typer.Option(help="JWKS URL of the issuer (default ISSUER/jwks).")
+    ] = None,
+    audience: Annotated[
+        str | None, typer.Option(help="aud accepted (default: the homeCommunityId URN).")
+    ] = None,
+    hub_issuer: Annotated[str | None, typer.Option(help="iss of trusted hub assertions.")] = None,
+    hub_jwks_url: Annotated[str | None, typer.Option(help="JWKS URL of the trusted hub.")] = None,
+    redis_url: Annotated[
+        str | None, typer.Option(help="redis://… shared replay cache (default: in memory).")
+    ] = None,
+    dev_open_access: Annotated[
+        bool, typer.Option("--dev-open-access", help="No auth, policy or audit (needs --dev).")
+    ] = False,
+    dev: Annotated[bool, typer.Option("--dev", help="Development mode.")] = False,
 ) -> None:
-    """Serve one regional document source."""
+    """Serve one regional document source (refuses to start without --issuer or open access)."""
     import uvicorn
 
     from onerecord.domain import HomeCommunityId
@@ -73,6 +89,14 @@ def source_serve(
         s3_url=s3_url,
         public_base_url=public_url or f"http://{host}:{port}",
         max_body_bytes=max_body_mb * 1024 * 1024,
+        issuer=issuer,
+        jwks_url=jwks_url or (f"{issuer.rstrip('/')}/jwks" if issuer else None),
+        audience=audience,
+        hub_issuer=hub_issuer,
+        hub_jwks_url=hub_jwks_url,
+        redis_url=redis_url,
+        dev_mode=dev,
+        dev_open_access=dev_open_access,
     )
     if db.startswith("sqlite:///"):
         Path(db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -105,7 +129,9 @@ def demo(
     workdir: Annotated[Path, typer.Option(help="Where databases and content live.")] = Path(
         "var/demo"
     ),
-    base_port: Annotated[int, typer.Option(help="First port; regions take the next four.")] = 8100,
+    base_port: Annotated[
+        int, typer.Option(help="The hub's port; regions take the next four, the STS the fifth.")
+    ] = 8100,
     citizens: Annotated[int, typer.Option(help="Synthetic citizens besides the fixed cast.")] = 40,
     seed: int = 1,
     postgres: Annotated[
@@ -114,7 +140,7 @@ def demo(
     manifest: Annotated[Path | None, typer.Option(help="Write endpoints and ids as JSON.")] = None,
     exit_when_ready: Annotated[bool, typer.Option(help="Stop once loaded (for scripts).")] = False,
 ) -> None:
-    """Start the regional document sources on 127.0.0.1 with synthetic data."""
+    """Start the STS, four regions and the hub on 127.0.0.1 with synthetic data."""
     from onerecord.demo import run_demo
 
     raise typer.Exit(
@@ -127,6 +153,42 @@ def demo(
                 postgres=postgres,
                 manifest=manifest,
                 exit_when_ready=exit_when_ready,
+            )
+        )
+    )
+
+
+@app.command("search")
+def search(
+    patient: Annotated[str, typer.Option(help="The patient's fødselsnummer (synthetic).")],
+    as_: Annotated[
+        str, typer.Option("--as", help="practitioner (with an attestation) or citizen.")
+    ] = "practitioner",
+    user: Annotated[
+        str | None,
+        typer.Option(
+            help="Staff key from the manifest (doctor, nurse, gp …) or a citizen's number "
+            "(default: doctor, or the patient themself)."
+        ),
+    ] = None,
+    hub: Annotated[str | None, typer.Option(help="Hub FHIR base (default: manifest).")] = None,
+    manifest: Annotated[Path, typer.Option(help="The demo's manifest.json.")] = Path(
+        "var/demo/manifest.json"
+    ),
+    count: Annotated[int, typer.Option(help="Documents on the first page.")] = 50,
+) -> None:
+    """Get a token from the STS, search the hub for one patient, print the overview."""
+    from onerecord.search_command import run_search
+
+    raise typer.Exit(
+        asyncio.run(
+            run_search(
+                patient=patient,
+                role=as_,
+                user=user,
+                hub=hub,
+                manifest=manifest,
+                count=count,
             )
         )
     )

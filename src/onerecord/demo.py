@@ -1,4 +1,11 @@
-"""`onerecord demo`: the network on 127.0.0.1, each part its own process, with synthetic data."""
+"""`onerecord demo`: the whole network on 127.0.0.1 — STS, four regions, hub — with synthetic data.
+
+Each part is its own process (started in its own session, so Ctrl-C reaches only the demo,
+which then stops them in order). Ports: hub BASE, regions BASE+1…BASE+4, STS BASE+5. Keys are
+development keys under WORKDIR/keys: the STS's, the hub's, and the command-line client's
+(registered at the STS as `onerecord-cli`). WORKDIR/manifest.json lists every endpoint, the
+cast's patient ids and the staff, for `onerecord search` and for scripts.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +17,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import httpx
 from rich.console import Console
@@ -20,30 +29,137 @@ from rich.progress import Progress, TaskID
 
 from onerecord.synth.dataset import load_population, write_dataset
 from onerecord.synth.importer import import_dataset
-from onerecord.synth.regions import DEFAULT_REGIONS, RegionInfo
+from onerecord.synth.population import Population
+from onerecord.synth.regions import DEFAULT_REGIONS
+from onerecord.trust.keys import SigningKey, load_or_create_dev_key
+from onerecord.trust.publish_proof import PUBLISH_PROOF_HEADER, make_publish_proof
 
-__all__ = ["run_demo"]
+__all__ = [
+    "CLIENT_ID",
+    "PUBLISHER_ISSUER",
+    "DemoLayout",
+    "publish_proof_hook",
+    "run_demo",
+    "staff_manifest",
+]
 
 console = Console()
 
+CLIENT_ID = "onerecord-cli"
+HUB_AUDIENCE = "onerecord:hub"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoLayout:
+    """Where everything of one demo lives: ports, URLs and files."""
+
+    workdir: Path
+    base_port: int
+
+    @property
+    def hub(self) -> str:
+        return f"http://127.0.0.1:{self.base_port}"
+
+    @property
+    def sts(self) -> str:
+        return f"http://127.0.0.1:{self.base_port + 5}"
+
+    def region_url(self, index: int) -> str:
+        return f"http://127.0.0.1:{self.base_port + 1 + index}"
+
+    @property
+    def keys(self) -> Path:
+        return self.workdir / "keys"
+
+    @property
+    def dataset(self) -> Path:
+        return self.workdir / "dataset"
+
+    @property
+    def directory_file(self) -> Path:
+        return self.workdir / "regions.json"
+
+    @property
+    def clients_file(self) -> Path:
+        return self.workdir / "sts-clients.json"
+
+    @property
+    def manifest(self) -> Path:
+        return self.workdir / "manifest.json"
+
+    @property
+    def publishers_file(self) -> Path:
+        return self.workdir / "publishers.jwks.json"
+
 
 @dataclass
-class RunningRegion:
-    info: RegionInfo
+class Service:
+    """One started process and the URL of its /healthz."""
+
+    name: str
     url: str
     process: subprocess.Popen[bytes]
 
 
-def _region_command(
-    info: RegionInfo, *, port: int, workdir: Path, postgres: str | None
-) -> list[str]:
-    folder = workdir / info.slug
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "onerecord.cli", *args]
+
+
+def _sqlite(path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def sts_command(layout: DemoLayout) -> list[str]:
+    """The STS: development keys, the synthetic population, the CLI client registered."""
+    return _cli(
+        "sts",
+        "serve",
+        "--port",
+        str(layout.base_port + 5),
+        "--population",
+        str(layout.dataset / "population.json"),
+        "--clients",
+        str(layout.clients_file),
+        "--dev",
+    )
+
+
+def hub_command(layout: DemoLayout, postgres: str | None) -> list[str]:
+    """The hub: trusts the STS, signs assertions with its development key, audits."""
+    audit = postgres or _sqlite(layout.workdir / "hub" / "audit.db")
+    cmd = _cli(
+        "hub",
+        "serve",
+        "--directory",
+        str(layout.directory_file),
+        "--port",
+        str(layout.base_port),
+        "--issuer",
+        layout.sts,
+        "--jwks-url",
+        f"{layout.sts}/jwks",
+        "--audience",
+        HUB_AUDIENCE,
+        "--key-dir",
+        str(layout.keys),
+        "--audit-db",
+        audit,
+        "--log-level",
+        "warning",
+        "--dev",
+    )
+    if postgres:
+        cmd += ["--audit-db-schema", "onerecord_hub"]
+    return cmd
+
+
+def region_command(layout: DemoLayout, index: int, postgres: str | None) -> list[str]:
+    """One region: its own database (or schema) and content folder; trusts the STS and hub."""
+    info = DEFAULT_REGIONS[index]
+    folder = layout.workdir / info.slug
     folder.mkdir(parents=True, exist_ok=True)
-    db = postgres or f"sqlite:///{folder / 'registry.db'}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "onerecord.cli",
+    cmd = _cli(
         "source",
         "serve",
         "--region",
@@ -53,15 +169,133 @@ def _region_command(
         "--repository-unique-id",
         str(info.repository_unique_id),
         "--db",
-        db,
+        postgres or _sqlite(folder / "registry.db"),
         "--content",
         str(folder / "content"),
         "--port",
-        str(port),
-    ]
+        str(layout.base_port + 1 + index),
+        "--issuer",
+        layout.sts,
+        "--jwks-url",
+        f"{layout.sts}/jwks",
+        "--hub-issuer",
+        layout.hub,
+        "--hub-jwks-url",
+        f"{layout.hub}/jwks",
+        "--dev",
+    )
     if postgres:
         cmd += ["--db-schema", f"onerecord_{info.slug}"]
     return cmd
+
+
+def write_directory(layout: DemoLayout) -> None:
+    """Write the hub's region directory: the four regions with their audiences."""
+    regions = [
+        {
+            "name": info.name,
+            "home_community_id": info.home_community_id.urn,
+            "base_url": f"{layout.region_url(i)}/fhir",
+            "audience": info.home_community_id.urn,
+            "enabled": True,
+        }
+        for i, info in enumerate(DEFAULT_REGIONS)
+    ]
+    layout.directory_file.write_text(json.dumps({"regions": regions}, indent=2), encoding="utf-8")
+
+
+PUBLISHER_ISSUER = "onerecord-demo-importer"
+
+
+def write_publishers(layout: DemoLayout) -> SigningKey:
+    """Create the importer's publishing key and the JWKS file the regions trust for ITI-65."""
+    key = load_or_create_dev_key(layout.keys, name="publisher")
+    layout.publishers_file.write_text(json.dumps({"keys": [key.public_jwk()]}), encoding="utf-8")
+    return key
+
+
+def publish_proof_hook(
+    key: SigningKey, audiences: dict[str, str]
+) -> Callable[[httpx.Request], Awaitable[None]]:
+    """Return an httpx request hook that signs every ITI-65 POST for the region it goes to."""
+
+    async def sign(request: httpx.Request) -> None:
+        if request.method != "POST":
+            return
+        origin = f"{request.url.scheme}://{request.url.host}:{request.url.port}"
+        request.headers[PUBLISH_PROOF_HEADER] = make_publish_proof(
+            key,
+            issuer=PUBLISHER_ISSUER,
+            audience=audiences[origin],
+            htu=str(request.url),
+            body=request.content,
+            now=time.time(),
+        )
+
+    return sign
+
+
+def write_clients(layout: DemoLayout) -> Path:
+    """Register the CLI client's public key at the STS; return the private key's file."""
+    key = load_or_create_dev_key(layout.keys, name="client")
+    clients = {CLIENT_ID: {"jwk": key.public_jwk(), "redirect_uris": [], "name": "onerecord CLI"}}
+    layout.clients_file.write_text(json.dumps(clients, indent=2), encoding="utf-8")
+    return layout.keys / "dev-client.jwk.json"
+
+
+def staff_manifest(population: Population) -> dict[str, dict[str, Any]]:
+    """Return the staff's attestation facts: nin, HPR category, organisation and department."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, person in sorted(population.staff.items()):
+        org = population.organisation(person.organisation)
+        out[key] = {
+            "nin": str(person.nin),
+            "name": person.name,
+            "category": person.categories[0] if person.categories else None,
+            "hpr": person.hpr.value if person.hpr else None,
+            "legal_entity": str(org.legal_entity),
+            "point_of_care": str(org.orgnr),
+            "organisation": org.name,
+            "department": str(person.department) if person.department else None,
+        }
+    return out
+
+
+def manifest_body(layout: DemoLayout, population: Population, client_key: Path) -> dict[str, Any]:
+    """Everything a script needs to use the running network."""
+    return {
+        "hub": {
+            "base_url": layout.hub,
+            "fhir_base": f"{layout.hub}/fhir",
+            "jwks": f"{layout.hub}/jwks",
+            "audience": HUB_AUDIENCE,
+        },
+        "sts": {
+            "issuer": layout.sts,
+            "token_endpoint": f"{layout.sts}/token",
+            "jwks": f"{layout.sts}/jwks",
+        },
+        "client": {"client_id": CLIENT_ID, "key_file": str(client_key.resolve())},
+        "publisher": {
+            "issuer": PUBLISHER_ISSUER,
+            "key_file": str((layout.keys / "dev-publisher.jwk.json").resolve()),
+        },
+        "regions": [
+            {
+                "slug": info.slug,
+                "name": info.name,
+                "home_community_id": info.home_community_id.urn,
+                "repository_unique_id": str(info.repository_unique_id),
+                "fhir_base": f"{layout.region_url(i)}/fhir",
+                "audience": info.home_community_id.urn,
+            }
+            for i, info in enumerate(DEFAULT_REGIONS)
+        ],
+        "patients": {key: str(c.nin) for key, c in sorted(population.cast.items())},
+        "staff": staff_manifest(population),
+        "dataset": str(layout.dataset.resolve()),
+        "workdir": str(layout.workdir.resolve()),
+    }
 
 
 async def _create_schemas(postgres: str) -> None:
@@ -69,21 +303,55 @@ async def _create_schemas(postgres: str) -> None:
 
     conn = await asyncpg.connect(postgres.replace("postgresql+asyncpg://", "postgresql://"))
     try:
-        for info in DEFAULT_REGIONS:
-            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "onerecord_{info.slug}"')
+        for schema in [f"onerecord_{i.slug}" for i in DEFAULT_REGIONS] + ["onerecord_hub"]:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     finally:
         await conn.close()
 
 
-async def _wait_ready(client: httpx.AsyncClient, region: RunningRegion, deadline: float) -> None:
+def _start(
+    name: str, url: str, cmd: list[str], log: Path, env: dict[str, str] | None = None
+) -> Service:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches the demo only; it stops the children
+        )
+    return Service(name, url, proc)
+
+
+async def _wait_ready(
+    client: httpx.AsyncClient, service: Service, deadline: float, log: Path
+) -> None:
     while time.monotonic() < deadline:
-        if region.process.poll() is not None:
-            raise RuntimeError(f"{region.info.name} exited with code {region.process.returncode}")
+        if service.process.poll() is not None:
+            tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+            raise RuntimeError(
+                f"{service.name} exited with code {service.process.returncode}:\n{tail}"
+            )
         with contextlib.suppress(httpx.HTTPError):
-            if (await client.get(f"{region.url}/healthz")).status_code == 200:
+            if (await client.get(f"{service.url}/healthz", timeout=2)).status_code == 200:
                 return
         await asyncio.sleep(0.1)
-    raise TimeoutError(f"{region.info.name} did not start within the deadline")
+    raise TimeoutError(f"{service.name} did not start within the deadline")
+
+
+def stop_all(services: Sequence[Service], timeout: float = 10) -> None:
+    """Terminate every process (SIGTERM), wait, and kill what does not stop."""
+    for service in services:
+        if service.process.poll() is None:
+            service.process.terminate()
+    ends = time.monotonic() + timeout
+    for service in services:
+        try:
+            service.process.wait(timeout=max(ends - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            service.process.kill()
+            service.process.wait()
 
 
 async def run_demo(
@@ -97,100 +365,147 @@ async def run_demo(
     exit_when_ready: bool,
 ) -> int:
     """Start, load, print, wait for Ctrl-C, stop. Returns the exit code."""
+    layout = DemoLayout(workdir, base_port)
     workdir.mkdir(parents=True, exist_ok=True)
-    dataset = workdir / "dataset"
-    if not (dataset / "population.json").exists():
+    if not (layout.dataset / "population.json").exists():
         with console.status("Generating synthetic patients and documents…"):
             summary = write_dataset(
-                dataset, seed=seed, citizens=citizens, reference_date=date.today(), batch_size=50
+                layout.dataset,
+                seed=seed,
+                citizens=citizens,
+                reference_date=date.today(),
+                batch_size=50,
             )
         console.print(f"Generated {summary}")
+    population = load_population(layout.dataset / "population.json")
+    client_key = write_clients(layout)
+    publisher = write_publishers(layout)
+    write_directory(layout)
     if postgres:
         await _create_schemas(postgres)
-    regions: list[RunningRegion] = []
-    for offset, info in enumerate(DEFAULT_REGIONS, start=1):
-        port = base_port + offset
-        proc = subprocess.Popen(
-            _region_command(info, port=port, workdir=workdir, postgres=postgres),
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        regions.append(RunningRegion(info, f"http://127.0.0.1:{port}", proc))
+    logs = workdir / "logs"
+    services: list[Service] = []
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     try:
-        async with httpx.AsyncClient(timeout=30) as client:
-            with console.status("Starting four regional document sources…"):
-                deadline = time.monotonic() + 60
-                await asyncio.gather(*(_wait_ready(client, r, deadline) for r in regions))
-            with Progress(console=console) as progress:
-                for r in regions:
-                    task = progress.add_task(f"Loading {r.info.name}", total=None)
-
-                    def advance(n: int, task: TaskID = task) -> None:
-                        progress.advance(task, n)
-
-                    result = await import_dataset(
-                        dataset,
-                        region=r.info.slug,
-                        base_url=r.url,
-                        client=client,
-                        progress=advance,
+        services.append(
+            _start(
+                "STS",
+                layout.sts,
+                sts_command(layout),
+                logs / "sts.log",
+                env={
+                    "ONERECORD_STS_KEY_DIR": str(layout.keys),
+                    # EHRs may also call a region directly, with a token for that region.
+                    "ONERECORD_STS_ALLOWED_AUDIENCES": json.dumps(
+                        [HUB_AUDIENCE, *(i.home_community_id.urn for i in DEFAULT_REGIONS)]
+                    ),
+                },
+            )
+        )
+        services.append(_start("hub", layout.hub, hub_command(layout, postgres), logs / "hub.log"))
+        for i, info in enumerate(DEFAULT_REGIONS):
+            services.append(
+                _start(
+                    info.name,
+                    layout.region_url(i),
+                    region_command(layout, i, postgres),
+                    logs / f"{info.slug}.log",
+                    env={"ONERECORD_SOURCE_PUBLISHER_JWKS_FILE": str(layout.publishers_file)},
+                )
+            )
+        audiences = {
+            layout.region_url(i): info.home_community_id.urn
+            for i, info in enumerate(DEFAULT_REGIONS)
+        }
+        async with httpx.AsyncClient(
+            timeout=httpx.Timeout(120.0),
+            event_hooks={"request": [publish_proof_hook(publisher, audiences)]},
+        ) as client:
+            with console.status("Starting the STS, the hub and four regional sources…"):
+                deadline = time.monotonic() + 90
+                await asyncio.gather(
+                    *(
+                        _wait_ready(client, s, deadline, logs / f"{_log_name(s)}.log")
+                        for s in services
                     )
-                    progress.update(task, total=result.documents, completed=result.documents)
-                    for rejection in result.rejected:
-                        console.print(f"[red]rejected[/red] {rejection}")
-        _print_ready(regions, dataset)
-        if manifest:
-            _write_manifest(manifest, regions, dataset)
+                )
+            await _load(client, layout, services[2:])
+        body = manifest_body(layout, population, client_key)
+        layout.manifest.write_text(json.dumps(body, indent=2, ensure_ascii=False), "utf-8")
+        if manifest is not None:
+            manifest.write_text(json.dumps(body, indent=2, ensure_ascii=False), "utf-8")
+        _print_ready(layout, body, manifest)
         if exit_when_ready:
             return 0
         console.print("Press Ctrl-C to stop.")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await _until_stopped(stop, services)
         return 0
     finally:
-        for r in regions:
-            r.process.terminate()
-        for r in regions:
-            try:
-                r.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                r.process.kill()
-        console.print("All regions stopped.")
+        # The handlers stay installed while stopping: a second Ctrl-C must not leave orphans.
+        with console.status("Stopping…"):
+            stop_all(list(reversed(services)))
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        # Everything is stopped; a late second Ctrl-C must not turn a clean exit into 130.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        console.print("All services stopped.")
 
 
-def _example_patient(dataset: Path) -> str:
-    population = load_population(dataset / "population.json")
-    return str(population.cast["adult"].nin)
+def _log_name(service: Service) -> str:
+    names = {"STS": "sts", "hub": "hub"} | {i.name: i.slug for i in DEFAULT_REGIONS}
+    return names[service.name]
 
 
-def _print_ready(regions: list[RunningRegion], dataset: Path) -> None:
-    for r in regions:
-        console.print(f"[bold]{r.info.name:18}[/bold] {r.url}/fhir   {r.info.home_community_id}")
-    patient = _example_patient(dataset)
-    first = regions[0].url
+async def _until_stopped(stop: asyncio.Event, services: Sequence[Service]) -> None:
+    """Wait for Ctrl-C; say so when a process dies (the hub then reports it unavailable)."""
+    reported: set[str] = set()
+    while not stop.is_set():
+        for service in services:
+            if service.process.poll() is not None and service.name not in reported:
+                reported.add(service.name)
+                console.print(
+                    f"[red]{service.name} stopped (exit code {service.process.returncode})[/red]"
+                )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=1.0)
+
+
+async def _load(client: httpx.AsyncClient, layout: DemoLayout, regions: list[Service]) -> None:
+    with Progress(console=console) as progress:
+        for index, service in enumerate(regions):
+            info = DEFAULT_REGIONS[index]
+            task = progress.add_task(f"Loading {info.name}", total=None)
+
+            def advance(n: int, task: TaskID = task) -> None:
+                progress.advance(task, n)
+
+            result = await import_dataset(
+                layout.dataset,
+                region=info.slug,
+                base_url=service.url,
+                client=client,
+                progress=advance,
+            )
+            progress.update(task, total=result.documents, completed=result.documents)
+            for rejection in result.rejected:
+                console.print(f"[red]rejected[/red] {rejection}")
+
+
+def _print_ready(layout: DemoLayout, body: dict[str, Any], manifest: Path | None) -> None:
+    console.print()
+    console.print(f"[bold]{'national hub':18}[/bold] {layout.hub}/fhir")
+    for region in body["regions"]:
+        console.print(
+            f"[bold]{region['name']:18}[/bold] {region['fhir_base']}   "
+            f"{region['home_community_id']}"
+        )
+    console.print(f"[bold]{'token service':18}[/bold] {layout.sts}")
+    console.print(f"[bold]{'manifest':18}[/bold] {manifest or layout.manifest}")
+    patient = body["patients"]["adult"]
+    flag = f" --manifest {layout.manifest}"
     console.print("\nTry:")
-    console.print(
-        f"  curl -s '{first}/fhir/DocumentReference?patient.identifier="
-        f"urn:oid:2.16.578.1.12.4.1.4.1|{patient}&_count=5'"
-    )
-
-
-def _write_manifest(path: Path, regions: list[RunningRegion], dataset: Path) -> None:
-    population = load_population(dataset / "population.json")
-    body = {
-        "regions": [
-            {
-                "slug": r.info.slug,
-                "name": r.info.name,
-                "home_community_id": r.info.home_community_id.urn,
-                "repository_unique_id": str(r.info.repository_unique_id),
-                "fhir_base": f"{r.url}/fhir",
-            }
-            for r in regions
-        ],
-        "patients": {key: str(c.nin) for key, c in sorted(population.cast.items())},
-        "dataset": str(dataset),
-    }
-    path.write_text(json.dumps(body, indent=2, ensure_ascii=False), encoding="utf-8")
+    console.print(f"  onerecord search --patient {patient} --as practitioner --user doctor{flag}")
+    console.print(f"  onerecord search --patient {patient} --as citizen{flag}")
