@@ -70,6 +70,10 @@ def source_serve(
         bool, typer.Option("--dev-open-access", help="No auth, policy or audit (needs --dev).")
     ] = False,
     dev: Annotated[bool, typer.Option("--dev", help="Development mode.")] = False,
+    publisher_jwks: Annotated[
+        Path | None,
+        typer.Option(help="JWKS file of the systems allowed to publish (ITI-65 publish proofs)."),
+    ] = None,
 ) -> None:
     """Serve one regional document source (refuses to start without --issuer or open access)."""
     import uvicorn
@@ -98,6 +102,9 @@ def source_serve(
         dev_mode=dev,
         dev_open_access=dev_open_access,
     )
+    if publisher_jwks is not None:
+        # Set only when given, so ONERECORD_SOURCE_PUBLISHER_JWKS_FILE still applies otherwise.
+        settings = settings.model_copy(update={"publisher_jwks_file": publisher_jwks})
     if db.startswith("sqlite:///"):
         Path(db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     uvicorn.run(
@@ -119,9 +126,29 @@ def source_import(
     ],
     url: Annotated[str, typer.Option(help="Base URL of the region, e.g. http://127.0.0.1:8001")],
     concurrency: int = 4,
+    publisher_key: Annotated[
+        Path | None,
+        typer.Option(help="Private JWK file that signs each ITI-65 request (publish proof)."),
+    ] = None,
+    audience: Annotated[
+        str | None,
+        typer.Option(help="The region's audience (its homeCommunityId URN), with --publisher-key."),
+    ] = None,
 ) -> None:
     """Bulk-load a synthetic dataset into a running region (re-runnable without duplicates)."""
-    raise typer.Exit(run_import(dataset, region, url, concurrency))
+    hook = None
+    if publisher_key is not None:
+        import orjson
+
+        from onerecord.demo import publish_proof_hook
+        from onerecord.trust.keys import SigningKey
+
+        if audience is None:
+            raise typer.BadParameter("--audience is needed with --publisher-key")
+        key = SigningKey.from_jwk(orjson.loads(publisher_key.read_bytes()))
+        origin = url.removesuffix("/").removesuffix("/fhir")
+        hook = publish_proof_hook(key, {origin: audience})
+    raise typer.Exit(run_import(dataset, region, url, concurrency, request_hook=hook))
 
 
 @app.command("demo")

@@ -115,3 +115,27 @@ def test_source_without_publishers_refuses_publishing(
         r = _post(url, _body(), None)
     assert r.status_code == 403
     assert "not configured" in r.text
+
+
+def test_cli_import_signs_with_the_publisher_key(
+    guarded_source: str, publisher_key: SigningKey, tmp_path: Path
+) -> None:
+    from datetime import date
+
+    from typer.testing import CliRunner
+
+    from onerecord.cli import app
+    from onerecord.synth.dataset import write_dataset
+
+    dataset = tmp_path / "dataset"
+    write_dataset(dataset, seed=3, citizens=0, reference_date=date(2026, 1, 15), batch_size=20)
+    key_file = tmp_path / "publisher.jwk.json"
+    key_file.write_bytes(orjson.dumps(publisher_key.private_jwk()))
+    runner = CliRunner()
+    base = ["source", "import", str(dataset), "--region", "hso", "--url", guarded_source]
+
+    unsigned = runner.invoke(app, base)
+    assert unsigned.exit_code == 1, unsigned.output
+
+    signed = runner.invoke(app, [*base, "--publisher-key", str(key_file), "--audience", HCID])
+    assert signed.exit_code == 0, signed.output

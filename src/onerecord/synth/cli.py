@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import date
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import orjson
 import typer
 from rich.console import Console
@@ -76,8 +78,38 @@ def _print_summary(summary: ImportSummary, region: str) -> None:
             console.print(f"  {rejection}", markup=False, highlight=False)
 
 
-def run_import(dataset: Path, region: str, url: str, concurrency: int = 4) -> int:
-    """Import one region of a dataset with a progress bar; return 0, or 1 if any bundle failed."""
+async def _import(
+    dataset: Path,
+    region: str,
+    url: str,
+    concurrency: int,
+    request_hook: Callable[[httpx.Request], Awaitable[None]] | None,
+    progress: Callable[[int], None],
+) -> ImportSummary:
+    hooks = {"request": [request_hook]} if request_hook else {}
+    async with httpx.AsyncClient(timeout=120, event_hooks=hooks) as client:
+        return await import_dataset(
+            dataset,
+            region=region,
+            base_url=url,
+            concurrency=concurrency,
+            client=client,
+            progress=progress,
+        )
+
+
+def run_import(
+    dataset: Path,
+    region: str,
+    url: str,
+    concurrency: int = 4,
+    *,
+    request_hook: Callable[[httpx.Request], Awaitable[None]] | None = None,
+) -> int:
+    """Import one region of a dataset with a progress bar; return 0, or 1 if any bundle failed.
+
+    `request_hook` may sign each request (a publish proof) before it is sent.
+    """
     total = _expected_documents(dataset, region)
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -88,13 +120,7 @@ def run_import(dataset: Path, region: str, url: str, concurrency: int = 4) -> in
     with Progress(*columns, console=console) as bar:
         task = bar.add_task(f"Importing {region}", total=total)
         summary = asyncio.run(
-            import_dataset(
-                dataset,
-                region=region,
-                base_url=url,
-                concurrency=concurrency,
-                progress=lambda n: bar.advance(task, n),
-            )
+            _import(dataset, region, url, concurrency, request_hook, lambda n: bar.advance(task, n))
         )
     _print_summary(summary, region)
     return 1 if summary.rejected else 0
