@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from onerecord.hub.cli import hub_app
+from onerecord.source.settings import SourceSettings
 from onerecord.sts.cli import app as sts_app
 from onerecord.synth.cli import run_import, synth_app
 
@@ -74,13 +77,15 @@ def source_serve(
         Path | None,
         typer.Option(help="JWKS file of the systems allowed to publish (ITI-65 publish proofs)."),
     ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=32, help="Worker processes (more than 1 needs --redis-url).")
+    ] = 1,
 ) -> None:
     """Serve one regional document source (refuses to start without --issuer or open access)."""
     import uvicorn
 
     from onerecord.domain import HomeCommunityId
     from onerecord.source.app import create_app
-    from onerecord.source.settings import SourceSettings
 
     hcid = HomeCommunityId.parse(home_community_id)
     settings = SourceSettings(
@@ -107,15 +112,46 @@ def source_serve(
         settings = settings.model_copy(update={"publisher_jwks_file": publisher_jwks})
     if db.startswith("sqlite:///"):
         Path(db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    server = {"host": host, "port": port, "log_level": "warning", "access_log": False}
+    if workers == 1:
+        uvicorn.run(create_app(settings), loop="uvloop", http="httptools", **server)  # type: ignore[arg-type]
+        return
+    if not (settings.redis_url or settings.dev_open_access):
+        # Each worker would keep its own DPoP/jti replay cache: a proof refused by one worker
+        # could be replayed against another.
+        raise typer.BadParameter("--workers > 1 needs --redis-url for a shared replay cache")
+    asyncio.run(_migrate(settings))  # once, before the workers race to do it
+    os.environ.update(_settings_environment(settings))
     uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
+        "onerecord.source.app:app_from_environment",
+        factory=True,
+        workers=workers,
         loop="uvloop",
         http="httptools",
+        **server,  # type: ignore[arg-type]
     )
+
+
+async def _migrate(settings: SourceSettings) -> None:
+    from onerecord.source.database import make_engine
+    from onerecord.source.migrate import upgrade
+
+    engine = make_engine(settings.db_url, schema=settings.db_schema)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+def _settings_environment(settings: SourceSettings) -> dict[str, str]:
+    """The settings as ONERECORD_SOURCE_* variables, for worker processes to read back."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            continue
+        text = value if isinstance(value, str) else json.dumps(value)
+        env[f"ONERECORD_SOURCE_{name.upper()}"] = text
+    return env
 
 
 @source_app.command("import")

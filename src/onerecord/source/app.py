@@ -64,7 +64,7 @@ from onerecord.trust.patient_binding import PATIENT_NIN_HEADER
 from onerecord.trust.publish_proof import PUBLISH_PROOF_HEADER, verify_publish_proof
 from onerecord.trust.replay import MemoryReplayCache, RedisReplayCache, ReplayCache
 
-__all__ = ["create_app"]
+__all__ = ["app_from_environment", "create_app"]
 
 log = structlog.get_logger("onerecord.source")
 
@@ -241,6 +241,11 @@ async def _check_publisher(request: Request, body: bytes, settings: SourceSettin
         replay=request.app.state.publish_replay,
     )
     log.info("source.publish", publisher=publisher.issuer, jti=publisher.jti)
+
+
+def app_from_environment() -> FastAPI:
+    """Build the app from ONERECORD_SOURCE_* variables: the factory each uvicorn worker calls."""
+    return create_app(SourceSettings())
 
 
 def create_app(
