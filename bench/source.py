@@ -177,7 +177,9 @@ async def trim(url: str, schema: str | None, keep: int) -> None:
 
 
 @contextlib.contextmanager
-def source_process(url: str, schema: str | None, content: Path, port: int) -> Iterator[str]:
+def source_process(
+    url: str, schema: str | None, content: Path, port: int, workers: int = 1
+) -> Iterator[str]:
     args = [
         sys.executable,
         "-m",
@@ -196,6 +198,8 @@ def source_process(url: str, schema: str | None, content: Path, port: int) -> It
         str(port),
         "--dev",
         "--dev-open-access",
+        "--workers",
+        str(workers),
     ]
     if schema:
         args += ["--db-schema", schema]
@@ -257,6 +261,12 @@ def run_backend(kind: str, entries: int, searches: int, workdir: Path, port: int
             docs = 1000 if per_bundle == 1 else 5000
             rate = asyncio.run(ingest(base, documents=docs, per_bundle=per_bundle, concurrency=4))
             result[f"ingest_docs_per_s_bundle_{per_bundle}"] = rate
+    # The same ingest with two worker processes (one per core).
+    with source_process(url, schema, workdir / "content", port, workers=2) as base:
+        for per_bundle in (1, 50):
+            docs = 1000 if per_bundle == 1 else 5000
+            rate = asyncio.run(ingest(base, documents=docs, per_bundle=per_bundle, concurrency=4))
+            result[f"ingest_docs_per_s_bundle_{per_bundle}_2_workers"] = rate
     asyncio.run(trim(url, schema, keep))
     print(f"[{kind}] {json.dumps(result, indent=1)}", flush=True)
     return result
