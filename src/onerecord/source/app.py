@@ -277,6 +277,15 @@ def create_app(
         redis: RedisReplayCache | None = None
         the_guard, the_recorder = guard, recorder
         app.state.self_service = None
+        # One replay cache for DPoP proofs, hub assertions and publish proofs (their jtis are
+        # prefixed per kind); Redis when several processes must share it.
+        shared_replay: ReplayCache
+        if replay is not None:
+            shared_replay = replay
+        elif settings.redis_url:
+            shared_replay = redis = RedisReplayCache.from_url(settings.redis_url)
+        else:
+            shared_replay = MemoryReplayCache()
         if not open_access:
             controls = PatientControlStore(engine)
             sink = SqlAuditSink(engine, settings.home_community_id[:64])
@@ -292,9 +301,6 @@ def create_app(
                 guard=policy_guard, recorder=audit, sink=sink, controls=controls
             )
             app.state.audit = audit
-            cache = replay
-            if cache is None and settings.redis_url:
-                cache = redis = RedisReplayCache.from_url(settings.redis_url)
             assert settings.issuer is not None and settings.jwks_url is not None
             authenticator = SourceAuthenticator(
                 auth=AuthSettings(
@@ -303,7 +309,7 @@ def create_app(
                     skew=settings.clock_skew,
                 ),
                 keys=keys or RemoteJwks(settings.jwks_url, http),
-                replay=cache or MemoryReplayCache(),
+                replay=shared_replay,
                 hub_issuer=settings.hub_issuer,
                 hub_keys=hub_keys
                 or (RemoteJwks(settings.hub_jwks_url, http) if settings.hub_jwks_url else None),
@@ -315,7 +321,7 @@ def create_app(
             if settings.publisher_jwks_file
             else None
         )
-        app.state.publish_replay = MemoryReplayCache()
+        app.state.publish_replay = shared_replay
         app.state.source = DocumentSource(
             settings=settings,
             store=store,
