@@ -293,7 +293,13 @@ def test_submission_set_requirements(mutate: Any, expression: str) -> None:
 
 def test_other_resource_types_are_refused() -> None:
     def mutate(b: dict[str, Any]) -> None:
-        b["entry"].append({"fullUrl": "urn:uuid:1", "resource": {"resourceType": "Patient"}})
+        b["entry"].append(
+            {
+                "fullUrl": "urn:uuid:1",
+                "resource": {"resourceType": "Patient"},
+                "request": {"method": "POST", "url": "Patient"},
+            }
+        )
 
     expect(tampered(mutate), Unprocessable, 422, "Bundle.entry[3].resource")
 
@@ -308,3 +314,48 @@ def test_bundle_without_documents_is_422() -> None:
 def test_build_needs_documents() -> None:
     with pytest.raises(ValueError):
         build_provide_bundle([], source_id=SOURCE, submission_set_unique_id="1.2")
+
+
+def _index_of(bundle: dict[str, Any], kind: str) -> int:
+    return next(i for i, e in enumerate(bundle["entry"]) if e["resource"]["resourceType"] == kind)
+
+
+def test_entry_that_is_not_a_post_is_400() -> None:
+    def mutate(b: dict[str, Any]) -> None:
+        b["entry"][_index_of(b, "Binary")]["request"]["method"] = "PUT"
+
+    body = tampered(mutate)
+    index = _index_of(orjson.loads(body), "Binary")
+    exc = expect(body, BadRequest, 400, f"Bundle.entry[{index}].request.method")
+    assert "PUT" in str(exc)
+
+
+def test_submission_set_must_list_every_document() -> None:
+    def mutate(b: dict[str, Any]) -> None:
+        b["entry"][_index_of(b, "List")]["resource"]["entry"].pop()
+
+    exc = expect(tampered(mutate, n=2), Unprocessable, 422)
+    assert "does not list" in str(exc)
+
+
+def test_submission_set_must_not_list_strangers() -> None:
+    def mutate(b: dict[str, Any]) -> None:
+        members = b["entry"][_index_of(b, "List")]["resource"]["entry"]
+        members.append({"item": {"reference": "urn:uuid:not-in-this-bundle"}})
+
+    exc = expect(tampered(mutate), Unprocessable, 422)
+    assert "urn:uuid:not-in-this-bundle" in str(exc)
+
+
+def test_binary_that_no_document_uses_is_422() -> None:
+    def mutate(b: dict[str, Any]) -> None:
+        b["entry"].append(
+            {
+                "fullUrl": "urn:uuid:stray-binary",
+                "resource": {"resourceType": "Binary", "contentType": "text/plain", "data": "eA=="},
+                "request": {"method": "POST", "url": "Binary"},
+            }
+        )
+
+    exc = expect(tampered(mutate), Unprocessable, 422)
+    assert "urn:uuid:stray-binary" in str(exc)

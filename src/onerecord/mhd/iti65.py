@@ -211,6 +211,15 @@ def parse_provide_bundle(body: bytes, *, max_documents: int = 1000) -> ProvideBu
                 f"{at}.fullUrl is required", code="required", expression=f"{at}.fullUrl"
             )
         kind = resource.get("resourceType")
+        request = item.get("request")
+        method = request.get("method") if isinstance(request, dict) else None
+        if method != "POST":
+            # ITI-65 creates every resource it carries (MHD 2:3.65.4.1.2).
+            raise BadRequest(
+                f"{at}.request.method must be POST, not {method!r}",
+                code="value",
+                expression=f"{at}.request.method",
+            )
         if kind == "List" and _is_submission_set(resource):
             lists.append((i, resource, full_url))
             order.append(("List", 0))
@@ -291,9 +300,42 @@ def parse_provide_bundle(body: bytes, *, max_documents: int = 1000) -> ProvideBu
             )
         seen[entry.unique_id.value] = i
         documents.append(SubmittedDocument(entry=entry, content=content, full_url=full_url))
+    _check_submission_set_members(list_resource, list_index, {url for _, _, url in docs})
+    unused = sorted(set(binaries) - used)
+    if unused:
+        raise Unprocessable(
+            f"Binary {unused[0]} is not the content of any DocumentReference in the Bundle",
+            code="invalid",
+            expression=f"Bundle.entry[{binaries[unused[0]][0]}]",
+        )
     return ProvideBundle(
         submission_set=submission_set, documents=tuple(documents), order=tuple(order)
     )
+
+
+def _check_submission_set_members(
+    list_resource: dict[str, Any], list_index: int, document_urls: set[str]
+) -> None:
+    """The SubmissionSet lists exactly the Bundle's DocumentReferences (MHD 2:3.65.4.1.2.1)."""
+    at = f"Bundle.entry[{list_index}].resource.entry"
+    items = list_resource.get("entry")
+    listed: set[str] = set()
+    for n, item in enumerate(items if isinstance(items, list) else []):
+        ref = item.get("item", {}).get("reference") if isinstance(item, dict) else None
+        if not isinstance(ref, str) or ref not in document_urls:
+            raise Unprocessable(
+                f"{at}[{n}].item.reference {ref!r} is not a DocumentReference of this Bundle",
+                code="invalid",
+                expression=f"{at}[{n}].item.reference",
+            )
+        listed.add(ref)
+    missing = sorted(document_urls - listed)
+    if missing:
+        raise Unprocessable(
+            f"the SubmissionSet does not list DocumentReference {missing[0]}",
+            code="invariant",
+            expression=at,
+        )
 
 
 def _attachment_url(resource: dict[str, Any]) -> str | None:
