@@ -19,6 +19,7 @@ __all__ = [
     "GENESIS_HASH",
     "ChainHead",
     "ChainRow",
+    "ChainVerifier",
     "VerifyResult",
     "canonical",
     "link_hash",
@@ -88,31 +89,63 @@ def link_hash(prev_hash: str, row_bytes: bytes) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + row_bytes).hexdigest()
 
 
+class ChainVerifier:
+    """Check a chain row by row, so a long chain can be streamed rather than loaded whole."""
+
+    def __init__(self) -> None:
+        self.expected_seq = 1
+        self.prev = GENESIS_HASH
+        self.checked = 0
+        self.failure: VerifyResult | None = None
+
+    def feed(self, row: ChainRow) -> bool:
+        """Check the next row in seq order; False once the chain is found broken."""
+        if self.failure is not None:
+            return False
+        if row.seq != self.expected_seq:
+            self.failure = VerifyResult(
+                False, self.checked, self.expected_seq, "missing or reordered row"
+            )
+        elif row.prev_hash != self.prev:
+            self.failure = VerifyResult(
+                False, self.checked, row.seq, "previous hash does not match"
+            )
+        else:
+            body = canonical(
+                seq=row.seq,
+                recorded=row.recorded,
+                patient_id=row.patient_id,
+                action=row.action,
+                outcome=row.outcome,
+                event=row.event,
+            )
+            if link_hash(self.prev, body) != row.hash:
+                self.failure = VerifyResult(
+                    False, self.checked, row.seq, "row content does not match its hash"
+                )
+        if self.failure is not None:
+            return False
+        self.prev = row.hash
+        self.expected_seq += 1
+        self.checked += 1
+        return True
+
+    def finish(self, head: ChainHead | None) -> VerifyResult:
+        """The verdict, comparing the last row with the chain head (catches a cut-off tail)."""
+        if self.failure is not None:
+            return self.failure
+        checked, prev = self.checked, self.prev
+        if head is not None and (head.last_seq != checked or head.last_hash != prev):
+            return VerifyResult(False, checked, checked + 1, "rows after the last one are missing")
+        if head is None and checked:
+            return VerifyResult(False, checked, checked + 1, "the chain head is missing")
+        return VerifyResult(True, checked)
+
+
 def verify_chain(rows: Iterable[ChainRow], *, head: ChainHead | None = None) -> VerifyResult:
     """Check rows in seq order: consecutive numbers from 1, links and hashes, and the head."""
-    expected_seq = 1
-    prev = GENESIS_HASH
-    checked = 0
+    verifier = ChainVerifier()
     for row in rows:
-        if row.seq != expected_seq:
-            return VerifyResult(False, checked, expected_seq, "missing or reordered row")
-        if row.prev_hash != prev:
-            return VerifyResult(False, checked, row.seq, "previous hash does not match")
-        body = canonical(
-            seq=row.seq,
-            recorded=row.recorded,
-            patient_id=row.patient_id,
-            action=row.action,
-            outcome=row.outcome,
-            event=row.event,
-        )
-        if link_hash(prev, body) != row.hash:
-            return VerifyResult(False, checked, row.seq, "row content does not match its hash")
-        prev = row.hash
-        expected_seq += 1
-        checked += 1
-    if head is not None and (head.last_seq != checked or head.last_hash != prev):
-        return VerifyResult(False, checked, checked + 1, "rows after the last one are missing")
-    if head is None and checked:
-        return VerifyResult(False, checked, checked + 1, "the chain head is missing")
-    return VerifyResult(True, checked)
+        if not verifier.feed(row):
+            break
+    return verifier.finish(head)

@@ -36,13 +36,15 @@ from onerecord.audit.chain import (
     GENESIS_HASH,
     ChainHead,
     ChainRow,
+    ChainVerifier,
     VerifyResult,
     canonical,
     link_hash,
-    verify_chain,
 )
 from onerecord.audit.citizen_log import CitizenLogEntry, citizen_log_entries
 from onerecord.audit.record import AuditAction, AuditOutcome, AuditRecord
+
+_VERIFY_BATCH = 1000
 
 __all__ = [
     "AuditSink",
@@ -219,7 +221,9 @@ class SqlAuditSink:
                 )
             ).one_or_none()
             t = audit_event_table.c
-            result = await conn.execute(
+            verifier = ChainVerifier()
+            # Streamed in batches: a source's chain grows by one row per access.
+            result = await conn.stream(
                 select(
                     t.seq,
                     t.recorded,
@@ -232,9 +236,10 @@ class SqlAuditSink:
                 )
                 .where(t.source_id == self.source_id)
                 .order_by(t.seq)
+                .execution_options(yield_per=_VERIFY_BATCH)
             )
-            rows = [
-                ChainRow(
+            async for r in result:
+                row = ChainRow(
                     seq=int(r.seq),
                     recorded=_stamp(r.recorded),
                     patient_id=r.patient_id,
@@ -244,10 +249,11 @@ class SqlAuditSink:
                     prev_hash=r.prev_hash,
                     hash=r.hash,
                 )
-                for r in result
-            ]
+                if not verifier.feed(row):
+                    break
+            await result.close()
         head = ChainHead(int(head_row.last_seq), head_row.last_hash) if head_row else None
-        return verify_chain(rows, head=head)
+        return verifier.finish(head)
 
     async def records(
         self, patient_ids: Sequence[str], *, since: datetime | None = None
