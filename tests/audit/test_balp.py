@@ -87,3 +87,29 @@ def test_denied_event_carries_reason() -> None:
         search_record(outcome=AuditOutcome.DENIED, reason="role-not-allowed", returned_count=None)
     )
     assert event["outcome"] == "4" and event["outcomeDesc"] == "role-not-allowed"
+
+
+def test_hub_search_names_every_region_asked_and_round_trips() -> None:
+    from dataclasses import replace
+
+    from onerecord.audit import AuditRecord
+
+    record = replace(
+        search_record(),
+        regions=(
+            ("urn:oid:2.16.578.1.12.4.5.100.1", "ok"),
+            ("urn:oid:2.16.578.1.12.4.5.100.4", "timeout"),
+        ),
+    )
+    event = audit_event(record)
+    AuditEvent.model_validate(orjson.loads(orjson.dumps(event)))
+    asked = {
+        e["what"]["identifier"]["value"]: e["detail"][0]["valueString"]
+        for e in event["entity"]
+        if e.get("description") == "community asked by the hub"
+    }
+    assert asked == {
+        "urn:oid:2.16.578.1.12.4.5.100.1": "ok",
+        "urn:oid:2.16.578.1.12.4.5.100.4": "timeout",
+    }
+    assert AuditRecord.from_dict(record.to_dict()) == record

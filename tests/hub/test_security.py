@@ -180,9 +180,8 @@ async def test_practitioner_search_sends_fresh_assertion_per_region_and_audits(
     assert record.practitioner is not None and record.practitioner.nin == DOCTOR
     assert record.patient_id == PATIENT_A
     assert record.returned_count == 1
-    assert record.reason is not None
-    assert f"{HCID_HSO}=ok" in record.reason
-    assert f"{HCID_VEST}=unavailable" in record.reason
+    assert (HCID_HSO, "ok") in record.regions
+    assert (HCID_VEST, "unavailable") in record.regions
     assert record.token_jti is not None
 
 

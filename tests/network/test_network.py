@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -439,14 +440,14 @@ def test_hub_audit_names_the_regions_of_every_search(network: Network) -> None:
     db = sqlite3.connect(network.layout.workdir / "hub" / "audit.db")
     try:
         rows = db.execute(
-            "select action, outcome, json_extract(event, '$.reason') from audit_event order by seq"
+            "select action, outcome, json_extract(event, '$.regions') from audit_event order by seq"
         ).fetchall()
     finally:
         db.close()
     assert rows, "the hub audits"
-    reasons = [reason or "" for action, outcome, reason in rows if action == "search"]
-    assert any(f"{network.hcid(3)}=unavailable" in r for r in reasons)
-    assert any(f"{network.hcid(2)}=timeout" in r for r in reasons)
+    asked = [json.loads(regions or "[]") for action, _o, regions in rows if action == "search"]
+    assert any([network.hcid(3), "unavailable"] in r for r in asked)
+    assert any([network.hcid(2), "timeout"] in r for r in asked)
     assert any(outcome == "denied" for _a, outcome, _r in rows)
     assert any(action == "retrieve" for action, _o, _r in rows)
     verify = subprocess.run(

@@ -184,6 +184,16 @@ def _entities(record: AuditRecord) -> list[dict[str, Any]]:
                 {"type": "returned-count", "valueString": str(record.returned_count)}
             ]
         entities.append(query)
+    for hcid, status in record.regions:
+        # A community the hub asked, with how it answered (XCA: RegistryError@location).
+        entities.append(
+            {
+                "what": {"identifier": {"system": "urn:ietf:rfc:3986", "value": hcid}},
+                "type": {"system": _ENTITY_TYPE, "code": "2", "display": "System Object"},
+                "description": "community asked by the hub",
+                "detail": [{"type": "status", "valueString": status}],
+            }
+        )
     for unique_id in record.document_ids:
         entities.append(
             {

@@ -108,6 +108,9 @@ class AuditRecord:
     query: str | None = None
     token_jti: str | None = None
     emergency_override: bool = False
+    # At the hub: each region asked, as (homeCommunityId, status) — ok, timeout, unavailable,
+    # denied, invalid-response, error — so an auditor sees whose part of an overview is missing.
+    regions: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.recorded.tzinfo is None:
@@ -136,6 +139,7 @@ class AuditRecord:
             "query": self.query,
             "token_jti": self.token_jti,
             "emergency_override": self.emergency_override,
+            **({"regions": [list(pair) for pair in self.regions]} if self.regions else {}),
         }
 
     @classmethod
@@ -159,6 +163,7 @@ class AuditRecord:
             query=data.get("query"),
             token_jti=data.get("token_jti"),
             emergency_override=bool(data.get("emergency_override")),
+            regions=tuple((str(h), str(st)) for h, st in data.get("regions") or ()),
         )
 
 

@@ -1,9 +1,9 @@
 """Audit records of the hub: one per search and per retrieve, with the regions' outcomes.
 
 The hub writes the same AuditRecord (BALP shape, hash-chained by SqlAuditSink) as a source.
-Which regions answered goes into `reason` as `hcid=status` pairs (`ok`, `timeout`,
-`unavailable`, `denied`, `invalid-response`, `error`) — rendered as the AuditEvent's
-`outcomeDesc` — so an auditor sees whose part of an overview was missing.
+Which regions answered goes into `AuditRecord.regions` as (homeCommunityId, status) pairs
+(`ok`, `timeout`, `unavailable`, `denied`, `invalid-response`, `error`) — rendered as one
+AuditEvent entity per community — so an auditor sees whose part of an overview was missing.
 
 References: IHE ITI BALP §3.57.4 (PatientQuery, PatientRead); IHE ITI TF-2 3.38.4.1.3 (XCA
 PartialSuccess); TRUST-FRAMEWORK §3.2 (attributes to log), F1, F5, F6.
@@ -26,12 +26,7 @@ from onerecord.audit import (
 from onerecord.trust.access_token import Citizen, HealthPersonnel, Principal
 from onerecord.trust.principal import Organisation
 
-__all__ = ["audit_record", "caller_fields", "region_outcomes"]
-
-
-def region_outcomes(regions: Sequence[tuple[str, str]]) -> str:
-    """Return `hcid=status` pairs, sorted by homeCommunityId, separated by spaces."""
-    return " ".join(f"{hcid}={status}" for hcid, status in sorted(regions))
+__all__ = ["audit_record", "caller_fields"]
 
 
 def _org(org: Organisation | None) -> AuditOrganisation | None:
@@ -96,8 +91,7 @@ def audit_record(
         outcome = AuditOutcome.DENIED
     else:
         outcome = AuditOutcome.ERROR
-    parts = [p for p in (reason, region_outcomes(regions) if regions else None) if p]
-    text = "; ".join(parts) or (None if outcome is AuditOutcome.SUCCESS else f"http-{status}")
+    text = reason or (None if outcome is AuditOutcome.SUCCESS else f"http-{status}")
     practitioner, citizen = caller_fields(principal)
     return AuditRecord(
         action=action,
@@ -114,4 +108,5 @@ def audit_record(
         returned_count=returned_count,
         query=query,
         token_jti=principal.claims.jti if principal is not None else None,
+        regions=tuple(sorted(regions)),
     )
