@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 from rich.progress import Progress, TaskID
+from sqlalchemy.engine import make_url
 
 from onerecord.synth.dataset import load_population, write_dataset
 from onerecord.synth.importer import import_dataset
@@ -127,7 +128,8 @@ def sts_command(layout: DemoLayout) -> list[str]:
 
 def hub_command(layout: DemoLayout, postgres: str | None) -> list[str]:
     """The hub: trusts the STS, signs assertions with its development key, audits."""
-    audit = postgres or _sqlite(layout.workdir / "hub" / "audit.db")
+    audit = _database(postgres, "onerecord_hub") if postgres else None
+    audit = audit or _sqlite(layout.workdir / "hub" / "audit.db")
     cmd = _cli(
         "hub",
         "serve",
@@ -149,16 +151,19 @@ def hub_command(layout: DemoLayout, postgres: str | None) -> list[str]:
         "warning",
         "--dev",
     )
-    if postgres:
-        cmd += ["--audit-db-schema", "onerecord_hub"]
     return cmd
 
 
 def region_command(layout: DemoLayout, index: int, postgres: str | None) -> list[str]:
-    """One region: its own database (or schema) and content folder; trusts the STS and hub."""
+    """One region: its own database and content folder; trusts the STS and hub."""
     info = DEFAULT_REGIONS[index]
     folder = layout.workdir / info.slug
     folder.mkdir(parents=True, exist_ok=True)
+    registry = (
+        _database(postgres, f"onerecord_{info.slug}")
+        if postgres
+        else _sqlite(folder / "registry.db")
+    )
     cmd = _cli(
         "source",
         "serve",
@@ -169,7 +174,7 @@ def region_command(layout: DemoLayout, index: int, postgres: str | None) -> list
         "--repository-unique-id",
         str(info.repository_unique_id),
         "--db",
-        postgres or _sqlite(folder / "registry.db"),
+        registry,
         "--content",
         str(folder / "content"),
         "--port",
@@ -184,8 +189,6 @@ def region_command(layout: DemoLayout, index: int, postgres: str | None) -> list
         f"{layout.hub}/jwks",
         "--dev",
     )
-    if postgres:
-        cmd += ["--db-schema", f"onerecord_{info.slug}"]
     return cmd
 
 
@@ -298,13 +301,25 @@ def manifest_body(layout: DemoLayout, population: Population, client_key: Path) 
     }
 
 
-async def _create_schemas(postgres: str) -> None:
+def _database(postgres: str, name: str) -> str:
+    """The URL of database `name` on the server that `postgres` points at."""
+    return make_url(postgres).set(database=name).render_as_string(hide_password=False)
+
+
+DEMO_DATABASES = tuple(f"onerecord_{i.slug}" for i in DEFAULT_REGIONS) + ("onerecord_hub",)
+
+
+async def _create_databases(postgres: str) -> None:
+    """Give every region and the hub's audit a PostgreSQL database of its own."""
     import asyncpg
 
-    conn = await asyncpg.connect(postgres.replace("postgresql+asyncpg://", "postgresql://"))
+    conn = await asyncpg.connect(
+        make_url(postgres).set(drivername="postgresql").render_as_string(hide_password=False)
+    )
     try:
-        for schema in [f"onerecord_{i.slug}" for i in DEFAULT_REGIONS] + ["onerecord_hub"]:
-            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        for name in DEMO_DATABASES:
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
 
@@ -382,7 +397,7 @@ async def run_demo(
     publisher = write_publishers(layout)
     write_directory(layout)
     if postgres:
-        await _create_schemas(postgres)
+        await _create_databases(postgres)
     logs = workdir / "logs"
     services: list[Service] = []
     stop = asyncio.Event()
