@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from onerecord.hub.cli import hub_app
+from onerecord.portals.cli import portal_app
 from onerecord.source.settings import SourceSettings
 from onerecord.sts.cli import app as sts_app
 from onerecord.synth.cli import run_import, synth_app
@@ -21,6 +22,7 @@ app.add_typer(source_app, name="source")
 app.add_typer(synth_app, name="synth")
 app.add_typer(hub_app, name="hub")
 app.add_typer(sts_app, name="sts")
+app.add_typer(portal_app, name="portal")
 audit_app = typer.Typer(no_args_is_help=True, help="The audit trail of a source or the hub.")
 app.add_typer(audit_app, name="audit")
 

@@ -1,0 +1,78 @@
+"""Settings of the portals, from arguments, ONERECORD_PORTAL_* variables or the demo manifest."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DEV_SESSION_SECRET", "PortalSettings"]
+
+DEV_SESSION_SECRET = "onerecord-dev-portal-session-secret"
+"""The development session secret; `PortalSettings` refuses it unless dev_mode is on."""
+
+
+class PortalSettings(BaseSettings):
+    """Everything a portal needs; passed to `create_portal_app`, never global."""
+
+    model_config = SettingsConfigDict(env_prefix="ONERECORD_PORTAL_", frozen=True)
+
+    public_url: str = "http://127.0.0.1:8200"
+    hub_fhir: str = "http://127.0.0.1:8000/fhir"
+    hub_audience: str = "onerecord:hub"
+    sts_url: str = "http://127.0.0.1:8005"
+    client_id: str = "onerecord-cli"
+    client_key_file: Path = Path("var/portal/dev-client.jwk.json")
+    session_secret: SecretStr = SecretStr(DEV_SESSION_SECRET)
+    session_idle_s: int = 1800
+    hub_timeout_s: float = 15.0
+    dev_mode: bool = False
+    # From the demo manifest: the synthetic staff to log in as, and the regions by name.
+    staff: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    regions: tuple[dict[str, str], ...] = ()
+
+    @field_validator("public_url", "hub_fhir", "sts_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _refuse_dev_secret(self) -> PortalSettings:
+        secret = self.session_secret.get_secret_value()
+        if secret == DEV_SESSION_SECRET and not self.dev_mode:
+            raise ValueError("the development session secret is refused outside dev mode")
+        if len(secret) < 16:
+            raise ValueError("the session secret must have at least 16 characters")
+        return self
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Mark cookies Secure except for plain http on the loopback address in dev mode."""
+        loopback = self.public_url.startswith(("http://127.0.0.1", "http://localhost"))
+        return not (self.dev_mode and loopback)
+
+    @classmethod
+    def from_manifest(cls, manifest: Mapping[str, Any], **overrides: Any) -> PortalSettings:
+        """Return settings for the network a demo manifest describes."""
+        values: dict[str, Any] = {
+            "hub_fhir": manifest["hub"]["fhir_base"],
+            "hub_audience": manifest["hub"].get("audience", "onerecord:hub"),
+            "sts_url": manifest["sts"]["issuer"],
+            "client_id": manifest["client"]["client_id"],
+            "client_key_file": Path(manifest["client"]["key_file"]),
+            "staff": dict(manifest.get("staff", {})),
+            "regions": tuple(
+                {"name": r["name"], "home_community_id": r["home_community_id"]}
+                for r in manifest.get("regions", [])
+            ),
+        }
+        return cls(**(values | overrides))
+
+    @classmethod
+    def from_manifest_file(cls, path: Path, **overrides: Any) -> PortalSettings:
+        """Read a demo manifest file and return settings for its network."""
+        return cls.from_manifest(json.loads(path.read_text(encoding="utf-8")), **overrides)

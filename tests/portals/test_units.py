@@ -1,0 +1,207 @@
+"""Pure parts of the portal: settings, sessions, basis for access, overview."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from onerecord.portals.basis import (
+    InvalidAccessRequest,
+    build_attestation,
+    parse_access_request,
+)
+from onerecord.portals.overview import build_overview, region_sentence
+from onerecord.portals.sessions import SessionStore, sign_session_id, unsign_session_id
+from onerecord.portals.settings import DEV_SESSION_SECRET, PortalSettings
+from onerecord.search_client import StaffMember
+from onerecord.trust.attestation import parse_attestation_claim
+
+HSO = "urn:oid:2.16.578.1.12.4.5.100.1"
+VEST = "urn:oid:2.16.578.1.12.4.5.100.2"
+REGIONS = [
+    {"name": "Helse Sør-Øst", "home_community_id": HSO},
+    {"name": "Helse Vest", "home_community_id": VEST},
+]
+STAFF = StaffMember(
+    nin="01818012337", category="LE", legal_entity="974000016", point_of_care="974000024"
+)
+
+
+def _valid_patient() -> str:
+    from onerecord.domain.identifiers import NationalIdentityNumber
+
+    for serial in range(100, 999):
+        base = f"150880{serial}"
+        for check in range(100):
+            candidate = f"{base}{check:02d}"
+            try:
+                return NationalIdentityNumber(candidate).value
+            except ValueError:
+                continue
+    raise AssertionError("no valid synthetic number")
+
+
+FORM = {
+    "healthcare_service": "01",
+    "purpose_of_use": "TREAT",
+    "purpose_of_use_details": "BEHANDLER",
+    "access_basis": "SAMTYKKE",
+}
+
+
+def test_dev_secret_refused_outside_dev_mode() -> None:
+    with pytest.raises(ValidationError, match="development session secret"):
+        PortalSettings()
+    assert PortalSettings(dev_mode=True).session_secret.get_secret_value() == DEV_SESSION_SECRET
+    assert PortalSettings(session_secret="x" * 32).dev_mode is False
+
+
+def test_cookies_are_secure_except_dev_loopback() -> None:
+    dev = PortalSettings(dev_mode=True, public_url="http://127.0.0.1:8200")
+    assert dev.secure_cookies is False
+    prod = PortalSettings(session_secret="s" * 32, public_url="http://127.0.0.1:8200")
+    assert prod.secure_cookies is True
+    public = PortalSettings(dev_mode=True, public_url="https://portal.example")
+    assert public.secure_cookies is True
+
+
+def test_settings_from_manifest(tmp_path: Path) -> None:
+    manifest = {
+        "hub": {"fhir_base": "http://h/fhir/", "audience": "onerecord:hub"},
+        "sts": {"issuer": "http://sts"},
+        "client": {"client_id": "c", "key_file": str(tmp_path / "k.json")},
+        "staff": {"doctor": {"nin": STAFF.nin}},
+        "regions": [{**r, "slug": "x"} for r in REGIONS],
+    }
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(manifest))
+    settings = PortalSettings.from_manifest_file(path, dev_mode=True)
+    assert settings.hub_fhir == "http://h/fhir"
+    assert settings.client_key_file == tmp_path / "k.json"
+    assert settings.regions[1] == REGIONS[1]
+    assert "doctor" in settings.staff
+
+
+def test_signed_session_id_round_trip_and_tamper() -> None:
+    value = sign_session_id("abc", "secret-secret-secret")
+    assert unsign_session_id(value, "secret-secret-secret") == "abc"
+    assert unsign_session_id(value, "another-secret-value") is None
+    assert unsign_session_id("abd" + value[3:], "secret-secret-secret") is None
+    assert unsign_session_id("no-dot", "secret-secret-secret") is None
+
+
+def test_session_store_expires_rotates_and_ends() -> None:
+    store = SessionStore(idle_s=10)
+    s = store.create(now=0)
+    assert store.get(s.id, now=5) is s
+    old_id, old_csrf = s.id, s.csrf_token
+    store.rotate(s, now=6)
+    assert store.get(old_id, now=6) is None
+    assert s.id != old_id and s.csrf_token != old_csrf
+    assert s.csrf_ok(s.csrf_token) and not s.csrf_ok(old_csrf) and not s.csrf_ok(None)
+    assert store.get(s.id, now=17) is None  # idle for 11 s
+    t = store.create(now=20)
+    store.end(t.id)
+    assert store.get(t.id, now=20) is None and len(store) == 0
+
+
+def test_access_request_validates_patient_and_codes() -> None:
+    patient = _valid_patient()
+    request = parse_access_request({"patient": f" {patient[:6]} {patient[6:]}", **FORM})
+    assert request.patient == patient
+    assert request.access_basis == "SAMTYKKE"
+    assert "Behandling" in request.summary
+    with pytest.raises(InvalidAccessRequest, match="Fødselsnummeret"):
+        parse_access_request({"patient": patient[:-1] + str((int(patient[-1]) + 1) % 10), **FORM})
+    with pytest.raises(InvalidAccessRequest, match="formål"):
+        parse_access_request({"patient": patient, **FORM, "purpose_of_use": "BTG"})
+    with pytest.raises(InvalidAccessRequest, match="tilgangsgrunnlag"):
+        parse_access_request({"patient": patient, **FORM, "access_basis": "FORHOYET_AKUTT"})
+
+
+def test_attestation_states_the_chosen_basis_and_passes_the_parser() -> None:
+    request = parse_access_request(
+        {"patient": _valid_patient(), **FORM, "purpose_of_use": "COC", "healthcare_service": "03"}
+    )
+    attestation = build_attestation(STAFF, request, patient_digest="A" * 43)
+    parsed = parse_attestation_claim(attestation)
+    care = parsed.care_relationship
+    assert care.purpose_of_use.code == "COC"
+    assert care.healthcare_service is not None and care.healthcare_service.code == "03"
+    assert care.purpose_of_use_details is not None
+    assert care.purpose_of_use_details.code == "BEHANDLER"
+    assert care.decision_ref.id == request.decision_ref
+    assert parsed.patients[0].identifier_digest == "A" * 43
+
+
+def _doc(hcid: str, title: str, *, blocked: bool = False) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "resourceType": "DocumentReference",
+        "date": "2024-03-05T10:00:00+01:00",
+        "category": [{"coding": [{"code": "A00-1", "display": "Epikriser og sammenfatninger"}]}],
+        "extension": [
+            {
+                "url": "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-HomeCommunityId",
+                "valueIdentifier": {"value": hcid},
+            }
+        ],
+        "content": [{"attachment": {"title": "Sperret" if blocked else title}}],
+    }
+    if blocked:
+        doc["securityLabel"] = [{"coding": [{"code": "NORS"}]}]
+    else:
+        doc["masterIdentifier"] = {"value": f"urn:oid:1.2.{title}"}
+        doc["type"] = {"coding": [{"code": "x", "display": "Epikrise"}]}
+    return doc
+
+
+def test_overview_rows_blocked_and_region_sentences() -> None:
+    outcome = {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {
+                "severity": "warning",
+                "code": "timeout",
+                "extension": [
+                    {
+                        "url": "https://onerecord.no/fhir/StructureDefinition/region-status",
+                        "valueCode": "timeout",
+                    },
+                    {
+                        "url": "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-HomeCommunityId",
+                        "valueUri": VEST,
+                    },
+                ],
+            }
+        ],
+    }
+    bundle = {
+        "resourceType": "Bundle",
+        "total": 3,
+        "entry": [
+            {"resource": _doc(HSO, "Epikrise1")},
+            {"resource": _doc(HSO, "x", blocked=True)},
+            {"resource": _doc(VEST, "Notat2")},
+            {"resource": outcome},
+        ],
+    }
+    overview = build_overview(bundle, REGIONS)
+    assert [r.title for r in overview.rows] == ["Epikrise1", "Sperret", "Notat2"]
+    assert [r.blocked for r in overview.rows] == [False, True, False]
+    assert [r.region for r in overview.rows] == ["Helse Sør-Øst", "Helse Sør-Øst", "Helse Vest"]
+    assert overview.rows[0].class_ == "Epikriser og sammenfatninger"
+    assert overview.blocked_count == 1 and overview.total == 3
+    assert not overview.complete
+    assert [n.status for n in overview.regions] == ["ok", "timeout"]
+    assert overview.regions[1].sentence.startswith("Helse Vest svarte ikke i tide")
+    assert build_overview(bundle, REGIONS, masked_count=4).blocked_count == 4
+
+
+def test_region_sentence_names_the_region() -> None:
+    assert region_sentence("Helse Nord", "timeout").startswith("Helse Nord svarte ikke i tide")
+    assert "ikke tilgjengelig" in region_sentence("Helse Nord", "unavailable")
+    assert "ukjent" in region_sentence("Helse Nord", "surprise")
