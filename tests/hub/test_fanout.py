@@ -225,8 +225,15 @@ async def test_headers_sent_to_regions() -> None:
 
 
 def test_forward_headers_is_an_allow_list() -> None:
-    out = forward_headers({"NHN-Patient-NIN": "15830012345", "Cookie": "s=1", "Host": "hub"})
-    assert out == {"nhn-patient-nin": "15830012345"}
+    out = forward_headers(
+        {
+            "NHN-Patient-NIN": "15830012345",
+            "NHN-Access-Basis": "FORHOYET_AKUTT",
+            "Cookie": "s=1",
+            "Host": "hub",
+        }
+    )
+    assert out == {"nhn-patient-nin": "15830012345", "nhn-access-basis": "FORHOYET_AKUTT"}
 
 
 def test_deadlines_must_be_ordered() -> None:

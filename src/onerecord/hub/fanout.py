@@ -50,7 +50,15 @@ MASKED_COUNT_HEADER = "x-onerecord-masked-count"
 """How many entries a region (and the hub, summed) returned masked (blocked, 'Sperret')."""
 
 DEFAULT_FORWARDED_HEADERS = frozenset(
-    {"nhn-patient-nin", "nhn-source-system", "nhn-event-id", "accept-language"}
+    {
+        "nhn-patient-nin",
+        "nhn-source-system",
+        "nhn-event-id",
+        # The caller's stated basis for access (e.g. FORHOYET_AKUTT): each region's policy
+        # decides on it, as for a direct call (TRUST-FRAMEWORK §4, D2/D3).
+        "nhn-access-basis",
+        "accept-language",
+    }
 )
 _MAX_PAGES = 1000
 
