@@ -62,6 +62,7 @@ __all__ = [
     "Principal",
     "authenticate_request",
     "authenticate_request_with_proof",
+    "check_assurance",
     "issue_access_token",
     "principal_from_claims",
     "token_log_id",
@@ -155,6 +156,37 @@ def _scope(value: Any) -> frozenset[str]:
     return frozenset()
 
 
+def check_assurance(
+    claims: Mapping[str, Any],
+    *,
+    toa: int | None,
+    now: float,
+    skew: float,
+    attestation_max_age: int = ATTESTATION_MAX_AGE,
+) -> tuple[str | None, str | None]:
+    """Check the login assurance and attestation age of any token kind; return (level, acr).
+
+    Health personnel (an attestation is present) need security level 4 and a `toa` at most
+    60 minutes old; citizens need level 4 or `acr` idporten-loa-high.
+    References: ATT-9, ATT-58 (A14, A19, A20, E13); TRUST-FRAMEWORK §8 (`toa`).
+    """
+    level = claims.get(SECURITY_LEVEL_CLAIM)
+    level = str(level) if level is not None else None
+    acr = claims.get("acr") if isinstance(claims.get("acr"), str) else None
+    if claims.get(ATTESTATION_TYPE) is not None:
+        if level != "4":
+            raise InsufficientAssurance("health personnel must log in at security level 4")
+        if toa is None:
+            raise InvalidToken("an attested token needs toa")
+        if toa > now + skew:
+            raise InvalidToken("toa lies in the future")
+        if now - toa > attestation_max_age:
+            raise AttestationExpired()
+    elif level != "4" and acr != CITIZEN_ACR:
+        raise InsufficientAssurance("citizens must log in at level 4 (idporten-loa-high)")
+    return level, acr
+
+
 async def validate_access_token(
     token: str,
     *,
@@ -197,21 +229,10 @@ async def validate_access_token(
     if not isinstance(jkt, str) or not jkt:
         raise InvalidToken("access token is not DPoP-bound (cnf.jkt missing)")
 
-    level = claims.get(SECURITY_LEVEL_CLAIM)
-    level = str(level) if level is not None else None
-    acr = claims.get("acr") if isinstance(claims.get("acr"), str) else None
-    attest_claim = claims.get(ATTESTATION_TYPE)
-    toa = _int_claim(claims, "toa", required=attest_claim is not None)
-    if attest_claim is not None:
-        if level != "4":
-            raise InsufficientAssurance("health personnel must log in at security level 4")
-        assert toa is not None
-        if toa > now + skew:
-            raise InvalidToken("toa lies in the future")
-        if now - toa > attestation_max_age:
-            raise AttestationExpired()
-    elif level != "4" and acr != CITIZEN_ACR:
-        raise InsufficientAssurance("citizens must log in at level 4 (idporten-loa-high)")
+    toa = _int_claim(claims, "toa", required=claims.get(ATTESTATION_TYPE) is not None)
+    level, acr = check_assurance(
+        claims, toa=toa, now=now, skew=skew, attestation_max_age=attestation_max_age
+    )
 
     pid = claims.get(PID_CLAIM)
     client_id = claims.get("client_id")

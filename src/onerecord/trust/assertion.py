@@ -29,17 +29,15 @@ from typing import Any
 
 from onerecord.trust.access_token import (
     ATTESTATION_MAX_AGE,
-    CITIZEN_ACR,
     HPR_NUMBER_CLAIM,
     PID_CLAIM,
     REPRESENTATION_CLAIM,
     SECURITY_LEVEL_CLAIM,
     AccessTokenClaims,
+    check_assurance,
 )
 from onerecord.trust.attestation import ATTESTATION_TYPE
 from onerecord.trust.errors import (
-    AttestationExpired,
-    InsufficientAssurance,
     InvalidToken,
     PatientBindingFailed,
 )
@@ -157,20 +155,10 @@ async def verify_hub_assertion(
         raise InvalidToken("hub assertion needs jti, sub and original_jti")
     assert isinstance(jti, str) and isinstance(sub, str)
 
-    level = claims.get(SECURITY_LEVEL_CLAIM)
-    level = str(level) if level is not None else None
-    acr = claims.get("acr") if isinstance(claims.get("acr"), str) else None
-    toa: int | None = None
-    if claims.get(ATTESTATION_TYPE) is not None:
-        toa = _number(claims, "toa")
-        if level != "4":
-            raise InsufficientAssurance("health personnel must log in at security level 4")
-        if toa > now + skew:
-            raise InvalidToken("toa lies in the future")
-        if now - toa > attestation_max_age:
-            raise AttestationExpired()
-    elif level != "4" and acr != CITIZEN_ACR:
-        raise InsufficientAssurance("citizens must log in at level 4 (idporten-loa-high)")
+    toa = _number(claims, "toa") if claims.get(ATTESTATION_TYPE) is not None else None
+    level, acr = check_assurance(
+        claims, toa=toa, now=now, skew=skew, attestation_max_age=attestation_max_age
+    )
     # Replay last, so that a forged or expired assertion cannot burn a jti.
     if await replay.seen(f"hub:{jti}", exp + skew):
         raise InvalidToken("hub assertion jti has been used before (replay)")
