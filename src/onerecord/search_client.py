@@ -16,7 +16,7 @@ import json
 import secrets
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,9 +189,15 @@ async def practitioner_session(
     staff: StaffMember,
     patient: str,
     audience: str = "onerecord:hub",
+    attestation_for: Callable[[str], dict[str, Any]] | None = None,
 ) -> HubSession:
-    """Log a health worker in with an attestation bound to `patient` (fresh salt)."""
+    """Log a health worker in with an attestation bound to `patient` (fresh salt).
+
+    `attestation_for(patient_digest)` builds the attestation; by default the standard one of
+    `practitioner_attestation` (a portal passes the basis its user stated).
+    """
     salt = new_salt()
+    digest = make_digest(patient, salt)
     dpop_key = SigningKey.generate(kid=f"dpop-{secrets.token_hex(4)}")
     token = await fetch_token(
         http,
@@ -201,7 +207,11 @@ async def practitioner_session(
         dpop_key=dpop_key,
         subject=staff.nin,
         audience=audience,
-        attestation=practitioner_attestation(staff, patient_digest=make_digest(patient, salt)),
+        attestation=(
+            attestation_for(digest)
+            if attestation_for is not None
+            else practitioner_attestation(staff, patient_digest=digest)
+        ),
     )
     return HubSession(token, dpop_key, patient, encode_salt(salt))
 

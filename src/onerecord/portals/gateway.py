@@ -7,7 +7,6 @@ IHE ITI TF-2 3.67 (Find Document References).
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping, Sequence
 
 import httpx
@@ -15,9 +14,8 @@ import httpx
 from onerecord.portals.basis import AccessRequest, build_attestation
 from onerecord.portals.errors import HubRefused, HubUnavailable, TokenRefused
 from onerecord.portals.overview import Overview, build_overview
-from onerecord.search_client import HubSession, StaffMember, fetch_token, search_hub
+from onerecord.search_client import HubSession, StaffMember, practitioner_session, search_hub
 from onerecord.trust.keys import SigningKey
-from onerecord.trust.patient_binding import encode_salt, make_digest, new_salt
 
 __all__ = ["MASKED_COUNT_HEADER", "fetch_overview", "open_patient"]
 
@@ -35,27 +33,21 @@ async def open_patient(
     request: AccessRequest,
 ) -> HubSession:
     """Get a DPoP-bound token whose attestation states `request`, bound to its patient."""
-    salt = new_salt()
-    dpop_key = SigningKey.generate(kid=f"portal-dpop-{secrets.token_hex(4)}")
-    attestation = build_attestation(
-        staff, request, patient_digest=make_digest(request.patient, salt)
-    )
     try:
-        token = await fetch_token(
+        return await practitioner_session(
             http,
             sts_url=sts_url,
             client_id=client_id,
             client_key=client_key,
-            dpop_key=dpop_key,
-            subject=staff.nin,
+            staff=staff,
+            patient=request.patient,
             audience=audience,
-            attestation=attestation,
+            attestation_for=lambda digest: build_attestation(staff, request, patient_digest=digest),
         )
     except httpx.HTTPError:
         raise TokenRefused("Tilgangstjenesten svarte ikke.") from None
     except RuntimeError:  # search_client's way of saying the STS refused
         raise TokenRefused() from None
-    return HubSession(token, dpop_key, request.patient, encode_salt(salt))
 
 
 async def fetch_overview(
