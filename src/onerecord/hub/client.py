@@ -7,7 +7,8 @@ process; `FakeRegionClient` answers from a table in unit tests.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -75,6 +76,24 @@ def _lower(headers: Mapping[str, str]) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items()}
 
 
+@contextlib.contextmanager
+def _transport_errors() -> Iterator[None]:
+    """Turn aiohttp's failures into the hub's RegionConnectError / RegionTransportError.
+
+    Timeouts pass through: the fan-out reports them as such.
+    """
+    try:
+        yield
+    except TimeoutError:
+        raise
+    except (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError) as exc:
+        raise RegionTransportError(f"TLS failure: {exc}") from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise RegionConnectError(f"cannot connect: {exc.os_error}") from exc
+    except aiohttp.ClientError as exc:
+        raise RegionTransportError(f"{type(exc).__name__}: {exc}") from exc
+
+
 class AiohttpRegionClient:
     """A RegionClient over one pooled aiohttp.ClientSession, opened lazily in the running loop."""
 
@@ -113,7 +132,7 @@ class AiohttpRegionClient:
     async def get(
         self, url: str, *, headers: Mapping[str, str], timeout_s: float
     ) -> RegionResponse:
-        try:
+        with _transport_errors():
             async with self.session.get(
                 url, headers=dict(headers), timeout=aiohttp.ClientTimeout(total=timeout_s)
             ) as resp:
@@ -126,14 +145,6 @@ class AiohttpRegionClient:
                     if len(body) > self.max_body_bytes:
                         raise ResponseTooLarge("answer exceeds the hub's size limit")
                 return RegionResponse(resp.status, _lower(resp.headers), bytes(body))
-        except TimeoutError:
-            raise
-        except (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError) as exc:
-            raise RegionTransportError(f"TLS failure: {exc}") from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise RegionConnectError(f"cannot connect: {exc.os_error}") from exc
-        except aiohttp.ClientError as exc:
-            raise RegionTransportError(f"{type(exc).__name__}: {exc}") from exc
 
     async def stream(
         self, url: str, *, headers: Mapping[str, str], timeout_s: float
@@ -141,16 +152,8 @@ class AiohttpRegionClient:
         # The whole body may take longer than `timeout_s` (large documents); the limit applies
         # to connecting and to each read.
         timeout = aiohttp.ClientTimeout(total=None, connect=timeout_s, sock_read=timeout_s)
-        try:
+        with _transport_errors():
             resp = await self.session.get(url, headers=dict(headers), timeout=timeout)
-        except TimeoutError:
-            raise
-        except (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError) as exc:
-            raise RegionTransportError(f"TLS failure: {exc}") from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise RegionConnectError(f"cannot connect: {exc.os_error}") from exc
-        except aiohttp.ClientError as exc:
-            raise RegionTransportError(f"{type(exc).__name__}: {exc}") from exc
 
         async def chunks() -> AsyncIterator[bytes]:
             try:
