@@ -15,6 +15,7 @@ from datetime import date
 from typing import Any
 
 from onerecord.domain import HprNumber, NationalIdentityNumber
+from onerecord.sts.users import SyntheticUser, UserKind
 from onerecord.trust.keys import SigningKey
 from onerecord.trust.principal import RelationKind
 
@@ -75,6 +76,7 @@ class FakePerson:
     address: str | None
     address_protection: str | None = None
     deceased: bool = False
+    name: str | None = None
 
 
 @dataclass
@@ -104,6 +106,14 @@ class FakePopulation:
 
     def proxies_held(self, nin: str) -> Sequence[tuple[str, RelationKind]]:
         return [(g, r) for h, g, r in self.proxies if h == nin]
+
+    def login_candidates(self, kind: UserKind, *, others: int) -> Sequence[SyntheticUser]:
+        if kind is UserKind.CITIZEN:
+            return [SyntheticUser(n, p.name or n, "innbygger") for n, p in self.people.items()]
+        return [
+            SyntheticUser(n, f"{p.given} {p.family}", "helsepersonell")
+            for n, p in self.practitioners.items()
+        ]
 
 
 def make_population() -> FakePopulation:

@@ -9,25 +9,48 @@ from onerecord.sts.client_auth import (
     verify_client_assertion,
     verify_request_object,
 )
+from onerecord.sts.login import AuthorizationRedirect, LoginProblem, LoginPrompt
 from onerecord.sts.representation import (
     CitizenRegisters,
     PersonRecord,
+    RefusalReason,
+    RefusedRepresentation,
+    RepresentationAssessment,
+    assess_representation,
     representation_claim,
     representations_for,
 )
-from onerecord.sts.service import TEST_USER_GRANT, StsRegisters, TokenService, pkce_challenge
+from onerecord.sts.service import (
+    REFRESH_TOKEN_GRANT,
+    TEST_USER_GRANT,
+    StsRegisters,
+    TokenService,
+    pkce_challenge,
+)
 from onerecord.sts.settings import ClientConfig, StsSettings
+from onerecord.sts.users import SyntheticUser, UserDirectory, UserKind
 
 __all__ = [
     "CLIENT_ASSERTION_TYP",
     "CLIENT_ASSERTION_TYPE",
+    "REFRESH_TOKEN_GRANT",
     "TEST_USER_GRANT",
+    "AuthorizationRedirect",
     "CitizenRegisters",
     "ClientConfig",
+    "LoginProblem",
+    "LoginPrompt",
     "PersonRecord",
+    "RefusalReason",
+    "RefusedRepresentation",
+    "RepresentationAssessment",
     "StsRegisters",
     "StsSettings",
+    "SyntheticUser",
     "TokenService",
+    "UserDirectory",
+    "UserKind",
+    "assess_representation",
     "create_sts_app",
     "load_signing_key",
     "pkce_challenge",

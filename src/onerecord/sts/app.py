@@ -1,16 +1,24 @@
-"""The development token service as a FastAPI app: discovery, JWKS, PAR, authorize, token."""
+"""The development token service as a FastAPI app: discovery, JWKS, PAR, authorize, login
+page, token, userinfo."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from onerecord.sts.service import TEST_USER_GRANT, StsRegisters, TokenService
+from onerecord.sts.login import AuthorizationRedirect, LoginPrompt, LoginRequestExpired
+from onerecord.sts.login_page import PAGE_HEADERS, error_page, login_page, stylesheet
+from onerecord.sts.service import (
+    REFRESH_TOKEN_GRANT,
+    TEST_USER_GRANT,
+    StsRegisters,
+    TokenService,
+)
 from onerecord.sts.settings import StsSettings
 from onerecord.trust.errors import DevelopmentKeyRefused, InvalidRequest, TrustError
 from onerecord.trust.keys import (
@@ -90,6 +98,14 @@ def create_sts_app(
     )
     app = FastAPI(title="onerecord development token service", docs_url=None, redoc_url=None)
     app.state.token_service = service
+    base_path = urlsplit(settings.issuer).path.rstrip("/")
+
+    def answer(result: AuthorizationRedirect | LoginPrompt) -> Response:
+        if isinstance(result, AuthorizationRedirect):
+            return RedirectResponse(result.location, status_code=302, headers=_NO_STORE)
+        status = 200 if result.problem is None else 400
+        page = login_page(result, base_path=base_path)
+        return HTMLResponse(page, status_code=status, headers=PAGE_HEADERS)
 
     @app.exception_handler(TrustError)
     async def _trust_error(request: Request, exc: TrustError) -> Response:
@@ -109,12 +125,28 @@ def create_sts_app(
                 "authorization_endpoint": f"{base}/authorize",
                 "pushed_authorization_request_endpoint": f"{base}/par",
                 "token_endpoint": settings.token_endpoint,
-                "grant_types_supported": ["authorization_code", TEST_USER_GRANT],
+                "userinfo_endpoint": settings.userinfo_endpoint,
+                "grant_types_supported": [
+                    "authorization_code",
+                    REFRESH_TOKEN_GRANT,
+                    TEST_USER_GRANT,
+                ],
                 "response_types_supported": ["code"],
                 "token_endpoint_auth_methods_supported": ["private_key_jwt"],
                 "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "PS256"],
                 "request_object_signing_alg_values_supported": ["ES256", "RS256", "PS256"],
                 "dpop_signing_alg_values_supported": ["ES256", "RS256", "PS256"],
+                "subject_types_supported": ["public"],
+                "claims_supported": [
+                    "sub",
+                    "name",
+                    "pid",
+                    "security_level",
+                    "hpr_number",
+                    "acr",
+                    "onerecord:representation",
+                    "onerecord:representation_refused",
+                ],
                 "code_challenge_methods_supported": ["S256"],
                 "authorization_details_types_supported": ["nhn:tillitsrammeverk:parameters"],
                 "acr_values_supported": ["4", "idporten-loa-high"],
@@ -141,12 +173,46 @@ def create_sts_app(
 
     @app.get("/authorize")
     async def authorize(request: Request) -> Response:
-        params = dict(request.query_params)
         try:
-            redirect_uri, query = service.authorize(params)
+            return answer(service.authorize(dict(request.query_params)))
         except TrustError as exc:
             return _json(exc.oauth_body(), status_code=400, headers=_NO_STORE)
-        sep = "&" if "?" in redirect_uri else "?"
-        return RedirectResponse(f"{redirect_uri}{sep}{urlencode(query)}", status_code=302)
+
+    @app.post("/authorize/login")
+    async def authorize_login(request: Request) -> Response:
+        try:
+            form = await _form(request)
+            return answer(
+                service.login(
+                    request_id=form.get("request_id", ""),
+                    subject=form.get("subject"),
+                    typed=form.get("nin"),
+                )
+            )
+        except TrustError as exc:
+            expired = isinstance(exc, LoginRequestExpired)
+            page = error_page(exc.description, base_path=base_path, expired=expired)
+            return HTMLResponse(page, status_code=400, headers=PAGE_HEADERS)
+
+    @app.get("/static/login.css")
+    async def login_css() -> Response:
+        return Response(
+            stylesheet(),
+            media_type="text/css",
+            headers={"x-content-type-options": "nosniff", "cache-control": "max-age=3600"},
+        )
+
+    @app.get("/userinfo")
+    async def userinfo(request: Request) -> Response:
+        try:
+            body = await service.userinfo(
+                authorization=request.headers.get("authorization"),
+                dpop=request.headers.get("dpop"),
+            )
+        except TrustError as exc:
+            status = 403 if exc.status == 403 else (400 if exc.status == 400 else 401)
+            headers = {**_NO_STORE, "WWW-Authenticate": exc.www_authenticate()}
+            return _json(exc.oauth_body(), status_code=status, headers=headers)
+        return _json(body, headers=_NO_STORE)
 
     return app

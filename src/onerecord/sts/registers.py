@@ -2,7 +2,8 @@
 
 HPR (practitioners and their categories), Enhetsregisteret with the Helsenett member list
 (organisations), Folkeregisteret (addresses, address protection, parental responsibility) and the
-proxy register (fullmakter in force today), all read from one `synth.population.Population`.
+proxy register (fullmakter in force today), all read from one `synth.population.Population`;
+and the development login page's list of synthetic users (cast and staff first).
 """
 
 from __future__ import annotations
@@ -10,9 +11,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from itertools import islice
 
-from onerecord.domain import HprNumber
-from onerecord.synth.population import AddressProtection, Population
+from onerecord.domain import HprNumber, code_tables
+from onerecord.sts.users import SyntheticUser, UserKind
+from onerecord.synth.population import (
+    HPR_CATEGORY_SYSTEM,
+    AddressProtection,
+    Citizen,
+    Population,
+    Practitioner,
+)
 from onerecord.trust.principal import RelationKind
 
 __all__ = ["PopulationRegisters", "RegisterOrganisation", "RegisterPerson", "RegisterPractitioner"]
@@ -39,8 +48,9 @@ class RegisterOrganisation:
 
 @dataclass(frozen=True, slots=True)
 class RegisterPerson:
-    """A person as Folkeregisteret knows them: address, protection ("6"/"7"), deceased."""
+    """A person as Folkeregisteret knows them: name, address, protection ("6"/"7"), deceased."""
 
+    name: str | None
     address: str | None
     address_protection: str | None
     deceased: bool
@@ -51,7 +61,7 @@ def _today() -> date:
 
 
 class PopulationRegisters:
-    """Implements `sts.StsRegisters` (Registers + CitizenRegisters) over a Population."""
+    """Implements `sts.StsRegisters` (registers and login user directory) over a Population."""
 
     def __init__(self, population: Population, *, today: Callable[[], date] = _today) -> None:
         self.population = population
@@ -79,7 +89,7 @@ class PopulationRegisters:
         protection = (
             None if citizen.protection is AddressProtection.NONE else citizen.protection.value
         )
-        return RegisterPerson(citizen.address_id, protection, citizen.deceased)
+        return RegisterPerson(citizen.name, citizen.address_id, protection, citizen.deceased)
 
     def children(self, nin: str) -> Sequence[str]:
         return [c.nin.value for c in self.population.children_of(nin)]
@@ -94,3 +104,34 @@ class PopulationRegisters:
             for p in self.population.proxies_for(nin)
             if p.valid_on(today)
         ]
+
+    def login_candidates(self, kind: UserKind, *, others: int) -> Sequence[SyntheticUser]:
+        if kind is UserKind.CITIZEN:
+            cast = {c.nin.value: key for key, c in self.population.cast.items()}
+            rest = (
+                c for c in self.population.citizens if c.nin.value not in cast and not c.deceased
+            )
+            citizens = [*self.population.cast.values(), *islice(rest, max(others, 0))]
+            return [self._citizen(c, cast.get(c.nin.value)) for c in citizens]
+        staff = {p.nin.value: key for key, p in self.population.staff.items()}
+        more = (p for p in self.population.practitioners if p.nin.value not in staff)
+        people = [*self.population.staff.values(), *islice(more, max(others, 0))]
+        return [self._practitioner(p, staff.get(p.nin.value)) for p in people]
+
+    def _citizen(self, citizen: Citizen, role: str | None) -> SyntheticUser:
+        age = citizen.age_on(self._today())
+        return SyntheticUser(citizen.nin.value, citizen.name, f"{age} år", role)
+
+    def _practitioner(self, person: Practitioner, role: str | None) -> SyntheticUser:
+        tables = code_tables()
+        professions = [
+            tables.display(HPR_CATEGORY_SYSTEM, code) or code for code in person.categories
+        ]
+        parts = [", ".join(professions) or "uten autorisasjon"]
+        parts.append(f"HPR {person.hpr.value}" if person.hpr else "uten HPR-nummer")
+        org = self.population.organisation(person.organisation)
+        place = org.name
+        if person.department is not None:
+            place += f", {org.department(person.department).name}"
+        parts.append(place)
+        return SyntheticUser(person.nin.value, person.name, " · ".join(parts), role)

@@ -37,6 +37,10 @@ class StsSettings(BaseSettings):
     assertion_max_lifetime: int = 60
     skew: int = 5
     code_lifetime: int = 60
+    login_lifetime: int = Field(default=600, description="seconds the login page stays valid")
+    refresh_token_lifetime: int = Field(
+        default=8 * 3600, description="seconds a login lasts through refresh tokens (absolute)"
+    )
     population: Path | None = None
 
     @field_validator("issuer")
@@ -47,3 +51,7 @@ class StsSettings(BaseSettings):
     @property
     def token_endpoint(self) -> str:
         return f"{self.issuer}/token"
+
+    @property
+    def userinfo_endpoint(self) -> str:
+        return f"{self.issuer}/userinfo"
