@@ -1,4 +1,4 @@
-"""Independent checks of the byte formats the generator writes (PDF, PNG, XML)."""
+"""Independent checks of the byte formats the generator writes (PDF, PNG, XML, FHIR JSON)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import struct
 import zlib
 from typing import Any
 
+import orjson
+from fhir.resources.R4B.bundle import Bundle
 from lxml import etree  # type: ignore[import-untyped]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -65,3 +67,20 @@ def parse_xml(data: bytes) -> Any:
     """Parse with a hardened parser (no network, no entities); raise if not well-formed."""
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
     return etree.fromstring(data, parser)
+
+
+def check_fhir_document(data: bytes) -> dict[str, Any]:
+    """Assert a valid R4B document Bundle whose references all resolve; return it as JSON."""
+    bundle: dict[str, Any] = orjson.loads(data)
+    Bundle.model_validate(bundle)  # fhir.resources as the oracle
+    assert bundle["type"] == "document"
+    assert bundle["identifier"]["value"] and bundle["timestamp"]
+    entries = bundle["entry"]
+    assert entries[0]["resource"]["resourceType"] == "Composition"
+    full_urls = [e["fullUrl"] for e in entries]
+    assert len(set(full_urls)) == len(full_urls)
+    for entry in entries:
+        assert entry["fullUrl"] == f"urn:uuid:{entry['resource']['id']}"
+    references = re.findall(rb'"reference":\s*"([^"]+)"', data)
+    assert references and {r.decode() for r in references} <= set(full_urls)
+    return bundle

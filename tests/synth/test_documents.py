@@ -22,7 +22,7 @@ from onerecord.synth.population import Population
 from onerecord.synth.regions import DEFAULT_REGIONS, RegionInfo, region
 
 from .conftest import REFERENCE_DATE, SEED
-from .formats import check_pdf, check_png, parse_xml
+from .formats import check_fhir_document, check_pdf, check_png, parse_xml
 
 NOW = datetime.combine(REFERENCE_DATE, time(8, 0), tzinfo=UTC)
 
@@ -74,10 +74,20 @@ def test_content_is_well_formed_for_its_mime_type(
             root = parse_xml(doc.content)
             assert root.tag.startswith("{http://www.kith.no/xmlstds/")
             assert doc.entry.patient_id.value in doc.content.decode("utf-8")
+        elif mime == "application/fhir+json":
+            bundle = check_fhir_document(doc.content)
+            assert doc.entry.patient_id.value in doc.content.decode("utf-8")
+            assert bundle["identifier"]["value"] == f"urn:uuid:{doc.entry.entry_uuid}"
         else:
             assert mime == "text/plain"
             assert doc.content.decode("utf-8").strip()
-    assert set(seen) == {"application/pdf", "image/png", "text/xml", "text/plain"}
+    assert set(seen) == {
+        "application/pdf",
+        "image/png",
+        "text/xml",
+        "text/plain",
+        "application/fhir+json",
+    }
 
 
 def test_type_class_and_format_belong_together(
@@ -92,6 +102,7 @@ def test_type_class_and_format_belong_together(
     assert ("C00-1", "C01-2", "urn:no:kith:xmlstds:svarrapport") in combos
     assert ("I00-1", "I01-2", "urn:no:kith:xmlstds:henvisning") in combos
     assert ("E00-1", "E01-2", "urn:no:ehelse:document:image") in combos
+    assert ("A00-1", "A03-2", "urn:ihe:iti:xds:2017:mimeTypeSufficient") in combos
     assert {c[1] for c in combos} >= {"A03-2", "B02-2", "C01-2", "E01-2", "E02-2", "I01-2", "I02-2"}
 
 
@@ -189,6 +200,45 @@ def test_showcase_cast_has_every_case_in_every_region(
                 if c.system == CONFIDENTIALITY_VOLVEN
             ]
             assert volven
+
+
+def test_showcase_adult_has_every_kind_of_document_over_several_regions(
+    population: Population, documents: dict[str, list[SyntheticDocument]]
+) -> None:
+    adult = population.cast["adult"].nin
+    mine = {
+        slug: [d.entry for d in docs if d.entry.patient_id == adult]
+        for slug, docs in documents.items()
+    }
+    assert sum(1 for entries in mine.values() if entries) >= 3
+    entries = [e for group in mine.values() for e in group]
+    formats = {e.format_code.code for e in entries}
+    assert {
+        "urn:ihe:iti:xds:2017:mimeTypeSufficient",  # the FHIR document
+        "urn:no:ehelse:document:pdf",
+        "urn:no:kith:xmlstds:svarrapport",
+        "urn:no:ehelse:document:image",
+    } <= formats
+    assert any("NORS" in e.confidentiality_code_values for e in entries)
+    fhir = [e for e in entries if e.mime_type == "application/fhir+json"]
+    assert fhir and all(e.confidentiality_code_values == {"N"} for e in fhir)
+
+
+def test_fhir_documents_are_only_planned_never_drawn(
+    population: Population, documents: dict[str, list[SyntheticDocument]]
+) -> None:
+    adult = population.cast["adult"].nin
+    holders = {
+        d.entry.patient_id
+        for docs in documents.values()
+        for d in docs
+        if d.entry.mime_type == "application/fhir+json"
+    }
+    assert holders == {adult}
+    hso = region("hso")
+    patients = [c.nin for c in population.citizens[:20]]
+    fast = fast_entries(3000, seed=3, region=hso, patients=patients)
+    assert all(e.mime_type != "application/fhir+json" for e in fast)
 
 
 def test_patients_spread_over_regions(

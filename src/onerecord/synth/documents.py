@@ -2,8 +2,11 @@
 
 Kinds: PDF discharge summaries (A03-2), KITH-style XML epikrise, lab results (C01-2),
 referrals (I01-2), letters (I02-2), imaging reports (E02-2), journal notes (B02-2) and small
-images (E01-2). Confidentiality is mostly N, with R, V, NORS (blocked), NORN_* (withheld from the
-patient) and NORU (delayed citizen access) sprinkled in, and a few replacements (RPLC).
+images (E01-2); the showcase member "adult" also has a FHIR document (an epikrise with its
+medication list, application/fhir+json, formatCode mimeTypeSufficient), which is never drawn at
+random so that other patients' documents stay as they were. Confidentiality is mostly N,
+with R, V, NORS (blocked), NORN_* (withheld from the patient) and NORU (delayed citizen access)
+sprinkled in, and a few replacements (RPLC).
 
 Deterministic: every patient and region has its own `random.Random` seeded from
 (seed, region, patient), so the same seed gives the same documents in the same order.
@@ -36,7 +39,7 @@ from onerecord.domain import (
     code_tables,
     validate_codes,
 )
-from onerecord.synth import clinical, kith
+from onerecord.synth import clinical, fhir_document, kith
 from onerecord.synth.numbers import ensure_synthetic
 from onerecord.synth.pdf import PdfParagraph, render_pdf
 from onerecord.synth.png import render_png
@@ -87,6 +90,7 @@ class DocumentKind(StrEnum):
     IMAGING = "imaging"
     NOTE = "note"
     IMAGE = "image"
+    FHIR_DOCUMENT = "fhir-document"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +99,7 @@ class _KindSpec:
     type_code: str
     format_code: str
     mime_type: str
-    weight: int
+    weight: int  # 0: never drawn at random, only planned (showcase)
 
 
 _KINDS: dict[DocumentKind, _KindSpec] = {
@@ -117,8 +121,11 @@ _KINDS: dict[DocumentKind, _KindSpec] = {
     ),
     DocumentKind.NOTE: _KindSpec("B00-1", "B02-2", "urn:no:ehelse:document:text", "text/plain", 4),
     DocumentKind.IMAGE: _KindSpec("E00-1", "E01-2", "urn:no:ehelse:document:image", "image/png", 1),
+    DocumentKind.FHIR_DOCUMENT: _KindSpec(
+        "A00-1", "A03-2", "urn:ihe:iti:xds:2017:mimeTypeSufficient", "application/fhir+json", 0
+    ),
 }
-_KIND_ORDER = tuple(_KINDS)
+_KIND_ORDER = tuple(k for k, spec in _KINDS.items() if spec.weight > 0)
 _KIND_WEIGHTS = tuple(_KINDS[k].weight for k in _KIND_ORDER)
 _NORN = ("NORN_EPO", "NORN_FFH", "NORN_KUT", "NORN_FPB", "NORN_ANG", "NORN_UNGDOM", "NORN_FORANS")
 
@@ -255,6 +262,8 @@ class _Writer:
                 _Plan(DocumentKind.DISCHARGE_PDF, "N", replaced=True),
                 _Plan(DocumentKind.IMAGE, "N"),
             ]
+            if showcase == "adult":
+                plans.append(_Plan(DocumentKind.FHIR_DOCUMENT, "N"))
         for plan in plans:
             original = self._document(rng, citizen, age, plan)
             yield original
@@ -387,7 +396,11 @@ class _Writer:
     def _service(
         rng: random.Random, kind: DocumentKind, created: datetime
     ) -> tuple[datetime | None, datetime | None, tuple[Coding, ...]]:
-        if kind in (DocumentKind.DISCHARGE_PDF, DocumentKind.DISCHARGE_XML):
+        if kind in (
+            DocumentKind.DISCHARGE_PDF,
+            DocumentKind.DISCHARGE_XML,
+            DocumentKind.FHIR_DOCUMENT,
+        ):
             stop = created - timedelta(hours=rng.randint(1, 30))
             start = stop - timedelta(days=rng.randint(1, 12), hours=rng.randint(0, 23))
             events: tuple[Coding, ...] = (Coding(EVENT_SYSTEM, "1"), Coding(EVENT_SYSTEM, "2"))
@@ -478,6 +491,23 @@ class _Writer:
             return title, text.encode("utf-8")
         if kind is DocumentKind.IMAGE:
             return "Ultralydbilde", render_png(rng)
+        if kind is DocumentKind.FHIR_DOCUMENT:
+            fhir_parties = fhir_document.DocumentParties(
+                document_id=entry_uuid,
+                created=created,
+                patient_nin=citizen.nin,
+                patient_given=citizen.given,
+                patient_family=citizen.family,
+                organisation_name=org.name,
+                organisation_number=org.orgnr.value,
+                department_name=dept.name,
+                department_resh=dept.resh.value,
+                author_given=practitioner.given,
+                author_family=practitioner.family,
+                author_hpr=practitioner.hpr.value if practitioner.hpr else None,
+            )
+            title = f"Epikrise med legemiddelliste – {scenario.diagnosis}"
+            return title, fhir_document.render_fhir_document(fhir_parties, scenario)
         parties = kith.MessageParties(
             msg_id=str(entry_uuid),
             created=created,
@@ -560,7 +590,7 @@ def fast_entries(
             tables.require("formatCode", Coding(FORMAT_SYSTEM, s.format_code)),
             s.mime_type,
         )
-        for s in _KINDS.values()
+        for s in (_KINDS[k] for k in _KIND_ORDER)
     ]
     confidentiality = [
         tuple(tables.require("confidentialityCode", c) for c in _confidentiality_codes(code))
