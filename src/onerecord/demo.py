@@ -1,10 +1,11 @@
 """`onerecord demo`: the whole network on 127.0.0.1 — STS, four regions, hub — with synthetic data.
 
 Each part is its own process (started in its own session, so Ctrl-C reaches only the demo,
-which then stops them in order). Ports: hub BASE, regions BASE+1…BASE+4, STS BASE+5. Keys are
-development keys under WORKDIR/keys: the STS's, the hub's, and the command-line client's
-(registered at the STS as `onerecord-cli`). WORKDIR/manifest.json lists every endpoint, the
-cast's patient ids and the staff, for `onerecord search` and for scripts.
+which then stops them in order). Ports: hub BASE, regions BASE+1…BASE+4, STS BASE+5, the
+portals BASE+6. Keys are development keys under WORKDIR/keys: the STS's, the hub's, the
+command-line client's (registered at the STS as `onerecord-cli`) and the portals' (registered
+as `onerecord-portal` with its two redirect URIs). WORKDIR/manifest.json lists every endpoint,
+the cast's patient ids and the staff, for `onerecord search`, the portals and scripts.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from onerecord.trust.publish_proof import PUBLISH_PROOF_HEADER, make_publish_pro
 
 __all__ = [
     "CLIENT_ID",
+    "PORTAL_CLIENT_ID",
     "PUBLISHER_ISSUER",
     "DemoLayout",
     "publish_proof_hook",
@@ -47,6 +49,7 @@ __all__ = [
 console = Console()
 
 CLIENT_ID = "onerecord-cli"
+PORTAL_CLIENT_ID = "onerecord-portal"
 HUB_AUDIENCE = "onerecord:hub"
 
 
@@ -64,6 +67,10 @@ class DemoLayout:
     @property
     def sts(self) -> str:
         return f"http://127.0.0.1:{self.base_port + 5}"
+
+    @property
+    def portal(self) -> str:
+        return f"http://127.0.0.1:{self.base_port + 6}"
 
     def region_url(self, index: int) -> str:
         return f"http://127.0.0.1:{self.base_port + 1 + index}"
@@ -122,6 +129,19 @@ def sts_command(layout: DemoLayout) -> list[str]:
         str(layout.dataset / "population.json"),
         "--clients",
         str(layout.clients_file),
+        "--dev",
+    )
+
+
+def portal_command(layout: DemoLayout) -> list[str]:
+    """The portals: hub clients with the portal client's development key (dev mode)."""
+    return _cli(
+        "portal",
+        "serve",
+        "--manifest",
+        str(layout.manifest),
+        "--port",
+        str(layout.base_port + 6),
         "--dev",
     )
 
@@ -238,12 +258,23 @@ def publish_proof_hook(
     return sign
 
 
-def write_clients(layout: DemoLayout) -> Path:
-    """Register the CLI client's public key at the STS; return the private key's file."""
-    key = load_or_create_dev_key(layout.keys, name="client")
-    clients = {CLIENT_ID: {"jwk": key.public_jwk(), "redirect_uris": [], "name": "onerecord CLI"}}
+def write_clients(layout: DemoLayout) -> tuple[Path, Path]:
+    """Register the CLI's and the portals' public keys at the STS; return the key files."""
+    cli_key = load_or_create_dev_key(layout.keys, name="client")
+    portal_key = load_or_create_dev_key(layout.keys, name="portal-client")
+    clients = {
+        CLIENT_ID: {"jwk": cli_key.public_jwk(), "redirect_uris": [], "name": "onerecord CLI"},
+        PORTAL_CLIENT_ID: {
+            "jwk": portal_key.public_jwk(),
+            "redirect_uris": [
+                f"{layout.portal}/helsepersonell/innlogget",
+                f"{layout.portal}/innbygger/innlogget",
+            ],
+            "name": "onerecord portals",
+        },
+    }
     layout.clients_file.write_text(json.dumps(clients, indent=2), encoding="utf-8")
-    return layout.keys / "dev-client.jwk.json"
+    return layout.keys / "dev-client.jwk.json", layout.keys / "dev-portal-client.jwk.json"
 
 
 def staff_manifest(population: Population) -> dict[str, dict[str, Any]]:
@@ -260,12 +291,19 @@ def staff_manifest(population: Population) -> dict[str, dict[str, Any]]:
             "point_of_care": str(org.orgnr),
             "organisation": org.name,
             "department": str(person.department) if person.department else None,
+            "departments": [{"resh": str(d.resh), "name": d.name} for d in org.departments],
         }
     return out
 
 
-def manifest_body(layout: DemoLayout, population: Population, client_key: Path) -> dict[str, Any]:
+def manifest_body(
+    layout: DemoLayout,
+    population: Population,
+    client_key: Path,
+    portal_key: Path | None = None,
+) -> dict[str, Any]:
     """Everything a script needs to use the running network."""
+    portal_key = portal_key or layout.keys / "dev-portal-client.jwk.json"
     return {
         "hub": {
             "base_url": layout.hub,
@@ -279,6 +317,11 @@ def manifest_body(layout: DemoLayout, population: Population, client_key: Path) 
             "jwks": f"{layout.sts}/jwks",
         },
         "client": {"client_id": CLIENT_ID, "key_file": str(client_key.resolve())},
+        "portal_client": {
+            "client_id": PORTAL_CLIENT_ID,
+            "key_file": str(portal_key.resolve()),
+        },
+        "portal": {"url": layout.portal},
         "publisher": {
             "issuer": PUBLISHER_ISSUER,
             "key_file": str((layout.keys / "dev-publisher.jwk.json").resolve()),
@@ -393,7 +436,7 @@ async def run_demo(
             )
         console.print(f"Generated {summary}")
     population = load_population(layout.dataset / "population.json")
-    client_key = write_clients(layout)
+    client_key, portal_key = write_clients(layout)
     publisher = write_publishers(layout)
     write_directory(layout)
     if postgres:
@@ -448,8 +491,14 @@ async def run_demo(
                     )
                 )
             await _load(client, layout, services[2:])
-        body = manifest_body(layout, population, client_key)
+        body = manifest_body(layout, population, client_key, portal_key)
         layout.manifest.write_text(json.dumps(body, indent=2, ensure_ascii=False), "utf-8")
+        # The portals read the manifest, so they start once it is written.
+        portal = _start("portals", layout.portal, portal_command(layout), logs / "portal.log")
+        services.append(portal)
+        async with httpx.AsyncClient(timeout=httpx.Timeout(30.0)) as client:
+            with console.status("Starting the portals…"):
+                await _wait_ready(client, portal, time.monotonic() + 60, logs / "portal.log")
         if manifest is not None:
             manifest.write_text(json.dumps(body, indent=2, ensure_ascii=False), "utf-8")
         _print_ready(layout, body, manifest)
@@ -470,7 +519,9 @@ async def run_demo(
 
 
 def _log_name(service: Service) -> str:
-    names = {"STS": "sts", "hub": "hub"} | {i.name: i.slug for i in DEFAULT_REGIONS}
+    names = {"STS": "sts", "hub": "hub", "portals": "portal"} | {
+        i.name: i.slug for i in DEFAULT_REGIONS
+    }
     return names[service.name]
 
 
@@ -518,6 +569,8 @@ def _print_ready(layout: DemoLayout, body: dict[str, Any], manifest: Path | None
             f"{region['home_community_id']}"
         )
     console.print(f"[bold]{'token service':18}[/bold] {layout.sts}")
+    console.print(f"[bold]{'health personnel':18}[/bold] {layout.portal}/helsepersonell/logg-inn")
+    console.print(f"[bold]{'citizens':18}[/bold] {layout.portal}/innbygger/logg-inn")
     console.print(f"[bold]{'manifest':18}[/bold] {manifest or layout.manifest}")
     patient = body["patients"]["adult"]
     flag = f" --manifest {layout.manifest}"

@@ -185,7 +185,7 @@ class Network:
 
 def start_network(workdir: Path) -> Network:
     """Run `onerecord demo` with a manifest and short hub deadlines; wait until it is ready."""
-    base = free_port_block(6)
+    base = free_port_block(7)
     manifest = workdir / "manifest-for-tests.json"
     demo = subprocess.Popen(
         [

@@ -1,4 +1,4 @@
-"""Pure parts of the portal: settings, sessions, basis for access, overview."""
+"""Pure parts of the portal: settings, sessions, basis, workplaces, overview, override log."""
 
 from __future__ import annotations
 
@@ -14,9 +14,17 @@ from onerecord.portals.basis import (
     build_attestation,
     parse_access_request,
 )
-from onerecord.portals.overview import build_overview, region_sentence
-from onerecord.portals.sessions import SessionStore, sign_session_id, unsign_session_id
+from onerecord.portals.i18n import Translator
+from onerecord.portals.override_log import EmergencyOverride, FileOverrideLog, MemoryOverrideLog
+from onerecord.portals.overview import RegionNotice, build_overview
+from onerecord.portals.sessions import (
+    PortalSession,
+    SessionStore,
+    sign_session_id,
+    unsign_session_id,
+)
 from onerecord.portals.settings import DEV_SESSION_SECRET, PortalSettings
+from onerecord.portals.workplaces import workplaces_of
 from onerecord.search_client import StaffMember
 from onerecord.trust.attestation import parse_attestation_claim
 
@@ -84,6 +92,22 @@ def test_settings_from_manifest(tmp_path: Path) -> None:
     assert settings.client_key_file == tmp_path / "k.json"
     assert settings.regions[1] == REGIONS[1]
     assert "doctor" in settings.staff
+    assert settings.client_id == "c"
+
+
+def test_settings_from_manifest_prefer_the_portal_client_and_workdir(tmp_path: Path) -> None:
+    manifest = {
+        "hub": {"fhir_base": "http://h/fhir"},
+        "sts": {"issuer": "http://sts/"},
+        "client": {"client_id": "onerecord-cli", "key_file": str(tmp_path / "cli.json")},
+        "portal_client": {"client_id": "onerecord-portal", "key_file": str(tmp_path / "p.json")},
+        "workdir": str(tmp_path / "demo"),
+    }
+    settings = PortalSettings.from_manifest(manifest, dev_mode=True)
+    assert settings.client_id == "onerecord-portal"
+    assert settings.client_key_file == tmp_path / "p.json"
+    assert settings.sts_url == "http://sts"
+    assert settings.override_log_file == tmp_path / "demo" / "portal" / "emergency-overrides.jsonl"
 
 
 def test_signed_session_id_round_trip_and_tamper() -> None:
@@ -92,6 +116,17 @@ def test_signed_session_id_round_trip_and_tamper() -> None:
     assert unsign_session_id(value, "another-secret-value") is None
     assert unsign_session_id("abd" + value[3:], "secret-secret-secret") is None
     assert unsign_session_id("no-dot", "secret-secret-secret") is None
+    # A cookie with characters outside ASCII is simply not a session (no TypeError).
+    assert unsign_session_id("abc.\u00e9\u00e9", "secret-secret-secret") is None
+
+
+def test_csrf_check_refuses_missing_wrong_and_non_ascii_tokens() -> None:
+    session = PortalSession(id="s", csrf_token="right-token", last_seen=0)
+    assert session.csrf_ok("right-token")
+    assert not session.csrf_ok(None)
+    assert not session.csrf_ok("")
+    assert not session.csrf_ok("right-tokenx")
+    assert not session.csrf_ok("r\u00f8ght-token")
 
 
 def test_session_store_expires_rotates_and_ends() -> None:
@@ -115,12 +150,15 @@ def test_access_request_validates_patient_and_codes() -> None:
     assert request.patient == patient
     assert request.access_basis == "SAMTYKKE"
     assert "Behandling" in request.summary
-    with pytest.raises(InvalidAccessRequest, match="Fødselsnummeret"):
+    with pytest.raises(InvalidAccessRequest, match="hcp.patient.invalid-nin"):
         parse_access_request({"patient": patient[:-1] + str((int(patient[-1]) + 1) % 10), **FORM})
-    with pytest.raises(InvalidAccessRequest, match="formål"):
+    with pytest.raises(InvalidAccessRequest) as wrong_purpose:
         parse_access_request({"patient": patient, **FORM, "purpose_of_use": "BTG"})
-    with pytest.raises(InvalidAccessRequest, match="tilgangsgrunnlag"):
+    assert wrong_purpose.value.field_key == "hcp.patient.purpose"
+    with pytest.raises(InvalidAccessRequest) as wrong_basis:
         parse_access_request({"patient": patient, **FORM, "access_basis": "FORHOYET_AKUTT"})
+    assert wrong_basis.value.field_key == "hcp.patient.basis"
+    assert Translator("nn")("hcp.patient.choose", field="føremål") == "Vel føremål frå lista."
 
 
 def test_attestation_states_the_chosen_basis_and_passes_the_parser() -> None:
@@ -197,11 +235,133 @@ def test_overview_rows_blocked_and_region_sentences() -> None:
     assert overview.blocked_count == 1 and overview.total == 3
     assert not overview.complete
     assert [n.status for n in overview.regions] == ["ok", "timeout"]
-    assert overview.regions[1].sentence.startswith("Helse Vest svarte ikke i tide")
+    t = Translator("nb")
+    notice = overview.regions[1]
+    assert t(notice.message_key, name=notice.name).startswith("Helse Vest svarte ikke i tide")
     assert build_overview(bundle, REGIONS, masked_count=4).blocked_count == 4
 
 
-def test_region_sentence_names_the_region() -> None:
-    assert region_sentence("Helse Nord", "timeout").startswith("Helse Nord svarte ikke i tide")
-    assert "ikke tilgjengelig" in region_sentence("Helse Nord", "unavailable")
-    assert "ukjent" in region_sentence("Helse Nord", "surprise")
+def test_region_sentence_names_the_region_in_each_language() -> None:
+    nb, en = Translator("nb"), Translator("en")
+    timeout = RegionNotice("Helse Nord", "timeout")
+    assert not timeout.ok
+    assert nb(timeout.message_key, name="Helse Nord").startswith("Helse Nord svarte ikke i tide")
+    assert en(timeout.message_key, name="Helse Nord").startswith("Helse Nord did not answer")
+    unavailable = RegionNotice("Helse Nord", "unavailable")
+    assert "ikke tilgjengelig" in nb(unavailable.message_key, name="Helse Nord")
+    surprise = RegionNotice("Helse Nord", "surprise")
+    assert surprise.message_key == "region.unknown"
+    assert "ukjent" in nb(surprise.message_key, name="Helse Nord")
+    assert RegionNotice("Helse Nord", "ok").ok
+
+
+def _opened(hcid: str, title: str, token: str, *, emergency: bool = False) -> dict[str, Any]:
+    doc = _doc(hcid, title)
+    doc["content"] = [
+        {
+            "attachment": {
+                "title": title,
+                "contentType": "application/pdf",
+                "url": f"http://hub/fhir/Binary/{token}?x=1",
+            },
+            "format": {"code": "urn:no:ehelse:document:pdf"},
+        }
+    ]
+    if emergency:
+        doc["securityLabel"] = [{"coding": [{"code": "NORS"}]}]
+    return doc
+
+
+def test_overview_rows_carry_ref_unique_id_and_emergency() -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "entry": [
+            {"resource": _opened(HSO, "Epikrise", "hso~1~2")},
+            {"resource": _opened(VEST, "Opened", "vest~3~4", emergency=True)},
+            {"resource": _doc(VEST, "x", blocked=True)},
+            {"resource": _doc(VEST, "NoUrl")},
+        ],
+    }
+    overview = build_overview(bundle, REGIONS)
+    plain, opened, blocked, no_url = overview.rows
+    assert plain.ref == "hso~1~2" and plain.unique_id == "1.2.Epikrise"
+    assert plain.mime_type == "application/pdf"
+    assert plain.format_code == "urn:no:ehelse:document:pdf"
+    assert plain.home_community_id == HSO
+    assert not plain.blocked and not plain.emergency
+    # Blocked by the patient but shown through the emergency override: listed and marked.
+    assert opened.ref == "vest~3~4" and opened.emergency and not opened.blocked
+    # A masked placeholder: no ref, so it can never be opened.
+    assert blocked.blocked and blocked.ref is None and not blocked.emergency
+    assert blocked.unique_id == ""
+    assert no_url.ref is None and not no_url.blocked
+    assert overview.find("hso~1~2") is plain
+    assert overview.find("vest~3~4") is opened
+    assert overview.find("nothing") is None
+    assert overview.blocked_count == 1 and overview.complete
+
+
+def test_workplaces_offer_the_own_department_first() -> None:
+    staff = {
+        "legal_entity": "974000016",
+        "point_of_care": "974000024",
+        "organisation": "Testsykehuset HF",
+        "department": "222",
+        "departments": [
+            {"resh": "111", "name": "Akuttmottak"},
+            {"resh": "333", "name": "Barneklinikk"},
+            {"resh": "222", "name": "Medisinsk klinikk"},
+            {"name": "no resh"},
+            "not a table",
+        ],
+    }
+    places = workplaces_of(staff)
+    assert [p.department for p in places] == ["222", "111", "333"]
+    assert places[0].label == "Testsykehuset HF, Medisinsk klinikk"
+    assert places[0].key == "974000024:222"
+    assert {p.legal_entity for p in places} == {"974000016"}
+    assert len({p.key for p in places}) == len(places)
+
+
+def test_workplaces_without_departments_or_organisation() -> None:
+    bare = {"legal_entity": "974000016", "point_of_care": "974000024"}
+    (only,) = workplaces_of(bare)
+    assert only.department is None and only.label == "974000024" and only.key == "974000024:"
+    unlisted = workplaces_of({**bare, "department": "999", "organisation": "Legekontoret"})
+    assert [(p.department, p.label) for p in unlisted] == [("999", "Legekontoret, 999")]
+    assert workplaces_of({"point_of_care": "974000024"}) == ()
+    assert workplaces_of({}) == ()
+
+
+def _override(reason: str) -> EmergencyOverride:
+    return EmergencyOverride(
+        at="2026-11-21T13:05:00+00:00",
+        practitioner_hpr="1234567",
+        practitioner_name="Kari Lege",
+        legal_entity="974000016",
+        point_of_care="974000024",
+        department=None,
+        patient=_valid_patient(),
+        reason=reason,
+        decision_ref="d-1",
+        token_jti="jti-1",
+    )
+
+
+def test_file_override_log_writes_one_json_line_per_override(tmp_path: Path) -> None:
+    path = tmp_path / "portal" / "emergency-overrides.jsonl"
+    log = FileOverrideLog(path)
+    assert path.parent.is_dir() and log.read() == []
+    log.write(_override("Bevisstløs i akuttmottaket"))
+    log.write(_override("Andre linje\nmed linjeskift"))
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2
+    first, second = (json.loads(line) for line in lines)
+    assert first["event"] == "emergency-override"
+    assert first["reason"] == "Bevisstløs i akuttmottaket"
+    assert first["practitioner_hpr"] == "1234567" and first["decision_ref"] == "d-1"
+    assert second["reason"] == "Andre linje\nmed linjeskift"
+    assert log.read() == [first, second]
+    memory = MemoryOverrideLog()
+    memory.write(_override("x" * 10))
+    assert [o.reason for o in memory.entries] == ["x" * 10]

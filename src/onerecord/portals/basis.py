@@ -53,11 +53,15 @@ ACCESS_BASES: Mapping[str, str] = {
 
 
 class InvalidAccessRequest(ValueError):
-    """The form's patient or basis for access is not acceptable; `message` says why in bokmål."""
+    """The form's patient or basis for access is not acceptable.
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    `message_key` names the message (messages/hcp.toml); `field_key` the field's label, if any.
+    """
+
+    def __init__(self, message_key: str, field_key: str | None = None) -> None:
+        super().__init__(message_key)
+        self.message_key = message_key
+        self.field_key = field_key
 
 
 def healthcare_services() -> dict[str, str]:
@@ -95,25 +99,23 @@ class AccessRequest:
 
 
 def parse_access_request(form: Mapping[str, str]) -> AccessRequest:
-    """Validate the basis-for-access form; raise InvalidAccessRequest with a bokmål message."""
+    """Validate the basis-for-access form; raise InvalidAccessRequest naming the message."""
     raw = form.get("patient", "").strip().replace(" ", "")
     try:
         nin = NationalIdentityNumber(raw)
     except InvalidIdentifier:
-        raise InvalidAccessRequest(
-            "Fødselsnummeret er ikke gyldig. Skriv de 11 sifrene på nytt."
-        ) from None
+        raise InvalidAccessRequest("hcp.patient.invalid-nin") from None
     choices = {
-        "healthcare_service": (healthcare_services(), "helsetjeneste"),
-        "purpose_of_use": (PURPOSES_OF_USE, "formål"),
-        "purpose_of_use_details": (CARE_RELATIONS, "relasjon til pasienten"),
-        "access_basis": (ACCESS_BASES, "tilgangsgrunnlag"),
+        "healthcare_service": (healthcare_services(), "hcp.patient.service"),
+        "purpose_of_use": (PURPOSES_OF_USE, "hcp.patient.purpose"),
+        "purpose_of_use_details": (CARE_RELATIONS, "hcp.patient.relation"),
+        "access_basis": (ACCESS_BASES, "hcp.patient.basis"),
     }
     chosen: dict[str, str] = {}
     for name, (allowed, label) in choices.items():
         value = form.get(name, "")
         if value not in allowed:
-            raise InvalidAccessRequest(f"Velg {label} fra listen.")
+            raise InvalidAccessRequest("hcp.patient.choose", label)
         chosen[name] = value
     return AccessRequest(patient=nin.value, decision_ref=str(uuid.uuid4()), **chosen)
 

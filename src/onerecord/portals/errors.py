@@ -1,21 +1,26 @@
-"""What can go wrong at the portal, each with what to tell the user (bokmål) and an HTTP status.
+"""What can go wrong at the portal, each with what to tell the user and an HTTP status.
 
     PortalError
     ├── CsrfRejected        403: the form's CSRF token is missing or wrong
     ├── NotLoggedIn         401: no session, or it has ended
+    ├── LoginFailed         400: the login at the token service did not complete
     ├── TokenRefused        502: the token service said no (or did not answer)
-    ├── HubRefused          403: the hub refused the search (policy, patient binding)
-    └── HubUnavailable      502: the hub did not answer, or answered with an error
+    ├── HubRefused          403: the hub refused the request (policy, patient binding)
+    ├── HubUnavailable      502: the hub did not answer, or answered with an error
+    └── DocumentUnavailable 404: the document is gone, withheld or not in this overview
 
-The error page shows `message` and `advice`, never a stack trace.
+Each error names message ids (`messages/*.toml`) for what happened and what to do; the error
+page shows them in the user's language, never a stack trace.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "CsrfRejected",
+    "DocumentUnavailable",
     "HubRefused",
     "HubUnavailable",
+    "LoginFailed",
     "NotLoggedIn",
     "PortalError",
     "TokenRefused",
@@ -26,42 +31,57 @@ class PortalError(Exception):
     """Something the user must be told about, with what to do next."""
 
     status_code = 500
-    message = "Noe gikk galt i portalen."
-    advice = "Prøv igjen om litt. Kontakt brukerstøtte hvis feilen ikke går over."
+    message_key = "error.internal"
+    advice_key = "error.internal.advice"
 
-    def __init__(self, message: str | None = None, *, advice: str | None = None) -> None:
-        super().__init__(message or self.message)
-        if message is not None:
-            self.message = message
-        if advice is not None:
-            self.advice = advice
+    def __init__(
+        self, message_key: str | None = None, *, advice_key: str | None = None, **params: object
+    ) -> None:
+        super().__init__(message_key or self.message_key)
+        if message_key is not None:
+            self.message_key = message_key
+        if advice_key is not None:
+            self.advice_key = advice_key
+        self.params = params
 
 
 class CsrfRejected(PortalError):
     status_code = 403
-    message = "Skjemaet kunne ikke godtas fordi sikkerhetsnøkkelen manglet eller var feil."
-    advice = "Gå tilbake, last siden på nytt og send skjemaet igjen."
+    message_key = "error.csrf"
+    advice_key = "error.csrf.advice"
 
 
 class NotLoggedIn(PortalError):
     status_code = 401
-    message = "Du er ikke logget inn, eller økten din er avsluttet."
-    advice = "Logg inn på nytt."
+    message_key = "error.not-logged-in"
+    advice_key = "error.not-logged-in.advice"
+
+
+class LoginFailed(PortalError):
+    status_code = 400
+    message_key = "error.login-failed"
+    advice_key = "error.login-failed.advice"
 
 
 class TokenRefused(PortalError):
     status_code = 502
-    message = "Tilgangstjenesten ga ikke tilgang."
-    advice = "Kontroller valgene dine og prøv igjen. Kontakt brukerstøtte hvis feilen varer."
+    message_key = "error.token-refused"
+    advice_key = "error.token-refused.advice"
 
 
 class HubRefused(PortalError):
     status_code = 403
-    message = "Den nasjonale tjenesten ga ikke tilgang til dokumentene for denne pasienten."
-    advice = "Kontroller fødselsnummeret og grunnlaget for tilgang, og prøv igjen."
+    message_key = "error.hub-refused"
+    advice_key = "error.hub-refused.advice"
 
 
 class HubUnavailable(PortalError):
     status_code = 502
-    message = "Den nasjonale tjenesten svarte ikke."
-    advice = "Prøv igjen om litt."
+    message_key = "error.hub-unavailable"
+    advice_key = "error.hub-unavailable.advice"
+
+
+class DocumentUnavailable(PortalError):
+    status_code = 404
+    message_key = "error.document-unavailable"
+    advice_key = "error.document-unavailable.advice"

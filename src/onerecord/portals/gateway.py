@@ -1,25 +1,44 @@
-"""The portal as a hub client: a token for the stated basis, then the overview from the hub.
+"""The portals as hub clients: a token for the stated basis, the overview, one document.
 
-Reuses `onerecord.search_client` (client assertion, DPoP, patient digest, ITI-67 call).
-References: RFC 9449 (DPoP), TRUST-FRAMEWORK §1.1 and ATT-4 (attestation bound to the patient),
-IHE ITI TF-2 3.67 (Find Document References).
+Health personnel: the refresh token gets a new access token whose attestation states the
+basis, bound to the patient by a salted digest (TRUST-FRAMEWORK §1.1, ATT-4). The access basis
+travels as `nhn-access-basis` (the hub forwards it); the emergency override sends the elevated
+`FORHOYET_AKUTT` (§4.3, D2). Citizens use their login token as it is.
+References: RFC 9449 (DPoP), IHE ITI TF-2 3.67 (Find Document References), 3.68 (Retrieve).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import httpx
 
+from onerecord.domain import DomainError
+from onerecord.mhd import MhdError, RetrieveKey
 from onerecord.portals.basis import AccessRequest, build_attestation
-from onerecord.portals.errors import HubRefused, HubUnavailable, TokenRefused
+from onerecord.portals.errors import DocumentUnavailable, HubRefused, HubUnavailable
+from onerecord.portals.oauth import TokenSet, refresh
 from onerecord.portals.overview import Overview, build_overview
-from onerecord.search_client import HubSession, StaffMember, practitioner_session, search_hub
+from onerecord.search_client import FNR_SYSTEM, HubSession, StaffMember
 from onerecord.trust.keys import SigningKey
+from onerecord.trust.patient_binding import encode_salt, make_digest, new_salt
 
-__all__ = ["MASKED_COUNT_HEADER", "fetch_overview", "open_patient"]
+__all__ = [
+    "ACCESS_BASIS_HEADER",
+    "MASKED_COUNT_HEADER",
+    "MAX_DOCUMENT_BYTES",
+    "RetrievedDocument",
+    "fetch_document",
+    "fetch_overview",
+    "open_patient",
+]
 
 MASKED_COUNT_HEADER = "x-onerecord-masked-count"
+ACCESS_BASIS_HEADER = "nhn-access-basis"
+MAX_DOCUMENT_BYTES = 50 * 1024 * 1024
+_MAX_ENTRIES = 2000
+_PAGE = 200
 
 
 async def open_patient(
@@ -29,25 +48,85 @@ async def open_patient(
     client_id: str,
     client_key: SigningKey,
     audience: str,
+    tokens: TokenSet,
     staff: StaffMember,
     request: AccessRequest,
-) -> HubSession:
-    """Get a DPoP-bound token whose attestation states `request`, bound to its patient."""
+    purpose_of_use: str | None = None,
+) -> tuple[TokenSet, HubSession]:
+    """Get a token whose attestation states `request` (or an emergency purpose), for its patient."""
+    salt = new_salt()
+    digest = make_digest(request.patient, salt)
+    attestation = build_attestation(staff, request, patient_digest=digest)
+    if purpose_of_use is not None:
+        attestation["care_relationship"]["purpose_of_use"]["code"] = purpose_of_use
+    new_tokens = await refresh(
+        http,
+        sts_url=sts_url,
+        client_id=client_id,
+        client_key=client_key,
+        tokens=tokens,
+        attestation=attestation,
+        audience=audience,
+    )
+    return new_tokens, new_tokens.hub_session(request.patient, encode_salt(salt))
+
+
+def _headers(
+    session: HubSession, method: str, url: str, access_basis: str | None
+) -> dict[str, str]:
+    headers = session.headers(method, url)
+    if access_basis:
+        headers[ACCESS_BASIS_HEADER] = access_basis
+    return headers
+
+
+def _merge_pages(first: Mapping[str, Any], later: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    merged = dict(first)
+    entries = list(first.get("entry", []))
+    for page in later:
+        entries.extend(
+            e
+            for e in page.get("entry", [])
+            if e.get("resource", {}).get("resourceType") == "DocumentReference"
+        )
+    merged["entry"] = entries
+    return merged
+
+
+def _next_url(bundle: Mapping[str, Any]) -> str | None:
+    for link in bundle.get("link", []):
+        if link.get("relation") == "next" and link.get("url"):
+            return str(link["url"])
+    return None
+
+
+async def _get_bundle(
+    http: httpx.AsyncClient,
+    session: HubSession,
+    url: str,
+    params: Mapping[str, str] | None,
+    access_basis: str | None,
+) -> httpx.Response:
     try:
-        return await practitioner_session(
-            http,
-            sts_url=sts_url,
-            client_id=client_id,
-            client_key=client_key,
-            staff=staff,
-            patient=request.patient,
-            audience=audience,
-            attestation_for=lambda digest: build_attestation(staff, request, patient_digest=digest),
+        return await http.get(
+            url, params=params, headers=_headers(session, "GET", url, access_basis)
         )
     except httpx.HTTPError:
-        raise TokenRefused("Tilgangstjenesten svarte ikke.") from None
-    except RuntimeError:  # search_client's way of saying the STS refused
-        raise TokenRefused() from None
+        raise HubUnavailable() from None
+
+
+def _checked(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code in (401, 403):
+        raise HubRefused()
+    if response.status_code != 200:
+        raise HubUnavailable("error.hub-status", status=response.status_code)
+    try:
+        body = response.json()
+    except ValueError:
+        raise HubUnavailable("error.hub-garbled") from None
+    if not isinstance(body, dict):
+        raise HubUnavailable("error.hub-garbled")
+    return body
 
 
 async def fetch_overview(
@@ -56,27 +135,66 @@ async def fetch_overview(
     *,
     hub_fhir: str,
     regions: Sequence[Mapping[str, str]],
-    count: int = 200,
+    patient: str,
+    access_basis: str | None = None,
+    limit: int = _MAX_ENTRIES,
 ) -> Overview:
-    """Ask the hub for the patient's documents across the regions and build the overview."""
-    if session.patient_nin is None:
-        raise HubRefused("Ingen pasient er valgt.", advice="Velg pasient først.")
-    try:
-        response = await search_hub(
-            http, session, hub_fhir=hub_fhir, patient=session.patient_nin, count=count
-        )
-    except httpx.HTTPError:
-        raise HubUnavailable() from None
-    if response.status_code in (401, 403):
-        raise HubRefused()
-    if response.status_code != 200:
-        raise HubUnavailable(
-            f"Den nasjonale tjenesten svarte med feil (HTTP {response.status_code})."
-        )
-    try:
-        bundle = response.json()
-    except ValueError:
-        raise HubUnavailable("Den nasjonale tjenesten svarte med noe uleselig.") from None
+    """Ask the hub for the patient's documents in every region (all pages, up to `limit`)."""
+    url = f"{hub_fhir.rstrip('/')}/DocumentReference"
+    params = {"patient.identifier": f"{FNR_SYSTEM}|{patient}", "_count": str(_PAGE)}
+    response = await _get_bundle(http, session, url, params, access_basis)
+    first = _checked(response)
     raw = response.headers.get(MASKED_COUNT_HEADER)
     masked = int(raw) if raw is not None and raw.isdigit() else None
-    return build_overview(bundle, regions, masked_count=masked)
+    later: list[dict[str, Any]] = []
+    count = len(first.get("entry", []))
+    next_url = _next_url(first)
+    while next_url and count < limit:
+        page = _checked(await _get_bundle(http, session, next_url, None, access_basis))
+        later.append(page)
+        count += len(page.get("entry", []))
+        next_url = _next_url(page)
+    return build_overview(_merge_pages(first, later), regions, masked_count=masked)
+
+
+class RetrievedDocument:
+    """A document's bytes and media type, as the hub returned them."""
+
+    def __init__(self, content: bytes, media_type: str) -> None:
+        self.content = content
+        self.media_type = media_type
+
+
+async def fetch_document(
+    http: httpx.AsyncClient,
+    session: HubSession,
+    *,
+    hub_fhir: str,
+    ref: str,
+    access_basis: str | None = None,
+    max_bytes: int = MAX_DOCUMENT_BYTES,
+) -> RetrievedDocument:
+    """Retrieve one document (ITI-68) through the hub; refuse a malformed reference."""
+    try:
+        key = RetrieveKey.parse(ref)
+    except (DomainError, MhdError, ValueError):
+        raise DocumentUnavailable() from None
+    url = f"{hub_fhir.rstrip('/')}/Binary/{key.token()}"
+    headers = _headers(session, "GET", url, access_basis)
+    try:
+        async with http.stream("GET", url, headers=headers) as response:
+            if response.status_code in (401, 403, 404, 410):
+                raise DocumentUnavailable()
+            if response.status_code != 200:
+                raise HubUnavailable("error.hub-status", status=response.status_code)
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise DocumentUnavailable()
+                chunks.append(chunk)
+            media = response.headers.get("content-type", "application/octet-stream")
+    except httpx.HTTPError:
+        raise HubUnavailable() from None
+    return RetrievedDocument(b"".join(chunks), media.split(";")[0].strip().lower())

@@ -1,7 +1,7 @@
-"""The national document overview as the page shows it: rows, blocked placeholders, regions.
+"""The document overview as both portals show it: rows, blocked placeholders, regions.
 
-Pure functions over the hub's searchset Bundle. Each region's status becomes one plain bokmål
-sentence; a region that failed is never a silent gap.
+Pure functions over the hub's searchset Bundle. Each region's status becomes one plain sentence
+(message `region.<status>`); a region that failed is never a silent gap.
 References: IHE ITI TF-2 3.67.4.2 (ITI-67 response), IHE XCA PartialSuccess (docs/hub.md),
 TRUST-FRAMEWORK §4.5 (masked "Sperret" placeholders).
 """
@@ -15,34 +15,24 @@ from typing import Any
 from onerecord.search_client import OverviewRow, overview_rows, region_lines
 
 __all__ = [
+    "KNOWN_STATUSES",
     "DocumentRow",
     "Overview",
     "RegionNotice",
     "build_overview",
-    "region_sentence",
 ]
 
 _NORS = "NORS"
-
-_SENTENCES: Mapping[str, str] = {
-    "ok": "{name} svarte.",
-    "timeout": "{name} svarte ikke i tide. Listen kan mangle dokumenter herfra – prøv igjen.",
-    "unavailable": "{name} er ikke tilgjengelig nå. Listen mangler dokumenter herfra.",
-    "denied": "{name} ga ikke tilgang til dokumentene sine for dette oppslaget.",
-    "invalid-response": "{name} svarte med feil. Listen kan mangle dokumenter herfra.",
-    "error": "{name} svarte med feil. Listen kan mangle dokumenter herfra.",
-}
-
-
-def region_sentence(name: str, status: str) -> str:
-    """Return what a region's status means, in one bokmål sentence."""
-    template = _SENTENCES.get(status, "{name}: ukjent status. Listen kan mangle dokumenter.")
-    return template.format(name=name)
+KNOWN_STATUSES = frozenset({"ok", "timeout", "unavailable", "denied", "invalid-response", "error"})
 
 
 @dataclass(frozen=True, slots=True)
 class DocumentRow:
-    """One line of the overview: a document, or a blocked placeholder (`blocked`)."""
+    """One line of the overview: a document, or a blocked placeholder (`blocked`).
+
+    `ref` is the ITI-68 retrieve token (the last segment of the attachment URL); `unique_id`
+    and `home_community_id` name the document for the citizen's blocks.
+    """
 
     date: str
     title: str
@@ -52,24 +42,33 @@ class DocumentRow:
     organisation: str
     region: str
     blocked: bool
+    ref: str | None = None
+    mime_type: str = ""
+    format_code: str = ""
+    unique_id: str = ""
+    home_community_id: str = ""
+    emergency: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class RegionNotice:
-    """One region's answer: its name, status code and the sentence shown."""
+    """One region's answer: its name and status code (`region.<status>` is its sentence)."""
 
     name: str
     status: str
-    sentence: str
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
 
+    @property
+    def message_key(self) -> str:
+        return f"region.{self.status if self.status in KNOWN_STATUSES else 'unknown'}"
+
 
 @dataclass(frozen=True, slots=True)
 class Overview:
-    """Everything the overview page shows for one patient."""
+    """Everything an overview page shows for one patient."""
 
     rows: tuple[DocumentRow, ...]
     regions: tuple[RegionNotice, ...]
@@ -80,6 +79,10 @@ class Overview:
     def complete(self) -> bool:
         """True when every region answered."""
         return all(r.ok for r in self.regions)
+
+    def find(self, ref: str) -> DocumentRow | None:
+        """Return the row whose retrieve token is `ref` (only listed documents can be opened)."""
+        return next((r for r in self.rows if r.ref == ref and not r.blocked), None)
 
 
 def _documents(bundle: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -99,12 +102,41 @@ def _class_text(doc: Mapping[str, Any]) -> str:
     return ""
 
 
+def _labels(doc: Mapping[str, Any]) -> set[str]:
+    return {str(c.get("code")) for s in doc.get("securityLabel", []) for c in s.get("coding", [])}
+
+
 def _is_blocked(doc: Mapping[str, Any]) -> bool:
-    labels = [c.get("code") for s in doc.get("securityLabel", []) for c in s.get("coding", [])]
-    return _NORS in labels and "masterIdentifier" not in doc
+    return _NORS in _labels(doc) and "masterIdentifier" not in doc
 
 
-def _row(doc: Mapping[str, Any], row: OverviewRow) -> DocumentRow:
+def _attachment(doc: Mapping[str, Any]) -> Mapping[str, Any]:
+    content = (doc.get("content") or [{}])[0]
+    attachment = content.get("attachment", {})
+    return attachment if isinstance(attachment, Mapping) else {}
+
+
+def _format_code(doc: Mapping[str, Any]) -> str:
+    fmt = (doc.get("content") or [{}])[0].get("format", {})
+    return str(fmt.get("code", "")) if isinstance(fmt, Mapping) else ""
+
+
+def _ref(url: str | None) -> str | None:
+    if not url or "/Binary/" not in url:
+        return None
+    token = url.rsplit("/Binary/", 1)[1].split("?", 1)[0]
+    return token or None
+
+
+def _unique_id(doc: Mapping[str, Any]) -> str:
+    master = doc.get("masterIdentifier", {})
+    value = str(master.get("value", "")) if isinstance(master, Mapping) else ""
+    return value.removeprefix("urn:oid:")
+
+
+def _row(doc: Mapping[str, Any], row: OverviewRow, hcid: str) -> DocumentRow:
+    attachment = _attachment(doc)
+    blocked = _is_blocked(doc)
     return DocumentRow(
         date=row.date,
         title=row.title,
@@ -113,8 +145,22 @@ def _row(doc: Mapping[str, Any], row: OverviewRow) -> DocumentRow:
         author=row.author,
         organisation=row.organisation,
         region=row.region,
-        blocked=_is_blocked(doc),
+        blocked=blocked,
+        ref=None if blocked else _ref(attachment.get("url")),
+        mime_type=str(attachment.get("contentType", "")),
+        format_code=_format_code(doc),
+        unique_id=_unique_id(doc),
+        home_community_id=hcid,
+        emergency=_NORS in _labels(doc) and not blocked,
     )
+
+
+def _hcid(doc: Mapping[str, Any]) -> str:
+    for ext in doc.get("extension", []):
+        if str(ext.get("url", "")).lower().endswith("ihe-homecommunityid"):
+            value = ext.get("valueIdentifier", {}).get("value") or ext.get("valueUri")
+            return str(value or "")
+    return ""
 
 
 def build_overview(
@@ -126,11 +172,10 @@ def build_overview(
     """Return the overview of a hub searchset Bundle; `regions` name the known regions."""
     names = {r["home_community_id"]: r["name"] for r in regions}
     docs = _documents(bundle)
-    rows = tuple(_row(d, r) for d, r in zip(docs, overview_rows(bundle, names), strict=True))
-    notices = tuple(
-        RegionNotice(line.name, line.status, region_sentence(line.name, line.status))
-        for line in region_lines(bundle, regions)
+    rows = tuple(
+        _row(d, r, _hcid(d)) for d, r in zip(docs, overview_rows(bundle, names), strict=True)
     )
+    notices = tuple(RegionNotice(line.name, line.status) for line in region_lines(bundle, regions))
     blocked = sum(1 for r in rows if r.blocked)
     return Overview(
         rows=rows,

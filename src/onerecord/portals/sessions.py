@@ -7,12 +7,16 @@ References: OWASP Session Management and CSRF Prevention cheat sheets (synchroni
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass, field
+from typing import Any
 
 from onerecord.portals.basis import AccessRequest
+from onerecord.portals.oauth import PendingLogin, TokenSet
+from onerecord.portals.overview import DocumentRow
 from onerecord.search_client import HubSession, StaffMember
 
 __all__ = [
@@ -28,24 +32,54 @@ COOKIE_NAME = "onerecord_portal"
 
 @dataclass
 class PortalSession:
-    """One browser's state at the portal: who is logged in, for which patient, on what basis."""
+    """One browser's state at the portal: who is logged in, for which patient, on what basis.
+
+    `role` is "hcp" (health personnel) or "citizen" once logged in. Health personnel: `staff`
+    (their workplace, chosen after login), `access` (the stated basis) and `hub` (the token for
+    that patient). Citizens: `citizen_nin`, whom they act for (`acting_for`) and `hub`.
+    """
 
     id: str
     csrf_token: str
     last_seen: float
+    role: str | None = None
+    pending_login: PendingLogin | None = field(default=None, repr=False)
+    tokens: TokenSet | None = field(default=None, repr=False)
+    user_nin: str | None = None
+    user_name: str | None = None
+    hpr_number: str | None = None
     staff_key: str | None = None
     staff: StaffMember | None = None
     staff_name: str | None = None
     access: AccessRequest | None = None
+    emergency_reason: str | None = None
     hub: HubSession | None = field(default=None, repr=False)
+    citizen_nin: str | None = None
+    acting_for: str | None = None
+    representations: tuple[dict[str, Any], ...] = ()
+    refused: tuple[dict[str, Any], ...] = ()
+    flash: str | None = None
+    workplace_name: str | None = None
+    rows: dict[str, DocumentRow] = field(default_factory=dict, repr=False)
+    refresh_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
+    """Held while a token is renewed: the refresh token rotates, so one renewal at a time."""
 
     @property
     def logged_in(self) -> bool:
-        return self.staff is not None
+        """True when a health worker has logged in and chosen a workplace."""
+        return self.role == "hcp" and self.staff is not None
+
+    @property
+    def citizen_logged_in(self) -> bool:
+        return self.role == "citizen" and self.citizen_nin is not None and self.tokens is not None
+
+    @property
+    def display_name(self) -> str | None:
+        return self.staff_name or self.user_name
 
     def csrf_ok(self, sent: str | None) -> bool:
         """Compare the form's CSRF token with the session's in constant time."""
-        return sent is not None and hmac.compare_digest(sent, self.csrf_token)
+        return sent is not None and hmac.compare_digest(sent.encode(), self.csrf_token.encode())
 
 
 def sign_session_id(session_id: str, secret: str) -> str:
@@ -60,7 +94,7 @@ def unsign_session_id(value: str, secret: str) -> str | None:
     if not session_id:
         return None
     expected = hmac.new(secret.encode(), session_id.encode(), hashlib.sha256).hexdigest()
-    return session_id if hmac.compare_digest(mac, expected) else None
+    return session_id if hmac.compare_digest(mac.encode(), expected.encode()) else None
 
 
 class SessionStore:

@@ -25,12 +25,13 @@ class PortalSettings(BaseSettings):
     hub_fhir: str = "http://127.0.0.1:8000/fhir"
     hub_audience: str = "onerecord:hub"
     sts_url: str = "http://127.0.0.1:8005"
-    client_id: str = "onerecord-cli"
+    client_id: str = "onerecord-portal"
     client_key_file: Path = Path("var/portal/dev-client.jwk.json")
     session_secret: SecretStr = SecretStr(DEV_SESSION_SECRET)
     session_idle_s: int = 1800
     hub_timeout_s: float = 15.0
     dev_mode: bool = False
+    override_log_file: Path = Path("var/portal/emergency-overrides.jsonl")
     # From the demo manifest: the synthetic staff to log in as, and the regions by name.
     staff: dict[str, dict[str, Any]] = Field(default_factory=dict)
     regions: tuple[dict[str, str], ...] = ()
@@ -58,18 +59,23 @@ class PortalSettings(BaseSettings):
     @classmethod
     def from_manifest(cls, manifest: Mapping[str, Any], **overrides: Any) -> PortalSettings:
         """Return settings for the network a demo manifest describes."""
+        client = manifest.get("portal_client") or manifest["client"]
         values: dict[str, Any] = {
             "hub_fhir": manifest["hub"]["fhir_base"],
             "hub_audience": manifest["hub"].get("audience", "onerecord:hub"),
             "sts_url": manifest["sts"]["issuer"],
-            "client_id": manifest["client"]["client_id"],
-            "client_key_file": Path(manifest["client"]["key_file"]),
+            "client_id": client["client_id"],
+            "client_key_file": Path(client["key_file"]),
             "staff": dict(manifest.get("staff", {})),
             "regions": tuple(
                 {"name": r["name"], "home_community_id": r["home_community_id"]}
                 for r in manifest.get("regions", [])
             ),
         }
+        if manifest.get("workdir"):
+            values["override_log_file"] = (
+                Path(manifest["workdir"]) / "portal" / "emergency-overrides.jsonl"
+            )
         return cls(**(values | overrides))
 
     @classmethod

@@ -1,0 +1,253 @@
+"""The citizen portal as a hub client: the access log and the patient controls.
+
+Every call carries the citizen's own DPoP-bound login token (a fresh proof per request); when
+the citizen acts for someone, that person is named (`patient.identifier`, `?patient=`) and the
+hub and the regions decide whether the token allows it.
+
+- `GET {hub}/fhir/AuditEvent?patient.identifier=…` → the access log merged over the regions;
+  a region that failed is an OperationOutcome issue; when all failed the hub answers 502/504
+  with the outcome alone, which is still a log (empty, every region named).
+- `GET {hub}/controls[?patient=]` → reservation, blocked documents and health workers, and
+  each region's part.
+- `PUT|DELETE {hub}/controls/reservation`, `/controls/practitioner-blocks/{hpr}`,
+  `/controls/document-blocks/{uniqueId}[?homeCommunityId=]` → 200 when every region made the
+  change, 502 with the same controls object when some did not.
+Failures become `portals.errors` (as in `gateway.py`), so the page says what to do.
+
+References: RFC 9449 (DPoP); FHIR R4 AuditEvent search; docs/hub.md (self-service).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import httpx
+
+from onerecord.domain import DocumentUniqueId, HomeCommunityId, HprNumber, InvalidIdentifier
+from onerecord.portals.access_log import AccessLog, build_access_log
+from onerecord.portals.errors import HubRefused, HubUnavailable
+from onerecord.search_client import FNR_SYSTEM, HubSession
+
+__all__ = [
+    "ControlChange",
+    "ControlKind",
+    "ControlOutcome",
+    "InvalidControl",
+    "PatientControls",
+    "change_control",
+    "fetch_access_log",
+    "fetch_controls",
+    "hub_root",
+    "parse_controls",
+]
+
+
+class ControlKind:
+    """The three patient controls, named as in the hub's URLs."""
+
+    RESERVATION = "reservation"
+    DOCUMENT_BLOCK = "document-blocks"
+    PRACTITIONER_BLOCK = "practitioner-blocks"
+
+
+class InvalidControl(ValueError):
+    """A change the portal will not send: `message_key` says what is wrong with it."""
+
+    def __init__(self, message_key: str) -> None:
+        super().__init__(message_key)
+        self.message_key = message_key
+
+
+@dataclass(frozen=True, slots=True)
+class ControlChange:
+    """One control to set (`on`) or remove, for the citizen or the person they act for."""
+
+    kind: str
+    on: bool
+    target: str | None = None
+    home_community_id: str | None = None
+    patient: str | None = None
+
+    @classmethod
+    def reservation(cls, *, on: bool, patient: str | None = None) -> ControlChange:
+        return cls(ControlKind.RESERVATION, on, patient=patient)
+
+    @classmethod
+    def document_block(
+        cls, unique_id: str, home_community_id: str, *, on: bool, patient: str | None = None
+    ) -> ControlChange:
+        """Name a document by uniqueId and, when known, the region that holds it."""
+        try:
+            value = DocumentUniqueId(unique_id.strip()).value
+        except (InvalidIdentifier, ValueError):
+            raise InvalidControl("citizen.block.bad-document") from None
+        hcid: str | None = None
+        if home_community_id.strip():
+            try:
+                hcid = HomeCommunityId.parse(home_community_id.strip()).urn
+            except (InvalidIdentifier, ValueError):
+                raise InvalidControl("citizen.block.bad-document") from None
+        return cls(ControlKind.DOCUMENT_BLOCK, on, value, hcid, patient)
+
+    @classmethod
+    def practitioner_block(cls, hpr: str, *, on: bool, patient: str | None = None) -> ControlChange:
+        """Name a health worker by HPR number (4 to 9 digits; spaces are ignored)."""
+        try:
+            value = HprNumber("".join(hpr.split())).value
+        except (InvalidIdentifier, ValueError):
+            raise InvalidControl("citizen.privacy.hpr-invalid") from None
+        return cls(ControlKind.PRACTITIONER_BLOCK, on, value, patient=patient)
+
+    @property
+    def method(self) -> str:
+        return "PUT" if self.on else "DELETE"
+
+    def url(self, root: str) -> str:
+        """Return the hub URL of this change, under the hub's root `root`."""
+        path = f"{root.rstrip('/')}/controls/{self.kind}"
+        if self.target is not None:
+            path += "/" + quote(self.target, safe="")
+        query = {"homeCommunityId": self.home_community_id, "patient": self.patient}
+        given = {k: v for k, v in query.items() if v}
+        return f"{path}?{urlencode(given)}" if given else path
+
+
+@dataclass(frozen=True, slots=True)
+class PatientControls:
+    """A person's controls as the hub merged them, and the regions that did not answer."""
+
+    patient: str | None
+    reserved: bool
+    blocked_documents: frozenset[str]
+    blocked_practitioners: tuple[str, ...]
+    failed_regions: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ControlOutcome:
+    """What a change did: `applied` everywhere, else the regions that did not make it."""
+
+    applied: bool
+    controls: PatientControls
+
+
+def hub_root(hub_fhir: str) -> str:
+    """Return the hub's root URL (where `/controls` lives): its FHIR base without `/fhir`."""
+    return hub_fhir.rstrip("/").removesuffix("/fhir")
+
+
+def _strings(value: Any) -> list[str] | None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return None
+    return value
+
+
+def parse_controls(body: Any) -> PatientControls:
+    """Read the hub's controls object; raise ValueError when it is not one."""
+    if not isinstance(body, Mapping) or not isinstance(body.get("reserved"), bool):
+        raise ValueError("not a controls object")
+    documents = _strings(body.get("blockedDocuments"))
+    practitioners = _strings(body.get("blockedPractitioners"))
+    if documents is None or practitioners is None:
+        raise ValueError("the blocks are not lists of strings")
+    regions = body.get("regions") or []
+    if not isinstance(regions, list):
+        raise ValueError("regions is not a list")
+    failed = tuple(
+        str(r.get("name") or r.get("homeCommunityId") or "")
+        for r in regions
+        if isinstance(r, Mapping) and r.get("status") != "ok"
+    )
+    patient = body.get("patient")
+    return PatientControls(
+        patient=patient if isinstance(patient, str) else None,
+        reserved=bool(body["reserved"]),
+        blocked_documents=frozenset(d.removeprefix("urn:oid:") for d in documents),
+        blocked_practitioners=tuple(sorted(set(practitioners))),
+        failed_regions=failed,
+    )
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise HubUnavailable("error.hub-garbled") from None
+
+
+def _refused() -> HubRefused:
+    return HubRefused("citizen.error.refused", advice_key="citizen.error.refused.advice")
+
+
+async def _send(
+    http: httpx.AsyncClient,
+    session: HubSession,
+    method: str,
+    url: str,
+    params: Mapping[str, str] | None = None,
+) -> httpx.Response:
+    try:
+        return await http.request(method, url, params=params, headers=session.headers(method, url))
+    except httpx.HTTPError:
+        raise HubUnavailable() from None
+
+
+async def fetch_access_log(
+    http: httpx.AsyncClient,
+    session: HubSession,
+    *,
+    hub_fhir: str,
+    regions: Sequence[Mapping[str, str]],
+    patient: str,
+) -> AccessLog:
+    """Ask the hub who has looked at `patient`'s documents, in every region."""
+    url = f"{hub_fhir.rstrip('/')}/AuditEvent"
+    params = {"patient.identifier": f"{FNR_SYSTEM}|{patient}"}
+    response = await _send(http, session, "GET", url, params)
+    if response.status_code in (401, 403):
+        raise _refused()
+    if response.status_code not in (200, 502, 504):
+        raise HubUnavailable("error.hub-status", status=response.status_code)
+    body = _json(response)
+    kind = body.get("resourceType") if isinstance(body, dict) else None
+    if kind == "Bundle" and response.status_code == 200:
+        return build_access_log(body, regions)
+    if kind == "OperationOutcome" and response.status_code != 200:
+        return build_access_log(body, regions)  # no region answered: each is named
+    raise HubUnavailable("error.hub-garbled")
+
+
+async def fetch_controls(
+    http: httpx.AsyncClient, session: HubSession, *, hub_fhir: str, patient: str | None
+) -> PatientControls:
+    """Read the controls of the citizen (`patient` None) or of the person they act for."""
+    url = f"{hub_root(hub_fhir)}/controls"
+    response = await _send(http, session, "GET", url, {"patient": patient} if patient else None)
+    if response.status_code in (401, 403):
+        raise _refused()
+    if response.status_code != 200:
+        raise HubUnavailable("error.hub-status", status=response.status_code)
+    try:
+        return parse_controls(_json(response))
+    except ValueError:
+        raise HubUnavailable("error.hub-garbled") from None
+
+
+async def change_control(
+    http: httpx.AsyncClient, session: HubSession, *, hub_fhir: str, change: ControlChange
+) -> ControlOutcome:
+    """Make one change at every region (one region for a named document); say where it failed."""
+    url = change.url(hub_root(hub_fhir))
+    response = await _send(http, session, change.method, url)
+    if response.status_code in (401, 403):
+        raise _refused()
+    if response.status_code not in (200, 502):
+        raise HubUnavailable("error.hub-status", status=response.status_code)
+    try:
+        controls = parse_controls(_json(response))
+    except ValueError:
+        raise HubUnavailable("error.hub-garbled") from None
+    return ControlOutcome(applied=response.status_code == 200, controls=controls)

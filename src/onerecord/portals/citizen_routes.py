@@ -1,0 +1,480 @@
+"""The citizen portal (the helsenorge journal view): own documents, access log, people, privacy.
+
+Flow: `/innbygger/logg-inn` → the STS (authorization code + PKCE, level 4, a citizen chosen)
+→ `/innbygger/innlogget` (userinfo: name, whom the citizen may act for, whom not and why) →
+`/innbygger/dokumenter` (the overview across regions, with a block form per document),
+`/innbygger/tilgangslogg` (who has looked), `/innbygger/representasjon` (act for a child under
+12 or a proxy giver) and `/innbygger/personvern` (reservation, blocked documents and health
+workers). Every page names the person whose documents it shows; every change is a POST with
+the session's CSRF token, sent to the hub with the citizen's own token.
+Routes stay thin: check the session, call one gateway function, render.
+References: TRUST-FRAMEWORK §5.2 (representation), §5.4 (access log), §4.5 (blocks, reservation).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from onerecord.portals.access_log import region_message_key
+from onerecord.portals.citizen_gateway import (
+    ControlChange,
+    InvalidControl,
+    PatientControls,
+    change_control,
+    fetch_access_log,
+    fetch_controls,
+)
+from onerecord.portals.citizen_view import (
+    BlockState,
+    Notice,
+    Person,
+    acting_person,
+    block_state,
+    citizen_row,
+    find_person,
+    is_level_four_citizen,
+    practitioner_names,
+    read_people,
+)
+from onerecord.portals.document_pages import document_content, document_page
+from onerecord.portals.errors import (
+    DocumentUnavailable,
+    HubRefused,
+    LoginFailed,
+    NotLoggedIn,
+    PortalError,
+)
+from onerecord.portals.gateway import fetch_overview
+from onerecord.portals.listing import PAGE_SIZES, SORT_KEYS, apply_listing, parse_listing_query
+from onerecord.portals.oauth import finish_login, refresh, start_login, userinfo
+from onerecord.portals.overview import DocumentRow
+from onerecord.portals.sessions import PortalSession
+from onerecord.portals.web import Portal, safe_next
+from onerecord.search_client import HubSession
+
+__all__ = ["CITIZEN_BASE", "CITIZEN_PAGES", "install_citizen_routes"]
+
+CITIZEN_BASE = "/innbygger"
+CITIZEN_PAGES = (
+    ("dokumenter", "citizen.nav.documents"),
+    ("tilgangslogg", "citizen.nav.access-log"),
+    ("representasjon", "citizen.nav.representation"),
+    ("personvern", "citizen.nav.privacy"),
+)
+"""The pages in the citizen menu: (path under /innbygger, message id of the link)."""
+_REFRESH_MARGIN_S = 30.0
+_BASE = CITIZEN_BASE
+
+
+def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
+    """Add the citizen pages to `app`."""
+    settings = portal.settings
+    staff_names = practitioner_names(settings.staff)
+
+    def citizen(session: PortalSession | None) -> PortalSession:
+        if session is None or not session.citizen_logged_in:
+            raise NotLoggedIn()
+        return session
+
+    def acting(session: PortalSession) -> Person:
+        assert session.citizen_nin is not None
+        return acting_person(
+            citizen_nin=session.citizen_nin,
+            user_name=session.user_name,
+            acting_for=session.acting_for,
+            representations=session.representations,
+        )
+
+    def patient_param(session: PortalSession) -> str | None:
+        """`?patient=` for the hub: the person acted for; None for the citizen themselves."""
+        person = acting(session)
+        return None if person.is_self else person.nin
+
+    async def hub_of(session: PortalSession) -> HubSession:
+        """Return the hub session, refreshing the login token shortly before it expires."""
+        tokens = session.tokens
+        if tokens is None:
+            raise NotLoggedIn()
+        async with session.refresh_lock:
+            tokens = session.tokens or tokens
+            if tokens.expires_at - time.time() < _REFRESH_MARGIN_S:
+                if tokens.refresh_token is None:
+                    raise NotLoggedIn()
+                tokens = await refresh(
+                    portal.client(),
+                    sts_url=settings.sts_url,
+                    client_id=settings.client_id,
+                    client_key=portal.client_key,
+                    tokens=tokens,
+                    audience=settings.hub_audience,
+                )
+                session.tokens = tokens
+                session.hub = None
+        if session.hub is None:
+            session.hub = tokens.hub_session()
+        return session.hub
+
+    def frame(session: PortalSession, active: str | None) -> dict[str, Any]:
+        """What citizen/_layout.html needs: menu, whom the page is about, the last notice."""
+        notice = Notice.decode(session.flash)
+        session.flash = None
+        return {
+            "notice": notice,
+            "acting": acting(session),
+            "nav": CITIZEN_PAGES,
+            "active": active,
+            "base": _BASE,
+        }
+
+    def page(
+        request: Request,
+        session: PortalSession,
+        template: str,
+        *,
+        active: str | None,
+        status_code: int = 200,
+        **context: Any,
+    ) -> Response:
+        return portal.render(
+            request,
+            template,
+            session,
+            status_code=status_code,
+            **frame(session, active),
+            **context,
+        )
+
+    # -- login --------------------------------------------------------------------------------
+
+    @app.get(_BASE)
+    async def citizen_home(request: Request) -> Response:
+        session = portal.session(request)
+        if session is not None and session.citizen_logged_in:
+            return portal.redirect(f"{_BASE}/dokumenter", session)
+        return portal.redirect(f"{_BASE}/logg-inn", session)
+
+    @app.get(f"{_BASE}/logg-inn")
+    async def login_page(request: Request) -> Response:
+        session = portal.session_or_new(request)
+        if session.citizen_logged_in:
+            return portal.redirect(f"{_BASE}/dokumenter", session)
+        return portal.render(request, "citizen/login.html", session)
+
+    @app.post(f"{_BASE}/logg-inn")
+    async def login(request: Request) -> Response:
+        session, _form = await portal.checked_form(request)
+        pending, url = start_login(
+            sts_url=settings.sts_url,
+            client_id=settings.client_id,
+            redirect_uri=f"{settings.public_url}{_BASE}/innlogget",
+            role="citizen",
+            audience=settings.hub_audience,
+        )
+        session.pending_login = pending
+        return portal.redirect(url, session)
+
+    @app.get(f"{_BASE}/innlogget")
+    async def logged_in_callback(request: Request) -> Response:
+        session = portal.session(request)
+        pending = session.pending_login if session is not None else None
+        tokens = await finish_login(
+            portal.client(),
+            sts_url=settings.sts_url,
+            client_id=settings.client_id,
+            client_key=portal.client_key,
+            pending=pending if pending is not None and pending.role == "citizen" else None,
+            params=dict(request.query_params),
+        )
+        assert session is not None
+        info = await userinfo(portal.client(), sts_url=settings.sts_url, tokens=tokens)
+        if not is_level_four_citizen(info):
+            raise LoginFailed("citizen.error.level", advice_key="citizen.error.level.advice")
+        representations, refused = read_people(info)
+        session = portal.sessions.rotate(session, now=time.time())
+        session.pending_login = None
+        session.role = "citizen"
+        session.tokens = tokens
+        session.hub = tokens.hub_session()
+        session.citizen_nin = str(info["pid"]).strip()
+        session.user_nin = session.citizen_nin
+        name = info.get("name")
+        session.user_name = name if isinstance(name, str) and name else None
+        session.representations = representations
+        session.refused = refused
+        session.acting_for = None
+        session.rows = {}
+        session.flash = None
+        # Nothing of a health-personnel login in the same browser carries over.
+        session.staff = session.access = session.staff_key = None
+        session.staff_name = session.hpr_number = session.workplace_name = None
+        session.emergency_reason = None
+        return portal.redirect(f"{_BASE}/dokumenter", session)
+
+    # -- documents ----------------------------------------------------------------------------
+
+    async def read_controls_quietly(
+        session: PortalSession, hub: HubSession
+    ) -> PatientControls | None:
+        """The controls for the block forms; None when the hub cannot say (forms are hidden)."""
+        try:
+            return await fetch_controls(
+                portal.client(), hub, hub_fhir=settings.hub_fhir, patient=patient_param(session)
+            )
+        except PortalError:
+            return None
+
+    @app.get(f"{_BASE}/dokumenter")
+    async def documents(request: Request) -> Response:
+        session = citizen(portal.session(request))
+        hub = await hub_of(session)
+        person = acting(session)
+        try:
+            overview = await fetch_overview(
+                portal.client(),
+                hub,
+                hub_fhir=settings.hub_fhir,
+                regions=settings.regions,
+                patient=person.nin,
+            )
+        except HubRefused:
+            # Said for a citizen: the advice is whom to choose, not a basis for access.
+            raise HubRefused(
+                "citizen.error.refused", advice_key="citizen.error.refused.advice"
+            ) from None
+        controls = await read_controls_quietly(session, hub)
+        blocked = controls.blocked_documents if controls is not None else None
+        states = {r.unique_id: block_state(r, blocked) for r in overview.rows if r.unique_id}
+        rows = tuple(citizen_row(r) for r in overview.rows)
+        overview = replace(overview, rows=rows)
+        session.rows = {r.ref: r for r in rows if r.ref}
+        query = parse_listing_query(dict(request.query_params))
+        listing = apply_listing(rows, query)
+        return page(
+            request,
+            session,
+            "citizen/documents.html",
+            active="dokumenter",
+            overview=overview,
+            page=listing,
+            query=query,
+            sort_keys=SORT_KEYS,
+            page_sizes=PAGE_SIZES,
+            states=states,
+            controls=controls,
+            block=BlockState,
+        )
+
+    def listed(session: PortalSession, ref: str) -> DocumentRow:
+        row = session.rows.get(ref)
+        if row is None or row.blocked:
+            raise DocumentUnavailable()
+        return row
+
+    @app.get(f"{_BASE}/dokument/{{ref}}")
+    async def document(ref: str, request: Request) -> Response:
+        session = citizen(portal.session(request))
+        row = listed(session, ref)
+        return await document_page(
+            portal,
+            request,
+            session,
+            hub=await hub_of(session),
+            row=row,
+            access_basis=None,
+            back_url=f"{_BASE}/dokumenter",
+            content_url=f"{_BASE}/dokument/{ref}/innhold",
+            template="citizen/document.html",
+            **frame(session, "dokumenter"),
+        )
+
+    @app.get(f"{_BASE}/dokument/{{ref}}/innhold")
+    async def document_bytes(ref: str, request: Request) -> Response:
+        session = citizen(portal.session(request))
+        row = listed(session, ref)
+        return await document_content(
+            portal,
+            hub=await hub_of(session),
+            row=row,
+            access_basis=None,
+            download=request.query_params.get("last-ned") == "1",
+        )
+
+    # -- controls -----------------------------------------------------------------------------
+
+    async def apply(session: PortalSession, change: ControlChange, done_key: str) -> None:
+        """Send one change to the hub and leave a notice saying whether it is in place."""
+        try:
+            outcome = await change_control(
+                portal.client(), await hub_of(session), hub_fhir=settings.hub_fhir, change=change
+            )
+        except PortalError as exc:
+            params = {k: str(v) for k, v in exc.params.items()}
+            session.flash = Notice(exc.message_key, params, problem=True).encode()
+            return
+        if outcome.applied:
+            session.flash = Notice(done_key).encode()
+        else:
+            failed = ", ".join(outcome.controls.failed_regions)
+            session.flash = Notice("citizen.change.partial", {"regions": failed}, True).encode()
+
+    async def checked_citizen_form(request: Request) -> tuple[PortalSession, dict[str, str]]:
+        session, form = await portal.checked_form(request)
+        return citizen(session), dict(form)
+
+    @app.post(f"{_BASE}/sperringer/dokument")
+    async def change_document_block(request: Request) -> Response:
+        session, form = await checked_citizen_form(request)
+        back = safe_next(form.get("neste"), f"{_BASE}/dokumenter")
+        action = form.get("handling")
+        try:
+            if action not in ("sperr", "opphev"):
+                raise InvalidControl("citizen.block.bad-document")
+            change = ControlChange.document_block(
+                form.get("unique_id", ""),
+                form.get("home_community_id", ""),
+                on=action == "sperr",
+                patient=patient_param(session),
+            )
+        except InvalidControl as exc:
+            session.flash = Notice(exc.message_key, problem=True).encode()
+            return portal.redirect(back, session)
+        done = "citizen.block.document.on" if change.on else "citizen.block.document.off"
+        await apply(session, change, done)
+        return portal.redirect(back, session)
+
+    @app.post(f"{_BASE}/sperringer/reservasjon")
+    async def change_reservation(request: Request) -> Response:
+        session, form = await checked_citizen_form(request)
+        action = form.get("handling")
+        if action not in ("reserver", "opphev"):
+            session.flash = Notice("citizen.privacy.choose", problem=True).encode()
+            return portal.redirect(f"{_BASE}/personvern", session)
+        change = ControlChange.reservation(on=action == "reserver", patient=patient_param(session))
+        done = "citizen.reservation.on" if change.on else "citizen.reservation.off"
+        await apply(session, change, done)
+        return portal.redirect(f"{_BASE}/personvern", session)
+
+    @app.post(f"{_BASE}/sperringer/helsepersonell")
+    async def change_practitioner_block(request: Request) -> Response:
+        session, form = await checked_citizen_form(request)
+        action = form.get("handling")
+        hpr = form.get("hpr", "")
+        try:
+            if action not in ("sperr", "opphev"):
+                raise InvalidControl("citizen.privacy.choose")
+            change = ControlChange.practitioner_block(
+                hpr, on=action == "sperr", patient=patient_param(session)
+            )
+        except InvalidControl as exc:
+            return await privacy_page(
+                request, session, status_code=400, hpr_error=exc.message_key, hpr_value=hpr[:20]
+            )
+        done = "citizen.block.practitioner.on" if change.on else "citizen.block.practitioner.off"
+        await apply(session, change, done)
+        return portal.redirect(f"{_BASE}/personvern", session)
+
+    async def privacy_page(
+        request: Request,
+        session: PortalSession,
+        *,
+        status_code: int = 200,
+        hpr_error: str | None = None,
+        hpr_value: str = "",
+    ) -> Response:
+        controls = await fetch_controls(
+            portal.client(),
+            await hub_of(session),
+            hub_fhir=settings.hub_fhir,
+            patient=patient_param(session),
+        )
+        by_unique_id = {r.unique_id: r for r in session.rows.values() if r.unique_id}
+        return page(
+            request,
+            session,
+            "citizen/privacy.html",
+            active="personvern",
+            status_code=status_code,
+            controls=controls,
+            documents=[(uid, by_unique_id.get(uid)) for uid in sorted(controls.blocked_documents)],
+            practitioners=[(hpr, staff_names.get(hpr)) for hpr in controls.blocked_practitioners],
+            hpr_error=hpr_error,
+            hpr_value=hpr_value,
+        )
+
+    @app.get(f"{_BASE}/personvern")
+    async def privacy(request: Request) -> Response:
+        return await privacy_page(request, citizen(portal.session(request)))
+
+    # -- access log ---------------------------------------------------------------------------
+
+    @app.get(f"{_BASE}/tilgangslogg")
+    async def access_log(request: Request) -> Response:
+        session = citizen(portal.session(request))
+        log = await fetch_access_log(
+            portal.client(),
+            await hub_of(session),
+            hub_fhir=settings.hub_fhir,
+            regions=settings.regions,
+            patient=acting(session).nin,
+        )
+        raw = request.query_params.get("side", "1")
+        number = int(raw) if raw.isdigit() and len(raw) < 7 else 1
+        return page(
+            request,
+            session,
+            "citizen/access_log.html",
+            active="tilgangslogg",
+            log=log,
+            log_page=log.page(number),
+            region_key=region_message_key,
+        )
+
+    # -- representation -----------------------------------------------------------------------
+
+    def people_page(
+        request: Request, session: PortalSession, *, status_code: int = 200, **extra: Any
+    ) -> Response:
+        assert session.citizen_nin is not None
+        me = Person(session.citizen_nin, session.user_name or session.citizen_nin, "self")
+        allowed = [find_person(session.representations, r["nin"]) for r in session.representations]
+        refused = [find_person(session.refused, r["nin"]) for r in session.refused]
+        return page(
+            request,
+            session,
+            "citizen/representation.html",
+            active="representasjon",
+            status_code=status_code,
+            me=me,
+            allowed=[p for p in allowed if p is not None],
+            refused_people=[p for p in refused if p is not None],
+            **({"refusal": None, "refusal_key": None} | extra),
+        )
+
+    @app.get(f"{_BASE}/representasjon")
+    async def representation(request: Request) -> Response:
+        return people_page(request, citizen(portal.session(request)))
+
+    @app.post(f"{_BASE}/representasjon")
+    async def choose_person(request: Request) -> Response:
+        session, form = await checked_citizen_form(request)
+        nin = "".join(form.get("person", "").split())
+        chosen = find_person(session.representations, nin)
+        if nin != session.citizen_nin and chosen is None:
+            # Never switch to someone the STS did not list as allowed (a tampered form too).
+            refused = find_person(session.refused, nin)
+            key = refused.refusal_key if refused is not None else "citizen.representation.unknown"
+            return people_page(request, session, status_code=403, refusal=refused, refusal_key=key)
+        session.acting_for = None if chosen is None else chosen.nin
+        session.rows = {}
+        person = acting(session)
+        session.flash = (
+            Notice("citizen.acting.switched-self")
+            if person.is_self
+            else Notice("citizen.acting.switched", {"name": person.name})
+        ).encode()
+        return portal.redirect(f"{_BASE}/dokumenter", session)

@@ -1,0 +1,161 @@
+"""What every portal route shares: settings, templates, sessions, language and the HTTP client.
+
+Rendering adds the translator (`t`), the language and its switch links to every template, so a
+page never hard-codes its texts. The language comes from the `onerecord_lang` cookie, set by
+the switch (`GET /sprak/{lang}`); bokmål when there is none.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import jinja2
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from onerecord.portals.errors import CsrfRejected, PortalError
+from onerecord.portals.i18n import (
+    LANGUAGE_COOKIE,
+    LANGUAGES,
+    Translator,
+    choose_language,
+    format_date,
+)
+from onerecord.portals.override_log import OverrideLog
+from onerecord.portals.sessions import (
+    COOKIE_NAME,
+    PortalSession,
+    SessionStore,
+    sign_session_id,
+    unsign_session_id,
+)
+from onerecord.portals.settings import PortalSettings
+from onerecord.trust.keys import SigningKey, require_usable_key
+
+__all__ = ["Portal", "language_of", "load_client_key", "make_templates", "safe_next"]
+
+_HERE = Path(__file__).parent
+
+
+def make_templates() -> jinja2.Environment:
+    """Return the Jinja2 environment: autoescape on, undefined names are errors."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["norsk_dato"] = lambda value: format_date(value, "nb")
+    env.filters["urlquote"] = lambda value: quote(str(value), safe="")
+    return env
+
+
+def load_client_key(settings: PortalSettings) -> SigningKey:
+    """Read the portal's client key; a development key is refused outside dev mode."""
+    key = SigningKey.from_jwk(json.loads(settings.client_key_file.read_bytes()))
+    return require_usable_key(key, dev_mode=settings.dev_mode)
+
+
+def language_of(request: Request) -> str:
+    """Return the language the user chose (cookie), else bokmål."""
+    return choose_language(request.cookies.get(LANGUAGE_COOKIE))
+
+
+def safe_next(value: str | None, default: str = "/") -> str:
+    """Return `value` when it is a path on this site (no open redirect), else `default`."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return default
+    return value
+
+
+@dataclass
+class Portal:
+    """The portal's shared state; the routes receive it, never build it."""
+
+    settings: PortalSettings
+    templates: jinja2.Environment
+    sessions: SessionStore
+    client_key: SigningKey
+    override_log: OverrideLog
+    http: httpx.AsyncClient | None = None
+    discovery: dict[str, Any] = field(default_factory=dict)
+
+    def render(
+        self,
+        request: Request,
+        name: str,
+        session: PortalSession | None,
+        status_code: int = 200,
+        **context: Any,
+    ) -> HTMLResponse:
+        """Render template `name` in the user's language; refresh the session cookie."""
+        language = language_of(request)
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        body = self.templates.get_template(name).render(
+            session=session,
+            t=Translator(language),
+            lang=language,
+            languages=LANGUAGES,
+            here=here,
+            **context,
+        )
+        response = HTMLResponse(body, status_code=status_code)
+        if session is not None:
+            self.set_cookie(response, session)
+        return response
+
+    def redirect(self, url: str, session: PortalSession | None = None) -> Response:
+        """Answer 303 See Other to `url` (after a POST, or to the right page)."""
+        response = RedirectResponse(url, status_code=303)
+        if session is not None:
+            self.set_cookie(response, session)
+        return response
+
+    def set_cookie(self, response: Response, session: PortalSession) -> None:
+        response.set_cookie(
+            COOKIE_NAME,
+            sign_session_id(session.id, self.settings.session_secret.get_secret_value()),
+            httponly=True,
+            secure=self.settings.secure_cookies,
+            samesite="lax",
+            path="/",
+        )
+
+    def clear_cookie(self, response: Response) -> None:
+        response.delete_cookie(
+            COOKIE_NAME,
+            path="/",
+            secure=self.settings.secure_cookies,
+            httponly=True,
+            samesite="lax",
+        )
+
+    def session(self, request: Request) -> PortalSession | None:
+        raw = request.cookies.get(COOKIE_NAME)
+        if not raw:
+            return None
+        sid = unsign_session_id(raw, self.settings.session_secret.get_secret_value())
+        return self.sessions.get(sid, now=time.time()) if sid else None
+
+    def session_or_new(self, request: Request) -> PortalSession:
+        return self.session(request) or self.sessions.create(now=time.time())
+
+    async def checked_form(self, request: Request) -> tuple[PortalSession, Mapping[str, str]]:
+        """Return the session and form of a POST whose CSRF token matches; else 403."""
+        session = self.session(request)
+        form = await request.form()
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        if session is None or not session.csrf_ok(fields.get("csrf_token")):
+            raise CsrfRejected()
+        return session, fields
+
+    def client(self) -> httpx.AsyncClient:
+        if self.http is None:
+            raise PortalError()
+        return self.http
