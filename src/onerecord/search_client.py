@@ -4,7 +4,9 @@ The client is what an EHR or portal does, in a few lines: private_key_jwt client
 a DPoP proof at the STS (test-user grant, development only), for health personnel an
 attestation (purpose TREAT, healthcare service, decision_ref, the patient bound by a salted
 digest); then ITI-67 at the hub with `Authorization: DPoP`, a fresh DPoP proof and the patient
-headers. The overview is printed as a table with one status line per region.
+headers. The overview is printed as a table with one status line per region. A citizen portal
+reads the access log and sets controls through the hub with `hub_access_log`, `hub_controls` and
+`hub_change_control`.
 
 References: RFC 9449 §4–§7 (DPoP); RFC 7523 §2.2 (private_key_jwt); TRUST-FRAMEWORK §1.1
 (attestation, patient digest), ATT-4; IHE MHD ITI-67; docs/hub.md (region status issues).
@@ -20,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -44,6 +47,9 @@ __all__ = [
     "citizen_session",
     "client_assertion",
     "fetch_token",
+    "hub_access_log",
+    "hub_change_control",
+    "hub_controls",
     "load_manifest",
     "overview_rows",
     "practitioner_attestation",
@@ -251,6 +257,48 @@ async def search_hub(
     url = f"{hub_fhir.rstrip('/')}/DocumentReference"
     params = {"patient.identifier": f"{FNR_SYSTEM}|{patient}", "_count": str(count)}
     return await http.get(url, params=params, headers=session.headers("GET", url))
+
+
+async def hub_access_log(
+    http: httpx.AsyncClient, session: HubSession, *, hub_fhir: str, patient: str
+) -> httpx.Response:
+    """Read `patient`'s access log from every region through the hub (a citizen session)."""
+    url = f"{hub_fhir.rstrip('/')}/AuditEvent"
+    params = {"patient.identifier": f"{FNR_SYSTEM}|{patient}"}
+    return await http.get(url, params=params, headers=session.headers("GET", url))
+
+
+async def hub_controls(
+    http: httpx.AsyncClient, session: HubSession, *, hub_base: str, patient: str | None = None
+) -> httpx.Response:
+    """Read the patient controls merged over every region (`patient`: a represented person)."""
+    url = f"{hub_base.rstrip('/')}/controls"
+    params = {"patient": patient} if patient else {}
+    return await http.get(url, params=params, headers=session.headers("GET", url))
+
+
+async def hub_change_control(
+    http: httpx.AsyncClient,
+    session: HubSession,
+    *,
+    hub_base: str,
+    method: str,
+    path: str,
+    patient: str | None = None,
+    home_community_id: str | None = None,
+) -> httpx.Response:
+    """Set (PUT) or remove (DELETE) one control in every region, or in one for a document block.
+
+    `path` is what follows `/controls/`: `reservation`, `document-blocks/<uniqueId>` or
+    `practitioner-blocks/<hpr>`; each segment is percent-encoded here, so the DPoP proof names
+    the URL exactly as sent.
+    """
+    segments = "/".join(quote(part, safe=":") for part in path.strip("/").split("/"))
+    url = f"{hub_base.rstrip('/')}/controls/{segments}"
+    params = {"patient": patient} if patient else {}
+    if home_community_id:
+        params["homeCommunityId"] = home_community_id
+    return await http.request(method, url, params=params, headers=session.headers(method, url))
 
 
 @dataclass(frozen=True, slots=True)

@@ -271,22 +271,20 @@ def test_practitioner_names_come_from_the_known_staff() -> None:
 # --- controls -----------------------------------------------------------------------------
 
 
-def test_control_changes_name_the_right_hub_url() -> None:
-    root = hub_root("http://hub.example/fhir/")
-    assert root == "http://hub.example"
-    assert ControlChange.reservation(on=True).url(root) == "http://hub.example/controls/reservation"
+def test_control_changes_name_the_right_hub_path() -> None:
+    assert hub_root("http://hub.example/fhir/") == "http://hub.example"
+    assert ControlChange.reservation(on=True).path == "reservation"
     block = ControlChange.document_block(
         "urn:oid:2.16.578.1.99.1^ab", f" {VEST} ", on=False, patient=CHILD11
     )
     assert block.method == "DELETE" and block.target == "2.16.578.1.99.1^ab"
-    assert block.url(root) == (
-        "http://hub.example/controls/document-blocks/2.16.578.1.99.1%5Eab"
-        f"?homeCommunityId=urn%3Aoid%3A2.16.578.1.12.4.5.100.2&patient={CHILD11}"
-    )
+    assert block.path == "document-blocks/2.16.578.1.99.1^ab"
+    assert block.home_community_id == "urn:oid:2.16.578.1.12.4.5.100.2"
+    assert block.patient == CHILD11
     anywhere = ControlChange.document_block("2.16.578.1.99.1", "", on=True)
     assert anywhere.home_community_id is None and anywhere.method == "PUT"
     hpr = ControlChange.practitioner_block(" 692 6956 ", on=True)
-    assert hpr.url(root) == "http://hub.example/controls/practitioner-blocks/6926956"
+    assert hpr.path == "practitioner-blocks/6926956"
 
 
 @pytest.mark.parametrize(

@@ -27,13 +27,16 @@ from onerecord.hub.fanout import (
     FindRequest,
     PassThroughAuth,
     RegionAuth,
+    RegionCallFailed,
     fan_out,
     forward_headers,
+    gather_regions,
 )
 from onerecord.hub.merge import HubStatus, MergedResult, consolidate, merge
 from onerecord.hub.redis_snapshot import RedisSnapshotStore
 from onerecord.hub.results import RegionResult, RegionStatus
 from onerecord.hub.security import HubAssertionAuth, HubSecurity, check_patient, load_hub_key
+from onerecord.hub.self_service import CitizenServices, ControlChange, ControlKind
 from onerecord.hub.settings import HubSettings
 from onerecord.hub.snapshot import InMemorySnapshotStore, Snapshot, SnapshotStore
 
@@ -44,6 +47,9 @@ __all__ = [
     "BreakerBoard",
     "BreakerState",
     "CircuitBreaker",
+    "CitizenServices",
+    "ControlChange",
+    "ControlKind",
     "Deadlines",
     "DirectoryError",
     "FakeRegionClient",
@@ -59,6 +65,7 @@ __all__ = [
     "RedisSnapshotStore",
     "Region",
     "RegionAuth",
+    "RegionCallFailed",
     "RegionClient",
     "RegionConnectError",
     "RegionDirectory",
@@ -77,6 +84,7 @@ __all__ = [
     "create_hub_app",
     "fan_out",
     "forward_headers",
+    "gather_regions",
     "load_hub_key",
     "merge",
     "parse_directory",

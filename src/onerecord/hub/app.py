@@ -1,5 +1,8 @@
 """The hub's HTTP face: FHIR R4 at /fhir (IHE MHD Document Responder with Target Communities).
 
+Also the citizen's self-service across regions: `GET /fhir/AuditEvent` (the access log) and
+`/controls` (patient controls), see hub/self_service.py.
+
 Routes stay thin: read the request, call one HubService method, render bytes. Every error
 becomes an OperationOutcome; nothing internal reaches the client.
 """
@@ -9,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Annotated
 from urllib.parse import parse_qsl, urlencode
 
@@ -23,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from onerecord import __version__
 from onerecord.audit import AuditAction, AuditSink, SqlAuditSink
-from onerecord.domain import DomainError
+from onerecord.domain import DomainError, NationalIdentityNumber
 from onerecord.hub.audit import audit_record
 from onerecord.hub.auditdb import create_audit_tables, make_audit_engine
 from onerecord.hub.breaker import BreakerBoard
@@ -34,10 +38,24 @@ from onerecord.hub.fanout import PassThroughAuth, RegionAuth, forward_headers
 from onerecord.hub.metrics import HubMetrics
 from onerecord.hub.redis_snapshot import RedisSnapshotStore
 from onerecord.hub.security import HubSecurity, check_patient, principal_identity
+from onerecord.hub.self_service import (
+    CitizenServices,
+    ControlChange,
+    ControlKind,
+    citizen_patient,
+    parse_patient,
+)
 from onerecord.hub.service import Caller, HubAnswer, HubService
 from onerecord.hub.settings import HubSettings
 from onerecord.hub.snapshot import InMemorySnapshotStore, SnapshotStore
-from onerecord.mhd import FHIR_JSON, MhdError, RetrieveKey, capability_statement, outcome_for
+from onerecord.mhd import (
+    FHIR_JSON,
+    BadRequest,
+    MhdError,
+    RetrieveKey,
+    capability_statement,
+    outcome_for,
+)
 from onerecord.trust.access_token import Principal
 from onerecord.trust.errors import TrustError
 from onerecord.trust.patient_binding import PATIENT_NIN_HEADER, PATIENT_SALT_HEADER
@@ -58,6 +76,19 @@ def _hub(request: Request) -> HubService:
 
 
 Hub = Annotated[HubService, Depends(_hub)]
+
+
+def _citizens(request: Request) -> CitizenServices:
+    citizens: CitizenServices = request.app.state.citizens
+    return citizens
+
+
+Citizens = Annotated[CitizenServices, Depends(_citizens)]
+
+SelfServiceCall = Callable[
+    [Caller, NationalIdentityNumber | None, NationalIdentityNumber | None], Awaitable[HubAnswer]
+]
+"""One self-service call: the caller, the patient as asked (or None), the patient it is about."""
 
 
 def _pass_through(request: Request) -> RegionAuth:
@@ -126,6 +157,9 @@ class CorrelationAndMetrics:
 def _route_label(path: str) -> str:
     if path.startswith("/fhir/Binary/"):
         return "/fhir/Binary"
+    for prefix in ("/controls/document-blocks/", "/controls/practitioner-blocks/"):
+        if path.startswith(prefix):
+            return prefix.rstrip("/")
     return path if path in _ROUTES else "other"
 
 
@@ -134,6 +168,9 @@ _ROUTES = frozenset(
         "/fhir/metadata",
         "/fhir/DocumentReference",
         "/fhir/DocumentReference/_search",
+        "/fhir/AuditEvent",
+        "/controls",
+        "/controls/reservation",
         "/healthz",
         "/jwks",
         "/.well-known/jwks.json",
@@ -184,6 +221,13 @@ def create_hub_app(
         client=client,
         breakers=breakers,
         snapshots=snapshot_store,
+        metrics=metrics,
+    )
+    citizens = CitizenServices(
+        settings=settings,
+        directory=service.directory,
+        client=client,
+        breakers=breakers,
         metrics=metrics,
     )
     make_auth = auth or _pass_through
@@ -241,6 +285,7 @@ def create_hub_app(
         openapi_url=None,
     )
     app.state.hub = service
+    app.state.citizens = citizens
     app.state.security = security
 
     def correlation_of(request: Request) -> str:
@@ -256,7 +301,7 @@ def create_hub_app(
         if security is None:
             return Caller(cid, identity_of(request), forwarded, make_auth(request)), None
         principal = await security.authenticate(
-            method=request.method, path=request.url.path, headers=request.headers
+            method=request.method, path=_sent_path(request), headers=request.headers
         )
         request.state.principal = principal
         if params is not None and not any(name == "_snapshot" for name, _ in params):
@@ -376,6 +421,84 @@ def create_hub_app(
         )
         return _answer(answer)
 
+    async def _citizen_call(
+        request: Request,
+        action: AuditAction,
+        *,
+        parameter: str,
+        query: str,
+        call: SelfServiceCall,
+        required: bool = False,
+    ) -> Response:
+        """Authenticate, check the patient at the door, run one self-service call, audit it."""
+        raw = request.query_params.get(parameter)
+        patient_id = raw.rpartition("|")[2].strip() if raw else None
+        try:
+            who, principal = await authorise(request, None)
+            asked = parse_patient(raw, parameter)
+            if asked is None and required:
+                raise BadRequest(f"{parameter} is required", expression=parameter)
+            patient = citizen_patient(principal, asked)
+            patient_id = patient.value if patient is not None else patient_id
+            async with asyncio.timeout(settings.request_deadline_s):
+                answer = await call(who, asked, patient)
+        except TimeoutError:
+            await record(request, action, 504, patient_id=patient_id, query=query)
+            return _issue_body(504, "timeout", "the regions did not answer in time", None)
+        except TrustError as exc:
+            await record(
+                request, action, exc.status, patient_id=patient_id, query=query, reason=exc.error
+            )
+            raise
+        except (HubError, MhdError, DomainError) as exc:
+            status = exc.status if isinstance(exc, HubError | MhdError) else 400
+            await record(request, action, status, patient_id=patient_id, query=query)
+            raise
+        await record(
+            request,
+            action,
+            answer.status,
+            patient_id=patient_id,
+            regions=answer.regions,
+            query=query,
+            returned=answer.returned,
+        )
+        return _answer(answer)
+
+    async def _change_control(
+        request: Request, citizens: CitizenServices, kind: ControlKind, target: str | None
+    ) -> Response:
+        error: BadRequest | None = None
+        try:
+            change: ControlChange | None = ControlChange.parse(
+                kind=kind,
+                method=request.method,
+                target=target,
+                home_community_id=request.query_params.get("homeCommunityId"),
+            )
+        except BadRequest as exc:
+            change, error = None, exc
+
+        async def call(
+            who: Caller,
+            asked: NationalIdentityNumber | None,
+            patient: NationalIdentityNumber | None,
+        ) -> HubAnswer:
+            if change is None:
+                assert error is not None
+                raise error
+            return await citizens.change_control(
+                who, replace(change, patient=asked), patient=patient
+            )
+
+        return await _citizen_call(
+            request,
+            AuditAction.CONTROL_CHANGE,
+            parameter="patient",
+            query=change.audit_query if change is not None else f"{kind.value}:invalid",
+            call=call,
+        )
+
     @app.get("/healthz")
     async def healthz() -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
@@ -457,8 +580,64 @@ def create_hub_app(
         media = headers.pop("content-type", "application/octet-stream")
         return StreamingResponse(got.chunks, media_type=media, headers=headers)
 
+    @app.get("/fhir/AuditEvent")
+    async def citizen_access_log(request: Request, citizens: Citizens) -> Response:
+        self_url = f"{settings.fhir_base}/AuditEvent?{request.url.query}"
+
+        async def call(
+            who: Caller,
+            _asked: NationalIdentityNumber | None,
+            patient: NationalIdentityNumber | None,
+        ) -> HubAnswer:
+            assert patient is not None
+            return await citizens.access_log(who, patient, self_url=self_url)
+
+        return await _citizen_call(
+            request,
+            AuditAction.ACCESS_LOG_READ,
+            parameter="patient.identifier",
+            query=request.url.query,
+            call=call,
+            required=True,
+        )
+
+    @app.get("/controls")
+    async def read_controls(request: Request, citizens: Citizens) -> Response:
+        async def call(
+            who: Caller,
+            asked: NationalIdentityNumber | None,
+            patient: NationalIdentityNumber | None,
+        ) -> HubAnswer:
+            return await citizens.read_controls(who, patient, given=asked is not None)
+
+        return await _citizen_call(
+            request, AuditAction.ACCESS_LOG_READ, parameter="patient", query="controls", call=call
+        )
+
+    @app.api_route("/controls/reservation", methods=["PUT", "DELETE"])
+    async def change_reservation(request: Request, citizens: Citizens) -> Response:
+        return await _change_control(request, citizens, ControlKind.RESERVATION, None)
+
+    @app.api_route("/controls/document-blocks/{unique_id}", methods=["PUT", "DELETE"])
+    async def change_document_block(
+        unique_id: str, request: Request, citizens: Citizens
+    ) -> Response:
+        return await _change_control(request, citizens, ControlKind.DOCUMENT_BLOCK, unique_id)
+
+    @app.api_route("/controls/practitioner-blocks/{hpr}", methods=["PUT", "DELETE"])
+    async def change_practitioner_block(hpr: str, request: Request, citizens: Citizens) -> Response:
+        return await _change_control(request, citizens, ControlKind.PRACTITIONER_BLOCK, hpr)
+
     app.add_middleware(CorrelationAndMetrics, metrics=metrics)
     return app
+
+
+def _sent_path(request: Request) -> str:
+    """Return the path as the client sent it (percent-encoding kept): what its DPoP htu names."""
+    raw = request.scope.get("raw_path")
+    if isinstance(raw, bytes) and raw:
+        return raw.decode("latin-1").split("?", 1)[0]
+    return request.url.path
 
 
 def _identity_of(given: Callable[[Request], str] | None) -> Callable[[Request], str]:

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import aiohttp
 
@@ -59,11 +59,17 @@ class RegionStream:
 
 
 class RegionClient(Protocol):
-    """GET from a region; raise RegionConnectError, RegionTransportError or TimeoutError."""
+    """Call a region; raise RegionConnectError, RegionTransportError or TimeoutError."""
 
     async def get(
         self, url: str, *, headers: Mapping[str, str], timeout_s: float
     ) -> RegionResponse: ...
+
+    async def send(
+        self, method: str, url: str, *, headers: Mapping[str, str], timeout_s: float
+    ) -> RegionResponse:
+        """Send a body-less request (PUT, DELETE …) and read the whole answer."""
+        ...
 
     async def stream(
         self, url: str, *, headers: Mapping[str, str], timeout_s: float
@@ -132,9 +138,14 @@ class AiohttpRegionClient:
     async def get(
         self, url: str, *, headers: Mapping[str, str], timeout_s: float
     ) -> RegionResponse:
+        return await self.send("GET", url, headers=headers, timeout_s=timeout_s)
+
+    async def send(
+        self, method: str, url: str, *, headers: Mapping[str, str], timeout_s: float
+    ) -> RegionResponse:
         with _transport_errors():
-            async with self.session.get(
-                url, headers=dict(headers), timeout=aiohttp.ClientTimeout(total=timeout_s)
+            async with self.session.request(
+                method, url, headers=dict(headers), timeout=aiohttp.ClientTimeout(total=timeout_s)
             ) as resp:
                 declared = resp.content_length
                 if declared is not None and declared > self.max_body_bytes:
@@ -174,30 +185,52 @@ class AiohttpRegionClient:
 
 
 Handler = Callable[[str, Mapping[str, str]], Awaitable[RegionResponse]]
+SendHandler = Callable[[str, str, Mapping[str, str]], Awaitable[RegionResponse]]
+"""A fake region's answer to `send`: called with method, URL and headers."""
+_H = TypeVar("_H", Handler, SendHandler)
+
+
+def _longest_prefix(handlers: Mapping[str, _H], url: str) -> _H:
+    matches = [p for p in handlers if url.startswith(p)]
+    if not matches:
+        raise RegionConnectError(f"nothing listens at {url}")
+    return handlers[max(matches, key=len)]
 
 
 @dataclass
 class FakeRegionClient:
-    """A RegionClient answering from `handlers` keyed by URL prefix; records every call."""
+    """A RegionClient answering from handlers keyed by URL prefix; records every call.
+
+    GETs go to `handlers` (and are recorded in `calls`); other methods go to `send_handlers`
+    (recorded in `sent` as method, URL, headers).
+    """
 
     handlers: dict[str, Handler] = field(default_factory=dict)
     calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    send_handlers: dict[str, SendHandler] = field(default_factory=dict)
+    sent: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
 
     def route(self, prefix: str, handler: Handler) -> None:
         self.handlers[prefix] = handler
 
-    def _handler(self, url: str) -> Handler:
-        matches = [p for p in self.handlers if url.startswith(p)]
-        if not matches:
-            raise RegionConnectError(f"nothing listens at {url}")
-        return self.handlers[max(matches, key=len)]
+    def route_send(self, prefix: str, handler: SendHandler) -> None:
+        self.send_handlers[prefix] = handler
 
     async def get(
         self, url: str, *, headers: Mapping[str, str], timeout_s: float
     ) -> RegionResponse:
         self.calls.append((url, dict(headers)))
         async with asyncio.timeout(timeout_s):
-            return await self._handler(url)(url, headers)
+            return await _longest_prefix(self.handlers, url)(url, headers)
+
+    async def send(
+        self, method: str, url: str, *, headers: Mapping[str, str], timeout_s: float
+    ) -> RegionResponse:
+        if method == "GET":
+            return await self.get(url, headers=headers, timeout_s=timeout_s)
+        self.sent.append((method, url, dict(headers)))
+        async with asyncio.timeout(timeout_s):
+            return await _longest_prefix(self.send_handlers, url)(method, url, headers)
 
     async def stream(
         self, url: str, *, headers: Mapping[str, str], timeout_s: float

@@ -4,19 +4,21 @@ Budget (Sweden's aggregating services, ANCHORS §4): per-region timeout (4.0 s) 
 deadline (4.5 s) < request deadline (5.0 s). A region whose breaker is open is skipped at once and
 reported unavailable. A request is retried only when no byte was sent (connection refused or
 unreachable) and time remains. Each region is asked for all of the patient's matching entries:
-its `next` links are followed up to `max_entries`.
+its `next` links are followed up to `max_entries`. `gather_regions` is the same budget and
+breakers for any other exchange (the citizen's self-service calls, hub/self_service.py).
 
 References: IHE ITI TF-2 3.38.4.1.3 (XCA initiating gateway sends the query to each responding
 gateway and consolidates; unreachable community → XDSUnavailableCommunity); IHE MHD ITI-67
-§2:3.67.4.2 (searchset Bundle, paging); RFC 9110 §9.2.2 (GET is idempotent).
+§2:3.67.4.2 (searchset Bundle, paging); RFC 9110 §9.2.2 (GET, PUT and DELETE are idempotent).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import structlog
@@ -39,8 +41,12 @@ __all__ = [
     "FindRequest",
     "PassThroughAuth",
     "RegionAuth",
+    "RegionCallFailed",
+    "RegionExchange",
+    "call_region",
     "fan_out",
     "forward_headers",
+    "gather_regions",
     "status_for_http",
 ]
 
@@ -101,10 +107,15 @@ def forward_headers(
 
 @dataclass(frozen=True, slots=True)
 class FindRequest:
-    """One query to send to every region: path and query relative to the FHIR base, headers."""
+    """One search to send to every region: path and query relative to the FHIR base, headers.
+
+    `resource_type` is what the searchset must hold (DocumentReference for ITI-67, AuditEvent
+    for the citizen's access log).
+    """
 
     path_and_query: str
     headers: Mapping[str, str] = field(default_factory=dict)
+    resource_type: str = "DocumentReference"
 
 
 def status_for_http(status: int) -> RegionStatus | None:
@@ -121,7 +132,9 @@ def _masked(headers: Mapping[str, str]) -> int:
     return int(raw) if raw.isdigit() else 0
 
 
-class _Failed(Exception):
+class RegionCallFailed(Exception):
+    """A region answered, but not as asked: how its part ended, why, and its HTTP status."""
+
     def __init__(self, status: RegionStatus, detail: str, http_status: int | None = None) -> None:
         super().__init__(detail)
         self.status = status
@@ -129,35 +142,50 @@ class _Failed(Exception):
         self.http_status = http_status
 
 
-async def _get(
+RegionExchange = Callable[[Region, float], Awaitable[RegionResult]]
+"""One region's part of a fan-out, called with the region and the loop time to end by.
+
+It returns the region's OK result (the latency is filled in by the caller) or raises
+RegionCallFailed, RegionConnectError, RegionTransportError or TimeoutError.
+"""
+
+
+async def call_region(
     client: RegionClient,
+    method: str,
     url: str,
     headers: Mapping[str, str],
     *,
     ends_at: float,
     retry_delay_s: float,
 ) -> RegionResponse:
-    """GET once, and once more after a connect error if nothing was sent and time remains."""
+    """Send once, and once more after a connect error if nothing was sent and time remains."""
     loop = asyncio.get_running_loop()
+
+    async def once() -> RegionResponse:
+        timeout = max(ends_at - loop.time(), 0.001)
+        if method == "GET":
+            return await client.get(url, headers=headers, timeout_s=timeout)
+        return await client.send(method, url, headers=headers, timeout_s=timeout)
+
     try:
-        return await client.get(url, headers=headers, timeout_s=max(ends_at - loop.time(), 0.001))
+        return await once()
     except RegionConnectError:
         if loop.time() + retry_delay_s >= ends_at:
             raise
     await asyncio.sleep(retry_delay_s)
-    return await client.get(url, headers=headers, timeout_s=max(ends_at - loop.time(), 0.001))
+    return await once()
 
 
 async def _collect(
     region: Region,
-    request: FindRequest,
+    ends_at: float,
     *,
+    request: FindRequest,
     client: RegionClient,
     auth: RegionAuth,
-    ends_at: float,
     max_entries: int,
     retry_delay_s: float,
-    started: float,
 ) -> RegionResult:
     url: str | None = f"{region.base_url}/{request.path_and_query}"
     resources: list[dict[str, object]] = []
@@ -168,21 +196,25 @@ async def _collect(
     while url is not None:
         pages += 1
         headers = {**request.headers, **(await auth.headers_for(region, "GET", url))}
-        resp = await _get(client, url, headers, ends_at=ends_at, retry_delay_s=retry_delay_s)
+        resp = await call_region(
+            client, "GET", url, headers, ends_at=ends_at, retry_delay_s=retry_delay_s
+        )
         failure = status_for_http(resp.status)
         if failure is not None:
-            raise _Failed(failure, f"HTTP {resp.status}", resp.status)
+            raise RegionCallFailed(failure, f"HTTP {resp.status}", resp.status)
         try:
-            page = parse_searchset(resp.body)
+            page = parse_searchset(resp.body, resource_type=request.resource_type)
         except InvalidSearchset as exc:
-            raise _Failed(RegionStatus.INVALID_RESPONSE, str(exc), resp.status) from exc
+            raise RegionCallFailed(RegionStatus.INVALID_RESPONSE, str(exc), resp.status) from exc
         masked += _masked(resp.headers)
         resources.extend(page.resources)
         warnings.extend(page.issues)
         url = page.next_url
         if url is not None and not url.startswith(region.base_url + "/"):
             # Never follow a link off the region's own base (no open redirect to elsewhere).
-            raise _Failed(RegionStatus.INVALID_RESPONSE, "next link leaves the region's base URL")
+            raise RegionCallFailed(
+                RegionStatus.INVALID_RESPONSE, "next link leaves the region's base URL"
+            )
         if len(resources) >= max_entries:
             truncated = len(resources) > max_entries or url is not None
             del resources[max_entries:]
@@ -193,7 +225,7 @@ async def _collect(
     return RegionResult(
         region=region,
         status=RegionStatus.OK,
-        latency_ms=(time.perf_counter() - started) * 1000,
+        latency_ms=0.0,
         resources=tuple(resources),
         masked_count=masked,
         truncated=truncated,
@@ -202,17 +234,10 @@ async def _collect(
     )
 
 
-async def _query_region(
-    region: Region,
-    request: FindRequest,
-    *,
-    client: RegionClient,
-    auth: RegionAuth,
-    timeout_s: float,
-    max_entries: int,
-    retry_delay_s: float,
+async def _ask_region(
+    region: Region, exchange: RegionExchange, *, timeout_s: float
 ) -> RegionResult:
-    """Query one region to the end of its pages; never raise (except when cancelled)."""
+    """Run one region's exchange inside its timeout; never raise (except when cancelled)."""
     started = time.perf_counter()
     ends_at = asyncio.get_running_loop().time() + timeout_s
 
@@ -222,43 +247,34 @@ async def _query_region(
 
     try:
         async with asyncio.timeout(timeout_s):
-            return await _collect(
-                region,
-                request,
-                client=client,
-                auth=auth,
-                ends_at=ends_at,
-                max_entries=max_entries,
-                retry_delay_s=retry_delay_s,
-                started=started,
-            )
+            result = await exchange(region, ends_at)
+        return replace(result, latency_ms=(time.perf_counter() - started) * 1000)
     except TimeoutError:
         return failed(RegionStatus.TIMEOUT, f"no answer within {timeout_s:.1f} s")
-    except _Failed as exc:
+    except RegionCallFailed as exc:
         return failed(exc.status, exc.detail, exc.http_status)
     except RegionConnectError as exc:
         return failed(RegionStatus.UNAVAILABLE, str(exc))
     except RegionTransportError as exc:
         return failed(RegionStatus.UNAVAILABLE, str(exc))
-    except Exception as exc:  # a bug must cost one region, not the whole search
+    except Exception as exc:  # a bug must cost one region, not the whole fan-out
         log.exception("hub.fanout.region_crashed", hcid=region.hcid)
         return failed(RegionStatus.ERROR, f"internal error: {type(exc).__name__}")
 
 
-async def fan_out(
+async def gather_regions(
     regions: Sequence[Region],
-    request: FindRequest,
+    exchange: RegionExchange,
     *,
-    client: RegionClient,
     breakers: BreakerBoard | None = None,
-    auth: RegionAuth | None = None,
     per_region_timeout: float = 4.0,
     aggregation_deadline: float = 4.5,
-    max_entries: int = 5000,
-    retry_delay_s: float = 0.05,
 ) -> list[RegionResult]:
-    """Query every enabled region concurrently; return one result per region, in order."""
-    auth = auth or PassThroughAuth()
+    """Run `exchange` with every enabled region concurrently; one result per region, in order.
+
+    A region whose breaker is open is not asked (unavailable); one that has not finished at the
+    aggregation deadline is cancelled (timeout). Each outcome is recorded on its breaker.
+    """
     loop = asyncio.get_running_loop()
     started = time.perf_counter()
     results: dict[int, RegionResult] = {}
@@ -273,16 +289,7 @@ async def fan_out(
             continue
         timeout = min(region.timeout_s or per_region_timeout, aggregation_deadline)
         tasks[i] = asyncio.create_task(
-            _query_region(
-                region,
-                request,
-                client=client,
-                auth=auth,
-                timeout_s=timeout,
-                max_entries=max_entries,
-                retry_delay_s=retry_delay_s,
-            ),
-            name=f"fan-out {region.hcid}",
+            _ask_region(region, exchange, timeout_s=timeout), name=f"fan-out {region.hcid}"
         )
     pending: set[asyncio.Task[RegionResult]] = set()
     if tasks:
@@ -309,3 +316,33 @@ async def fan_out(
     if pending:
         await asyncio.gather(*pending, return_exceptions=True)
     return [results[i] for i in sorted(results)]
+
+
+async def fan_out(
+    regions: Sequence[Region],
+    request: FindRequest,
+    *,
+    client: RegionClient,
+    breakers: BreakerBoard | None = None,
+    auth: RegionAuth | None = None,
+    per_region_timeout: float = 4.0,
+    aggregation_deadline: float = 4.5,
+    max_entries: int = 5000,
+    retry_delay_s: float = 0.05,
+) -> list[RegionResult]:
+    """Query every enabled region concurrently; return one result per region, in order."""
+    exchange = functools.partial(
+        _collect,
+        request=request,
+        client=client,
+        auth=auth or PassThroughAuth(),
+        max_entries=max_entries,
+        retry_delay_s=retry_delay_s,
+    )
+    return await gather_regions(
+        regions,
+        exchange,
+        breakers=breakers,
+        per_region_timeout=per_region_timeout,
+        aggregation_deadline=aggregation_deadline,
+    )

@@ -33,6 +33,7 @@ __all__ = [
     "document_unique_id",
     "failure_issue",
     "merge",
+    "region_issues",
     "sort_documents",
 ]
 
@@ -230,7 +231,7 @@ def _truncation_issue(result: RegionResult, cap: int) -> dict[str, Any]:
         "severity": "warning",
         "code": "too-costly",
         "diagnostics": (
-            f"{region.name} ({region.hcid}) holds more matching documents than the hub collects "
+            f"{region.name} ({region.hcid}) holds more matching entries than the hub collects "
             f"per region ({cap}); narrow the search to see the rest"
         ),
         "location": [region.hcid],
@@ -246,6 +247,21 @@ def _region_warning(result: RegionResult, issue: dict[str, Any]) -> dict[str, An
     ]
     out["location"] = [result.region.hcid]
     return out
+
+
+def region_issues(
+    results: Sequence[RegionResult], *, region_cap: int = 5000
+) -> list[dict[str, Any]]:
+    """Return the issues of a fan-out: each failed region, each truncated one, their warnings."""
+    issues: list[dict[str, Any]] = []
+    for result in results:
+        if not result.ok:
+            issues.append(failure_issue(result))
+            continue
+        if result.truncated:
+            issues.append(_truncation_issue(result, region_cap))
+        issues.extend(_region_warning(result, w) for w in result.warnings)
+    return issues
 
 
 def consolidate(results: Sequence[RegionResult]) -> tuple[HubStatus, int]:
@@ -274,14 +290,7 @@ def merge(
     placed = [Placed(r.region.hcid, res) for r in results if r.ok for res in r.resources]
     unique, duplicates = deduplicate(placed)
     documents = sort_documents(unique, sort) if status is not HubStatus.FAILURE else []
-    issues: list[dict[str, Any]] = []
-    for result in results:
-        if not result.ok:
-            issues.append(failure_issue(result))
-            continue
-        if result.truncated:
-            issues.append(_truncation_issue(result, region_cap))
-        issues.extend(_region_warning(result, w) for w in result.warnings)
+    issues = region_issues(results, region_cap=region_cap)
     issues.extend(
         {
             "severity": "information",

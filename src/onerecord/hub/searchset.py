@@ -1,4 +1,6 @@
-"""Read a region's ITI-67 searchset Bundle strictly, without pydantic, for the fan-out hot path.
+"""Read a region's searchset Bundle strictly, without pydantic, for the fan-out hot path.
+
+ITI-67 answers hold DocumentReferences; the citizen's access log holds AuditEvents.
 
 References: IHE MHD ITI-67 §2:3.67.4.2.2 (response: Bundle type searchset of
 DocumentReference; OperationOutcome entries with search.mode = outcome for warnings);
@@ -16,7 +18,7 @@ __all__ = ["InvalidSearchset", "SearchsetPage", "parse_searchset"]
 
 
 class InvalidSearchset(ValueError):
-    """A region's answer is not a searchset Bundle of DocumentReferences."""
+    """A region's answer is not a searchset Bundle of the resources asked for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,8 +30,8 @@ class SearchsetPage:
     next_url: str | None
 
 
-def parse_searchset(body: bytes) -> SearchsetPage:
-    """Parse one searchset page; raise InvalidSearchset for anything else."""
+def parse_searchset(body: bytes, *, resource_type: str = "DocumentReference") -> SearchsetPage:
+    """Parse one searchset page of `resource_type`; raise InvalidSearchset for anything else."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -46,7 +48,7 @@ def parse_searchset(body: bytes) -> SearchsetPage:
     for i, entry in enumerate(entries):
         resource = entry.get("resource") if isinstance(entry, dict) else None
         kind = resource.get("resourceType") if isinstance(resource, dict) else None
-        if kind == "DocumentReference":
+        if kind == resource_type:
             assert isinstance(resource, dict)
             resources.append(resource)
         elif kind == "OperationOutcome":
@@ -55,7 +57,7 @@ def parse_searchset(body: bytes) -> SearchsetPage:
             if isinstance(found, list):
                 issues.extend(x for x in found if isinstance(x, dict))
         else:
-            raise InvalidSearchset(f"Bundle.entry[{i}] holds {kind!r}, not a DocumentReference")
+            raise InvalidSearchset(f"Bundle.entry[{i}] holds {kind!r}, not a {resource_type}")
     return SearchsetPage(resources=resources, issues=issues, next_url=_next_link(doc))
 
 

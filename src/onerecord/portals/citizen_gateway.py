@@ -19,17 +19,21 @@ References: RFC 9449 (DPoP); FHIR R4 AuditEvent search; docs/hub.md (self-servic
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
 
 import httpx
 
 from onerecord.domain import DocumentUniqueId, HomeCommunityId, HprNumber, InvalidIdentifier
 from onerecord.portals.access_log import AccessLog, build_access_log
 from onerecord.portals.errors import HubRefused, HubUnavailable
-from onerecord.search_client import FNR_SYSTEM, HubSession
+from onerecord.search_client import (
+    HubSession,
+    hub_access_log,
+    hub_change_control,
+    hub_controls,
+)
 
 __all__ = [
     "ControlChange",
@@ -105,14 +109,10 @@ class ControlChange:
     def method(self) -> str:
         return "PUT" if self.on else "DELETE"
 
-    def url(self, root: str) -> str:
-        """Return the hub URL of this change, under the hub's root `root`."""
-        path = f"{root.rstrip('/')}/controls/{self.kind}"
-        if self.target is not None:
-            path += "/" + quote(self.target, safe="")
-        query = {"homeCommunityId": self.home_community_id, "patient": self.patient}
-        given = {k: v for k, v in query.items() if v}
-        return f"{path}?{urlencode(given)}" if given else path
+    @property
+    def path(self) -> str:
+        """Return what follows `/controls/` for this change (search_client encodes it)."""
+        return self.kind if self.target is None else f"{self.kind}/{self.target}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,15 +182,10 @@ def _refused() -> HubRefused:
     return HubRefused("citizen.error.refused", advice_key="citizen.error.refused.advice")
 
 
-async def _send(
-    http: httpx.AsyncClient,
-    session: HubSession,
-    method: str,
-    url: str,
-    params: Mapping[str, str] | None = None,
-) -> httpx.Response:
+async def _answer(call: Awaitable[httpx.Response]) -> httpx.Response:
+    """Await one hub call; a transport failure means the hub is unavailable."""
     try:
-        return await http.request(method, url, params=params, headers=session.headers(method, url))
+        return await call
     except httpx.HTTPError:
         raise HubUnavailable() from None
 
@@ -204,9 +199,7 @@ async def fetch_access_log(
     patient: str,
 ) -> AccessLog:
     """Ask the hub who has looked at `patient`'s documents, in every region."""
-    url = f"{hub_fhir.rstrip('/')}/AuditEvent"
-    params = {"patient.identifier": f"{FNR_SYSTEM}|{patient}"}
-    response = await _send(http, session, "GET", url, params)
+    response = await _answer(hub_access_log(http, session, hub_fhir=hub_fhir, patient=patient))
     if response.status_code in (401, 403):
         raise _refused()
     if response.status_code not in (200, 502, 504):
@@ -224,8 +217,9 @@ async def fetch_controls(
     http: httpx.AsyncClient, session: HubSession, *, hub_fhir: str, patient: str | None
 ) -> PatientControls:
     """Read the controls of the citizen (`patient` None) or of the person they act for."""
-    url = f"{hub_root(hub_fhir)}/controls"
-    response = await _send(http, session, "GET", url, {"patient": patient} if patient else None)
+    response = await _answer(
+        hub_controls(http, session, hub_base=hub_root(hub_fhir), patient=patient)
+    )
     if response.status_code in (401, 403):
         raise _refused()
     if response.status_code != 200:
@@ -240,8 +234,17 @@ async def change_control(
     http: httpx.AsyncClient, session: HubSession, *, hub_fhir: str, change: ControlChange
 ) -> ControlOutcome:
     """Make one change at every region (one region for a named document); say where it failed."""
-    url = change.url(hub_root(hub_fhir))
-    response = await _send(http, session, change.method, url)
+    response = await _answer(
+        hub_change_control(
+            http,
+            session,
+            hub_base=hub_root(hub_fhir),
+            method=change.method,
+            path=change.path,
+            patient=change.patient,
+            home_community_id=change.home_community_id,
+        )
+    )
     if response.status_code in (401, 403):
         raise _refused()
     if response.status_code not in (200, 502):
