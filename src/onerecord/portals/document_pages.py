@@ -26,8 +26,11 @@ __all__ = ["document_content", "document_page"]
 
 _INLINE = frozenset({"application/pdf", "image/png", "image/jpeg", "image/gif"})
 _CONTENT_CSP = (
-    "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'self'; sandbox"
+    "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'self'"
 )
+# Chromium's PDF viewer does not run in a sandboxed document, so an inline PDF gets the CSP
+# without `sandbox`; everything else is sandboxed too (no script, no same-origin access).
+_SANDBOXED_CSP = f"{_CONTENT_CSP}; sandbox"
 
 
 async def document_page(
@@ -110,7 +113,9 @@ async def document_content(
         media_type=got.media_type if inline else "application/octet-stream",
         headers={
             "content-disposition": f"{disposition}; filename*=UTF-8''{quote(name)}",
-            "content-security-policy": _CONTENT_CSP,
+            "content-security-policy": (
+                _CONTENT_CSP if inline and got.media_type == "application/pdf" else _SANDBOXED_CSP
+            ),
             "x-content-type-options": "nosniff",
             "cache-control": "no-store",
         },

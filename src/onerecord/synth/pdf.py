@@ -36,6 +36,11 @@ def _escape(text: str) -> bytes:
     return raw.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
 
 
+def _text_string(text: str) -> bytes:
+    """Encode a document-information text string as UTF-16BE with a BOM (PDF 1.7 §7.9.2.2)."""
+    return b"<FEFF" + text.encode("utf-16-be").hex().upper().encode() + b">"
+
+
 def _lines(paragraphs: Sequence[PdfParagraph]) -> list[tuple[str, bool]]:
     lines: list[tuple[str, bool]] = []
     for paragraph in paragraphs:
@@ -83,7 +88,7 @@ def render_pdf(
             "/Encoding /WinAnsiEncoding >>".encode()
         )
     objects.append(
-        b"<< /Title (" + _escape(title) + b") /Author (" + _escape(author) + b") "
+        b"<< /Title " + _text_string(title) + b" /Author " + _text_string(author) + b" "
         b"/Producer (onerecord synth, synthetic data) /CreationDate ("
         + _pdf_date(created).encode()
         + b") >>"
