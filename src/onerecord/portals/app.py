@@ -7,6 +7,7 @@ pages; the pages themselves live in `hcp_routes.py` and `citizen_routes.py`.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -53,6 +54,9 @@ def create_portal_app(settings: PortalSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Everything allocated at start-up lives as long as the process: keep it out of full
+        # collections, which otherwise walk it in the middle of a request (bench/portal.py).
+        gc.freeze()
         async with httpx.AsyncClient(timeout=settings.hub_timeout_s) as http:
             portal.http = http
             try:

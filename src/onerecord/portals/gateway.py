@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
+import orjson
 
 from onerecord.domain import DomainError
 from onerecord.mhd import MhdError, RetrieveKey
@@ -121,8 +122,8 @@ def _checked(response: httpx.Response) -> dict[str, Any]:
     if response.status_code != 200:
         raise HubUnavailable("error.hub-status", status=response.status_code)
     try:
-        body = response.json()
-    except ValueError:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
         raise HubUnavailable("error.hub-garbled") from None
     if not isinstance(body, dict):
         raise HubUnavailable("error.hub-garbled")
