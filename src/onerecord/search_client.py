@@ -120,10 +120,20 @@ def practitioner_attestation(
     }
 
 
-def client_assertion(key: SigningKey, client_id: str, audience: str, *, now: float) -> str:
-    """Sign a private_key_jwt client assertion (typ client-authentication+jwt, 30 s)."""
+def client_assertion(
+    key: SigningKey,
+    client_id: str,
+    audience: str,
+    *,
+    now: float,
+    extra: Mapping[str, Any] | None = None,
+) -> str:
+    """Sign a private_key_jwt client assertion (typ client-authentication+jwt, 30 s).
+
+    `extra` adds claims, e.g. `authorization_details` carrying an attestation (HelseID).
+    """
     iat = int(now)
-    claims = {
+    claims: dict[str, Any] = {
         "iss": client_id,
         "sub": client_id,
         "aud": audience,
@@ -131,6 +141,7 @@ def client_assertion(key: SigningKey, client_id: str, audience: str, *, now: flo
         "nbf": iat,
         "exp": iat + 30,
         "jti": secrets.token_urlsafe(16),
+        **(extra or {}),
     }
     return key.sign(claims, typ="client-authentication+jwt")
 

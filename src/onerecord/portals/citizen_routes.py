@@ -51,7 +51,7 @@ from onerecord.portals.errors import (
 )
 from onerecord.portals.gateway import fetch_overview
 from onerecord.portals.listing import PAGE_SIZES, SORT_KEYS, apply_listing, parse_listing_query
-from onerecord.portals.oauth import finish_login, refresh, start_login, userinfo
+from onerecord.portals.oauth import refresh, userinfo
 from onerecord.portals.overview import DocumentRow
 from onerecord.portals.sessions import PortalSession
 from onerecord.portals.web import Portal, safe_next
@@ -168,37 +168,16 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
     @app.post(f"{_BASE}/logg-inn")
     async def login(request: Request) -> Response:
         session, _form = await portal.checked_form(request)
-        pending, url = start_login(
-            sts_url=settings.sts_url,
-            client_id=settings.client_id,
-            redirect_uri=f"{settings.public_url}{_BASE}/innlogget",
-            role="citizen",
-            audience=settings.hub_audience,
-        )
-        session.pending_login = pending
-        return portal.redirect(url, session)
+        return portal.begin_login(session, role="citizen", callback_path=f"{_BASE}/innlogget")
 
     @app.get(f"{_BASE}/innlogget")
     async def logged_in_callback(request: Request) -> Response:
-        session = portal.session(request)
-        pending = session.pending_login if session is not None else None
-        tokens = await finish_login(
-            portal.client(),
-            sts_url=settings.sts_url,
-            client_id=settings.client_id,
-            client_key=portal.client_key,
-            pending=pending if pending is not None and pending.role == "citizen" else None,
-            params=dict(request.query_params),
-        )
-        assert session is not None
+        session, tokens = await portal.complete_login(request, role="citizen")
         info = await userinfo(portal.client(), sts_url=settings.sts_url, tokens=tokens)
         if not is_level_four_citizen(info):
+            session.role = session.tokens = None
             raise LoginFailed("citizen.error.level", advice_key="citizen.error.level.advice")
         representations, refused = read_people(info)
-        session = portal.sessions.rotate(session, now=time.time())
-        session.pending_login = None
-        session.role = "citizen"
-        session.tokens = tokens
         session.hub = tokens.hub_session()
         session.citizen_nin = str(info["pid"]).strip()
         session.user_nin = session.citizen_nin

@@ -29,7 +29,7 @@ from onerecord.portals.document_pages import document_content, document_page
 from onerecord.portals.errors import DocumentUnavailable, NotLoggedIn, PortalError
 from onerecord.portals.gateway import fetch_overview, open_patient
 from onerecord.portals.listing import PAGE_SIZES, SORT_KEYS, apply_listing, parse_listing_query
-from onerecord.portals.oauth import finish_login, start_login, token_claims
+from onerecord.portals.oauth import token_claims
 from onerecord.portals.override_log import EmergencyOverride
 from onerecord.portals.overview import DocumentRow
 from onerecord.portals.sessions import PortalSession
@@ -75,34 +75,12 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
     @app.post(f"{_BASE}/logg-inn")
     async def login(request: Request) -> Response:
         session, _form = await portal.checked_form(request)
-        pending, url = start_login(
-            sts_url=settings.sts_url,
-            client_id=settings.client_id,
-            redirect_uri=f"{settings.public_url}{_BASE}/innlogget",
-            role="hcp",
-            audience=settings.hub_audience,
-        )
-        session.pending_login = pending
-        return portal.redirect(url, session)
+        return portal.begin_login(session, role="hcp", callback_path=f"{_BASE}/innlogget")
 
     @app.get(f"{_BASE}/innlogget")
     async def logged_in_callback(request: Request) -> Response:
-        session = portal.session(request)
-        pending = session.pending_login if session is not None else None
-        tokens = await finish_login(
-            portal.client(),
-            sts_url=settings.sts_url,
-            client_id=settings.client_id,
-            client_key=portal.client_key,
-            pending=pending if pending is not None and pending.role == "hcp" else None,
-            params=dict(request.query_params),
-        )
-        assert session is not None
+        session, tokens = await portal.complete_login(request, role="hcp")
         claims = token_claims(tokens.access_token)
-        session = portal.sessions.rotate(session, now=time.time())
-        session.pending_login = None
-        session.role = "hcp"
-        session.tokens = tokens
         session.user_nin = str(claims.get(PID_CLAIM) or "")
         session.user_name = str(claims.get("name") or "")
         # Nothing of an earlier login in this browser carries over to the new user.

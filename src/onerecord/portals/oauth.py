@@ -26,7 +26,7 @@ from urllib.parse import urlencode
 import httpx
 
 from onerecord.portals.errors import LoginFailed, TokenRefused
-from onerecord.search_client import CLIENT_ASSERTION_TYPE, HubSession
+from onerecord.search_client import CLIENT_ASSERTION_TYPE, HubSession, client_assertion
 from onerecord.trust.dpop import make_proof
 from onerecord.trust.keys import SigningKey
 
@@ -115,21 +115,6 @@ def start_login(
     return pending, f"{sts_url.rstrip('/')}/authorize?{urlencode(query)}"
 
 
-def _assertion(key: SigningKey, client_id: str, audience: str, extra: Mapping[str, Any]) -> str:
-    iat = int(time.time())
-    claims = {
-        "iss": client_id,
-        "sub": client_id,
-        "aud": audience,
-        "iat": iat,
-        "nbf": iat,
-        "exp": iat + 30,
-        "jti": secrets.token_urlsafe(16),
-        **extra,
-    }
-    return key.sign(claims, typ="client-authentication+jwt")
-
-
 async def _token_request(
     http: httpx.AsyncClient,
     *,
@@ -143,7 +128,9 @@ async def _token_request(
     token_url = f"{sts_url.rstrip('/')}/token"
     form = form | {
         "client_assertion_type": CLIENT_ASSERTION_TYPE,
-        "client_assertion": _assertion(client_key, client_id, sts_url, assertion_extra or {}),
+        "client_assertion": client_assertion(
+            client_key, client_id, sts_url, now=time.time(), extra=assertion_extra
+        ),
     }
     proof = make_proof(dpop_key, htm="POST", htu=token_url)
     try:

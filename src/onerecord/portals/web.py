@@ -28,6 +28,7 @@ from onerecord.portals.i18n import (
     choose_language,
     format_date,
 )
+from onerecord.portals.oauth import TokenSet, finish_login, start_login
 from onerecord.portals.override_log import OverrideLog
 from onerecord.portals.sessions import (
     COOKIE_NAME,
@@ -154,6 +155,43 @@ class Portal:
         if session is None or not session.csrf_ok(fields.get("csrf_token")):
             raise CsrfRejected()
         return session, fields
+
+    def begin_login(self, session: PortalSession, *, role: str, callback_path: str) -> Response:
+        """Send the browser to the STS (code + PKCE) and remember the login in the session."""
+        pending, url = start_login(
+            sts_url=self.settings.sts_url,
+            client_id=self.settings.client_id,
+            redirect_uri=f"{self.settings.public_url}{callback_path}",
+            role=role,
+            audience=self.settings.hub_audience,
+        )
+        session.pending_login = pending
+        return self.redirect(url, session)
+
+    async def complete_login(
+        self, request: Request, *, role: str
+    ) -> tuple[PortalSession, TokenSet]:
+        """Redeem the code the STS sent back for `role`; return the rotated session and tokens.
+
+        The session gets a new id and CSRF token (no fixation) and the role; the caller fills
+        in who logged in. A callback without its pending login is refused (LoginFailed).
+        """
+        session = self.session(request)
+        pending = session.pending_login if session is not None else None
+        tokens = await finish_login(
+            self.client(),
+            sts_url=self.settings.sts_url,
+            client_id=self.settings.client_id,
+            client_key=self.client_key,
+            pending=pending if pending is not None and pending.role == role else None,
+            params=dict(request.query_params),
+        )
+        assert session is not None  # finish_login refuses a callback without a pending login
+        session = self.sessions.rotate(session, now=time.time())
+        session.pending_login = None
+        session.role = role
+        session.tokens = tokens
+        return session, tokens
 
     def client(self) -> httpx.AsyncClient:
         if self.http is None:
