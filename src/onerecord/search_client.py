@@ -191,9 +191,11 @@ class HubSession:
             "authorization": f"DPoP {self.token}",
             "dpop": make_proof(self.dpop_key, htm=method, htu=url, access_token=self.token),
         }
-        if self.patient_nin and self.patient_salt:
+        if self.patient_nin:
+            # Every retrieve names its patient (B11); health personnel also bind it (ATT-4).
             headers[PATIENT_NIN_HEADER] = self.patient_nin
-            headers[PATIENT_SALT_HEADER] = self.patient_salt
+            if self.patient_salt:
+                headers[PATIENT_SALT_HEADER] = self.patient_salt
         return headers
 
 

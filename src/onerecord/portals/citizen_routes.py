@@ -262,7 +262,7 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             portal,
             request,
             session,
-            hub=await hub_of(session),
+            hub=replace(await hub_of(session), patient_nin=acting(session).nin),
             row=row,
             access_basis=None,
             back_url=f"{_BASE}/dokumenter",
@@ -277,7 +277,7 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
         row = listed(session, ref)
         return await document_content(
             portal,
-            hub=await hub_of(session),
+            hub=replace(await hub_of(session), patient_nin=acting(session).nin),
             row=row,
             access_basis=None,
             download=request.query_params.get("last-ned") == "1",
