@@ -171,6 +171,13 @@ def test_citizen_sees_the_visit_blocks_a_document_and_the_health_worker_loses_it
         expect(log).to_contain_text("Behandling")
         assert doctor["nin"] not in log.inner_text()
 
+        # A FHIR document (Bundle of type document) opens rendered, in the citizen's frame.
+        citizen.goto(f"{portal_url}/innbygger/dokumenter?antall=200")
+        citizen.locator('tr.document[data-mime="application/fhir+json"] a').first.click()
+        expect(citizen.locator(".rendered h2").first).to_be_visible()
+        expect(citizen.locator(".citizen-nav")).to_be_visible()
+        checked(citizen, "citizen-8-fhir-document")
+
         # Block one document the doctor can see now.
         citizen.goto(f"{portal_url}/innbygger/dokumenter?antall=200")
         row = citizen.locator("tr.document", has=citizen.get_by_role("button", name="Sperr")).first
@@ -239,3 +246,23 @@ def test_pages_work_with_the_content_security_policy_enforced_and_switch_languag
     expect(page.locator("html")).to_have_attribute("lang", "en")
     expect(page.locator("h1")).to_have_text("National document overview")
     screenshot(page, "hcp-9-overview-in-english")
+
+
+def test_start_page_error_page_and_english_pages_pass_axe(
+    network: Network, portal_url: str, a11y_page: Page
+) -> None:
+    page = a11y_page
+    page.goto(f"{portal_url}/")
+    checked(page, "start-page")
+    missing = page.goto(f"{portal_url}/finnes-ikke")
+    assert missing is not None and missing.status == 404
+    expect(page.locator("[role=alert]")).to_contain_text("Siden finnes ikke.")
+    checked(page, "error-page")
+    page.get_by_role("link", name="English").click()
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    page.goto(f"{portal_url}/helsepersonell/logg-inn")
+    expect(page.locator("h1")).to_have_text("Log in as health personnel")
+    assert_accessible(page, "login page in English")
+    page.get_by_role("link", name="Nynorsk").click()
+    expect(page.locator("html")).to_have_attribute("lang", "nn")
+    assert_accessible(page, "login page in nynorsk")
