@@ -118,6 +118,13 @@ def test_health_worker_sees_opens_and_overrides(
     expect(page.locator(".rendered table")).to_have_count(1)
     checked(page, "hcp-6-document-lab-result")
 
+    # An image is shown as an image (decoded by the browser, not just linked).
+    page.goto(f"{portal_url}/helsepersonell/oversikt?antall=200")
+    page.locator('tr.document[data-mime="image/png"] a').first.click()
+    image = page.locator("img.document-image")
+    expect(image).to_be_visible()
+    assert image.evaluate("img => img.complete && img.naturalWidth > 0") is True
+
     # The emergency override asks for a reason, then shows the blocked documents.
     page.goto(f"{portal_url}/helsepersonell/oversikt?antall=200")
     hidden = page.locator("tr.blocked").count()
