@@ -357,6 +357,31 @@ async def test_post_without_or_with_wrong_csrf_token_is_403(client: httpx.AsyncC
     assert ok.status_code == 303 and ok.headers["location"].startswith(f"{STS}/authorize?")
 
 
+async def test_an_oversized_form_is_refused_before_it_is_read_in_full(portal: App) -> None:
+    client = portal.client
+    page = await client.get("/helsepersonell/logg-inn")
+    token = csrf_token(page)
+    seen: list[int] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        yield f"csrf_token={token}&padding=".encode()
+        for _ in range(64):  # 4 MiB in all, unless the portal stops reading
+            seen.append(1)
+            yield b"x" * 65536
+
+    big = await client.post(
+        "/helsepersonell/logg-inn",
+        content=body(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert big.status_code == 413 and "Traceback" not in big.text
+    assert len(seen) < 64
+    # Without a session nothing is read at all.
+    async with _browser(portal) as stranger:
+        anonymous = await stranger.post("/helsepersonell/logg-inn", data={"csrf_token": token})
+    assert anonymous.status_code == 403
+
+
 async def test_forged_cookie_is_not_a_session(portal: App) -> None:
     forged = (b"made-up.0000", b"no-dot", b"made-up.\xe9\xe9", b"." + b"0" * 64)
     async with _browser(portal) as browser:

@@ -599,6 +599,15 @@ async def test_access_log_shows_who_where_why_and_never_their_number(
     assert call.url.params["patient.identifier"].endswith(f"|{PARENT}")
 
 
+async def test_access_log_page_number_in_other_digits_falls_back_to_page_one(
+    browser: httpx.AsyncClient,
+) -> None:
+    await logged_in(browser)
+    for odd in ("²", "١٢", "-1", "x"):
+        page = await browser.get("/innbygger/tilgangslogg", params={"side": odd})
+        assert page.status_code == 200, odd
+
+
 async def test_access_log_when_no_region_answers(
     browser: httpx.AsyncClient, fake: FakeNetwork
 ) -> None:

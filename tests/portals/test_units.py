@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import ValidationError
 
@@ -14,6 +15,7 @@ from onerecord.portals.basis import (
     build_attestation,
     parse_access_request,
 )
+from onerecord.portals.gateway import MASKED_COUNT_HEADER, fetch_overview
 from onerecord.portals.i18n import Translator
 from onerecord.portals.override_log import EmergencyOverride, FileOverrideLog, MemoryOverrideLog
 from onerecord.portals.overview import RegionNotice, build_overview
@@ -25,8 +27,9 @@ from onerecord.portals.sessions import (
 )
 from onerecord.portals.settings import DEV_SESSION_SECRET, PortalSettings
 from onerecord.portals.workplaces import workplaces_of
-from onerecord.search_client import StaffMember
+from onerecord.search_client import HubSession, StaffMember
 from onerecord.trust.attestation import parse_attestation_claim
+from onerecord.trust.keys import SigningKey
 
 HSO = "urn:oid:2.16.578.1.12.4.5.100.1"
 VEST = "urn:oid:2.16.578.1.12.4.5.100.2"
@@ -365,3 +368,17 @@ def test_file_override_log_writes_one_json_line_per_override(tmp_path: Path) -> 
     memory = MemoryOverrideLog()
     memory.write(_override("x" * 10))
     assert [o.reason for o in memory.entries] == ["x" * 10]
+
+
+@pytest.mark.anyio
+async def test_a_masked_count_in_other_digits_is_ignored_not_a_crash() -> None:
+    def hub(request: httpx.Request) -> httpx.Response:
+        body = {"resourceType": "Bundle", "type": "searchset", "total": 0, "entry": []}
+        return httpx.Response(200, json=body, headers={MASKED_COUNT_HEADER: b"\xb2"})
+
+    session = HubSession("token", SigningKey.generate(kid="dpop-test"))
+    async with httpx.AsyncClient(transport=httpx.MockTransport(hub)) as http:
+        overview = await fetch_overview(
+            http, session, hub_fhir="http://hub.test/fhir", regions=(), patient="15828012344"
+        )
+    assert overview.rows == ()

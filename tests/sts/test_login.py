@@ -298,3 +298,16 @@ def test_expired_login_request_is_refused(clocked_sts: tuple[PortalSts, _Clock])
 )
 def test_choose_subject(choice: str | None, typed: str | None, expected: object) -> None:
     assert choose_subject(choice, typed) == expected
+
+
+def test_a_form_that_is_not_utf8_or_too_large_is_a_400_not_a_500(portal_sts: PortalSts) -> None:
+    shown = portal_sts.authorize(verifier=secrets.token_urlsafe(48), **CITIZEN)
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    body = b"request_id=" + request_id(shown).encode() + b"&nin=\xff\xfe"
+    login = httpx.post(f"{portal_sts.base}/authorize/login", content=body, headers=form)
+    assert login.status_code == 400 and "location" not in login.headers
+    assert "Traceback" not in login.text
+    token = httpx.post(f"{portal_sts.base}/token", content=b"grant_type=\xff", headers=form)
+    assert token.status_code == 400 and token.json()["error"] == "invalid_request"
+    huge = httpx.post(f"{portal_sts.base}/token", content=b"a=" + b"b" * 70_000, headers=form)
+    assert huge.status_code == 400 and huge.json()["error"] == "invalid_request"

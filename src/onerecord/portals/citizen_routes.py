@@ -402,7 +402,8 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             patient=acting(session).nin,
         )
         raw = request.query_params.get("side", "1")
-        number = int(raw) if raw.isdigit() and len(raw) < 7 else 1
+        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+        number = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 7 else 1
         return page(
             request,
             session,

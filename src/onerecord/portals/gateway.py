@@ -146,7 +146,7 @@ async def fetch_overview(
     response = await _get_bundle(http, session, url, params, access_basis)
     first = _checked(response)
     raw = response.headers.get(MASKED_COUNT_HEADER)
-    masked = int(raw) if raw is not None and raw.isdigit() else None
+    masked = int(raw) if raw is not None and raw.isascii() and raw.isdigit() else None
     later: list[dict[str, Any]] = []
     count = len(first.get("entry", []))
     next_url = _next_url(first)

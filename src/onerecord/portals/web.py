@@ -13,12 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 import httpx
 import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException
 
 from onerecord.portals.errors import CsrfRejected, PortalError
 from onerecord.portals.i18n import (
@@ -40,9 +41,19 @@ from onerecord.portals.sessions import (
 from onerecord.portals.settings import PortalSettings
 from onerecord.trust.keys import SigningKey, require_usable_key
 
-__all__ = ["Portal", "language_of", "load_client_key", "make_templates", "safe_next"]
+__all__ = [
+    "MAX_FORM_BYTES",
+    "Portal",
+    "language_of",
+    "load_client_key",
+    "make_templates",
+    "read_form",
+    "safe_next",
+]
 
 _HERE = Path(__file__).parent
+MAX_FORM_BYTES = 64 * 1024
+"""The largest form body the portal reads (the longest field, a reason, is 500 characters)."""
 
 
 def make_templates() -> jinja2.Environment:
@@ -73,6 +84,22 @@ def safe_next(value: str | None, default: str = "/") -> str:
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
         return default
     return value
+
+
+async def read_form(request: Request, limit: int = MAX_FORM_BYTES) -> dict[str, str]:
+    """Return a urlencoded form, read no further than `limit` bytes (413 beyond it).
+
+    The portal's forms are all urlencoded; any other body counts as an empty form.
+    """
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/x-www-form-urlencoded":
+        return {}
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413)
+    return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
 
 
 @dataclass
@@ -150,9 +177,10 @@ class Portal:
     async def checked_form(self, request: Request) -> tuple[PortalSession, Mapping[str, str]]:
         """Return the session and form of a POST whose CSRF token matches; else 403."""
         session = self.session(request)
-        form = await request.form()
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        if session is None or not session.csrf_ok(fields.get("csrf_token")):
+        if session is None:
+            raise CsrfRejected()
+        fields = await read_form(request)
+        if not session.csrf_ok(fields.get("csrf_token")):
             raise CsrfRejected()
         return session, fields
 

@@ -50,10 +50,17 @@ async def _form(request: Request) -> dict[str, str]:
         "application/x-www-form-urlencoded"
     ):
         raise InvalidRequest("content type must be application/x-www-form-urlencoded")
-    body = await request.body()
-    if len(body) > _MAX_FORM_BYTES:
-        raise InvalidRequest("request body too large")
-    pairs = parse_qsl(body.decode("utf-8", errors="strict"), keep_blank_values=False)
+    # Read at most the limit: a large body is refused before it is held in memory.
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_FORM_BYTES:
+            raise InvalidRequest("request body too large")
+    try:
+        text = body.decode("utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidRequest("the form is not UTF-8") from None
+    pairs = parse_qsl(text, keep_blank_values=False)
     form: dict[str, str] = {}
     for name, value in pairs:
         if name in form:
