@@ -15,6 +15,7 @@ from onerecord.portals.basis import (
     build_attestation,
     parse_access_request,
 )
+from onerecord.portals.errors import HubUnavailable
 from onerecord.portals.gateway import MASKED_COUNT_HEADER, fetch_overview
 from onerecord.portals.i18n import Translator
 from onerecord.portals.override_log import EmergencyOverride, FileOverrideLog, MemoryOverrideLog
@@ -382,3 +383,36 @@ async def test_a_masked_count_in_other_digits_is_ignored_not_a_crash() -> None:
             http, session, hub_fhir="http://hub.test/fhir", regions=(), patient="15828012344"
         )
     assert overview.rows == ()
+
+
+@pytest.mark.anyio
+async def test_next_links_are_followed_only_on_the_hub() -> None:
+    asked: list[str] = []
+
+    def hub(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        body = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "entry": [],
+            "link": [{"relation": "next", "url": "http://elsewhere.test/fhir/DocumentReference"}],
+        }
+        return httpx.Response(200, json=body)
+
+    session = HubSession("token", SigningKey.generate(kid="dpop-test"))
+    async with httpx.AsyncClient(transport=httpx.MockTransport(hub)) as http:
+        with pytest.raises(HubUnavailable):
+            await fetch_overview(
+                http, session, hub_fhir="http://hub.test/fhir", regions=(), patient="15828012344"
+            )
+    assert len(asked) == 1 and asked[0].startswith("http://hub.test/fhir/")
+
+
+def test_session_store_drops_the_least_recently_used_at_its_limit() -> None:
+    store = SessionStore(idle_s=1000, max_sessions=3)
+    first, second, third = (store.create(now=t) for t in (1, 2, 3))
+    assert store.get(first.id, now=4) is first  # first is now the most recently used
+    fourth = store.create(now=5)
+    assert len(store) == 3
+    assert store.get(second.id, now=6) is None
+    assert all(store.get(s.id, now=6) is s for s in (first, third, fourth))

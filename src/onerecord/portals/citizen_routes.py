@@ -173,10 +173,13 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
     @app.get(f"{_BASE}/innlogget")
     async def logged_in_callback(request: Request) -> Response:
         session, tokens = await portal.complete_login(request, role="citizen")
-        info = await userinfo(portal.client(), sts_url=settings.sts_url, tokens=tokens)
-        if not is_level_four_citizen(info):
-            session.role = session.tokens = None
-            raise LoginFailed("citizen.error.level", advice_key="citizen.error.level.advice")
+        try:
+            info = await userinfo(portal.client(), sts_url=settings.sts_url, tokens=tokens)
+            if not is_level_four_citizen(info):
+                raise LoginFailed("citizen.error.level", advice_key="citizen.error.level.advice")
+        except PortalError:
+            session.role = session.tokens = None  # a failed login leaves no token behind
+            raise
         representations, refused = read_people(info)
         session.hub = tokens.hub_session()
         session.citizen_nin = str(info["pid"]).strip()

@@ -151,6 +151,9 @@ async def fetch_overview(
     count = len(first.get("entry", []))
     next_url = _next_url(first)
     while next_url and count < limit:
+        if not next_url.startswith(f"{hub_fhir.rstrip('/')}/"):
+            # The token and its proofs go only to the hub, whatever a next link says.
+            raise HubUnavailable("error.hub-garbled")
         page = _checked(await _get_bundle(http, session, next_url, None, access_basis))
         later.append(page)
         count += len(page.get("entry", []))

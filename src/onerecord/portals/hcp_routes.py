@@ -178,14 +178,22 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
             return patient_form(request, session, 400, error=exc, form=form)
         session.emergency_reason = None
         await open_for_patient(session, access)
-        session.access = access
         session.rows = {}
         return portal.redirect(f"{_BASE}/oversikt", session)
 
-    async def open_for_patient(session: PortalSession, access: AccessRequest) -> None:
-        """Get a token stating `access` (the emergency purpose once overridden) for its patient."""
-        assert session.staff is not None and session.tokens is not None
+    async def open_for_patient(
+        session: PortalSession, access: AccessRequest, *, only_if_expiring: bool = False
+    ) -> None:
+        """Get a token stating `access` (the emergency purpose once overridden) for its patient.
+
+        One renewal at a time per session (the refresh token rotates); the token and the basis
+        it states change together, so no request pairs one patient's token with another's.
+        """
         async with session.refresh_lock:
+            assert session.staff is not None and session.tokens is not None
+            left = session.tokens.expires_at - time.time()
+            if only_if_expiring and left >= _REFRESH_MARGIN_S:
+                return
             session.tokens, session.hub = await open_patient(
                 portal.client(),
                 sts_url=settings.sts_url,
@@ -197,13 +205,14 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
                 request=access,
                 purpose_of_use=EMERGENCY_PURPOSE if session.emergency_reason else None,
             )
+            session.access = access
 
     async def patient_hub(session: PortalSession) -> HubSession | None:
         """Return the patient's hub session, renewed shortly before its token expires."""
         if session.hub is None or session.access is None or session.tokens is None:
             return None
         if session.tokens.expires_at - time.time() < _REFRESH_MARGIN_S:
-            await open_for_patient(session, session.access)
+            await open_for_patient(session, session.access, only_if_expiring=True)
         return session.hub
 
     def access_basis(session: PortalSession) -> str | None:

@@ -100,16 +100,24 @@ def unsign_session_id(value: str, secret: str) -> str | None:
 class SessionStore:
     """Sessions in this process's memory; idle ones expire (one portal process for now)."""
 
-    def __init__(self, *, idle_s: float) -> None:
+    def __init__(self, *, idle_s: float, max_sessions: int = 10_000) -> None:
         self._sessions: dict[str, PortalSession] = {}
         self._idle_s = idle_s
+        self._max = max_sessions
 
     def __len__(self) -> int:
         return len(self._sessions)
 
     def create(self, *, now: float) -> PortalSession:
-        """Start an anonymous session with a fresh id and CSRF token."""
+        """Start an anonymous session with a fresh id and CSRF token.
+
+        At `max_sessions` the least recently used session is dropped: anonymous visitors get a
+        session for the CSRF token of the login form, and they must not be able to fill memory.
+        """
         self._expire(now)
+        while len(self._sessions) >= self._max:
+            oldest = min(self._sessions.values(), key=lambda s: s.last_seen)
+            del self._sessions[oldest.id]
         session = PortalSession(
             id=secrets.token_urlsafe(32), csrf_token=secrets.token_urlsafe(32), last_seen=now
         )
