@@ -217,7 +217,7 @@ def test_parent_acts_for_a_child_of_ten_and_is_refused_for_a_child_of_thirteen(
     checked(page, "citizen-6-act-for-someone")
     refused = page.locator("ul.refused")
     expect(refused).to_contain_text("12 og 16")
-    page.locator("form", has=page.locator(f'input[value="{patients["child11"]}"]')).get_by_role(
+    page.locator("form", has=page.locator(f'input[value="{patients["child10"]}"]')).get_by_role(
         "button"
     ).click()
     expect(page).to_have_url(re.compile(r"/innbygger/"))

@@ -118,7 +118,10 @@ def test_choosing_a_user_yields_a_code_and_the_token_is_for_that_user(
     assert claims["cnf"]["jkt"] == dpop_key.thumbprint()
     assert claims["acr"] == "idporten-loa-high" and claims["aud"] == "onerecord:hub"
     assert claims["client_id"] == PORTAL_ID
-    assert {r["nin"] for r in claims["onerecord:representation"]} == {portal_sts.nin("child11")}
+    assert {r["nin"] for r in claims["onerecord:representation"]} == {
+        portal_sts.nin("child10"),
+        portal_sts.nin("child11"),
+    }
 
 
 def test_health_worker_logs_in_without_attestation(portal_sts: PortalSts) -> None:

@@ -20,7 +20,7 @@ def _userinfo(sts: PortalSts, key: str) -> dict[str, Any]:
     return body
 
 
-def test_parent_sees_child11_allowed_and_child13_refused(portal_sts: PortalSts) -> None:
+def test_parent_sees_children_under_12_allowed_and_child13_refused(portal_sts: PortalSts) -> None:
     body = _userinfo(portal_sts, "parent")
     cast = portal_sts.population.cast
     parent = cast["parent"]
@@ -29,11 +29,12 @@ def test_parent_sees_child11_allowed_and_child13_refused(portal_sts: PortalSts) 
     assert body["acr"] == "idporten-loa-high"
     assert body["onerecord:representation"] == [
         {
-            "nin": cast["child11"].nin.value,
-            "name": cast["child11"].name,
+            "nin": cast[key].nin.value,
+            "name": cast[key].name,
             "relation": "parent",
             "acp": "2.16.578.1.12.4.1.7.2.1.1",
         }
+        for key in ("child10", "child11")
     ]
     refused = {r["nin"]: r for r in body["onerecord:representation_refused"]}
     assert refused[cast["child13"].nin.value] == {

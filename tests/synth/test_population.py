@@ -22,6 +22,7 @@ PROMISED_AGES = {
     "adult": 40,
     "teen14": 14,
     "teen17": 17,
+    "child10": 10,
     "child11": 11,
     "child11_apart": 11,
     "child12_yesterday": 12,
@@ -69,7 +70,7 @@ def test_parents_and_addresses_of_the_cast(population: Population) -> None:
     assert cast["parent"] in parents and population.lives_with(cast["parent"].nin, child11.nin)
 
     children = population.children_of(cast["parent"].nin)
-    for key in ("child11", "child12_yesterday", "child13"):
+    for key in ("child10", "child11", "child12_yesterday", "child13"):
         assert cast[key] in children
         assert population.lives_with(cast["parent"].nin, cast[key].nin)
 

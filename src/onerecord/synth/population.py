@@ -62,6 +62,7 @@ CAST_KEYS = (
     "adult",
     "teen14",
     "teen17",
+    "child10",
     "child11",
     "child11_apart",
     "child12_yesterday",
@@ -542,7 +543,8 @@ def _build_cast(b: _Builder) -> dict[str, Citizen]:
     child11 = b.person(11, home, family=fam)
     child12 = b.person(12, home, family=fam, days_since_birthday=1)
     child13 = b.person(13, home, family=fam)
-    for child in (child11, child12, child13):
+    child10 = b.person(10, home, family=fam)
+    for child in (child10, child11, child12, child13):
         b.parent_of(parent, child)
         b.parent_of(co_parent, child)
 
@@ -579,6 +581,7 @@ def _build_cast(b: _Builder) -> dict[str, Citizen]:
         "adult": adult,
         "teen14": teen14,
         "teen17": teen17,
+        "child10": child10,
         "child11": child11,
         "child11_apart": child11_apart,
         "child12_yesterday": child12,
