@@ -10,6 +10,7 @@ import hashlib
 import itertools
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -453,16 +454,50 @@ def test_search_command_prints_the_overview(network: Network, patient_a: str) ->
     assert "HTTP 403" in refused.stdout
 
 
-def test_hub_audit_names_the_regions_of_every_search(network: Network) -> None:
-    import sqlite3
-
+def _hub_audit_rows(network: Network, after_seq: int) -> list[tuple[int, str, str, str | None]]:
+    """(seq, action, outcome, regions JSON) of the hub's audit records after `after_seq`."""
     db = sqlite3.connect(network.layout.workdir / "hub" / "audit.db")
     try:
-        rows = db.execute(
-            "select action, outcome, json_extract(event, '$.regions') from audit_event order by seq"
+        return db.execute(
+            "select seq, action, outcome, json_extract(event, '$.regions') from audit_event"
+            " where seq > ? order by seq",
+            (after_seq,),
         ).fetchall()
     finally:
         db.close()
+
+
+def test_hub_audit_names_the_regions_of_every_search(
+    network: Network, patient_a: str, patient_b: str
+) -> None:
+    """Each search's record names every region asked and its answer; denials and retrieves too.
+
+    The test makes every case it reads itself, so it passes alone as well as in the module.
+    """
+    earlier = _hub_audit_rows(network, 0)
+    start = earlier[-1][0] if earlier else 0
+    session = network.practitioner(patient_a)
+    denied, _ = search(network, session, patient_b)
+    assert denied.status_code == 403
+    with frozen(network, 2):
+        hanging, _ = search(network, session, patient_a)
+    assert statuses(network, hanging.json())[network.hcid(2)] == "timeout"
+    stopped = network.region_process(3)
+    stopped.terminate()
+    stopped.wait(timeout=10)
+    try:
+        down, _ = search(network, session, patient_a)
+    finally:
+        network.restart_region(3)
+    assert statuses(network, down.json())[network.hcid(3)] == "unavailable"
+    healthy, _ = search(network, session, patient_a)
+    url = next(u for u in map(attachment_url, documents(healthy.json())) if u)
+    assert follow(url, session).status_code == 200
+
+    rows = [
+        (action, outcome, regions)
+        for _s, action, outcome, regions in _hub_audit_rows(network, start)
+    ]
     assert rows, "the hub audits"
     asked = [json.loads(regions or "[]") for action, _o, regions in rows if action == "search"]
     assert any([network.hcid(3), "unavailable"] in r for r in asked)
