@@ -286,6 +286,7 @@ async def test_jwks_serves_the_hub_key(
 def test_development_key_is_refused_outside_dev_mode(tmp_path: Path) -> None:
     with pytest.raises(DevelopmentKeyRefused):
         load_hub_key(HubSettings(key_dir=tmp_path))
+    assert list(tmp_path.iterdir()) == [], "no development key is written outside dev mode"
     key = load_hub_key(HubSettings(key_dir=tmp_path, dev_mode=True))
     assert key.is_development
     assert load_hub_key(HubSettings(key_dir=tmp_path, dev_mode=True)).kid == key.kid

@@ -29,7 +29,7 @@ from onerecord.trust.access_token import (
     authenticate_request,
 )
 from onerecord.trust.assertion import HUB_ASSERTION_HEADER, mint_hub_assertion
-from onerecord.trust.errors import PatientBindingFailed
+from onerecord.trust.errors import DevelopmentKeyRefused, PatientBindingFailed
 from onerecord.trust.keys import (
     KeyProvider,
     RemoteJwks,
@@ -61,8 +61,11 @@ def load_hub_key(settings: HubSettings) -> SigningKey:
         import orjson
 
         key = SigningKey.from_jwk(orjson.loads(settings.key_file.read_bytes()))
-    else:
+    elif settings.dev_mode:
         key = load_or_create_dev_key(settings.key_dir, name="hub")
+    else:
+        # Refused before anything is written: a development key is never created outside dev.
+        raise DevelopmentKeyRefused("no key_file configured and dev_mode is off")
     return require_usable_key(key, dev_mode=settings.dev_mode)
 
 
