@@ -7,15 +7,17 @@ from typing import Any
 import orjson
 
 from onerecord.domain import NationalIdentityNumber
-from onerecord.hub.merge import failure_issue
+from onerecord.hub.merge import failure_issue, region_issues
 from onerecord.hub.render import outcome_entry
 from onerecord.hub.results import RegionResult, RegionStatus
-from onerecord.mhd import document_reference
+from onerecord.mhd import Issue, document_reference
 from onerecord.search_client import (
     StaffMember,
     overview_rows,
+    patient_identifier,
     practitioner_attestation,
     region_lines,
+    region_reasons,
 )
 from onerecord.trust.attestation import enrich, parse_authorization_details
 from onerecord.trust.patient_binding import make_digest, new_salt, verify_binding
@@ -91,3 +93,48 @@ def test_region_lines_name_failed_regions_with_latency() -> None:
     down = RegionResult(make_region(HCID_HSO), RegionStatus.UNAVAILABLE, 1.0)
     bare = {"resourceType": "OperationOutcome", "issue": [failure_issue(down)]}
     assert region_lines(bare, REGIONS)[0].status == "unavailable"
+
+
+def test_region_lines_carry_each_regions_reason_for_a_refusal_or_an_empty_answer() -> None:
+    """The hub's issues say why: a refusal's reason (ATT-5), a region's own D4 warning."""
+    blocked = RegionResult(
+        make_region(HCID_VEST, name="Helse Vest"),
+        RegionStatus.DENIED,
+        3.0,
+        reason="practitioner-blocked",
+    )
+    empty_by_rule = Issue(
+        code="suppressed", severity="information", diagnostics="d", reason="patient-reserved"
+    )
+    reserved = RegionResult(
+        make_region(HCID_HSO), RegionStatus.OK, 2.0, warnings=(empty_by_rule.render(),)
+    )
+    outcome = outcome_entry(region_issues([reserved, blocked]))
+    lines = region_lines(_bundle([], outcome), REGIONS)
+    assert [(line.status, line.reason) for line in lines] == [
+        ("ok", "patient-reserved"),
+        ("denied", "practitioner-blocked"),
+        ("ok", None),
+    ]
+    assert region_reasons(_bundle([], outcome)) == {
+        HCID_HSO: "patient-reserved",
+        HCID_VEST: "practitioner-blocked",
+    }
+
+
+def _synthetic_d_number() -> str:
+    """A synthetic D-number: day + 40 and month + 80, with valid check digits."""
+    for individual in range(100, 500):
+        number = NationalIdentityNumber.with_check_digits(f"418190{individual}")
+        if number is not None:
+            return number
+    raise AssertionError("no D-number with valid check digits")
+
+
+def test_patient_identifier_names_the_system_of_the_numbers_kind() -> None:
+    d_number = _synthetic_d_number()
+    assert NationalIdentityNumber(d_number).kind.value == "dnr"
+    assert patient_identifier(SYNTHETIC_FNR) == f"urn:oid:2.16.578.1.12.4.1.4.1|{SYNTHETIC_FNR}"
+    assert patient_identifier(d_number) == f"urn:oid:2.16.578.1.12.4.1.4.2|{d_number}"
+    # Not a number at all: sent as it is, for the hub to refuse with its own message.
+    assert patient_identifier("123") == "urn:oid:2.16.578.1.12.4.1.4.1|123"

@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 import httpx
 
+from onerecord.domain import InvalidIdentifier, NationalIdentityNumber
 from onerecord.trust.dpop import make_proof
 from onerecord.trust.keys import SigningKey
 from onerecord.trust.patient_binding import (
@@ -54,13 +55,32 @@ __all__ = [
     "overview_rows",
     "practitioner_attestation",
     "practitioner_session",
+    "patient_identifier",
+    "refusal_reasons",
     "region_lines",
+    "region_reasons",
     "search_hub",
 ]
 
 TEST_USER_GRANT = "urn:onerecord:params:oauth:grant-type:test-user"
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 FNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.1"
+
+
+def patient_identifier(patient: str) -> str:
+    """Return the ITI-67 `patient.identifier` token for a fødselsnummer, D- or H-number.
+
+    The system follows the number's kind (the sources refuse a D-number under the fødselsnummer
+    system); a value that is no valid number goes out under the fødselsnummer system, for the
+    hub to refuse with its own message.
+    """
+    try:
+        system = f"urn:oid:{NationalIdentityNumber(patient).system}"
+    except InvalidIdentifier:
+        system = FNR_SYSTEM
+    return f"{system}|{patient}"
+
+
 _ORGNR = "urn:oid:2.16.578.1.12.4.1.4.101"
 _RESH = "urn:oid:2.16.578.1.12.4.1.4.102"
 _HPR_CATEGORY = "urn:oid:2.16.578.1.12.4.1.1.9060"
@@ -70,6 +90,17 @@ _CARE_RELATION = "urn:AuditEventHL7Norway/CodeSystem/carerelation"
 _EXT_HCID = "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-HomeCommunityId"
 _EXT_STATUS = "https://onerecord.no/fhir/StructureDefinition/region-status"
 _EXT_LATENCY = "https://onerecord.no/fhir/StructureDefinition/region-latency-ms"
+_DENIAL_REASON = "https://onerecord.no/fhir/CodeSystem/denial-reason"
+
+
+def _denial_reason(issue: Mapping[str, Any]) -> str | None:
+    details = issue.get("details")
+    codings = details.get("coding") if isinstance(details, Mapping) else None
+    for coding in codings if isinstance(codings, list) else ():
+        if isinstance(coding, Mapping) and coding.get("system") == _DENIAL_REASON:
+            code = coding.get("code")
+            return str(code) if code else None
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +299,7 @@ async def search_hub(
 ) -> httpx.Response:
     """Send ITI-67 for `patient` to the hub with the session's token and a fresh proof."""
     url = f"{hub_fhir.rstrip('/')}/DocumentReference"
-    params = {"patient.identifier": f"{FNR_SYSTEM}|{patient}", "_count": str(count)}
+    params = {"patient.identifier": patient_identifier(patient), "_count": str(count)}
     return await http.get(url, params=params, headers=session.headers("GET", url))
 
 
@@ -277,7 +308,7 @@ async def hub_access_log(
 ) -> httpx.Response:
     """Read `patient`'s access log from every region through the hub (a citizen session)."""
     url = f"{hub_fhir.rstrip('/')}/AuditEvent"
-    params = {"patient.identifier": f"{FNR_SYSTEM}|{patient}"}
+    params = {"patient.identifier": patient_identifier(patient)}
     return await http.get(url, params=params, headers=session.headers("GET", url))
 
 
@@ -328,12 +359,18 @@ class OverviewRow:
 
 @dataclass(frozen=True, slots=True)
 class RegionLine:
-    """One region's status under the table."""
+    """One region's status under the table.
+
+    `reason`: the region's denial-reason code — why it refused (status `denied`, e.g.
+    `practitioner-blocked`) or why it answered with nothing by rule (status `ok`, e.g.
+    `patient-reserved`).
+    """
 
     home_community_id: str
     name: str
     status: str
     latency_ms: int | None
+    reason: str | None = None
 
 
 def _text(concept: Any) -> str:
@@ -393,11 +430,8 @@ def overview_rows(
     return rows
 
 
-def region_lines(
-    bundle: Mapping[str, Any], regions: Sequence[Mapping[str, str]]
-) -> list[RegionLine]:
-    """Return each known region's status: `ok` unless an outcome issue names it."""
-    failures: dict[str, tuple[str, int | None]] = {}
+def _outcome_issues(bundle: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The issues of an OperationOutcome, or of the OperationOutcome entries of a Bundle."""
     issues: list[Mapping[str, Any]] = []
     if bundle.get("resourceType") == "OperationOutcome":
         issues = list(bundle.get("issue", []))
@@ -405,18 +439,59 @@ def region_lines(
         resource = entry.get("resource", {})
         if resource.get("resourceType") == "OperationOutcome":
             issues.extend(resource.get("issue", []))
-    for issue in issues:
+    return issues
+
+
+def _issue_hcid(issue: Mapping[str, Any]) -> str | None:
+    for ext in issue.get("extension", []):
+        if ext.get("url") == _EXT_HCID and ext.get("valueUri"):
+            return str(ext["valueUri"])
+    return None
+
+
+def region_reasons(bundle: Mapping[str, Any]) -> dict[str, str]:
+    """Return each region's denial-reason code by homeCommunityId (the first one it gave).
+
+    A refusing region's issue carries why it refused (e.g. `practitioner-blocked`); a region's
+    own warning passed on by the hub carries why it answered with nothing (`patient-reserved`).
+    """
+    reasons: dict[str, str] = {}
+    for issue in _outcome_issues(bundle):
+        hcid = _issue_hcid(issue)
+        reason = _denial_reason(issue)
+        if hcid is not None and reason is not None:
+            reasons.setdefault(hcid, reason)
+    return reasons
+
+
+def refusal_reasons(outcome: Mapping[str, Any]) -> list[str | None]:
+    """Return, for each region the hub names as failed, the reason it gave (None: none given)."""
+    return [
+        _denial_reason(issue)
+        for issue in _outcome_issues(outcome)
+        if _issue_hcid(issue) is not None
+        and any(e.get("url") == _EXT_STATUS for e in issue.get("extension", []))
+    ]
+
+
+def region_lines(
+    bundle: Mapping[str, Any], regions: Sequence[Mapping[str, str]]
+) -> list[RegionLine]:
+    """Return each known region's status (`ok` unless an outcome issue names it) and reason."""
+    failures: dict[str, tuple[str, int | None]] = {}
+    for issue in _outcome_issues(bundle):
         values = {e.get("url"): e for e in issue.get("extension", [])}
         status = values.get(_EXT_STATUS, {}).get("valueCode")
         hcid = values.get(_EXT_HCID, {}).get("valueUri")
         if status and hcid:
             latency = values.get(_EXT_LATENCY, {}).get("valueInteger")
             failures[str(hcid)] = (str(status), int(latency) if latency is not None else None)
+    reasons = region_reasons(bundle)
     lines = []
     for region in regions:
         hcid = region["home_community_id"]
         status, latency = failures.get(hcid, ("ok", None))
-        lines.append(RegionLine(hcid, region.get("name", hcid), status, latency))
+        lines.append(RegionLine(hcid, region.get("name", hcid), status, latency, reasons.get(hcid)))
     return lines
 
 

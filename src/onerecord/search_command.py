@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import orjson
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from onerecord.search_client import (
@@ -95,13 +96,18 @@ async def run_search(
         for column in ("date", "title", "type", "author", "organisation", "region"):
             table.add_column(column)
         for row in overview_rows(body, names):
-            table.add_row(row.date, row.title, row.type, row.author, row.organisation, row.region)
+            # Values come from the regions: escaped, so that none is read as console markup.
+            cells = (row.date, row.title, row.type, row.author, row.organisation, row.region)
+            table.add_row(*(escape(c) for c in cells))
         out.print(table)
     else:
         for issue in body.get("issue", [])[:3]:
-            out.print(f"[red]{issue.get('code')}[/red] {issue.get('diagnostics', '')}")
+            code, said = escape(str(issue.get("code"))), escape(str(issue.get("diagnostics", "")))
+            out.print(f"[red]{code}[/red] {said}")
     for line in region_lines(body, data["regions"]):
         style = _STYLE.get(line.status, "red")
         latency = f" ({line.latency_ms} ms)" if line.latency_ms is not None else ""
-        out.print(f"  [{style}]{line.status:12}[/{style}] {line.name}{latency}")
+        reason = f": {line.reason}" if line.reason else ""
+        said = escape(f"{line.name}{latency}{reason}")
+        out.print(f"  [{style}]{escape(line.status):12}[/{style}] {said}")
     return 0 if response.status_code == 200 else 1

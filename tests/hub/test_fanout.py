@@ -20,8 +20,11 @@ from onerecord.hub.fanout import (
     PassThroughAuth,
     fan_out,
     forward_headers,
+    refusal_reason,
 )
+from onerecord.hub.merge import region_issues
 from onerecord.hub.results import RegionStatus
+from onerecord.mhd import DENIAL_REASON_SYSTEM
 from tests.hub.conftest import HCID_HSO, HCID_MIDT, HCID_VEST, make_docref, make_region
 
 REQUEST = FindRequest("DocumentReference?status=current", {"x-correlation-id": "c-1"})
@@ -242,3 +245,51 @@ def test_deadlines_must_be_ordered() -> None:
         Deadlines(4.5, 4.5, 5.0)
     with pytest.raises(ValueError):
         Deadlines(4.0, 5.0, 4.9)
+
+
+def _refusal(*reasons: str) -> bytes:
+    issues = [
+        {
+            "severity": "error",
+            "code": "forbidden",
+            "details": {"coding": [{"system": DENIAL_REASON_SYSTEM, "code": r}]},
+            "diagnostics": f"access denied by policy: {r}",
+        }
+        for r in reasons
+    ]
+    return orjson.dumps({"resourceType": "OperationOutcome", "issue": issues})
+
+
+@pytest.mark.anyio
+async def test_a_refusing_regions_reason_reaches_its_issue() -> None:
+    """The region's denial-reason code travels on, so a client can say why (ATT-5 blocks)."""
+    blocked, bare = make_region(HCID_HSO), make_region(HCID_VEST)
+    client = FakeRegionClient()
+    client.route(blocked.base_url, answer(_refusal("practitioner-blocked"), status=403))
+    client.route(bare.base_url, answer(b"{}", status=403))
+    results = await fan_out([blocked, bare], REQUEST, client=client)
+    assert [(r.status, r.reason) for r in results] == [
+        (RegionStatus.DENIED, "practitioner-blocked"),
+        (RegionStatus.DENIED, None),
+    ]
+    issues = region_issues(results)
+    codings = [i["details"]["coding"] for i in issues]
+    assert {"system": DENIAL_REASON_SYSTEM, "code": "practitioner-blocked"} in codings[0]
+    assert all(c["system"] != DENIAL_REASON_SYSTEM for c in codings[1])
+    assert "(practitioner-blocked)" in issues[0]["diagnostics"]
+
+
+def test_refusal_reason_reads_only_small_operation_outcomes() -> None:
+    assert refusal_reason(_refusal("patient-binding-mismatch", "x")) == "patient-binding-mismatch"
+    assert refusal_reason(b"not json") is None
+    assert refusal_reason(orjson.dumps({"resourceType": "Bundle"})) is None
+    assert refusal_reason(orjson.dumps({"resourceType": "OperationOutcome", "issue": 3})) is None
+    assert refusal_reason(_refusal("r" * 500)) == "r" * 64
+    padded = orjson.dumps(
+        {
+            "resourceType": "OperationOutcome",
+            "issue": orjson.loads(_refusal("late"))["issue"],
+            "text": {"div": "x" * 70_000},
+        }
+    )
+    assert refusal_reason(padded) is None

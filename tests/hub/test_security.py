@@ -206,8 +206,16 @@ async def test_practitioner_cannot_search_another_patient_than_attested(
     )
     assert r.status_code == 403
     assert "insufficient_scope" in r.headers["www-authenticate"]
+    # B under the D- or H-number system is B all the same: refused at the door too.
+    for system in ("2.16.578.1.12.4.1.4.2", "2.16.578.1.12.4.1.4.3"):
+        r = await client.get(
+            SEARCH,
+            params={"patient.identifier": f"urn:oid:{system}|{PATIENT_B}"},
+            headers=caller.headers(token, SEARCH, patient=PATIENT_A, salt=salt),
+        )
+        assert r.status_code == 403, (system, r.text)
     assert regions.headers == []
-    assert [rec.outcome for rec in audit.records] == [AuditOutcome.DENIED] * 2
+    assert [rec.outcome for rec in audit.records] == [AuditOutcome.DENIED] * 4
 
 
 async def test_citizen_sees_self_and_represented_but_not_strangers(

@@ -5,6 +5,7 @@ import pytest
 
 from onerecord.domain import InvalidCursor, InvalidDocumentEntry, InvalidIdentifier, UnknownCode
 from onerecord.mhd import (
+    DENIAL_REASON_SYSTEM,
     BadRequest,
     Conflict,
     Gone,
@@ -15,6 +16,7 @@ from onerecord.mhd import (
     PayloadTooLarge,
     Unprocessable,
     UnsupportedMediaType,
+    denial_reason,
     operation_outcome,
     outcome_bytes,
     outcome_for,
@@ -93,3 +95,32 @@ def test_operation_outcome_with_several_issues_and_empty() -> None:
     empty = operation_outcome([])
     assert empty["issue"][0]["severity"] == "information"
     validate(empty)
+
+
+def test_a_refusal_carries_its_reason_as_issue_details() -> None:
+    refused = MhdError("access denied", status=403, code="forbidden", reason="patient-reserved")
+    status, body = outcome_for(refused)
+    assert status == 403
+    (issue,) = body["issue"]
+    assert issue["details"] == {
+        "coding": [{"system": DENIAL_REASON_SYSTEM, "code": "patient-reserved"}]
+    }
+    assert denial_reason(issue) == "patient-reserved"
+    _, plain = outcome_for(NotFound("gone"))
+    assert "details" not in plain["issue"][0] and denial_reason(plain["issue"][0]) is None
+
+
+@pytest.mark.parametrize(
+    "issue",
+    [
+        None,
+        "x",
+        {"details": "x"},
+        {"details": {"coding": "x"}},
+        {"details": {"coding": [{"system": "other", "code": "c"}]}},
+        {"details": {"coding": [{"system": DENIAL_REASON_SYSTEM, "code": ""}]}},
+        {"details": {"coding": [{"system": DENIAL_REASON_SYSTEM, "code": 3}]}},
+    ],
+)
+def test_denial_reason_ignores_anything_else(issue: object) -> None:
+    assert denial_reason(issue) is None

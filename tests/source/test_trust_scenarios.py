@@ -22,6 +22,7 @@ from joserfc import jwt
 
 from onerecord.audit import AuditAction, AuditOutcome, AuditRecord
 from onerecord.domain import Coding, DocumentEntry
+from onerecord.mhd import denial_reason
 from onerecord.synth.population import InvalidProxy, Proxy
 from onerecord.trust.assertion import mint_hub_assertion
 from onerecord.trust.dpop import make_proof
@@ -151,6 +152,18 @@ def outcome(r: httpx.Response) -> str:
     body = r.json()
     assert body["resourceType"] == "OperationOutcome", body
     return " ".join(i.get("diagnostics", "") for i in body["issue"])
+
+
+def reasons(body: dict[str, Any]) -> list[str]:
+    """The denial-reason codes of an OperationOutcome or of a searchset's outcome entries."""
+    resources = [body] + [e["resource"] for e in body.get("entry", [])]
+    return [
+        reason
+        for res in resources
+        if res["resourceType"] == "OperationOutcome"
+        for reason in map(denial_reason, res["issue"])
+        if reason is not None
+    ]
 
 
 # --- A: attestation age -------------------------------------------------------------------
@@ -399,9 +412,16 @@ def test_D4_reserved_patient_gives_empty_list(net: Network) -> None:
         r = net.search(net.hcp_token(patient), patient)
         assert r.json()["total"] == 0 and ids(r) == set()
         assert r.headers["x-onerecord-masked-count"] == "0"
+        # The list is empty by rule, and says so: an informational issue with the reason.
+        issues = [
+            e["resource"]["issue"][0] for e in r.json()["entry"] if e["search"]["mode"] == "outcome"
+        ]
+        assert [(i["severity"], i["code"]) for i in issues] == [("information", "suppressed")]
+        assert reasons(r.json()) == ["patient-reserved"]
     finally:
         assert net.send(citizen, "DELETE", "/controls/reservation").status_code == 200
-    assert uid(net, "reserved") in ids(net.search(net.hcp_token(patient), patient))
+    again = net.search(net.hcp_token(patient), patient)
+    assert uid(net, "reserved") in ids(again) and reasons(again.json()) == []
 
 
 def test_D5_kj_scope_hides_13_month_old_lab_but_hpl_shows_it(net: Network) -> None:
@@ -679,12 +699,35 @@ def test_document_and_practitioner_blocks_take_effect_at_once(net: Network) -> N
     try:
         r = net.search(net.hcp_token(patient), patient)
         assert r.status_code == 403 and "practitioner-blocked" in outcome(r)
+        assert reasons(r.json()) == ["practitioner-blocked"]
         assert unique in ids(net.search(net.hcp_token(patient, staff="nurse"), patient))
     finally:
         net.send(citizen, "DELETE", f"/controls/practitioner-blocks/{hpr.value}")
     assert unique in ids(net.search(net.hcp_token(patient), patient))
     changes = [a for a in audit_rows(net) if a.action is AuditAction.CONTROL_CHANGE]
     assert len([c for c in changes if c.patient_id == patient]) >= 4
+
+
+def test_a_citizen_cannot_block_another_patients_document(net: Network) -> None:
+    """A block names a document of the patient; another's is refused and nothing is stored."""
+    citizen = net.citizen_token("parent")
+    strangers = uid(net, "adult_n")
+    r = net.send(citizen, "PUT", f"/controls/document-blocks/{strangers}")
+    assert r.status_code == 404 and net.citizen("adult") not in r.text
+    controls = net.send(citizen, "GET", "/controls").json()
+    assert strangers not in str(controls)
+    adult = net.citizen("adult")
+    assert strangers in ids(net.search(net.hcp_token(adult), adult))
+    denied = [
+        a
+        for a in audit_rows(net)
+        if a.action is AuditAction.CONTROL_CHANGE and a.outcome is AuditOutcome.DENIED
+    ]
+    assert any(a.reason == "document-not-of-patient" for a in denied)
+    # A uniqueId this region does not hold may be blocked (the hub may send it everywhere).
+    unknown = "2.16.578.1.12.4.5.100.1.1.424242"
+    assert net.send(citizen, "PUT", f"/controls/document-blocks/{unknown}").status_code == 200
+    assert net.send(citizen, "DELETE", f"/controls/document-blocks/{unknown}").status_code == 200
 
 
 def test_controls_only_for_self_or_represented(net: Network) -> None:

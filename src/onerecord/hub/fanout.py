@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+import orjson
 import structlog
 
 from onerecord.hub.breaker import BreakerBoard
@@ -33,6 +34,7 @@ from onerecord.hub.client import (
 from onerecord.hub.directory import Region
 from onerecord.hub.results import RegionResult, RegionStatus
 from onerecord.hub.searchset import InvalidSearchset, parse_searchset
+from onerecord.mhd import denial_reason
 
 __all__ = [
     "DEFAULT_FORWARDED_HEADERS",
@@ -47,6 +49,7 @@ __all__ = [
     "fan_out",
     "forward_headers",
     "gather_regions",
+    "refusal_reason",
     "status_for_http",
 ]
 
@@ -67,6 +70,8 @@ DEFAULT_FORWARDED_HEADERS = frozenset(
     }
 )
 _MAX_PAGES = 1000
+_MAX_REFUSAL_BYTES = 64 * 1024
+_MAX_REASON_CHARS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,13 +138,44 @@ def _masked(headers: Mapping[str, str]) -> int:
 
 
 class RegionCallFailed(Exception):
-    """A region answered, but not as asked: how its part ended, why, and its HTTP status."""
+    """A region answered, but not as asked: how its part ended, why, and its HTTP status.
 
-    def __init__(self, status: RegionStatus, detail: str, http_status: int | None = None) -> None:
+    `reason`: the denial-reason code the region gave for a refusal (e.g. practitioner-blocked).
+    """
+
+    def __init__(
+        self,
+        status: RegionStatus,
+        detail: str,
+        http_status: int | None = None,
+        reason: str | None = None,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.http_status = http_status
+        self.reason = reason
+
+
+def refusal_reason(body: bytes) -> str | None:
+    """Return the denial-reason code of a region's refusal (its OperationOutcome), if any.
+
+    Only a small body is read, and anything that is not an OperationOutcome yields None.
+    """
+    if len(body) > _MAX_REFUSAL_BYTES:
+        return None
+    try:
+        outcome = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(outcome, dict) or outcome.get("resourceType") != "OperationOutcome":
+        return None
+    issues = outcome.get("issue")
+    for issue in issues if isinstance(issues, list) else ():
+        reason = denial_reason(issue)
+        if reason is not None:
+            return reason[:_MAX_REASON_CHARS]
+    return None
 
 
 RegionExchange = Callable[[Region, float], Awaitable[RegionResult]]
@@ -201,7 +237,9 @@ async def _collect(
         )
         failure = status_for_http(resp.status)
         if failure is not None:
-            raise RegionCallFailed(failure, f"HTTP {resp.status}", resp.status)
+            reason = refusal_reason(resp.body) if failure is RegionStatus.DENIED else None
+            detail = f"HTTP {resp.status}" + (f" ({reason})" if reason else "")
+            raise RegionCallFailed(failure, detail, resp.status, reason)
         try:
             page = parse_searchset(resp.body, resource_type=request.resource_type)
         except InvalidSearchset as exc:
@@ -241,9 +279,16 @@ async def _ask_region(
     started = time.perf_counter()
     ends_at = asyncio.get_running_loop().time() + timeout_s
 
-    def failed(status: RegionStatus, detail: str, http_status: int | None = None) -> RegionResult:
+    def failed(
+        status: RegionStatus,
+        detail: str,
+        http_status: int | None = None,
+        reason: str | None = None,
+    ) -> RegionResult:
         latency = (time.perf_counter() - started) * 1000
-        return RegionResult(region, status, latency, detail=detail, http_status=http_status)
+        return RegionResult(
+            region, status, latency, detail=detail, http_status=http_status, reason=reason
+        )
 
     try:
         async with asyncio.timeout(timeout_s):
@@ -252,7 +297,7 @@ async def _ask_region(
     except TimeoutError:
         return failed(RegionStatus.TIMEOUT, f"no answer within {timeout_s:.1f} s")
     except RegionCallFailed as exc:
-        return failed(exc.status, exc.detail, exc.http_status)
+        return failed(exc.status, exc.detail, exc.http_status, exc.reason)
     except RegionConnectError as exc:
         return failed(RegionStatus.UNAVAILABLE, str(exc))
     except RegionTransportError as exc:

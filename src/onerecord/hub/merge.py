@@ -18,6 +18,7 @@ from typing import Any
 
 from onerecord.domain import DocumentStatus, SortField, SortKey
 from onerecord.hub.results import RegionResult, RegionStatus
+from onerecord.mhd import DENIAL_REASON_SYSTEM
 
 __all__ = [
     "EXT_HOME_COMMUNITY_ID",
@@ -205,6 +206,10 @@ def failure_issue(result: RegionResult) -> dict[str, Any]:
     diagnostics = f"{region.name} ({region.hcid}): {display}"
     if result.detail:
         diagnostics += f": {result.detail}"
+    codings = [{"system": REGION_STATUS_SYSTEM, "code": result.status.value, "display": display}]
+    if result.reason:
+        # The region's own reason for refusing, passed on so the caller can act on it.
+        codings.append({"system": DENIAL_REASON_SYSTEM, "code": result.reason})
     return {
         "extension": [
             {"url": EXT_HOME_COMMUNITY_ID, "valueUri": region.hcid},
@@ -213,12 +218,7 @@ def failure_issue(result: RegionResult) -> dict[str, Any]:
         ],
         "severity": "error",
         "code": code,
-        "details": {
-            "coding": [
-                {"system": REGION_STATUS_SYSTEM, "code": result.status.value, "display": display}
-            ],
-            "text": region.name,
-        },
+        "details": {"coding": codings, "text": region.name},
         "diagnostics": diagnostics,
         "location": [region.hcid],
     }

@@ -40,6 +40,8 @@ class RegionResult:
     detail: str = ""
     http_status: int | None = None
     warnings: tuple[dict[str, Any], ...] = field(default=())
+    reason: str | None = None
+    """Why the region refused, as its OperationOutcome's denial-reason code (DENIED only)."""
 
     @property
     def ok(self) -> bool:

@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from onerecord.domain import InvalidIdentifier, NationalIdentityNumber
+from onerecord.domain import (
+    DNR_SYSTEM,
+    FNR_SYSTEM,
+    HNR_SYSTEM,
+    InvalidIdentifier,
+    NationalIdentityNumber,
+)
 from onerecord.hub.directory import Region
 from onerecord.hub.settings import HubSettings
 from onerecord.trust.access_token import (
@@ -52,7 +58,8 @@ __all__ = [
     "principal_identity",
 ]
 
-_FNR_SYSTEMS = ("urn:oid:2.16.578.1.12.4.1.4.1", "urn:oid:2.16.578.1.12.4.1.4.2")
+# Fødselsnummer, D-number and H-number (TRUST-FRAMEWORK §1: identifier systems …4.1.4.1–3).
+_FNR_SYSTEMS = tuple(f"urn:oid:{s}" for s in (FNR_SYSTEM, DNR_SYSTEM, HNR_SYSTEM))
 
 
 def load_hub_key(settings: HubSettings) -> SigningKey:

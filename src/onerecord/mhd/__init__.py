@@ -47,8 +47,10 @@ from onerecord.mhd.iti67 import (
 )
 from onerecord.mhd.mime import check_mime_type, matches_mime_type, sniff_mime_type
 from onerecord.mhd.outcome import (
+    DENIAL_REASON_SYSTEM,
     FHIR_JSON,
     Issue,
+    denial_reason,
     operation_outcome,
     outcome_bytes,
     outcome_for,
@@ -56,6 +58,7 @@ from onerecord.mhd.outcome import (
 
 __all__ = [
     "COMPREHENSIVE_PROFILE",
+    "DENIAL_REASON_SYSTEM",
     "EXT_CITIZEN_RELEASE_TIME",
     "EXT_HOME_COMMUNITY_ID",
     "EXT_REPOSITORY_UNIQUE_ID",
@@ -79,6 +82,7 @@ __all__ = [
     "build_provide_bundle",
     "capability_statement",
     "check_mime_type",
+    "denial_reason",
     "document_reference",
     "entry_from_document_reference",
     "matches_mime_type",

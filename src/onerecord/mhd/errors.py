@@ -32,16 +32,28 @@ __all__ = [
 
 
 class MhdError(Exception):
-    """A request could not be served; carries status, issue type and location."""
+    """A request could not be served; carries status, issue type and location.
+
+    `reason`: a stable code for why access was refused (a DenialReason of the access policy),
+    rendered as the issue's `details` in the denial-reason code system, so that the hub and
+    clients can tell a patient's block from a missing attestation without reading prose.
+    """
 
     def __init__(
-        self, message: str, *, status: int, code: str, expression: str | None = None
+        self,
+        message: str,
+        *,
+        status: int,
+        code: str,
+        expression: str | None = None,
+        reason: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.code = code
         self.expression = expression
+        self.reason = reason
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, status={self.status}, code={self.code!r})"

@@ -21,9 +21,19 @@ from onerecord.domain.errors import (
 from onerecord.domain.search import InvalidCursor
 from onerecord.mhd.errors import MhdError
 
-__all__ = ["FHIR_JSON", "Issue", "operation_outcome", "outcome_bytes", "outcome_for"]
+__all__ = [
+    "DENIAL_REASON_SYSTEM",
+    "FHIR_JSON",
+    "Issue",
+    "denial_reason",
+    "operation_outcome",
+    "outcome_bytes",
+    "outcome_for",
+]
 
 FHIR_JSON = "application/fhir+json"
+DENIAL_REASON_SYSTEM = "https://onerecord.no/fhir/CodeSystem/denial-reason"
+"""Codes for why a source refused or emptied an answer (trust.policy.DenialReason values)."""
 
 _DOMAIN_CODES: tuple[tuple[type[DomainError], str], ...] = (
     (InvalidCursor, "invalid"),
@@ -41,17 +51,29 @@ class Issue:
     diagnostics: str
     severity: str = "error"
     expression: tuple[str, ...] = ()
+    reason: str | None = None
 
     def render(self) -> dict[str, Any]:
-        """Return the issue as FHIR JSON."""
-        out: dict[str, Any] = {
-            "severity": self.severity,
-            "code": self.code,
-            "diagnostics": self.diagnostics,
-        }
+        """Return the issue as FHIR JSON (`reason` as details in DENIAL_REASON_SYSTEM)."""
+        out: dict[str, Any] = {"severity": self.severity, "code": self.code}
+        if self.reason:
+            out["details"] = {"coding": [{"system": DENIAL_REASON_SYSTEM, "code": self.reason}]}
+        out["diagnostics"] = self.diagnostics
         if self.expression:
             out["expression"] = list(self.expression)
         return out
+
+
+def denial_reason(issue: Any) -> str | None:
+    """Return the denial-reason code in an OperationOutcome issue's details, if there is one."""
+    details = issue.get("details") if isinstance(issue, dict) else None
+    codings = details.get("coding") if isinstance(details, dict) else None
+    for coding in codings if isinstance(codings, list) else ():
+        if isinstance(coding, dict) and coding.get("system") == DENIAL_REASON_SYSTEM:
+            code = coding.get("code")
+            if isinstance(code, str) and code:
+                return code
+    return None
 
 
 def operation_outcome(issues: Iterable[Issue]) -> dict[str, Any]:
@@ -71,13 +93,20 @@ def outcome_for(
     about a query parameter (`query_error=True`); a bad paging cursor is always a 400.
     """
     expression = (exc.expression,) if exc.expression else ()
+    reason = None
     if isinstance(exc, MhdError):
-        status, code = exc.status, exc.code
+        status, code, reason = exc.status, exc.code, exc.reason
     else:
         code = next((c for t, c in _DOMAIN_CODES if isinstance(exc, t)), "invalid")
         status = 400 if query_error or isinstance(exc, InvalidCursor) else 422
     severity = "fatal" if status >= 500 else "error"
-    issue = Issue(code=code, diagnostics=exc.message, severity=severity, expression=expression)
+    issue = Issue(
+        code=code,
+        diagnostics=exc.message,
+        severity=severity,
+        expression=expression,
+        reason=reason,
+    )
     return status, operation_outcome([issue])
 
 

@@ -46,9 +46,10 @@ class CallerContext:
 class AccessRefused(MhdError):
     """The access policy refused the request (403); `reason` is a stable DenialReason code."""
 
+    reason: str
+
     def __init__(self, message: str, *, reason: str, status: int = 403) -> None:
-        super().__init__(message, status=status, code="forbidden")
-        self.reason = reason
+        super().__init__(message, status=status, code="forbidden", reason=reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +73,13 @@ class SearchGrant:
     """The query as narrowed by policy, and how to show each entry it returns.
 
     `empty`: answer with an empty searchset without asking the registry (reservation, D4;
-    citizen 12–15, E2).
+    citizen 12–15, E2); `empty_reason` is the DenialReason code that says why, for the caller.
     """
 
     query: DocumentQuery
     viewer: Callable[[DocumentEntry], EntryView | None] = _show_all
     empty: bool = False
+    empty_reason: str | None = None
 
     def view(self, entry: DocumentEntry) -> EntryView | None:
         return self.viewer(entry)

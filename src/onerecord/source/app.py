@@ -298,7 +298,7 @@ def create_app(
             the_guard = the_guard or policy_guard
             the_recorder = the_recorder or audit
             app.state.self_service = SelfService(
-                guard=policy_guard, recorder=audit, sink=sink, controls=controls
+                guard=policy_guard, recorder=audit, sink=sink, controls=controls, documents=store
             )
             app.state.audit = audit
             assert settings.issuer is not None and settings.jwks_url is not None

@@ -341,7 +341,10 @@ class PolicyGuard:
         if not decision.allowed:
             raise _refuse(decision)
         return SearchGrant(
-            decision.restrict(query), viewer=_entry_view(decision), empty=decision.empty
+            decision.restrict(query),
+            viewer=_entry_view(decision),
+            empty=decision.empty,
+            empty_reason=decision.reason.value if decision.empty and decision.reason else None,
         )
 
     async def authorize_retrieve(

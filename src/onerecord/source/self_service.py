@@ -17,22 +17,36 @@ the same rules as reading the documents (TRUST-FRAMEWORK §5.2); never health pe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from onerecord.audit import AuditAction, AuditOutcome, CitizenLogEntry, SqlAuditSink
 from onerecord.domain import (
+    DocumentEntry,
     DocumentUniqueId,
     HprNumber,
     InvalidIdentifier,
     NationalIdentityNumber,
 )
-from onerecord.mhd import BadRequest
+from onerecord.mhd import BadRequest, NotFound
 from onerecord.source.access import CallerContext
 from onerecord.source.patient_controls import PatientControlStore
 from onerecord.source.security import AuditRecorder, PolicyGuard
 from onerecord.trust.policy import PatientControls
 
-__all__ = ["SelfService", "access_log_bundle", "audit_event_entry", "controls_json"]
+__all__ = [
+    "DocumentLookup",
+    "SelfService",
+    "access_log_bundle",
+    "audit_event_entry",
+    "controls_json",
+]
+
+
+class DocumentLookup(Protocol):
+    """Where self-service finds a registered entry (the registry's DocumentStore)."""
+
+    async def get(self, unique_id: DocumentUniqueId) -> DocumentEntry | None: ...
+
 
 _EVENT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
 _RESTFUL = "http://hl7.org/fhir/restful-interaction"
@@ -121,11 +135,13 @@ class SelfService:
         recorder: AuditRecorder,
         sink: SqlAuditSink,
         controls: PatientControlStore,
+        documents: DocumentLookup,
     ) -> None:
         self.guard = guard
         self.recorder = recorder
         self.sink = sink
         self.controls = controls
+        self.documents = documents
 
     async def _authorize(
         self, caller: CallerContext, patient: NationalIdentityNumber, action: AuditAction
@@ -176,6 +192,29 @@ class SelfService:
         await self._authorize(caller, patient, AuditAction.ACCESS_LOG_READ)
         return controls_json(await self.controls.controls_for(patient))
 
+    async def _check_owner(
+        self, caller: CallerContext, patient: NationalIdentityNumber, doc: DocumentUniqueId
+    ) -> None:
+        """Refuse to block, for `patient`, a document registered here for someone else.
+
+        A uniqueId not registered here is accepted: the hub may send a block to every region,
+        and a block of a document this region does not hold changes nothing it shows. The
+        refusal is a 404 that does not say whose the document is.
+        """
+        entry = await self.documents.get(doc)
+        if entry is None or entry.patient_id == patient:
+            return
+        await self.recorder.write(
+            self.recorder.record(
+                caller,
+                action=AuditAction.CONTROL_CHANGE,
+                outcome=AuditOutcome.DENIED,
+                patient=patient.value,
+                reason="document-not-of-patient",
+            )
+        )
+        raise NotFound(f"no document {doc.value} of this patient is registered here")
+
     async def change(
         self,
         caller: CallerContext,
@@ -196,6 +235,7 @@ class SelfService:
             except (ValueError, InvalidIdentifier):
                 raise BadRequest("the document uniqueId is not valid") from None
             if on:
+                await self._check_owner(caller, patient, doc)
                 await self.controls.block_document(patient, doc)
             else:
                 await self.controls.unblock_document(patient, doc)

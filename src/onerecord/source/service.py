@@ -32,12 +32,14 @@ from onerecord.mhd import (
     EXT_HOME_COMMUNITY_ID,
     Conflict,
     Gone,
+    Issue,
     MhdError,
     NotAcceptable,
     NotFound,
     RetrieveKey,
     Unprocessable,
     document_reference,
+    operation_outcome,
     parse_find_query,
     parse_provide_bundle,
     render_query,
@@ -130,6 +132,21 @@ def masked_document_reference(entry: DocumentEntry) -> dict[str, Any]:
             }
         ]
     return resource
+
+
+def _empty_outcome(reason: str) -> dict[str, Any]:
+    """Say why a searchset is empty by rule (reservation D4, citizen 12–15 E2), not by chance.
+
+    An informational issue (IHE MHD ITI-67 §2:3.67.4.2.3: OperationOutcome entries with
+    search.mode outcome) whose details carry the DenialReason code.
+    """
+    issue = Issue(
+        code="suppressed",
+        severity="information",
+        diagnostics=f"no entries are shown by rule: {reason}",
+        reason=reason,
+    )
+    return operation_outcome([issue])
 
 
 def accepts(accept_header: str | None, mime_type: str) -> bool:
@@ -226,9 +243,12 @@ class DocumentSource:
         self_url = f"{base}?{urlencode(render_query(query, cursor))}"
         if grant.empty:
             await self.recorder.searched(caller, query, [])
+            outcomes = [_empty_outcome(grant.empty_reason)] if grant.empty_reason else []
             return FoundPage(
                 orjson.dumps(
-                    searchset_bundle(resources=[], self_url=self_url, next_url=None, total=0)
+                    searchset_bundle(
+                        resources=[], self_url=self_url, next_url=None, total=0, outcomes=outcomes
+                    )
                 )
             )
         page = await self.store.find(grant.query, cursor)
