@@ -127,7 +127,7 @@ async def test_citizen_log_shows_names_not_numbers(engine: AsyncEngine) -> None:
     assert newest.time == T0 + timedelta(seconds=10)
     assert newest.who_name == "Kari Lege"
     assert newest.organisation == "Testsykehuset Ullevål" and newest.department == "Akuttmottak"
-    assert newest.purpose == "Behandler" and newest.healthcare_service == "Allmennlege"
+    assert newest.purpose == "Behandling" and newest.healthcare_service == "Allmennlege"
     assert newest.documents_opened and newest.emergency
     assert not log[-1].documents_opened
     rendered = repr(log)

@@ -5,9 +5,11 @@ healthcare service, the coded reason, search or retrieve, whether documents were
 which: F3), and whether an emergency or elevated access opened blocked documents (D2).
 
 Decisions (F2): never the reader's national identity number nor HPR number, never free text —
-only names and the displays of coded values (purpose_of_use_details, healthcare_service) are
-shown; `decision_ref` ids and reason codes stay in the audit. Only successful accesses by health
-personnel are listed; denied attempts and the citizen's own reads are kept in the audit only.
+only names and the displays of coded values are shown: the reason is the purpose of use in words
+(«Behandling»; the display of purpose_of_use_details only for a purpose without words) and the
+healthcare service's display; `decision_ref` ids and reason codes stay in the audit. Only
+successful accesses by health personnel are listed; denied attempts and the citizen's own reads
+are kept in the audit only.
 
 References: TRUST-FRAMEWORK §5.4, ATT-7/8, ATT-16/20/23/34; F2, F3.
 """
@@ -52,8 +54,8 @@ def _entry(record: AuditRecord) -> CitizenLogEntry | None:
     if record.action not in (AuditAction.SEARCH, AuditAction.RETRIEVE):
         return None
     organisation = p.point_of_care.name or p.legal_entity.name
-    purpose = (p.purpose_details.display if p.purpose_details else None) or _PURPOSE_TEXT.get(
-        p.purpose_of_use or ""
+    purpose = _PURPOSE_TEXT.get(p.purpose_of_use or "") or (
+        p.purpose_details.display if p.purpose_details else None
     )
     return CitizenLogEntry(
         time=record.recorded,

@@ -34,6 +34,7 @@ from onerecord.domain import (
     InvalidIdentifier,
     NationalIdentityNumber,
     OrganisationNumber,
+    code_tables,
     normalise_system,
     strip_urn_oid,
 )
@@ -535,4 +536,22 @@ def enrich(
         else pat
         for pat in attestation.patients
     )
-    return replace(attestation, practitioner=practitioner, patients=patients)
+    care = attestation.care_relationship
+    care = replace(
+        care,
+        healthcare_service=_worded(care.healthcare_service),
+        purpose_of_use_details=_worded(care.purpose_of_use_details),
+    )
+    return replace(
+        attestation, practitioner=practitioner, patients=patients, care_relationship=care
+    )
+
+
+def _worded(coding: AttestCoding | None) -> AttestCoding | None:
+    """Fill a code's text from the code tables (Volven), as HelseID fills names (§1.1).
+
+    The regions' audit and the citizen's access log show it («Psykisk helsevern»).
+    """
+    if coding is None or coding.text is not None:
+        return coding
+    return replace(coding, text=code_tables().display(coding.system, coding.code))
