@@ -17,7 +17,7 @@ import pytest
 
 from onerecord.search_client import search_hub
 from tests.network.conftest import Network
-from tests.portals.pages import csrf_token
+from tests.portals.pages import csrf_token, follow_redirects, login_through_sts
 
 pytestmark = pytest.mark.slow
 
@@ -170,5 +170,80 @@ def test_adult_blocks_a_document_health_personnel_then_see_it_masked_and_the_vis
     mine = [v for v in visits if doctor["name"] in v]
     assert mine, log.text[-3000:]
     assert doctor["organisation"] in mine[0]
-    assert "Behandling" in mine[0] and "Så listen over dokumenter" in mine[0]
+    assert "Behandling – Helsetjenester generelt" in mine[0]
+    assert "Så listen over dokumenter" in mine[0]
     assert doctor["nin"] not in log.text and str(doctor["hpr"]) not in log.text
+
+
+def _hcp_overview(portal_url: str, doctor_nin: str, patient: str) -> httpx.Response:
+    """Log the doctor in at the health-personnel portal, state a basis, open the overview."""
+    with httpx.Client(timeout=30) as hcp:
+        page = login_through_sts(hcp, portal_url, "helsepersonell", doctor_nin)
+        workplace = re.findall(r'name="workplace" value="([^"]+)"', page.text)
+        chosen = hcp.post(
+            f"{portal_url}/helsepersonell/arbeidssted",
+            data={"csrf_token": csrf_token(page), "workplace": workplace[0]},
+        )
+        form = follow_redirects(hcp, chosen)
+        opened = hcp.post(
+            f"{portal_url}/helsepersonell/pasient",
+            data={
+                "csrf_token": csrf_token(form),
+                "patient": patient,
+                "healthcare_service": "01",
+                "purpose_of_use": "TREAT",
+                "purpose_of_use_details": "BEHANDLER",
+                "access_basis": "SAMTYKKE",
+            },
+        )
+        assert opened.status_code == 303, opened.text[:2000]
+        return follow_redirects(hcp, opened)
+
+
+def _privacy_change(browser: httpx.Client, portal_url: str, path: str, **fields: str) -> None:
+    form = browser.get(f"{portal_url}/innbygger/personvern")
+    done = browser.post(
+        f"{portal_url}/innbygger/sperringer/{path}",
+        data={"csrf_token": csrf_token(form), **fields},
+    )
+    assert done.status_code == 303, done.text[:2000]
+    after = browser.get(f"{portal_url}{done.headers['location']}")
+    assert 'role="alert"' not in after.text, after.text[-3000:]
+
+
+def test_a_blocked_health_worker_and_a_reservation_are_told_plainly_in_the_hcp_portal(
+    network: Network, portal_url: str, browser: httpx.Client
+) -> None:
+    """The citizen's block of a named doctor and reservation take effect at once, and say so."""
+    patient = network.manifest["patients"]["elderly"]
+    doctor = network.manifest["staff"]["doctor"]
+    log_in(browser, portal_url, patient)
+    before = _hcp_overview(portal_url, doctor["nin"], patient)
+    assert before.status_code == 200 and document_rows(before)
+
+    _privacy_change(browser, portal_url, "helsepersonell", hpr=str(doctor["hpr"]), handling="sperr")
+    try:
+        blocked = _hcp_overview(portal_url, doctor["nin"], patient)
+        assert blocked.status_code == 403, blocked.text[-2000:]
+        assert "Pasienten har sperret deg fra å se dokumentene sine." in blocked.text
+        assert "Sperringen gjelder også ved nødtilgang." in blocked.text
+        assert not document_rows(blocked)
+    finally:
+        _privacy_change(
+            browser, portal_url, "helsepersonell", hpr=str(doctor["hpr"]), handling="opphev"
+        )
+
+    _privacy_change(browser, portal_url, "reservasjon", handling="reserver")
+    try:
+        reserved = _hcp_overview(portal_url, doctor["nin"], patient)
+        assert reserved.status_code == 200
+        assert "Pasienten har reservert seg mot deling av dokumenter" in reserved.text
+        assert not document_rows(reserved)
+        for region in network.manifest["regions"]:
+            assert f"{region['name']} svarte." in reserved.text
+    finally:
+        _privacy_change(browser, portal_url, "reservasjon", handling="opphev")
+
+    after = _hcp_overview(portal_url, doctor["nin"], patient)
+    assert after.status_code == 200 and len(document_rows(after)) == len(document_rows(before))
+    assert "reservert" not in after.text

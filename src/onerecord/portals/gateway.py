@@ -20,8 +20,13 @@ from onerecord.mhd import MhdError, RetrieveKey
 from onerecord.portals.basis import AccessRequest, build_attestation
 from onerecord.portals.errors import DocumentUnavailable, HubRefused, HubUnavailable
 from onerecord.portals.oauth import TokenSet, refresh
-from onerecord.portals.overview import Overview, build_overview
-from onerecord.search_client import FNR_SYSTEM, HubSession, StaffMember
+from onerecord.portals.overview import PRACTITIONER_BLOCKED, Overview, build_overview
+from onerecord.search_client import (
+    HubSession,
+    StaffMember,
+    patient_identifier,
+    refusal_reasons,
+)
 from onerecord.trust.keys import SigningKey
 from onerecord.trust.patient_binding import encode_salt, make_digest, new_salt
 
@@ -116,9 +121,27 @@ async def _get_bundle(
         raise HubUnavailable() from None
 
 
+def _refusal(response: httpx.Response) -> HubRefused:
+    """Say why the hub refused: the patient's block of this health worker has its own message.
+
+    The hub answers 403 when every region refused; each region's issue carries its reason.
+    """
+    try:
+        outcome = orjson.loads(response.content) if response.status_code == 403 else None
+    except orjson.JSONDecodeError:
+        outcome = None
+    if isinstance(outcome, dict):
+        reasons = refusal_reasons(outcome)
+        if reasons and all(reason == PRACTITIONER_BLOCKED for reason in reasons):
+            return HubRefused(
+                "error.practitioner-blocked", advice_key="error.practitioner-blocked.advice"
+            )
+    return HubRefused()
+
+
 def _checked(response: httpx.Response) -> dict[str, Any]:
     if response.status_code in (401, 403):
-        raise HubRefused()
+        raise _refusal(response)
     if response.status_code != 200:
         raise HubUnavailable("error.hub-status", status=response.status_code)
     try:
@@ -142,7 +165,7 @@ async def fetch_overview(
 ) -> Overview:
     """Ask the hub for the patient's documents in every region (all pages, up to `limit`)."""
     url = f"{hub_fhir.rstrip('/')}/DocumentReference"
-    params = {"patient.identifier": f"{FNR_SYSTEM}|{patient}", "_count": str(_PAGE)}
+    params = {"patient.identifier": patient_identifier(patient), "_count": str(_PAGE)}
     response = await _get_bundle(http, session, url, params, access_basis)
     first = _checked(response)
     raw = response.headers.get(MASKED_COUNT_HEADER)

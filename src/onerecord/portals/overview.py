@@ -16,6 +16,8 @@ from onerecord.search_client import OverviewRow, overview_rows, region_lines
 
 __all__ = [
     "KNOWN_STATUSES",
+    "PATIENT_RESERVED",
+    "PRACTITIONER_BLOCKED",
     "DocumentRow",
     "Overview",
     "RegionNotice",
@@ -24,6 +26,10 @@ __all__ = [
 
 _NORS = "NORS"
 KNOWN_STATUSES = frozenset({"ok", "timeout", "unavailable", "denied", "invalid-response", "error"})
+PATIENT_RESERVED = "patient-reserved"
+"""A region's reason for an empty answer: the patient reserved against sharing (D4)."""
+PRACTITIONER_BLOCKED = "practitioner-blocked"
+"""A region's reason for refusing: the patient blocked this health worker (ATT-5)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +58,14 @@ class DocumentRow:
 
 @dataclass(frozen=True, slots=True)
 class RegionNotice:
-    """One region's answer: its name and status code (`region.<status>` is its sentence)."""
+    """One region's answer: its name and status code (`region.<status>` is its sentence).
+
+    `reason`: the region's denial-reason code, when it refused or answered empty by rule.
+    """
 
     name: str
     status: str
+    reason: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -63,7 +73,14 @@ class RegionNotice:
 
     @property
     def message_key(self) -> str:
+        if self.status == "denied" and self.reason == PRACTITIONER_BLOCKED:
+            return "region.denied.practitioner-blocked"
         return f"region.{self.status if self.status in KNOWN_STATUSES else 'unknown'}"
+
+    @property
+    def retry_helps(self) -> bool:
+        """A failure that may pass (timeout, outage); a refusal does not change by retrying."""
+        return not self.ok and self.status != "denied"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +96,11 @@ class Overview:
     def complete(self) -> bool:
         """True when every region answered."""
         return all(r.ok for r in self.regions)
+
+    @property
+    def reserved(self) -> bool:
+        """True when a region answered empty because the patient reserved against sharing."""
+        return any(r.reason == PATIENT_RESERVED for r in self.regions)
 
     def find(self, ref: str) -> DocumentRow | None:
         """Return the row whose retrieve token is `ref` (only listed documents can be opened)."""
@@ -175,7 +197,9 @@ def build_overview(
     rows = tuple(
         _row(d, r, _hcid(d)) for d, r in zip(docs, overview_rows(bundle, names), strict=True)
     )
-    notices = tuple(RegionNotice(line.name, line.status) for line in region_lines(bundle, regions))
+    notices = tuple(
+        RegionNotice(line.name, line.status, line.reason) for line in region_lines(bundle, regions)
+    )
     blocked = sum(1 for r in rows if r.blocked)
     return Overview(
         rows=rows,
