@@ -6,9 +6,11 @@ httpx.MockTransport (the real network: test_portal_network.py).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import random
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -40,6 +42,7 @@ HUB = "https://hub.example/fhir"
 SECRET = "a-production-secret-of-some-length"
 DOCTOR_NIN = synthetic_fnr(random.Random(1), date(1975, 1, 18)).value
 PATIENT_NIN = synthetic_fnr(random.Random(2), date(1980, 8, 15)).value
+OTHER_PATIENT_NIN = synthetic_fnr(random.Random(3), date(1991, 2, 3)).value
 HSO = "urn:oid:2.16.578.1.12.4.5.100.1"
 STAFF = {
     "doctor": {
@@ -343,6 +346,73 @@ async def test_emergency_override_is_logged_and_asks_with_the_elevated_basis(
     assert entry["department"] == "111"
 
 
+@pytest.mark.parametrize(
+    ("reason", "message"),
+    [
+        ("\u200b" * 20, "Begrunnelsen må ha mellom 10 og 500 tegn"),
+        ("\u200b\u00ad\ufeff\x07 " * 10, "Begrunnelsen må ha mellom 10 og 500 tegn"),
+        ("- . - . - . - . - . -", "skriv minst 5 bokstaver eller tall"),
+    ],
+)
+async def test_an_emergency_reason_of_invisible_characters_or_no_words_is_refused(
+    portal: App, reason: str, message: str
+) -> None:
+    client = portal.client
+    await _at_overview(client)
+    grants = len(portal.fakes.token_forms)
+    form = await client.get("/helsepersonell/nodtilgang")
+    sent = await client.post(
+        "/helsepersonell/nodtilgang", data={"csrf_token": csrf_token(form), "reason": reason}
+    )
+    assert sent.status_code == 400
+    assert message in sent.text
+    assert "\u200b" not in sent.text
+    assert len(portal.fakes.token_forms) == grants  # no emergency token was asked for
+    assert not portal.override_log.exists() or FileOverrideLog(portal.override_log).read() == []
+    page = await client.get("/helsepersonell/oversikt")
+    assert "Nødtilgang er i bruk" not in page.text
+
+
+async def test_another_patient_chosen_while_the_overview_loads_is_not_mixed_in(
+    portal: App,
+) -> None:
+    client = portal.client
+    await _at_overview(client)
+    asked, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_hub(request: httpx.Request) -> httpx.Response:
+        if "/DocumentReference" in str(request.url):
+            asked.set()
+            await release.wait()
+        return portal.fakes.handler(request)
+
+    await portal.app.state.portal.http.aclose()
+    portal.app.state.portal.http = httpx.AsyncClient(transport=httpx.MockTransport(slow_hub))
+    form = await client.get("/helsepersonell/pasient")
+    loading = asyncio.create_task(client.get("/helsepersonell/oversikt"))
+    await asyncio.wait_for(asked.wait(), 5)
+    # Meanwhile, in another tab: patient B.
+    switched = await client.post(
+        "/helsepersonell/pasient",
+        data={"csrf_token": csrf_token(form), "patient": OTHER_PATIENT_NIN, **BASIS},
+    )
+    assert switched.status_code == 303
+    release.set()
+    page = await asyncio.wait_for(loading, 5)
+    # The page asked about A shows A's number above A's documents, never B's.
+    assert page.status_code == 200
+    assert PATIENT_NIN in page.text and OTHER_PATIENT_NIN not in page.text
+    asked_for = portal.fakes.hub_requests[-1].url.params["patient.identifier"]
+    assert asked_for.endswith(PATIENT_NIN)
+    # A's rows were not kept under B's basis: A's document does not open with B's token.
+    assert (await client.get("/helsepersonell/dokument/t1")).status_code == 404
+    again = await client.get("/helsepersonell/oversikt")
+    assert OTHER_PATIENT_NIN in again.text and PATIENT_NIN not in again.text
+    asked_for = portal.fakes.hub_requests[-1].url.params["patient.identifier"]
+    assert asked_for.endswith(OTHER_PATIENT_NIN)
+    assert (await client.get("/helsepersonell/dokument/t1")).status_code == 200
+
+
 async def test_post_without_or_with_wrong_csrf_token_is_403(client: httpx.AsyncClient) -> None:
     page = await client.get("/helsepersonell/logg-inn")
     token = csrf_token(page)
@@ -554,3 +624,56 @@ def test_portal_serve_refuses_the_dev_secret_without_dev(tmp_path: Path) -> None
     result = CliRunner().invoke(app, ["portal", "serve", "--manifest", str(path)])
     assert result.exit_code == 2
     assert "session secret" in result.output
+
+
+def _attestation_sent(form: dict[str, str]) -> dict[str, Any]:
+    """The attestation in a token request's client assertion (read, not verified: the fake STS
+    stands in for the real one, whose checks the STS tests cover)."""
+    payload = form["client_assertion"].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    (details,) = claims["authorization_details"]
+    attestation: dict[str, Any] = details["attest"] if "attest" in details else details
+    return attestation
+
+
+async def test_the_basis_form_preselects_nothing_and_the_token_states_what_was_chosen(
+    portal: App,
+) -> None:
+    """Nothing is stated for the worker: each choice is theirs, and the attestation says it."""
+    client = portal.client
+    workplace = await _log_in(client)
+    await client.post(
+        "/helsepersonell/arbeidssted",
+        data={"csrf_token": csrf_token(workplace), "workplace": "974000024:111"},
+    )
+    form = await client.get("/helsepersonell/pasient")
+    assert "checked" not in form.text and "selected" not in form.text
+    for name in ("healthcare_service", "purpose_of_use", "purpose_of_use_details"):
+        assert f'name="{name}" required' in form.text
+    radios = re.findall(r'<input type="radio"[^>]*name="access_basis"[^>]*>', form.text)
+    assert len(radios) == 3 and all("required" in r for r in radios), radios
+    assert "Formålsdetaljer: relasjon til pasienten" in form.text
+    chosen = {
+        "healthcare_service": "03",
+        "purpose_of_use": "COC",
+        "purpose_of_use_details": "POLBESOK",
+        "access_basis": "UNNTAK",
+    }
+    sent = await client.post(
+        "/helsepersonell/pasient",
+        data={"csrf_token": csrf_token(form), "patient": PATIENT_NIN, **chosen},
+    )
+    assert sent.status_code == 303, sent.text
+    care = json.dumps(_attestation_sent(portal.fakes.token_forms[-1]))
+    for code in ("03", "COC", "POLBESOK"):
+        assert f'"code": "{code}"' in care, care
+    page = await client.get("/helsepersonell/oversikt")
+    assert "Psykisk helsevern" in page.text
+    assert portal.fakes.hub_requests[-1].headers["nhn-access-basis"] == "UNNTAK"
+    override = await client.get("/helsepersonell/nodtilgang")
+    await client.post(
+        "/helsepersonell/nodtilgang",
+        data={"csrf_token": csrf_token(override), "reason": "Bevisstløs pasient i akuttmottaket"},
+    )
+    emergency = json.dumps(_attestation_sent(portal.fakes.token_forms[-1]))
+    assert '"code": "BTG"' in emergency and '"code": "COC"' not in emergency

@@ -7,9 +7,10 @@ portal asked for, for whom, and with which token.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,8 +119,22 @@ class FakeNetwork:
     controls_broken: bool = False
     refuse_search: bool = False
     requests: list[httpx.Request] = field(default_factory=list)
+    search_gate: tuple[asyncio.Event, asyncio.Event] | None = None
+    """(asked, release): a document search sets `asked`, then waits for `release`."""
 
-    def handle(self, request: httpx.Request) -> httpx.Response:
+    def handle(self, request: httpx.Request) -> httpx.Response | Awaitable[httpx.Response]:
+        if self.search_gate is not None and request.url.path == "/fhir/DocumentReference":
+            return self._held(request, *self.search_gate)
+        return self._answer(request)
+
+    async def _held(
+        self, request: httpx.Request, asked: asyncio.Event, release: asyncio.Event
+    ) -> httpx.Response:
+        asked.set()
+        await release.wait()
+        return self._answer(request)
+
+    def _answer(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         url = str(request.url)
         if url.startswith(STS):
@@ -465,6 +480,112 @@ async def test_a_forged_document_id_is_refused_with_a_message(
     fields["neste"] = "https://evil.example/"
     away = await browser.post("/innbygger/sperringer/dokument", data=fields)
     assert away.headers["location"] == "/innbygger/dokumenter"
+
+
+@pytest.mark.parametrize("handling", ["sperr", "opphev"])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"unique_id": "2.16.578.1.99.77"},  # well-formed, but nobody's listed document
+        {"home_community_id": HSO},  # a listed uniqueId, named in another region
+        {"home_community_id": ""},
+    ],
+)
+async def test_a_block_of_a_document_not_in_the_overview_is_refused(
+    browser: httpx.AsyncClient, fake: FakeNetwork, handling: str, changes: dict[str, str]
+) -> None:
+    page = await logged_in(browser)
+    fields = form_fields(row_of(page, "Brev fra fastlegen")) | changes | {"handling": handling}
+    refused = await browser.post("/innbygger/sperringer/dokument", data=fields)
+    assert refused.status_code == 403
+    assert "Dokumentet står ikke i dokumentlisten" in refused.text
+    assert "last listen på nytt" in refused.text and "Traceback" not in refused.text
+    assert not fake.hub_calls("/controls/document-blocks", "PUT")
+    assert not fake.hub_calls("/controls/document-blocks", "DELETE")
+    assert fake.blocked_documents.get(PARENT, set()) == set()
+
+
+async def test_a_block_of_ones_own_document_while_acting_for_a_child_is_refused(
+    browser: httpx.AsyncClient, fake: FakeNetwork
+) -> None:
+    own = await logged_in(browser)
+    fields = form_fields(row_of(own, "Epikrise – astma"))
+    people = await browser.get("/innbygger/representasjon")
+    await browser.post(
+        "/innbygger/representasjon", data={"csrf_token": csrf_token(people), "person": CHILD11}
+    )
+    await browser.get("/innbygger/dokumenter")  # the child's overview
+    browser.cookies.set("onerecord_lang", "en", domain="portal.example")
+    refused = await browser.post("/innbygger/sperringer/dokument", data=fields)
+    assert refused.status_code == 403
+    assert "The document is not in the document list of the person" in refused.text
+    assert '<html lang="en">' in refused.text
+    assert not fake.hub_calls("/controls/document-blocks", "PUT")
+    assert fake.blocked_documents == {}
+
+
+async def test_a_block_listed_only_on_the_privacy_page_can_be_lifted(
+    browser: httpx.AsyncClient, fake: FakeNetwork
+) -> None:
+    fake.blocked_documents[PARENT] = {"2.16.578.1.99.9"}
+    page = await logged_in(browser)
+    assert "2.16.578.1.99.9" not in page.text  # not among the overview's documents
+    privacy = await browser.get("/innbygger/personvern")
+    undo = re.search(
+        r'<form method="post" action="/innbygger/sperringer/dokument" class="row-action">(.*?)'
+        r"</form>",
+        privacy.text,
+        re.S,
+    )
+    assert undo
+    fields = form_fields(undo.group(1))
+    assert fields["unique_id"] == "2.16.578.1.99.9" and fields["home_community_id"] == ""
+    done = await browser.post("/innbygger/sperringer/dokument", data=fields)
+    assert done.status_code == 303 and done.headers["location"] == "/innbygger/personvern"
+    (delete,) = fake.hub_calls("/controls/document-blocks", "DELETE")
+    assert delete.url.path == "/controls/document-blocks/2.16.578.1.99.9"
+    assert fake.blocked_documents[PARENT] == set()
+    assert "Sperringen er opphevet" in notice(await browser.get(done.headers["location"]))[1]
+    # Lifting it again: no longer blocked, not listed, so refused.
+    again = await browser.post("/innbygger/sperringer/dokument", data=fields)
+    assert again.status_code == 403
+    assert len(fake.hub_calls("/controls/document-blocks", "DELETE")) == 1
+
+
+async def test_a_person_switched_while_the_documents_load_is_not_mixed_in(
+    browser: httpx.AsyncClient, fake: FakeNetwork
+) -> None:
+    own = await logged_in(browser)
+    fields = form_fields(row_of(own, "Epikrise – astma"))
+    link = re.search(r'<a href="(/innbygger/dokument/[^"]+)">Epikrise – astma</a>', own.text)
+    assert link
+    people = await browser.get("/innbygger/representasjon")
+    asked, release = asyncio.Event(), asyncio.Event()
+    fake.search_gate = (asked, release)
+    loading = asyncio.create_task(browser.get("/innbygger/dokumenter"))
+    await asyncio.wait_for(asked.wait(), 5)
+    # Meanwhile, in another tab: act for the child.
+    switched = await browser.post(
+        "/innbygger/representasjon", data={"csrf_token": csrf_token(people), "person": CHILD11}
+    )
+    assert switched.status_code == 303
+    release.set()
+    page = await asyncio.wait_for(loading, 5)
+    fake.search_gate = None
+    # The page about the citizen says so, above the citizen's documents.
+    assert page.status_code == 200
+    assert "Du ser dine egne dokumenter." in page.text and "Epikrise – astma" in page.text
+    assert "Terje Pettersen (barn)" not in page.text
+    search = fake.hub_calls("/fhir/DocumentReference")[-1]
+    assert search.url.params["patient.identifier"].endswith(f"|{PARENT}")
+    assert "patient" not in fake.hub_calls("/controls")[-1].url.params
+    # The citizen's rows were not kept as the child's: neither opened nor blocked as the child's.
+    assert (await browser.get(link.group(1))).status_code == 404
+    refused = await browser.post("/innbygger/sperringer/dokument", data=fields)
+    assert refused.status_code == 403 and not fake.hub_calls("/controls/document-blocks", "PUT")
+    child = await browser.get("/innbygger/dokumenter")
+    assert "Du ser dokumentene til Terje Pettersen (barn)." in child.text
+    assert "Barnets journalnotat" in child.text and "Epikrise – astma" not in child.text
 
 
 async def test_without_controls_the_block_buttons_are_hidden_and_that_is_said(

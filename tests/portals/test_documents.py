@@ -550,6 +550,17 @@ def test_sanitise_narrative_rejects_doctype_and_empty_results() -> None:
     )
 
 
+@pytest.mark.parametrize("span", ["²", "١٢", "0", "101", "1" * 5000, "-1", " ", "2a"])
+def test_a_span_that_is_not_a_small_ascii_number_is_dropped_not_fatal(span: str) -> None:
+    div = f'<div><table><tr><td colspan="{span}" rowspan="2">x</td></tr></table></div>'
+    assert sanitise_narrative(div) == Markup(
+        '<div class="fhir-narrative"><table><tr><td rowspan="2">x</td></tr></table></div>'
+    )
+    view = _show(_bundle([{"title": "Notat", "text": {"div": div}}]), "application/fhir+json")
+    assert view.kind == "html"
+    assert view.html is not None and "fhir-narrative" in view.html
+
+
 # --- dispatch --------------------------------------------------------------------------------
 
 

@@ -169,6 +169,26 @@ def test_bad_values_fall_back_and_are_reported(params: dict[str, str], problem: 
     apply_listing(ROWS, query)  # still a view
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "20260101",
+        "2026-W01-1",
+        "2026-W01",
+        "2026-001",
+        "２０２６-０１-０１",
+        "2026-1-1",
+        "2026-01-01T00",
+    ],
+)
+def test_only_yyyy_mm_dd_is_a_date(value: str) -> None:
+    query = parse_listing_query({"fra": value, "til": value})
+    assert query.problems == ("fra", "til")
+    assert query.date_from is None and query.date_to is None
+    ok = parse_listing_query({"fra": " 2026-01-01 ", "til": "2026-01-04"})
+    assert (ok.date_from, ok.date_to, ok.problems) == (date(2026, 1, 1), date(2026, 1, 4), ())
+
+
 def test_several_problems_are_all_named() -> None:
     query = parse_listing_query({"sorter": "x", "retning": "y", "antall": "7", "fra": "z"})
     assert set(query.problems) == {"sorter", "retning", "antall", "fra"}

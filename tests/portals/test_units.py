@@ -18,7 +18,13 @@ from onerecord.portals.basis import (
 from onerecord.portals.errors import HubUnavailable
 from onerecord.portals.gateway import MASKED_COUNT_HEADER, fetch_overview
 from onerecord.portals.i18n import Translator
-from onerecord.portals.override_log import EmergencyOverride, FileOverrideLog, MemoryOverrideLog
+from onerecord.portals.override_log import (
+    EmergencyOverride,
+    FileOverrideLog,
+    MemoryOverrideLog,
+    normalise_reason,
+    reason_problem,
+)
 from onerecord.portals.overview import RegionNotice, build_overview
 from onerecord.portals.sessions import (
     PortalSession,
@@ -371,6 +377,42 @@ def test_file_override_log_writes_one_json_line_per_override(tmp_path: Path) -> 
     assert [o.reason for o in memory.entries] == ["x" * 10]
 
 
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("  Bevisstløs\tpasient \n i mottaket ", "Bevisstløs pasient i mottaket"),
+        ("Be\u200bvisst\u200dløs\ufeff pasient\u00ad", "Bevisstløs pasient"),
+        ("Linje\u2028to\x00\x07 og\u00a0tre", "Linje to og tre"),
+        ("\u200b" * 20, ""),
+    ],
+)
+def test_emergency_reason_drops_invisible_characters_and_collapses_space(
+    raw: str, clean: str
+) -> None:
+    assert normalise_reason(raw) == clean
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ("\u200b" * 20, "hcp.emergency.reason-length"),
+        ("\u200b \u200b " * 10, "hcp.emergency.reason-length"),
+        ("a\u200b" * 9, "hcp.emergency.reason-length"),
+        ("x" * 501, "hcp.emergency.reason-length"),
+        ("- . - . - . - . - .", "hcp.emergency.reason-words"),
+        ("\u0301" * 20, "hcp.emergency.reason-words"),
+        ("ab cd ... !!!", "hcp.emergency.reason-words"),
+        ("abcde .....", None),
+        ("Bevisstløs pasient i akuttmottaket", None),
+        ("Ulykke 112 – 4 skadde", None),
+    ],
+)
+def test_emergency_reason_needs_ten_characters_and_some_letters_or_digits(
+    raw: str, problem: str | None
+) -> None:
+    assert reason_problem(normalise_reason(raw)) == problem
+
+
 @pytest.mark.anyio
 async def test_a_masked_count_in_other_digits_is_ignored_not_a_crash() -> None:
     def hub(request: httpx.Request) -> httpx.Response:
@@ -409,10 +451,32 @@ async def test_next_links_are_followed_only_on_the_hub() -> None:
 
 
 def test_session_store_drops_the_least_recently_used_at_its_limit() -> None:
-    store = SessionStore(idle_s=1000, max_sessions=3)
+    store = SessionStore(idle_s=1000, max_anonymous=3)
     first, second, third = (store.create(now=t) for t in (1, 2, 3))
     assert store.get(first.id, now=4) is first  # first is now the most recently used
     fourth = store.create(now=5)
     assert len(store) == 3
     assert store.get(second.id, now=6) is None
     assert all(store.get(s.id, now=6) is s for s in (first, third, fourth))
+
+
+def test_anonymous_sessions_never_push_out_a_logged_in_one() -> None:
+    store = SessionStore(idle_s=1000, max_sessions=2, max_anonymous=3)
+    alice = store.rotate(store.create(now=1), now=1)  # logged in
+    bob = store.rotate(store.create(now=2), now=2)
+    # A flood of cookieless visits to the login page, each newer than both logins.
+    flood = [store.create(now=10 + i) for i in range(50)]
+    assert store.get(alice.id, now=100) is alice and store.get(bob.id, now=100) is bob
+    assert len(store) == 2 + 3
+    assert all(store.get(s.id, now=100) is None for s in flood[:-3])
+    assert all(store.get(s.id, now=100) is s for s in flood[-3:])
+    # Logged-in sessions have their own bound: a third login drops the least recently used.
+    store.get(alice.id, now=101)
+    carol = store.rotate(store.create(now=102), now=102)
+    assert store.get(bob.id, now=103) is None
+    assert store.get(alice.id, now=103) is alice and store.get(carol.id, now=103) is carol
+    # Idle sessions still expire in both pools.
+    assert store.get(alice.id, now=2000) is None
+    store.create(now=2000)
+    assert len(store) == 1
+    assert store.get(carol.id, now=2000) is None

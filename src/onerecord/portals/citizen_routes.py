@@ -38,11 +38,13 @@ from onerecord.portals.citizen_view import (
     citizen_row,
     find_person,
     is_level_four_citizen,
+    may_change_document_block,
     practitioner_names,
     read_people,
 )
 from onerecord.portals.document_pages import document_content, document_page
 from onerecord.portals.errors import (
+    DocumentNotListed,
     DocumentUnavailable,
     HubRefused,
     LoginFailed,
@@ -90,9 +92,9 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             representations=session.representations,
         )
 
-    def patient_param(session: PortalSession) -> str | None:
+    def patient_param(session: PortalSession, person: Person | None = None) -> str | None:
         """`?patient=` for the hub: the person acted for; None for the citizen themselves."""
-        person = acting(session)
+        person = person or acting(session)
         return None if person.is_self else person.nin
 
     async def hub_of(session: PortalSession) -> HubSession:
@@ -119,13 +121,18 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             session.hub = tokens.hub_session()
         return session.hub
 
-    def frame(session: PortalSession, active: str | None) -> dict[str, Any]:
-        """What citizen/_layout.html needs: menu, whom the page is about, the last notice."""
+    def frame(
+        session: PortalSession, active: str | None, person: Person | None = None
+    ) -> dict[str, Any]:
+        """What citizen/_layout.html needs: menu, whom the page is about, the last notice.
+
+        `person` is whom the page's data is about, when it was read before an await.
+        """
         notice = Notice.decode(session.flash)
         session.flash = None
         return {
             "notice": notice,
-            "acting": acting(session),
+            "acting": person or acting(session),
             "nav": CITIZEN_PAGES,
             "active": active,
             "base": _BASE,
@@ -138,6 +145,7 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
         *,
         active: str | None,
         status_code: int = 200,
+        person: Person | None = None,
         **context: Any,
     ) -> Response:
         return portal.render(
@@ -145,7 +153,7 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             template,
             session,
             status_code=status_code,
-            **frame(session, active),
+            **frame(session, active, person),
             **context,
         )
 
@@ -200,12 +208,15 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
     # -- documents ----------------------------------------------------------------------------
 
     async def read_controls_quietly(
-        session: PortalSession, hub: HubSession
+        session: PortalSession, hub: HubSession, person: Person
     ) -> PatientControls | None:
         """The controls for the block forms; None when the hub cannot say (forms are hidden)."""
         try:
             return await fetch_controls(
-                portal.client(), hub, hub_fhir=settings.hub_fhir, patient=patient_param(session)
+                portal.client(),
+                hub,
+                hub_fhir=settings.hub_fhir,
+                patient=patient_param(session, person),
             )
         except PortalError:
             return None
@@ -213,8 +224,9 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
     @app.get(f"{_BASE}/dokumenter")
     async def documents(request: Request) -> Response:
         session = citizen(portal.session(request))
-        hub = await hub_of(session)
+        # Whom this page is about, read once: another tab may switch person while it loads.
         person = acting(session)
+        hub = await hub_of(session)
         try:
             overview = await fetch_overview(
                 portal.client(),
@@ -228,12 +240,15 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             raise HubRefused(
                 "citizen.error.refused", advice_key="citizen.error.refused.advice"
             ) from None
-        controls = await read_controls_quietly(session, hub)
+        controls = await read_controls_quietly(session, hub, person)
         blocked = controls.blocked_documents if controls is not None else None
         states = {r.unique_id: block_state(r, blocked) for r in overview.rows if r.unique_id}
         rows = tuple(citizen_row(r) for r in overview.rows)
         overview = replace(overview, rows=rows)
-        session.rows = {r.ref: r for r in rows if r.ref}
+        if acting(session) == person:
+            # Else the person was switched meanwhile: these rows are not theirs, and the next
+            # page fetches afresh.
+            session.rows = {r.ref: r for r in rows if r.ref}
         query = parse_listing_query(dict(request.query_params))
         listing = apply_listing(rows, query)
         return page(
@@ -241,6 +256,7 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             session,
             "citizen/documents.html",
             active="dokumenter",
+            person=person,
             overview=overview,
             page=listing,
             query=query,
@@ -257,30 +273,41 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             raise DocumentUnavailable()
         return row
 
+    async def listed_for(
+        session: PortalSession, ref: str
+    ) -> tuple[DocumentRow, HubSession, Person]:
+        """Return a listed document, the hub session naming its person, and that person."""
+        hub = await hub_of(session)
+        # Read together, with no await between: the session's rows are always those of the
+        # person it acts for now (they are dropped on a switch and kept only if still theirs).
+        person = acting(session)
+        row = listed(session, ref)
+        return row, replace(hub, patient_nin=person.nin), person
+
     @app.get(f"{_BASE}/dokument/{{ref}}")
     async def document(ref: str, request: Request) -> Response:
         session = citizen(portal.session(request))
-        row = listed(session, ref)
+        row, hub, person = await listed_for(session, ref)
         return await document_page(
             portal,
             request,
             session,
-            hub=replace(await hub_of(session), patient_nin=acting(session).nin),
+            hub=hub,
             row=row,
             access_basis=None,
             back_url=f"{_BASE}/dokumenter",
             content_url=f"{_BASE}/dokument/{ref}/innhold",
             template="citizen/document.html",
-            **frame(session, "dokumenter"),
+            **frame(session, "dokumenter", person),
         )
 
     @app.get(f"{_BASE}/dokument/{{ref}}/innhold")
     async def document_bytes(ref: str, request: Request) -> Response:
         session = citizen(portal.session(request))
-        row = listed(session, ref)
+        row, hub, _person = await listed_for(session, ref)
         return await document_content(
             portal,
-            hub=replace(await hub_of(session), patient_nin=acting(session).nin),
+            hub=hub,
             row=row,
             access_basis=None,
             download=request.query_params.get("last-ned") == "1",
@@ -311,6 +338,9 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
     @app.post(f"{_BASE}/sperringer/dokument")
     async def change_document_block(request: Request) -> Response:
         session, form = await checked_citizen_form(request)
+        # Read together, with no await between: the rows are those of the person acted for.
+        person = acting(session)
+        rows = tuple(session.rows.values())
         back = safe_next(form.get("neste"), f"{_BASE}/dokumenter")
         action = form.get("handling")
         try:
@@ -320,11 +350,30 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
                 form.get("unique_id", ""),
                 form.get("home_community_id", ""),
                 on=action == "sperr",
-                patient=patient_param(session),
+                patient=patient_param(session, person),
             )
         except InvalidControl as exc:
             session.flash = Notice(exc.message_key, problem=True).encode()
             return portal.redirect(back, session)
+        assert change.target is not None
+        if not may_change_document_block(
+            change.target, change.home_community_id, on=change.on, rows=rows
+        ):
+            # Not in the last overview. A block to lift may still be one the privacy page
+            # lists from the person's controls, which name documents the overview need not show.
+            blocked: frozenset[str] = frozenset()
+            if not change.on:
+                controls = await fetch_controls(
+                    portal.client(),
+                    await hub_of(session),
+                    hub_fhir=settings.hub_fhir,
+                    patient=change.patient,
+                )
+                blocked = controls.blocked_documents
+            if not may_change_document_block(
+                change.target, change.home_community_id, on=change.on, rows=(), blocked=blocked
+            ):
+                raise DocumentNotListed()
         done = "citizen.block.document.on" if change.on else "citizen.block.document.off"
         await apply(session, change, done)
         return portal.redirect(back, session)
@@ -368,19 +417,22 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
         hpr_error: str | None = None,
         hpr_value: str = "",
     ) -> Response:
+        person = acting(session)  # whom the page is about, whatever another tab does meanwhile
         controls = await fetch_controls(
             portal.client(),
             await hub_of(session),
             hub_fhir=settings.hub_fhir,
-            patient=patient_param(session),
+            patient=patient_param(session, person),
         )
-        by_unique_id = {r.unique_id: r for r in session.rows.values() if r.unique_id}
+        rows = session.rows.values() if acting(session) == person else ()
+        by_unique_id = {r.unique_id: r for r in rows if r.unique_id}
         return page(
             request,
             session,
             "citizen/privacy.html",
             active="personvern",
             status_code=status_code,
+            person=person,
             controls=controls,
             documents=[(uid, by_unique_id.get(uid)) for uid in sorted(controls.blocked_documents)],
             practitioners=[(hpr, staff_names.get(hpr)) for hpr in controls.blocked_practitioners],
@@ -397,12 +449,13 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
     @app.get(f"{_BASE}/tilgangslogg")
     async def access_log(request: Request) -> Response:
         session = citizen(portal.session(request))
+        person = acting(session)  # whom the page is about, whatever another tab does meanwhile
         log = await fetch_access_log(
             portal.client(),
             await hub_of(session),
             hub_fhir=settings.hub_fhir,
             regions=settings.regions,
-            patient=acting(session).nin,
+            patient=person.nin,
         )
         raw = request.query_params.get("side", "1")
         # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
@@ -412,6 +465,7 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             session,
             "citizen/access_log.html",
             active="tilgangslogg",
+            person=person,
             log=log,
             log_page=log.page(number),
             region_key=region_message_key,

@@ -6,6 +6,8 @@
 - A block state per overview row: blocked by the citizen (undo possible), marked NORS where
   it was written (not the citizen's to lift), open, or unknown when the controls could not be
   read.
+- Which documents a block may name: one of the person's last overview; lifting a block also
+  any of their blocked uniqueIds.
 - Notices: the one-off message after a change, kept in the session as JSON (message id,
   parameters, whether it reports a problem) and translated when shown.
 
@@ -15,11 +17,16 @@ References: TRUST-FRAMEWORK §5.2 (who may act for whom), §4.5 (sperring, NORS)
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from onerecord.domain import InvalidIdentifier, NationalIdentityNumber
+from onerecord.domain import (
+    DocumentUniqueId,
+    HomeCommunityId,
+    InvalidIdentifier,
+    NationalIdentityNumber,
+)
 from onerecord.portals.oauth import CITIZEN_ACR
 from onerecord.portals.overview import DocumentRow
 
@@ -36,6 +43,7 @@ __all__ = [
     "citizen_row",
     "find_person",
     "is_level_four_citizen",
+    "may_change_document_block",
     "practitioner_names",
     "read_people",
 ]
@@ -214,6 +222,43 @@ def block_state(row: DocumentRow, blocked: frozenset[str] | None) -> str:
     if row.emergency:  # NORS on a document shown in full: the citizen's own view of it
         return BlockState.LABELLED
     return BlockState.OPEN
+
+
+def _document_key(unique_id: str, home_community_id: str) -> tuple[str, str | None] | None:
+    """Return (uniqueId, homeCommunityId URN or None) as a block names them; None if invalid."""
+    try:
+        uid = DocumentUniqueId(unique_id.strip()).value
+        hcid = home_community_id.strip()
+        return uid, HomeCommunityId.parse(hcid).urn if hcid else None
+    except (InvalidIdentifier, ValueError):
+        return None
+
+
+def may_change_document_block(
+    unique_id: str,
+    home_community_id: str | None,
+    *,
+    on: bool,
+    rows: Iterable[DocumentRow],
+    blocked: frozenset[str] = frozenset(),
+) -> bool:
+    """True when the citizen may block (`on`) or unblock this document of the person acted for.
+
+    A block names a document of the person's last overview, by its uniqueId and the region
+    that holds it, exactly as listed. Lifting a block may also name any uniqueId in the
+    person's blocked documents (`blocked`): the privacy page lists blocks whose documents the
+    last overview need not show. `unique_id` and `home_community_id` are as `ControlChange`
+    normalised them.
+    """
+    wanted = _document_key(unique_id, home_community_id or "")
+    if wanted is None:
+        return False
+    listed = any(
+        _document_key(r.unique_id, r.home_community_id) == wanted
+        for r in rows
+        if r.unique_id and not r.blocked
+    )
+    return listed or (not on and wanted[0] in blocked)
 
 
 def citizen_row(row: DocumentRow) -> DocumentRow:

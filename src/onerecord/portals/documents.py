@@ -521,10 +521,19 @@ _DROPPED = frozenset(
     "head title".split()
 )
 _VOID = frozenset({"br", "hr"})
+_MAX_SPAN = 100
+
+
+def _span(value: str) -> bool:
+    """True for a colspan/rowspan of 1 to `_MAX_SPAN` written in ASCII digits."""
+    # str.isdigit() alone also accepts "²" and other digits int() refuses.
+    return value.isascii() and value.isdigit() and len(value) <= 3 and 0 < int(value) <= _MAX_SPAN
+
+
 _ATTRIBUTE_VALUES: Mapping[str, Callable[[str], bool]] = {
     "scope": lambda v: v in ("row", "col", "rowgroup", "colgroup"),
-    "colspan": lambda v: v.isdigit() and 0 < int(v) <= 100,
-    "rowspan": lambda v: v.isdigit() and 0 < int(v) <= 100,
+    "colspan": _span,
+    "rowspan": _span,
     "href": lambda v: re.fullmatch(r"https?://[^\s\"'<>`]+", v, re.IGNORECASE) is not None,
 }
 

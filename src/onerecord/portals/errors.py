@@ -7,7 +7,8 @@
     ├── TokenRefused        502: the token service said no (or did not answer)
     ├── HubRefused          403: the hub refused the request (policy, patient binding)
     ├── HubUnavailable      502: the hub did not answer, or answered with an error
-    └── DocumentUnavailable 404: the document is gone, withheld or not in this overview
+    ├── DocumentUnavailable 404: the document is gone, withheld or not in this overview
+    └── DocumentNotListed   403: a citizen's block names a document not of the person acted for
 
 Each error names message ids (`messages/*.toml`) for what happened and what to do; the error
 page shows them in the user's language, never a stack trace.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 __all__ = [
     "CsrfRejected",
+    "DocumentNotListed",
     "DocumentUnavailable",
     "HubRefused",
     "HubUnavailable",
@@ -85,3 +87,11 @@ class DocumentUnavailable(PortalError):
     status_code = 404
     message_key = "error.document-unavailable"
     advice_key = "error.document-unavailable.advice"
+
+
+class DocumentNotListed(PortalError):
+    """A block names a document not in the overview of the person acted for (tampered/stale)."""
+
+    status_code = 403
+    message_key = "citizen.block.not-listed"
+    advice_key = "citizen.block.not-listed.advice"

@@ -10,6 +10,7 @@ Routes stay thin: check the session and CSRF token, call one gateway function, r
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,11 +27,16 @@ from onerecord.portals.basis import (
     parse_access_request,
 )
 from onerecord.portals.document_pages import document_content, document_page
-from onerecord.portals.errors import DocumentUnavailable, NotLoggedIn, PortalError
+from onerecord.portals.errors import DocumentUnavailable, NotLoggedIn
 from onerecord.portals.gateway import fetch_overview, open_patient
 from onerecord.portals.listing import PAGE_SIZES, SORT_KEYS, apply_listing, parse_listing_query
 from onerecord.portals.oauth import token_claims
-from onerecord.portals.override_log import EmergencyOverride
+from onerecord.portals.override_log import (
+    MAX_REASON,
+    EmergencyOverride,
+    normalise_reason,
+    reason_problem,
+)
 from onerecord.portals.overview import DocumentRow
 from onerecord.portals.sessions import PortalSession
 from onerecord.portals.web import Portal
@@ -45,9 +51,29 @@ EMERGENCY_PURPOSE = "BTG"
 EMERGENCY_BASIS = "FORHOYET_AKUTT"
 """The elevated access basis sent with the override (§4.3 item 3)."""
 _REFRESH_MARGIN_S = 30.0
-_MIN_REASON = 10
-_MAX_REASON = 500
 _BASE = "/helsepersonell"
+
+
+@dataclass(frozen=True, slots=True)
+class _OpenPatient:
+    """One consistent view of the session's patient: the stated basis, the override, the token.
+
+    Taken once at the start of a request and used for its hub calls and its page, so that a
+    patient chosen in another tab meanwhile cannot mix one patient's header with another's
+    documents.
+    """
+
+    access: AccessRequest
+    emergency_reason: str | None
+    hub: HubSession
+
+    @property
+    def access_basis(self) -> str:
+        return EMERGENCY_BASIS if self.emergency_reason is not None else self.access.access_basis
+
+    def held_by(self, session: PortalSession) -> bool:
+        """True while the session still states this basis (rows fetched with it belong)."""
+        return session.access == self.access and session.emergency_reason == self.emergency_reason
 
 
 def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
@@ -176,66 +202,89 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
             access = parse_access_request(form)
         except InvalidAccessRequest as exc:
             return patient_form(request, session, 400, error=exc, form=form)
-        session.emergency_reason = None
-        await open_for_patient(session, access)
-        session.rows = {}
+        if await open_for_patient(session, access) is None:
+            # Another workplace or login meanwhile: state the basis again for that one.
+            return portal.redirect(f"{_BASE}/pasient", session)
         return portal.redirect(f"{_BASE}/oversikt", session)
 
-    async def open_for_patient(
-        session: PortalSession, access: AccessRequest, *, only_if_expiring: bool = False
-    ) -> None:
-        """Get a token stating `access` (the emergency purpose once overridden) for its patient.
+    def open_patient_of(session: PortalSession) -> _OpenPatient | None:
+        """Return what the session states now, read in one go (no await in between)."""
+        if session.hub is None or session.access is None:
+            return None
+        return _OpenPatient(session.access, session.emergency_reason, session.hub)
 
-        One renewal at a time per session (the refresh token rotates); the token and the basis
-        it states change together, so no request pairs one patient's token with another's.
+    async def open_for_patient(
+        session: PortalSession,
+        access: AccessRequest | None,
+        *,
+        emergency_reason: str | None = None,
+    ) -> _OpenPatient | None:
+        """Get a token stating `access` (the emergency purpose with a reason) for its patient.
+
+        `access` None renews the token of the basis the session states when the lock is taken,
+        and only when it expires within the margin. One renewal at a time per session (the
+        refresh token rotates); the token, the basis and the override change together once the
+        STS has answered, so no request pairs one patient's token with another's basis. Return
+        what the session states afterwards; None when a new login or another workplace came
+        in meanwhile, since the token then states neither.
         """
         async with session.refresh_lock:
-            assert session.staff is not None and session.tokens is not None
-            left = session.tokens.expires_at - time.time()
-            if only_if_expiring and left >= _REFRESH_MARGIN_S:
-                return
-            session.tokens, session.hub = await open_patient(
+            staff, tokens = session.staff, session.tokens
+            if staff is None or tokens is None:
+                return None
+            if access is None:
+                left = tokens.expires_at - time.time()
+                if session.access is None or left >= _REFRESH_MARGIN_S:
+                    return open_patient_of(session)
+                access, emergency_reason = session.access, session.emergency_reason
+            new_tokens, hub = await open_patient(
                 portal.client(),
                 sts_url=settings.sts_url,
                 client_id=settings.client_id,
                 client_key=portal.client_key,
                 audience=settings.hub_audience,
-                tokens=session.tokens,
-                staff=session.staff,
+                tokens=tokens,
+                staff=staff,
                 request=access,
-                purpose_of_use=EMERGENCY_PURPOSE if session.emergency_reason else None,
+                purpose_of_use=EMERGENCY_PURPOSE if emergency_reason is not None else None,
             )
-            session.access = access
+            if session.tokens is not tokens:
+                return None  # a new login meanwhile: nothing of this one applies
+            session.tokens = new_tokens  # the refresh token has rotated
+            if session.staff is not staff:
+                return None  # another workplace meanwhile: the token names the old one
+            if session.access != access:
+                session.rows = {}  # the last overview was of another patient or basis
+            session.hub, session.access, session.emergency_reason = hub, access, emergency_reason
+            return open_patient_of(session)
 
-    async def patient_hub(session: PortalSession) -> HubSession | None:
-        """Return the patient's hub session, renewed shortly before its token expires."""
+    async def patient_view(session: PortalSession) -> _OpenPatient | None:
+        """Return the session's patient, basis and token, renewed shortly before it expires."""
         if session.hub is None or session.access is None or session.tokens is None:
             return None
         if session.tokens.expires_at - time.time() < _REFRESH_MARGIN_S:
-            await open_for_patient(session, session.access, only_if_expiring=True)
-        return session.hub
-
-    def access_basis(session: PortalSession) -> str | None:
-        if session.emergency_reason is not None:
-            return EMERGENCY_BASIS
-        return session.access.access_basis if session.access else None
+            return await open_for_patient(session, None)
+        return open_patient_of(session)
 
     @app.get(f"{_BASE}/oversikt")
     async def overview_page(request: Request) -> Response:
         session = logged_in(request)
         started = time.perf_counter()
-        hub = await patient_hub(session)
-        if hub is None or session.access is None:
+        opened = await patient_view(session)
+        if opened is None:
             return portal.redirect(f"{_BASE}/pasient", session)
         overview = await fetch_overview(
             portal.client(),
-            hub,
+            opened.hub,
             hub_fhir=settings.hub_fhir,
             regions=settings.regions,
-            patient=session.access.patient,
-            access_basis=access_basis(session),
+            patient=opened.access.patient,
+            access_basis=opened.access_basis,
         )
-        session.rows = {r.ref: r for r in overview.rows if r.ref}
+        if opened.held_by(session):
+            # Else another patient or basis was chosen meanwhile: these rows are not theirs,
+            # and the next overview fetches afresh.
+            session.rows = {r.ref: r for r in overview.rows if r.ref}
         query = parse_listing_query(dict(request.query_params))
         page = apply_listing(overview.rows, query)
         response = portal.render(
@@ -247,8 +296,8 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
             query=query,
             sort_keys=SORT_KEYS,
             page_sizes=PAGE_SIZES,
-            access=session.access,
-            emergency=session.emergency_reason is not None,
+            access=opened.access,
+            emergency=opened.emergency_reason is not None,
         )
         elapsed_ms = (time.perf_counter() - started) * 1000
         response.headers["server-timing"] = f"portal;dur={elapsed_ms:.1f}"
@@ -264,61 +313,63 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
     @app.post(f"{_BASE}/nodtilgang")
     async def emergency_override(request: Request) -> Response:
         session, form = await portal.checked_form(request)
-        if not session.logged_in or session.access is None or session.tokens is None:
+        access = session.access  # the patient whose page sent the form, whatever comes next
+        if not session.logged_in or access is None or session.tokens is None:
             raise NotLoggedIn()
-        assert session.staff is not None
-        reason = " ".join(form.get("reason", "").split())
-        if not _MIN_REASON <= len(reason) <= _MAX_REASON:
+        reason = normalise_reason(form.get("reason", ""))
+        problem = reason_problem(reason)
+        if problem is not None:
             return portal.render(
                 request,
                 "hcp/emergency.html",
                 session,
                 status_code=400,
-                error="hcp.emergency.reason-length",
-                reason=reason[:_MAX_REASON],
+                error=problem,
+                reason=reason[:MAX_REASON],
             )
-        session.emergency_reason = reason
-        try:
-            await open_for_patient(session, session.access)
-        except PortalError:
-            session.emergency_reason = None
-            raise
-        assert session.tokens is not None
+        opened = await open_for_patient(session, access, emergency_reason=reason)
+        if opened is None or session.staff is None or session.tokens is None:
+            # Another workplace or login meanwhile: nothing was opened, nothing is logged.
+            return portal.redirect(f"{_BASE}/pasient", session)
+        # No await since the token came: this worker and this token opened the documents.
+        staff = session.staff
         portal.override_log.write(
             EmergencyOverride(
                 at=datetime.now(UTC).isoformat(),
                 practitioner_hpr=session.hpr_number,
                 practitioner_name=session.staff_name or "",
-                legal_entity=session.staff.legal_entity,
-                point_of_care=session.staff.point_of_care,
-                department=session.staff.department,
-                patient=session.access.patient,
+                legal_entity=staff.legal_entity,
+                point_of_care=staff.point_of_care,
+                department=staff.department,
+                patient=opened.access.patient,
                 reason=reason,
-                decision_ref=session.access.decision_ref,
+                decision_ref=opened.access.decision_ref,
                 token_jti=str(token_claims(session.tokens.access_token).get("jti") or "") or None,
             )
         )
         return portal.redirect(f"{_BASE}/oversikt", session)
 
-    async def listed(session: PortalSession, ref: str) -> tuple[DocumentRow, HubSession]:
-        """Return a document of the last overview and the hub session to fetch it with."""
+    async def listed(session: PortalSession, ref: str) -> tuple[DocumentRow, _OpenPatient]:
+        """Return a document of the last overview and the patient view to fetch it with."""
+        opened = await patient_view(session)
+        # Read right after the view, with no await between: the session only ever holds rows
+        # fetched with the basis it states, so the row and the token are of one patient.
         row = session.rows.get(ref)
-        hub = await patient_hub(session)
-        if row is None or row.blocked or hub is None:
+        if opened is None or row is None or row.blocked:
             raise DocumentUnavailable()
-        return row, hub
+        return row, opened
 
     @app.get(f"{_BASE}/dokument/{{ref}}")
     async def document(ref: str, request: Request) -> Response:
         session = logged_in(request)
-        row, hub = await listed(session, ref)
+        row, opened = await listed(session, ref)
         return await document_page(
             portal,
             request,
             session,
-            hub=hub,
+            hub=opened.hub,
             row=row,
-            access_basis=access_basis(session),
+            access_basis=opened.access_basis,
             back_url=f"{_BASE}/oversikt",
             content_url=f"{_BASE}/dokument/{ref}/innhold",
         )
@@ -326,11 +377,11 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
     @app.get(f"{_BASE}/dokument/{{ref}}/innhold")
     async def document_bytes(ref: str, request: Request) -> Response:
         session = logged_in(request)
-        row, hub = await listed(session, ref)
+        row, opened = await listed(session, ref)
         return await document_content(
             portal,
-            hub=hub,
+            hub=opened.hub,
             row=row,
-            access_basis=access_basis(session),
+            access_basis=opened.access_basis,
             download=request.query_params.get("last-ned") == "1",
         )

@@ -28,6 +28,7 @@ __all__ = [
 
 PAGE_SIZES = (25, 50, 100, 200)
 SORT_KEYS = ("dato", "tittel", "type", "klasse", "forfatter", "virksomhet", "region")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class Listable(Protocol):
@@ -104,8 +105,13 @@ class ListingQuery:
 def _date(value: str | None, name: str, problems: list[str]) -> date | None:
     if not value:
         return None
+    # YYYY-MM-DD in ASCII digits only: date.fromisoformat also takes 20260101 and 2026-W01-1.
+    text = value.strip()
+    if _ISO_DATE.fullmatch(text) is None:
+        problems.append(name)
+        return None
     try:
-        return date.fromisoformat(value.strip())
+        return date.fromisoformat(text)
     except ValueError:
         problems.append(name)
         return None

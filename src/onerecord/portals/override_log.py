@@ -12,11 +12,50 @@ from __future__ import annotations
 import json
 import os
 import threading
+import unicodedata
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["EmergencyOverride", "FileOverrideLog", "MemoryOverrideLog", "OverrideLog"]
+__all__ = [
+    "MAX_REASON",
+    "MIN_REASON",
+    "MIN_REASON_ALNUM",
+    "EmergencyOverride",
+    "FileOverrideLog",
+    "MemoryOverrideLog",
+    "OverrideLog",
+    "normalise_reason",
+    "reason_problem",
+]
+
+MIN_REASON = 10
+MAX_REASON = 500
+MIN_REASON_ALNUM = 5
+"""At least this many letters or digits: a reason must say something."""
+
+
+def normalise_reason(raw: str) -> str:
+    """Return the reason as logged: invisible characters dropped, whitespace collapsed.
+
+    Unicode "other" characters (control, format such as U+200B, private use, unassigned) are
+    dropped, except whitespace, which becomes a space; runs of whitespace become one space.
+    """
+    kept = (
+        " " if ch.isspace() else ch
+        for ch in raw
+        if ch.isspace() or not unicodedata.category(ch).startswith("C")
+    )
+    return " ".join("".join(kept).split())
+
+
+def reason_problem(reason: str) -> str | None:
+    """Return the message id saying what is wrong with a normalised reason, or None if fine."""
+    if not MIN_REASON <= len(reason) <= MAX_REASON:
+        return "hcp.emergency.reason-length"
+    if sum(1 for ch in reason if ch.isalnum()) < MIN_REASON_ALNUM:
+        return "hcp.emergency.reason-words"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import hmac
 import secrets
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,56 +99,85 @@ def unsign_session_id(value: str, secret: str) -> str | None:
 
 
 class SessionStore:
-    """Sessions in this process's memory; idle ones expire (one portal process for now)."""
+    """Sessions in this process's memory; idle ones expire (one portal process for now).
 
-    def __init__(self, *, idle_s: float, max_sessions: int = 10_000) -> None:
-        self._sessions: dict[str, PortalSession] = {}
+    Two pools, each bounded and each dropping its own least recently used session when full:
+    anonymous sessions (`create`: anyone who opens a login page gets one, for the form's CSRF
+    token) and logged-in ones (`rotate`, at login). A flood of anonymous visitors can only push
+    out other anonymous sessions, never someone who has logged in.
+    """
+
+    def __init__(
+        self, *, idle_s: float, max_sessions: int = 10_000, max_anonymous: int = 10_000
+    ) -> None:
+        # Insertion order is use order (`get` moves a session to the end): the first is the
+        # least recently used, so eviction and expiry are cheap even under a flood.
+        self._anonymous: OrderedDict[str, PortalSession] = OrderedDict()
+        self._logged_in: OrderedDict[str, PortalSession] = OrderedDict()
         self._idle_s = idle_s
-        self._max = max_sessions
+        self._max_logged_in = max_sessions
+        self._max_anonymous = max_anonymous
 
     def __len__(self) -> int:
-        return len(self._sessions)
+        return len(self._anonymous) + len(self._logged_in)
 
     def create(self, *, now: float) -> PortalSession:
         """Start an anonymous session with a fresh id and CSRF token.
 
-        At `max_sessions` the least recently used session is dropped: anonymous visitors get a
-        session for the CSRF token of the login form, and they must not be able to fill memory.
+        At `max_anonymous` the least recently used anonymous session is dropped, so anonymous
+        visitors cannot fill memory; logged-in sessions are kept apart and are never dropped
+        for them.
         """
-        self._expire(now)
-        while len(self._sessions) >= self._max:
-            oldest = min(self._sessions.values(), key=lambda s: s.last_seen)
-            del self._sessions[oldest.id]
         session = PortalSession(
             id=secrets.token_urlsafe(32), csrf_token=secrets.token_urlsafe(32), last_seen=now
         )
-        self._sessions[session.id] = session
+        self._admit(self._anonymous, session, self._max_anonymous, now)
         return session
 
     def get(self, session_id: str, *, now: float) -> PortalSession | None:
         """Return a live session and mark it used; None when unknown or idle too long."""
-        session = self._sessions.get(session_id)
-        if session is None:
-            return None
-        if now - session.last_seen > self._idle_s:
-            del self._sessions[session_id]
-            return None
-        session.last_seen = now
-        return session
+        for pool in (self._logged_in, self._anonymous):
+            session = pool.get(session_id)
+            if session is None:
+                continue
+            if now - session.last_seen > self._idle_s:
+                del pool[session_id]
+                return None
+            session.last_seen = max(session.last_seen, now)
+            pool.move_to_end(session_id)
+            return session
+        return None
 
     def rotate(self, session: PortalSession, *, now: float) -> PortalSession:
-        """Give a session a new id and CSRF token (at login: no session fixation)."""
-        self._sessions.pop(session.id, None)
+        """Give a session a new id and CSRF token and count it as logged in (at login).
+
+        A new id at login: no session fixation. At `max_sessions` logged-in sessions the least
+        recently used of them is dropped.
+        """
+        self.end(session.id)
         session.id = secrets.token_urlsafe(32)
         session.csrf_token = secrets.token_urlsafe(32)
         session.last_seen = now
-        self._sessions[session.id] = session
+        self._admit(self._logged_in, session, self._max_logged_in, now)
         return session
 
     def end(self, session_id: str) -> None:
         """Forget a session and everything it holds (logout)."""
-        self._sessions.pop(session_id, None)
+        self._anonymous.pop(session_id, None)
+        self._logged_in.pop(session_id, None)
 
-    def _expire(self, now: float) -> None:
-        for key in [k for k, s in self._sessions.items() if now - s.last_seen > self._idle_s]:
-            del self._sessions[key]
+    def _admit(
+        self, pool: OrderedDict[str, PortalSession], session: PortalSession, cap: int, now: float
+    ) -> None:
+        self._expire(self._anonymous, now)
+        self._expire(self._logged_in, now)
+        while pool and len(pool) >= cap:
+            pool.popitem(last=False)
+        pool[session.id] = session
+
+    def _expire(self, pool: OrderedDict[str, PortalSession], now: float) -> None:
+        while pool:
+            oldest = next(iter(pool.values()))
+            if now - oldest.last_seen <= self._idle_s:
+                return
+            del pool[oldest.id]
