@@ -27,7 +27,12 @@ from tests.network.conftest import Network
 
 pytestmark = pytest.mark.slow
 
-BASIS = {"healthcare_service": "01", "purpose_of_use": "TREAT", "access_basis": "SAMTYKKE"}
+BASIS = {
+    "healthcare_service": "01",
+    "purpose_of_use": "TREAT",
+    "purpose_of_use_details": "BEHANDLER",
+    "access_basis": "SAMTYKKE",
+}
 
 
 def checked(page: Page, name: str) -> None:
@@ -63,6 +68,7 @@ def hcp_open_patient(
     page.fill("#patient", patient)
     page.select_option("#healthcare_service", BASIS["healthcare_service"])
     page.select_option("#purpose_of_use", BASIS["purpose_of_use"])
+    page.select_option("#purpose_of_use_details", BASIS["purpose_of_use_details"])
     page.check(f"#basis-{BASIS['access_basis']}")
     if shots:
         checked(page, "hcp-3-patient-and-basis")
@@ -175,7 +181,7 @@ def test_citizen_sees_the_visit_blocks_a_document_and_the_health_worker_loses_it
         log = citizen.locator("main")
         expect(log).to_contain_text(doctor["name"])
         expect(log).to_contain_text(doctor["organisation"])
-        expect(log).to_contain_text("Behandling")
+        expect(log).to_contain_text("Behandling – Helsetjenester generelt")
         assert doctor["nin"] not in log.inner_text()
 
         # A FHIR document (Bundle of type document) opens rendered, in the citizen's frame.
@@ -217,12 +223,18 @@ def test_parent_acts_for_a_child_of_ten_and_is_refused_for_a_child_of_thirteen(
     checked(page, "citizen-6-act-for-someone")
     refused = page.locator("ul.refused")
     expect(refused).to_contain_text("12 og 16")
-    page.locator("form", has=page.locator(f'input[value="{patients["child10"]}"]')).get_by_role(
-        "button"
-    ).click()
-    expect(page).to_have_url(re.compile(r"/innbygger/"))
+    # The manifest carries no names: the child of 10's name is the one the page offers.
+    child10 = page.locator(
+        "ul.people li", has=page.locator(f'input[value="{patients["child10"]}"]')
+    )
+    child10_name = re.sub(r" \(barn\)$", "", child10.locator(".person").inner_text().strip())
+    assert child10_name
+    acting_child10 = f"Du ser dokumentene til {child10_name} (barn)."
+    child10.get_by_role("button").click()
+    expect(page.locator(".acting")).to_contain_text(acting_child10)
     page.goto(f"{portal_url}/innbygger/dokumenter")
-    expect(page.locator("h1")).not_to_have_text(re.compile("^Mine dokumenter$"))
+    expect(page.locator(".acting")).to_contain_text(acting_child10)
+    expect(page.locator("h1")).to_have_text(f"Dokumentene til {child10_name}")
     checked(page, "citizen-7-child-documents")
     assert page.locator("tr.document").count() >= 1
 
@@ -235,8 +247,14 @@ def test_parent_acts_for_a_child_of_ten_and_is_refused_for_a_child_of_thirteen(
     )
     assert refused_answer.status == 403
     assert "12 og 16" in refused_answer.text()
+    named = re.search(r"Du kan ikke se dokumentene til ([^<]+?) digitalt\.", refused_answer.text())
+    assert named, refused_answer.text()[:2000]
+    child13_name = named.group(1)
+    assert child13_name != child10_name
+    # Still acting for the child of 10, by name; the child of 13 is named nowhere in the line.
     page.goto(f"{portal_url}/innbygger/dokumenter")
-    expect(page.locator(".acting")).not_to_contain_text(patients["child13"])
+    expect(page.locator(".acting")).to_contain_text(acting_child10)
+    expect(page.locator(".acting")).not_to_contain_text(child13_name)
 
 
 def test_pages_work_with_the_content_security_policy_enforced_and_switch_language(

@@ -27,6 +27,7 @@ from onerecord.portals.citizen_view import (
     citizen_row,
     find_person,
     is_level_four_citizen,
+    may_change_document_block,
     practitioner_names,
     read_people,
 )
@@ -36,6 +37,11 @@ from onerecord.portals.overview import DocumentRow, RegionNotice
 PARENT = "14928301045"
 CHILD11 = "02861569910"
 CHILD13 = "23841357663"
+READER_HPR = "6926956"
+READER_NIN = "15037840022"
+"""The reader's fødselsnummer: a region writes it as the identifier of a worker without an
+HPR number (audit/balp.py) and may carry it as `altId`; it must never reach the citizen."""
+FNR = "urn:oid:2.16.578.1.12.4.1.4.1"
 HSO = "urn:oid:2.16.578.1.12.4.5.100.1"
 VEST = "urn:oid:2.16.578.1.12.4.5.100.2"
 REGIONS = (
@@ -58,8 +64,9 @@ def audit_event(**changes: Any) -> dict[str, Any]:
                 "requestor": True,
                 "who": {
                     "display": "Ane Aasen",
-                    "identifier": {"system": "urn:oid:2.16.578.1.12.4.1.4.4", "value": "6926956"},
+                    "identifier": {"system": "urn:oid:2.16.578.1.12.4.1.4.4", "value": READER_HPR},
                 },
+                "altId": READER_NIN,
             },
             {"requestor": False, "who": {"display": "Oslo universitetssykehus HF"}},
             {"requestor": False, "who": {"display": "Medisinsk klinikk"}},
@@ -101,7 +108,14 @@ def test_access_log_row_has_who_where_why_and_what_but_no_identifier() -> None:
     assert row.opened is False and row.emergency is False
     assert row.region == "Helse Sør-Øst"
     assert row.recorded == "2026-03-02T13:05:00+00:00"
-    assert "6926956" not in repr(row)
+    assert READER_HPR not in repr(row) and READER_NIN not in repr(row)
+    # A worker without an HPR number is identified by their fødselsnummer: not shown either.
+    agents = audit_event()["agent"]
+    by_nin = {"display": "Ane Aasen", "identifier": {"system": FNR, "value": READER_NIN}}
+    no_hpr = {**agents[0], "who": by_nin}
+    (unnumbered,) = build_access_log(bundle(audit_event(agent=[no_hpr, *agents[1:]])), REGIONS).rows
+    assert unnumbered.who == "Ane Aasen"
+    assert READER_NIN not in repr(unnumbered) and READER_NIN not in repr(log)
     assert log.complete and [r.status for r in log.regions] == ["ok", "ok"]
 
 
@@ -257,6 +271,30 @@ def test_block_state_of_each_kind_of_row() -> None:
     assert block_state(_row(blocked=True), blocked) == BlockState.NOT_BLOCKABLE
     assert citizen_row(_row(emergency=True)).emergency is False
     assert citizen_row(_row()) == _row()
+
+
+def test_a_block_names_a_listed_document_and_an_undo_also_a_blocked_one() -> None:
+    rows = [_row(), _row(unique_id="2.16.578.1.99.2", home_community_id="", ref="r2")]
+    uid = "2.16.578.1.99.1"
+    for on in (True, False):
+        assert may_change_document_block(uid, VEST, on=on, rows=rows)
+        assert may_change_document_block(f"urn:oid:{uid}", VEST.upper(), on=on, rows=rows)
+        assert may_change_document_block("2.16.578.1.99.2", None, on=on, rows=rows)
+        # The same uniqueId in another region, or without its region, is another document.
+        assert not may_change_document_block(uid, HSO, on=on, rows=rows)
+        assert not may_change_document_block(uid, None, on=on, rows=rows)
+        assert not may_change_document_block("2.16.578.1.99.9", VEST, on=on, rows=rows)
+        assert not may_change_document_block("<script>", VEST, on=on, rows=rows)
+        assert not may_change_document_block(uid, VEST, on=on, rows=[_row(blocked=True)])
+    # Lifting a block the person's controls list is allowed without the overview; setting one
+    # is not.
+    blocked = frozenset({"2.16.578.1.99.9"})
+    other = "2.16.578.1.99.9"
+    for hcid in (None, HSO):
+        assert may_change_document_block(other, hcid, on=False, rows=(), blocked=blocked)
+    assert not may_change_document_block(other, None, on=True, rows=(), blocked=blocked)
+    unknown = "2.16.578.1.99.8"
+    assert not may_change_document_block(unknown, None, on=False, rows=(), blocked=blocked)
 
 
 def test_practitioner_names_come_from_the_known_staff() -> None:
