@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ from onerecord.search_client import (
 )
 from onerecord.trust.keys import SigningKey
 from onerecord.trust.patient_binding import encode_salt, make_digest, new_salt
-from tests.support.servers import wait_healthy
+from tests.support.servers import free_port_block, wait_healthy
 
 HUB_ENV = {
     "ONERECORD_HUB_PER_REGION_TIMEOUT_S": "0.8",
@@ -39,29 +38,6 @@ HUB_ENV = {
     "ONERECORD_HUB_BREAKER_FAILURE_THRESHOLD": "3",
     "ONERECORD_HUB_BREAKER_COOLDOWN_S": "1.0",
 }
-
-
-def free_port_block(size: int) -> int:
-    """Return the first of `size` consecutive free ports on 127.0.0.1."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + size >= 65000:
-            continue
-        try:
-            socks = []
-            for port in range(base, base + size):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-        return base
-    raise RuntimeError("no block of free ports")
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.network.conftest import free_port_block
+from tests.support.servers import free_port_block
 
 pytestmark = pytest.mark.slow
 

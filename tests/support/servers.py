@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -16,11 +17,47 @@ from typing import Any
 import httpx
 import uvicorn
 
+_LOWEST_PORT = 20000
+
+
+def _ephemeral_start() -> int:
+    """The first port the kernel hands out for outgoing connections (Linux: 32768)."""
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port_block(size: int) -> int:
+    """Return the first of `size` consecutive free ports on 127.0.0.1.
+
+    Ports come from below the kernel's ephemeral range: a port in that range can be taken by
+    any outgoing connection between this check and the server's bind (seen as «address already
+    in use» when a network of processes starts).
+    """
+    rng = random.SystemRandom()
+    top = max(_ephemeral_start() - size, _LOWEST_PORT + 1)
+    for _ in range(500):
+        base = rng.randrange(_LOWEST_PORT, top)
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + size):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+        return base
+    raise RuntimeError("no block of free ports")
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """Return a free port on 127.0.0.1, outside the ephemeral range (see free_port_block)."""
+    return free_port_block(1)
 
 
 @contextlib.contextmanager
