@@ -26,6 +26,7 @@ from onerecord.search_client import (
     fetch_token,
     practitioner_attestation,
     practitioner_session,
+    search_hub,
 )
 from onerecord.trust.keys import SigningKey
 from onerecord.trust.patient_binding import encode_salt, make_digest, new_salt
@@ -147,6 +148,20 @@ class Network:
                     client_key=self.client_key,
                     citizen=nin,
                 )
+
+        return asyncio.run(run())
+
+    def hub_search(self, session: HubSession, patient: str) -> dict[str, Any]:
+        """Search the hub for `patient`'s documents with `session` (one page of 200)."""
+
+        async def run() -> dict[str, Any]:
+            async with httpx.AsyncClient(timeout=30) as http:
+                answer = await search_hub(
+                    http, session, hub_fhir=self.hub_fhir, patient=patient, count=200
+                )
+            assert answer.status_code == 200, answer.text[:2000]
+            body: dict[str, Any] = answer.json()
+            return body
 
         return asyncio.run(run())
 

@@ -332,6 +332,18 @@ def form_fields(html: str) -> dict[str, str]:
     return dict(re.findall(r'name="([a-z_]+)" value="([^"]*)"', html))
 
 
+def undo_form(page: httpx.Response) -> dict[str, str]:
+    """The fields of the first document block's undo form on a page."""
+    undo = re.search(
+        r'<form method="post" action="/innbygger/sperringer/dokument" class="row-action">(.*?)'
+        r"</form>",
+        page.text,
+        re.S,
+    )
+    assert undo, page.text[-3000:]
+    return form_fields(undo.group(1))
+
+
 # --- login ----------------------------------------------------------------------------------
 
 
@@ -531,14 +543,7 @@ async def test_a_block_listed_only_on_the_privacy_page_can_be_lifted(
     page = await logged_in(browser)
     assert "2.16.578.1.99.9" not in page.text  # not among the overview's documents
     privacy = await browser.get("/innbygger/personvern")
-    undo = re.search(
-        r'<form method="post" action="/innbygger/sperringer/dokument" class="row-action">(.*?)'
-        r"</form>",
-        privacy.text,
-        re.S,
-    )
-    assert undo
-    fields = form_fields(undo.group(1))
+    fields = undo_form(privacy)
     assert fields["unique_id"] == "2.16.578.1.99.9" and fields["home_community_id"] == ""
     done = await browser.post("/innbygger/sperringer/dokument", data=fields)
     assert done.status_code == 303 and done.headers["location"] == "/innbygger/personvern"
@@ -827,14 +832,7 @@ async def test_privacy_lists_blocked_documents_with_their_titles_and_undo(
     assert "<caption>2 sperrede dokumenter</caption>" in page.text
     assert "<td>Brev fra fastlegen</td>" in page.text
     assert "<td>Dokument 2.16.578.1.99.9</td>" in page.text
-    undo = re.search(
-        r'<form method="post" action="/innbygger/sperringer/dokument" class="row-action">(.*?)'
-        r"</form>",
-        page.text,
-        re.S,
-    )
-    assert undo
-    fields = form_fields(undo.group(1))
+    fields = undo_form(page)
     assert fields["handling"] == "opphev" and fields["neste"] == "/innbygger/personvern"
     done = await browser.post("/innbygger/sperringer/dokument", data=fields)
     assert done.headers["location"] == "/innbygger/personvern"

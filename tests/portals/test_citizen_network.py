@@ -7,15 +7,12 @@ synthetic citizens as radio buttons, the choice is posted and the STS sends them
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 
-from onerecord.search_client import search_hub
 from tests.network.conftest import Network
 from tests.portals.pages import csrf_token, follow_redirects, login_through_sts
 
@@ -66,18 +63,7 @@ def form_fields(html: str) -> dict[str, str]:
 
 def practitioner_view(network: Network, patient: str) -> tuple[set[str], int]:
     """Search the hub as the cast doctor: the uniqueIds shown in full, and the masked count."""
-    session = network.practitioner(patient)
-
-    async def run() -> dict[str, Any]:
-        async with httpx.AsyncClient(timeout=30) as http:
-            response = await search_hub(
-                http, session, hub_fhir=network.hub_fhir, patient=patient, count=200
-            )
-            assert response.status_code == 200, response.text[:500]
-            body: dict[str, Any] = response.json()
-            return body
-
-    bundle = asyncio.run(run())
+    bundle = network.hub_search(network.practitioner(patient), patient)
     docs = [
         e["resource"]
         for e in bundle.get("entry", [])

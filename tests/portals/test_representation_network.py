@@ -10,17 +10,14 @@ References: TRUST-FRAMEWORK §5.2 (who may act for whom).
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Iterator
 from html import unescape
-from typing import Any
 
 import httpx
 import pytest
 
 from onerecord.portals.i18n import Translator
-from onerecord.search_client import search_hub
 from tests.network.conftest import Network
 from tests.portals.pages import csrf_token, login_through_sts
 
@@ -83,18 +80,7 @@ def unique_ids(page: httpx.Response) -> set[str]:
 
 def own_unique_ids(network: Network, nin: str) -> set[str]:
     """The uniqueIds a citizen's own hub search shows them (no portal in between)."""
-    session = network.citizen(nin)
-
-    async def run() -> dict[str, Any]:
-        async with httpx.AsyncClient(timeout=30) as http:
-            answer = await search_hub(
-                http, session, hub_fhir=network.hub_fhir, patient=nin, count=200
-            )
-            assert answer.status_code == 200, answer.text[:2000]
-            body: dict[str, Any] = answer.json()
-            return body
-
-    bundle = asyncio.run(run())
+    bundle = network.hub_search(network.citizen(nin), nin)
     return {
         e["resource"]["masterIdentifier"]["value"].removeprefix("urn:oid:")
         for e in bundle.get("entry", [])

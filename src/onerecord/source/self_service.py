@@ -143,6 +143,29 @@ class SelfService:
         self.controls = controls
         self.documents = documents
 
+    async def _audit(
+        self,
+        caller: CallerContext,
+        patient: NationalIdentityNumber,
+        action: AuditAction,
+        outcome: AuditOutcome,
+        *,
+        reason: str | None = None,
+        returned_count: int | None = None,
+        query: str | None = None,
+    ) -> None:
+        """Write one audit record of a self-service call (denials included)."""
+        record = self.recorder.record(
+            caller,
+            action=action,
+            outcome=outcome,
+            patient=patient.value,
+            reason=reason,
+            returned_count=returned_count,
+            query=query,
+        )
+        await self.recorder.write(record)
+
     async def _authorize(
         self, caller: CallerContext, patient: NationalIdentityNumber, action: AuditAction
     ) -> None:
@@ -150,15 +173,7 @@ class SelfService:
             await self.guard.authorize_citizen_self_service(caller, patient)
         except Exception as exc:
             reason = getattr(exc, "reason", None) or getattr(exc, "error", "denied")
-            await self.recorder.write(
-                self.recorder.record(
-                    caller,
-                    action=action,
-                    outcome=AuditOutcome.DENIED,
-                    patient=patient.value,
-                    reason=str(reason),
-                )
-            )
+            await self._audit(caller, patient, action, AuditOutcome.DENIED, reason=str(reason))
             raise
 
     def patient_or_self(self, caller: CallerContext, value: str | None) -> NationalIdentityNumber:
@@ -174,14 +189,12 @@ class SelfService:
         """Return who has looked at `patient`'s documents here (F2, F3)."""
         await self._authorize(caller, patient, AuditAction.ACCESS_LOG_READ)
         entries = await self.sink.citizen_log([patient.value])
-        await self.recorder.write(
-            self.recorder.record(
-                caller,
-                action=AuditAction.ACCESS_LOG_READ,
-                outcome=AuditOutcome.SUCCESS,
-                patient=patient.value,
-                returned_count=len(entries),
-            )
+        await self._audit(
+            caller,
+            patient,
+            AuditAction.ACCESS_LOG_READ,
+            AuditOutcome.SUCCESS,
+            returned_count=len(entries),
         )
         return access_log_bundle(entries, self_url=self_url)
 
@@ -204,14 +217,12 @@ class SelfService:
         entry = await self.documents.get(doc)
         if entry is None or entry.patient_id == patient:
             return
-        await self.recorder.write(
-            self.recorder.record(
-                caller,
-                action=AuditAction.CONTROL_CHANGE,
-                outcome=AuditOutcome.DENIED,
-                patient=patient.value,
-                reason="document-not-of-patient",
-            )
+        await self._audit(
+            caller,
+            patient,
+            AuditAction.CONTROL_CHANGE,
+            AuditOutcome.DENIED,
+            reason="document-not-of-patient",
         )
         raise NotFound(f"no document {doc.value} of this patient is registered here")
 
@@ -251,13 +262,8 @@ class SelfService:
                 await self.controls.unblock_practitioner(patient, who)
         else:  # pragma: no cover - routes only pass the kinds above
             raise BadRequest(f"unknown control {kind}")
-        await self.recorder.write(
-            self.recorder.record(
-                caller,
-                action=AuditAction.CONTROL_CHANGE,
-                outcome=AuditOutcome.SUCCESS,
-                patient=patient.value,
-                query=f"{kind}:{'set' if on else 'removed'}" + (f":{target}" if target else ""),
-            )
+        change = f"{kind}:{'set' if on else 'removed'}" + (f":{target}" if target else "")
+        await self._audit(
+            caller, patient, AuditAction.CONTROL_CHANGE, AuditOutcome.SUCCESS, query=change
         )
         return controls_json(await self.controls.controls_for(patient))
