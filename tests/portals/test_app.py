@@ -677,3 +677,30 @@ async def test_the_basis_form_preselects_nothing_and_the_token_states_what_was_c
     )
     emergency = json.dumps(_attestation_sent(portal.fakes.token_forms[-1]))
     assert '"code": "BTG"' in emergency and '"code": "COC"' not in emergency
+
+
+@pytest.mark.parametrize(
+    ("path", "fields"),
+    [
+        ("/helsepersonell/arbeidssted", {"workplace": "974000024:111"}),
+        ("/helsepersonell/pasient", {"patient": OTHER_PATIENT_NIN, **BASIS}),
+        ("/helsepersonell/nodtilgang", {"reason": "Bevisstløs pasient i akuttmottaket"}),
+        ("/logg-ut", {}),
+    ],
+)
+async def test_every_health_personnel_form_needs_the_sessions_csrf_token(
+    portal: App, path: str, fields: dict[str, str]
+) -> None:
+    """A complete form without the token, or with another, changes nothing (403)."""
+    client = portal.client
+    await _at_overview(client)
+    grants, searches = len(portal.fakes.token_forms), len(portal.fakes.hub_requests)
+    for token in (None, "x" * 43):
+        form = fields if token is None else {**fields, "csrf_token": token}
+        refused = await client.post(path, data=form)
+        assert refused.status_code == 403, (path, refused.text[-500:])
+    assert len(portal.fakes.token_forms) == grants
+    page = await client.get("/helsepersonell/oversikt")
+    assert page.status_code == 200 and PATIENT_NIN in page.text
+    assert "Nødtilgang er i bruk" not in page.text
+    assert len(portal.fakes.hub_requests) == searches + 1

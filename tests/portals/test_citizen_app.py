@@ -837,3 +837,31 @@ async def test_privacy_lists_blocked_documents_with_their_titles_and_undo(
     done = await browser.post("/innbygger/sperringer/dokument", data=fields)
     assert done.headers["location"] == "/innbygger/personvern"
     assert fake.hub_calls("/controls/document-blocks", "DELETE")
+
+
+@pytest.mark.parametrize(
+    ("path", "fields"),
+    [
+        (
+            "/innbygger/sperringer/dokument",
+            {"unique_id": "2.16.578.1.99.1", "home_community_id": HSO, "handling": "sperr"},
+        ),
+        ("/innbygger/sperringer/reservasjon", {"handling": "reserver"}),
+        ("/innbygger/sperringer/helsepersonell", {"hpr": HPR_DOCTOR, "handling": "sperr"}),
+        ("/innbygger/representasjon", {"person": CHILD11}),
+        ("/logg-ut", {}),
+    ],
+)
+async def test_every_citizen_form_needs_the_sessions_csrf_token(
+    browser: httpx.AsyncClient, fake: FakeNetwork, path: str, fields: dict[str, str]
+) -> None:
+    """A complete form without the token, or with another, changes nothing (403)."""
+    await logged_in(browser)
+    for token in (None, "x" * 43):
+        form = fields if token is None else {**fields, "csrf_token": token}
+        refused = await browser.post(path, data=form)
+        assert refused.status_code == 403, (path, refused.text[-500:])
+    for method in ("PUT", "DELETE"):
+        assert fake.hub_calls("/controls/", method) == []
+    page = await browser.get("/innbygger/dokumenter")
+    assert page.status_code == 200 and "Du ser dine egne dokumenter." in page.text
