@@ -27,6 +27,7 @@ from urllib.parse import quote
 import httpx
 
 from onerecord.domain import InvalidIdentifier, NationalIdentityNumber
+from onerecord.mhd import denial_reason
 from onerecord.trust.dpop import make_proof
 from onerecord.trust.keys import SigningKey
 from onerecord.trust.patient_binding import (
@@ -53,9 +54,9 @@ __all__ = [
     "hub_controls",
     "load_manifest",
     "overview_rows",
+    "patient_identifier",
     "practitioner_attestation",
     "practitioner_session",
-    "patient_identifier",
     "refusal_reasons",
     "region_lines",
     "region_reasons",
@@ -65,6 +66,16 @@ __all__ = [
 TEST_USER_GRANT = "urn:onerecord:params:oauth:grant-type:test-user"
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 FNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.1"
+
+_ORGNR = "urn:oid:2.16.578.1.12.4.1.4.101"
+_RESH = "urn:oid:2.16.578.1.12.4.1.4.102"
+_HPR_CATEGORY = "urn:oid:2.16.578.1.12.4.1.1.9060"
+_HEALTHCARE_SERVICE = "urn:oid:2.16.578.1.12.4.1.1.8666"
+_PURPOSE = "urn:oid:2.16.840.1.113883.1.11.20448"
+_CARE_RELATION = "urn:AuditEventHL7Norway/CodeSystem/carerelation"
+_EXT_HCID = "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-HomeCommunityId"
+_EXT_STATUS = "https://onerecord.no/fhir/StructureDefinition/region-status"
+_EXT_LATENCY = "https://onerecord.no/fhir/StructureDefinition/region-latency-ms"
 
 
 def patient_identifier(patient: str) -> str:
@@ -79,28 +90,6 @@ def patient_identifier(patient: str) -> str:
     except InvalidIdentifier:
         system = FNR_SYSTEM
     return f"{system}|{patient}"
-
-
-_ORGNR = "urn:oid:2.16.578.1.12.4.1.4.101"
-_RESH = "urn:oid:2.16.578.1.12.4.1.4.102"
-_HPR_CATEGORY = "urn:oid:2.16.578.1.12.4.1.1.9060"
-_HEALTHCARE_SERVICE = "urn:oid:2.16.578.1.12.4.1.1.8666"
-_PURPOSE = "urn:oid:2.16.840.1.113883.1.11.20448"
-_CARE_RELATION = "urn:AuditEventHL7Norway/CodeSystem/carerelation"
-_EXT_HCID = "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-HomeCommunityId"
-_EXT_STATUS = "https://onerecord.no/fhir/StructureDefinition/region-status"
-_EXT_LATENCY = "https://onerecord.no/fhir/StructureDefinition/region-latency-ms"
-_DENIAL_REASON = "https://onerecord.no/fhir/CodeSystem/denial-reason"
-
-
-def _denial_reason(issue: Mapping[str, Any]) -> str | None:
-    details = issue.get("details")
-    codings = details.get("coding") if isinstance(details, Mapping) else None
-    for coding in codings if isinstance(codings, list) else ():
-        if isinstance(coding, Mapping) and coding.get("system") == _DENIAL_REASON:
-            code = coding.get("code")
-            return str(code) if code else None
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,7 +447,7 @@ def region_reasons(bundle: Mapping[str, Any]) -> dict[str, str]:
     reasons: dict[str, str] = {}
     for issue in _outcome_issues(bundle):
         hcid = _issue_hcid(issue)
-        reason = _denial_reason(issue)
+        reason = denial_reason(issue)
         if hcid is not None and reason is not None:
             reasons.setdefault(hcid, reason)
     return reasons
@@ -467,7 +456,7 @@ def region_reasons(bundle: Mapping[str, Any]) -> dict[str, str]:
 def refusal_reasons(outcome: Mapping[str, Any]) -> list[str | None]:
     """Return, for each region the hub names as failed, the reason it gave (None: none given)."""
     return [
-        _denial_reason(issue)
+        denial_reason(issue)
         for issue in _outcome_issues(outcome)
         if _issue_hcid(issue) is not None
         and any(e.get("url") == _EXT_STATUS for e in issue.get("extension", []))

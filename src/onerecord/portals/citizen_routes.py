@@ -356,24 +356,27 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             session.flash = Notice(exc.message_key, problem=True).encode()
             return portal.redirect(back, session)
         assert change.target is not None
-        if not may_change_document_block(
+        allowed = may_change_document_block(
             change.target, change.home_community_id, on=change.on, rows=rows
-        ):
-            # Not in the last overview. A block to lift may still be one the privacy page
-            # lists from the person's controls, which name documents the overview need not show.
-            blocked: frozenset[str] = frozenset()
-            if not change.on:
-                controls = await fetch_controls(
-                    portal.client(),
-                    await hub_of(session),
-                    hub_fhir=settings.hub_fhir,
-                    patient=change.patient,
-                )
-                blocked = controls.blocked_documents
-            if not may_change_document_block(
-                change.target, change.home_community_id, on=change.on, rows=(), blocked=blocked
-            ):
-                raise DocumentNotListed()
+        )
+        if not allowed and not change.on:
+            # Not in the last overview, but a block to lift may be one the privacy page lists
+            # from the person's controls, which name documents the overview need not show.
+            controls = await fetch_controls(
+                portal.client(),
+                await hub_of(session),
+                hub_fhir=settings.hub_fhir,
+                patient=change.patient,
+            )
+            allowed = may_change_document_block(
+                change.target,
+                change.home_community_id,
+                on=False,
+                rows=(),
+                blocked=controls.blocked_documents,
+            )
+        if not allowed:
+            raise DocumentNotListed()
         done = "citizen.block.document.on" if change.on else "citizen.block.document.off"
         await apply(session, change, done)
         return portal.redirect(back, session)
