@@ -20,6 +20,7 @@ import orjson
 from onerecord.domain.document_entry import DocumentStatus
 from onerecord.domain.errors import DomainError
 from onerecord.domain.identifiers import NationalIdentityNumber
+from onerecord.domain.limits import MAX_PAGE_SIZE
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -34,7 +35,6 @@ __all__ = [
 ]
 
 DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 500
 
 
 class InvalidCursor(DomainError):
