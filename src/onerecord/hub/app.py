@@ -56,6 +56,7 @@ from onerecord.mhd import (
     capability_statement,
     outcome_for,
 )
+from onerecord.mhd.openapi import ITI67_GET_OPENAPI, ITI67_POST_OPENAPI
 from onerecord.trust.access_token import Principal
 from onerecord.trust.errors import TrustError
 from onerecord.trust.patient_binding import PATIENT_NIN_HEADER, PATIENT_SALT_HEADER
@@ -282,7 +283,6 @@ def create_hub_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        openapi_url=None,
     )
     app.state.hub = service
     app.state.citizens = citizens
@@ -518,11 +518,11 @@ def create_hub_app(
     async def metadata() -> Response:
         return Response(capability, media_type=FHIR_JSON)
 
-    @app.get("/fhir/DocumentReference")
+    @app.get("/fhir/DocumentReference", openapi_extra=ITI67_GET_OPENAPI)
     async def find_document_references(request: Request, svc: Hub) -> Response:
         return await _find(request, svc, request.query_params.multi_items())
 
-    @app.post("/fhir/DocumentReference/_search")
+    @app.post("/fhir/DocumentReference/_search", openapi_extra=ITI67_POST_OPENAPI)
     async def find_document_references_post(request: Request, svc: Hub) -> Response:
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media != _FORM:

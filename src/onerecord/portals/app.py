@@ -69,7 +69,6 @@ def create_portal_app(settings: PortalSettings) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        openapi_url=None,
     )
     app.state.portal = portal
     app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")

@@ -35,6 +35,7 @@ from onerecord.mhd import (
     capability_statement,
     outcome_bytes,
 )
+from onerecord.mhd.openapi import ITI67_GET_OPENAPI, ITI67_POST_OPENAPI
 from onerecord.source.access import (
     AccessGuard,
     AccessRecorder,
@@ -400,7 +401,7 @@ def create_app(
         await _check_publisher(request, body, settings)
         return Response(await src.publish(body), status_code=200, media_type=FHIR_JSON)
 
-    @app.get("/fhir/DocumentReference")
+    @app.get("/fhir/DocumentReference", openapi_extra=ITI67_GET_OPENAPI)
     async def find_document_references(
         request: Request, src: SourceDep, caller: CallerDep
     ) -> Response:
@@ -408,7 +409,7 @@ def create_app(
         found = await src.find(caller, request.query_params.multi_items())
         return _found_response(found)
 
-    @app.post("/fhir/DocumentReference/_search")
+    @app.post("/fhir/DocumentReference/_search", openapi_extra=ITI67_POST_OPENAPI)
     async def find_document_references_post(
         request: Request, src: SourceDep, caller: CallerDep
     ) -> Response:
