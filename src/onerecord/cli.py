@@ -82,12 +82,16 @@ def source_serve(
     workers: Annotated[
         int, typer.Option(min=1, max=32, help="Worker processes (more than 1 needs --redis-url).")
     ] = 1,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Serve one regional document source (refuses to start without --issuer or open access)."""
     import uvicorn
 
     from onerecord.domain import HomeCommunityId
+    from onerecord.logs import configure_logging, logging_config
     from onerecord.source.app import create_app
+
+    configure_logging(log_level, service="source")
 
     hcid = HomeCommunityId.parse(home_community_id)
     settings = SourceSettings(
@@ -114,7 +118,13 @@ def source_serve(
         settings = settings.model_copy(update={"publisher_jwks_file": publisher_jwks})
     if db.startswith("sqlite:///"):
         Path(db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    server = {"host": host, "port": port, "log_level": "warning", "access_log": False}
+    server = {
+        "host": host,
+        "port": port,
+        "log_level": "warning",
+        "access_log": False,
+        "log_config": logging_config(log_level, service="source"),
+    }
     if workers == 1:
         uvicorn.run(create_app(settings), loop="uvloop", http="httptools", **server)  # type: ignore[arg-type]
         return
@@ -124,6 +134,7 @@ def source_serve(
         raise typer.BadParameter("--workers > 1 needs --redis-url for a shared replay cache")
     asyncio.run(_migrate(settings))  # once, before the workers race to do it
     os.environ.update(_settings_environment(settings))
+    os.environ["ONERECORD_LOG_LEVEL"] = log_level
     uvicorn.run(
         "onerecord.source.app:app_from_environment",
         factory=True,

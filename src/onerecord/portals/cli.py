@@ -30,10 +30,12 @@ def serve(
     import uvicorn
     from pydantic import ValidationError
 
+    from onerecord.logs import configure_logging, logging_config
     from onerecord.portals.app import create_portal_app
     from onerecord.portals.settings import PortalSettings
     from onerecord.trust.errors import DevelopmentKeyRefused
 
+    configure_logging(service="portals")
     try:
         settings = PortalSettings.from_manifest_file(
             manifest, public_url=public_url or f"http://{host}:{port}", dev_mode=dev
@@ -43,4 +45,11 @@ def serve(
         raise typer.BadParameter(str(exc.errors()[0]["msg"])) from None
     except DevelopmentKeyRefused as exc:
         raise typer.BadParameter(exc.description) from None
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        log_config=logging_config(service="portals"),
+        access_log=False,
+    )
