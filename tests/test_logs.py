@@ -159,3 +159,20 @@ def test_logging_an_error_costs_far_less_than_the_old_traceback(captured: io.Str
     spent = time.process_time() - started
     assert len(_lines(captured)) == 100
     assert spent < 1.0, spent
+
+
+def test_traceback_written_into_a_message_is_cut_to_its_exception_type(
+    captured: io.StringIO,
+) -> None:
+    """Starlette reports a failed start-up with the formatted traceback as the message."""
+    text = (
+        "Traceback (most recent call last):\n"
+        f'  File "x.py", line 1, in f\n    nin = "{SYNTHETIC_FNR}"\n'
+        "sqlalchemy.exc.ProgrammingError: (asyncpg) no schema has been selected, params "
+        f"({SYNTHETIC_FNR},)\n"
+    )
+    logging.getLogger("uvicorn.error").error(text)
+    (event,) = _lines(captured)
+    assert event["event"] == "traceback"
+    assert event["error"] == "sqlalchemy.exc.ProgrammingError"
+    assert "Traceback" not in captured.getvalue() and "params" not in captured.getvalue()

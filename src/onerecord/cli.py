@@ -34,7 +34,9 @@ def audit_verify(
 ) -> None:
     """Check every audit hash chain; exit 1 if any row was edited, deleted or reordered."""
     from onerecord.audit import audit_verify_command
+    from onerecord.preflight import exit_unless_usable
 
+    exit_unless_usable(db, db_schema)
     raise typer.Exit(audit_verify_command(db, db_schema))
 
 
@@ -89,6 +91,7 @@ def source_serve(
 
     from onerecord.domain import HomeCommunityId
     from onerecord.logs import configure_logging, logging_config
+    from onerecord.preflight import exit_unless_usable
     from onerecord.source.app import create_app
 
     configure_logging(log_level, service="source")
@@ -118,6 +121,7 @@ def source_serve(
         settings = settings.model_copy(update={"publisher_jwks_file": publisher_jwks})
     if db.startswith("sqlite:///"):
         Path(db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    exit_unless_usable(db, db_schema)
     server = {
         "host": host,
         "port": port,

@@ -66,6 +66,8 @@ _SECRET_SUFFIXES = ("_salt", "_body", "_password", "_secret", "_token", "_nin", 
 # nothing.
 _NIN = re.compile(r"(?<!\d)\d{6}[ -]?\d{5}(?!\d)")
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+_TRACEBACK = "Traceback (most recent call last):"
+_TYPE_NAME = re.compile(r"[A-Za-z_][\w.]{0,200}")
 _MAX_DEPTH = 4
 _MAX_ITEMS = 50
 _LOGGED_MARK = "_onerecord_logged"
@@ -110,6 +112,19 @@ def _exception_of(exc_info: object) -> BaseException | None:
     return None
 
 
+def _drop_traceback_text(event_dict: EventDict) -> None:
+    """Cut a traceback written into the message itself (Starlette's failed lifespan does)."""
+    event = event_dict.get("event")
+    if not isinstance(event, str) or _TRACEBACK not in event:
+        return
+    before, _, after = event.partition(_TRACEBACK)
+    event_dict["event"] = before.strip() or "traceback"
+    last = after.strip().splitlines()[-1] if after.strip() else ""
+    name = last.split(":", 1)[0].strip()
+    if _TYPE_NAME.fullmatch(name):
+        event_dict.setdefault("error", name)
+
+
 def summarise_exception(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
     """Replace `exc_info` by the exception's type and location; drop any traceback text.
 
@@ -118,6 +133,7 @@ def summarise_exception(_logger: WrappedLogger, _name: str, event_dict: EventDic
     exc = _exception_of(event_dict.pop("exc_info", None))
     for key in ("exception", "stack", "stack_info"):
         event_dict.pop(key, None)
+    _drop_traceback_text(event_dict)
     if exc is None:
         return event_dict
     event_dict["error"] = _type_name(exc)

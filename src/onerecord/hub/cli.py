@@ -70,6 +70,7 @@ def serve(
     from onerecord.hub.app import create_hub_app
     from onerecord.hub.directory import RegionDirectory
     from onerecord.hub.settings import HubSettings
+    from onerecord.preflight import exit_unless_usable
 
     level = getattr(logging, log_level.upper(), logging.INFO)
     configure_json_logs(level)
@@ -108,6 +109,7 @@ def serve(
             raise typer.BadParameter(f"{exc.description} (or give --key-file)") from None
     if audit_db and audit_db.startswith("sqlite:///"):
         Path(audit_db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    exit_unless_usable(settings.audit_db_url, settings.audit_db_schema)
     regions = RegionDirectory(settings.directory_file)
     regions.install_sighup()
     uvicorn.run(
