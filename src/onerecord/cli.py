@@ -187,6 +187,12 @@ def source_import(
         str | None,
         typer.Option(help="The region's audience (its homeCommunityId URN), with --publisher-key."),
     ] = None,
+    give_up_after: Annotated[
+        float,
+        typer.Option(
+            min=0.1, help="Seconds without an answer from the region before giving up (exit 3)."
+        ),
+    ] = 60.0,
 ) -> None:
     """Bulk-load a synthetic dataset into a running region (re-runnable without duplicates)."""
     hook = None
@@ -201,7 +207,11 @@ def source_import(
         key = SigningKey.from_jwk(orjson.loads(publisher_key.read_bytes()))
         origin = url.removesuffix("/").removesuffix("/fhir")
         hook = publish_proof_hook(key, {origin: audience})
-    raise typer.Exit(run_import(dataset, region, url, concurrency, request_hook=hook))
+    raise typer.Exit(
+        run_import(
+            dataset, region, url, concurrency, request_hook=hook, give_up_after=give_up_after
+        )
+    )
 
 
 @app.command("demo")

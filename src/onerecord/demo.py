@@ -30,7 +30,7 @@ from rich.progress import Progress, TaskID
 from sqlalchemy.engine import make_url
 
 from onerecord.synth.dataset import load_population, write_dataset
-from onerecord.synth.importer import import_dataset
+from onerecord.synth.importer import TargetUnavailable, import_dataset
 from onerecord.synth.population import Population
 from onerecord.synth.regions import DEFAULT_REGIONS
 from onerecord.trust.keys import SigningKey, load_or_create_dev_key
@@ -490,7 +490,11 @@ async def run_demo(
                         for s in services
                     )
                 )
-            await _load(client, layout, services[2:])
+            try:
+                await _load(client, layout, services[2:])
+            except TargetUnavailable as exc:
+                console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+                return 1
         body = manifest_body(layout, population, client_key, portal_key)
         layout.manifest.write_text(json.dumps(body, indent=2, ensure_ascii=False), "utf-8")
         # The portals read the manifest, so they start once it is written.
