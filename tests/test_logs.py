@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import pickle
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +16,7 @@ import structlog
 from onerecord.logs import (
     configure_logging,
     log_unexpected_error,
+    logging_config,
     redact,
     summarise_exception,
 )
@@ -176,3 +178,9 @@ def test_traceback_written_into_a_message_is_cut_to_its_exception_type(
     assert event["event"] == "traceback"
     assert event["error"] == "sqlalchemy.exc.ProgrammingError"
     assert "Traceback" not in captured.getvalue() and "params" not in captured.getvalue()
+
+
+def test_logging_config_pickles_for_uvicorn_worker_processes() -> None:
+    """`source serve --workers 2` pickles uvicorn's config, log_config included, to each worker."""
+    config = logging_config("info", service="source")
+    assert pickle.loads(pickle.dumps(config)) == config

@@ -94,8 +94,6 @@ def source_serve(
     from onerecord.preflight import exit_unless_usable
     from onerecord.source.app import create_app
 
-    configure_logging(log_level, service="source")
-
     hcid = HomeCommunityId.parse(home_community_id)
     settings = SourceSettings(
         region=region,
@@ -122,6 +120,7 @@ def source_serve(
     if db.startswith("sqlite:///"):
         Path(db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     exit_unless_usable(db, db_schema)
+    configure_logging(log_level, service="source")
     server = {
         "host": host,
         "port": port,

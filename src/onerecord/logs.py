@@ -27,7 +27,9 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 __all__ = [
+    "DropLoggedTwice",
     "configure_logging",
+    "json_formatter",
     "log_unexpected_error",
     "logging_config",
     "redact",
@@ -231,6 +233,17 @@ def _foreign_chain(service: str) -> list[Processor]:
     ]
 
 
+def json_formatter(service: str = "onerecord") -> logging.Formatter:
+    """The standard library's formatter: a record as one redacted JSON line."""
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_foreign_chain(service),
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.JSONRenderer(),
+        ],
+    )
+
+
 def logging_config(
     level: int | str = logging.INFO,
     *,
@@ -239,7 +252,8 @@ def logging_config(
 ) -> dict[str, Any]:
     """The standard library's configuration: every record as one redacted JSON line.
 
-    Give it to uvicorn as `log_config` too: uvicorn applies it in each worker process.
+    Give it to uvicorn as `log_config` too: uvicorn applies it in each worker process (so it
+    holds names, not objects: it is pickled to reach them).
     """
     level_name = logging.getLevelName(level) if isinstance(level, int) else level.upper()
     handler: dict[str, Any] = {
@@ -251,17 +265,8 @@ def logging_config(
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"once": {"()": DropLoggedTwice}},
-        "formatters": {
-            "json": {
-                "()": structlog.stdlib.ProcessorFormatter,
-                "foreign_pre_chain": _foreign_chain(service),
-                "processors": [
-                    structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.processors.JSONRenderer(),
-                ],
-            }
-        },
+        "filters": {"once": {"()": f"{__name__}.DropLoggedTwice"}},
+        "formatters": {"json": {"()": f"{__name__}.json_formatter", "service": service}},
         "handlers": {"json": handler},
         # uvicorn's loggers keep no handler of their own: their records reach the root's.
         "loggers": {

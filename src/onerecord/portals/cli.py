@@ -35,7 +35,6 @@ def serve(
     from onerecord.portals.settings import PortalSettings
     from onerecord.trust.errors import DevelopmentKeyRefused
 
-    configure_logging(service="portals")
     try:
         settings = PortalSettings.from_manifest_file(
             manifest, public_url=public_url or f"http://{host}:{port}", dev_mode=dev
@@ -45,6 +44,7 @@ def serve(
         raise typer.BadParameter(str(exc.errors()[0]["msg"])) from None
     except DevelopmentKeyRefused as exc:
         raise typer.BadParameter(exc.description) from None
+    configure_logging(service="portals")
     uvicorn.run(
         app,
         host=host,
