@@ -34,7 +34,9 @@ def audit_verify(
 ) -> None:
     """Check every audit hash chain; exit 1 if any row was edited, deleted or reordered."""
     from onerecord.audit import audit_verify_command
+    from onerecord.preflight import exit_unless_usable
 
+    exit_unless_usable(db, db_schema)
     raise typer.Exit(audit_verify_command(db, db_schema))
 
 
@@ -82,11 +84,14 @@ def source_serve(
     workers: Annotated[
         int, typer.Option(min=1, max=32, help="Worker processes (more than 1 needs --redis-url).")
     ] = 1,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Serve one regional document source (refuses to start without --issuer or open access)."""
     import uvicorn
 
     from onerecord.domain import HomeCommunityId
+    from onerecord.logs import configure_logging, logging_config
+    from onerecord.preflight import exit_unless_usable
     from onerecord.source.app import create_app
 
     hcid = HomeCommunityId.parse(home_community_id)
@@ -114,7 +119,15 @@ def source_serve(
         settings = settings.model_copy(update={"publisher_jwks_file": publisher_jwks})
     if db.startswith("sqlite:///"):
         Path(db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    server = {"host": host, "port": port, "log_level": "warning", "access_log": False}
+    exit_unless_usable(db, db_schema)
+    configure_logging(log_level, service="source")
+    server = {
+        "host": host,
+        "port": port,
+        "log_level": "warning",
+        "access_log": False,
+        "log_config": logging_config(log_level, service="source"),
+    }
     if workers == 1:
         uvicorn.run(create_app(settings), loop="uvloop", http="httptools", **server)  # type: ignore[arg-type]
         return
@@ -124,6 +137,7 @@ def source_serve(
         raise typer.BadParameter("--workers > 1 needs --redis-url for a shared replay cache")
     asyncio.run(_migrate(settings))  # once, before the workers race to do it
     os.environ.update(_settings_environment(settings))
+    os.environ["ONERECORD_LOG_LEVEL"] = log_level
     uvicorn.run(
         "onerecord.source.app:app_from_environment",
         factory=True,
@@ -172,6 +186,12 @@ def source_import(
         str | None,
         typer.Option(help="The region's audience (its homeCommunityId URN), with --publisher-key."),
     ] = None,
+    give_up_after: Annotated[
+        float,
+        typer.Option(
+            min=0.1, help="Seconds without an answer from the region before giving up (exit 3)."
+        ),
+    ] = 60.0,
 ) -> None:
     """Bulk-load a synthetic dataset into a running region (re-runnable without duplicates)."""
     hook = None
@@ -186,7 +206,11 @@ def source_import(
         key = SigningKey.from_jwk(orjson.loads(publisher_key.read_bytes()))
         origin = url.removesuffix("/").removesuffix("/fhir")
         hook = publish_proof_hook(key, {origin: audience})
-    raise typer.Exit(run_import(dataset, region, url, concurrency, request_hook=hook))
+    raise typer.Exit(
+        run_import(
+            dataset, region, url, concurrency, request_hook=hook, give_up_after=give_up_after
+        )
+    )
 
 
 @app.command("demo")

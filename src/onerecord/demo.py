@@ -1,7 +1,10 @@
 """`onerecord demo`: the whole network on 127.0.0.1 — STS, four regions, hub — with synthetic data.
 
 Each part is its own process (started in its own session, so Ctrl-C reaches only the demo,
-which then stops them in order). Ports: hub BASE, regions BASE+1…BASE+4, STS BASE+5, the
+which then stops them in order). Once the network is up the demo supervises the parts: one
+that fails (killed, crashed) is started again with back-off, one line on the console each time,
+and given up on after repeated quick failures (`onerecord.supervisor`); one stopped with SIGTERM
+stays stopped. Ports: hub BASE, regions BASE+1…BASE+4, STS BASE+5, the
 portals BASE+6. Keys are development keys under WORKDIR/keys: the STS's, the hub's, the
 command-line client's (registered at the STS as `onerecord-cli`) and the portals' (registered
 as `onerecord-portal` with its two redirect URIs). WORKDIR/manifest.json lists every endpoint,
@@ -19,7 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -29,8 +32,9 @@ from rich.console import Console
 from rich.progress import Progress, TaskID
 from sqlalchemy.engine import make_url
 
+from onerecord.supervisor import GiveUp, Restart, RestartPolicy, decide, describe_exit
 from onerecord.synth.dataset import load_population, write_dataset
-from onerecord.synth.importer import import_dataset
+from onerecord.synth.importer import TargetUnavailable, import_dataset
 from onerecord.synth.population import Population
 from onerecord.synth.regions import DEFAULT_REGIONS
 from onerecord.trust.keys import SigningKey, load_or_create_dev_key
@@ -102,11 +106,15 @@ class DemoLayout:
 
 @dataclass
 class Service:
-    """One started process and the URL of its /healthz."""
+    """One started process, the URL of its /healthz, and how to start it again."""
 
     name: str
     url: str
     process: subprocess.Popen[bytes]
+    command: list[str] = field(default_factory=list)
+    log: Path | None = None
+    env: dict[str, str] | None = None
+    started: float = field(default_factory=time.monotonic)
 
 
 def _cli(*args: str) -> list[str]:
@@ -367,19 +375,29 @@ async def _create_databases(postgres: str) -> None:
         await conn.close()
 
 
-def _start(
-    name: str, url: str, cmd: list[str], log: Path, env: dict[str, str] | None = None
-) -> Service:
+def _spawn(cmd: list[str], log: Path, env: dict[str, str] | None) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             cmd,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches the demo only; it stops the children
         )
-    return Service(name, url, proc)
+
+
+def _start(
+    name: str, url: str, cmd: list[str], log: Path, env: dict[str, str] | None = None
+) -> Service:
+    return Service(name, url, _spawn(cmd, log, env), command=cmd, log=log, env=env)
+
+
+def _restart(service: Service) -> None:
+    """Start a service's process again with the same command, log and environment."""
+    assert service.log is not None and service.command
+    service.process = _spawn(service.command, service.log, service.env)
+    service.started = time.monotonic()
 
 
 async def _wait_ready(
@@ -490,7 +508,11 @@ async def run_demo(
                         for s in services
                     )
                 )
-            await _load(client, layout, services[2:])
+            try:
+                await _load(client, layout, services[2:])
+            except TargetUnavailable as exc:
+                console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+                return 1
         body = manifest_body(layout, population, client_key, portal_key)
         layout.manifest.write_text(json.dumps(body, indent=2, ensure_ascii=False), "utf-8")
         # The portals read the manifest, so they start once it is written.
@@ -505,7 +527,7 @@ async def run_demo(
         if exit_when_ready:
             return 0
         console.print("Press Ctrl-C to stop.")
-        await _until_stopped(stop, services)
+        await _supervise(stop, services, RestartPolicy())
         return 0
     finally:
         # The handlers stay installed while stopping: a second Ctrl-C must not leave orphans.
@@ -525,18 +547,56 @@ def _log_name(service: Service) -> str:
     return names[service.name]
 
 
-async def _until_stopped(stop: asyncio.Event, services: Sequence[Service]) -> None:
-    """Wait for Ctrl-C; say so when a process dies (the hub then reports it unavailable)."""
-    reported: set[str] = set()
+async def _supervise(
+    stop: asyncio.Event, services: Sequence[Service], policy: RestartPolicy
+) -> None:
+    """Wait for Ctrl-C; restart a part that failed, with back-off; one console line each time.
+
+    While a region is down the hub reports it unavailable; a part stopped on purpose (SIGTERM)
+    stays stopped, and one that keeps failing right after it starts is given up on.
+    """
+    failures: dict[str, int] = {}
+    due: dict[str, float] = {}  # name → when to start it again
+    settled: set[str] = set()
     while not stop.is_set():
+        now = time.monotonic()
         for service in services:
-            if service.process.poll() is not None and service.name not in reported:
-                reported.add(service.name)
+            name = service.name
+            if name in settled:
+                continue
+            if name in due:
+                if now >= due[name]:
+                    del due[name]
+                    _restart(service)
+                continue
+            code = service.process.poll()
+            if code is None:
+                continue
+            decision = decide(
+                policy,
+                returncode=code,
+                ran_for=now - service.started,
+                failures_before=failures.get(name, 0),
+            )
+            ended = describe_exit(code)
+            if isinstance(decision, Restart):
+                failures[name] = decision.failures
+                due[name] = now + decision.delay
                 console.print(
-                    f"[red]{service.name} stopped (exit code {service.process.returncode})[/red]"
+                    f"[yellow]{name} stopped ({ended}); restarting it in {decision.delay:g} s "
+                    f"(restart {decision.failures})[/yellow]"
                 )
+            elif isinstance(decision, GiveUp):
+                settled.add(name)
+                console.print(
+                    f"[red]{name} stopped ({ended}) {decision.failures} times in a row soon "
+                    f"after starting; not restarting it again (see {service.log})[/red]"
+                )
+            else:
+                settled.add(name)
+                console.print(f"[red]{name} stopped ({ended}); left stopped[/red]")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=1.0)
+            await asyncio.wait_for(stop.wait(), timeout=0.2)
 
 
 async def _load(client: httpx.AsyncClient, layout: DemoLayout, regions: list[Service]) -> None:

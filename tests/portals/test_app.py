@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from fastapi import FastAPI
+from structlog.testing import capture_logs
 
 from onerecord.portals import PortalSettings, create_portal_app
 from onerecord.portals.i18n import LANGUAGE_COOKIE
@@ -564,6 +565,25 @@ async def test_error_pages_say_what_to_do_without_a_trace(portal: App) -> None:
     # Even an unexpected error's page carries the security headers.
     assert "frame-ancestors 'none'" in crash.headers["content-security-policy"]
     assert crash.headers["cache-control"] == "no-store"
+
+
+async def test_unexpected_portal_error_is_logged_once_by_type_without_its_message(
+    portal: App,
+) -> None:
+    @portal.app.get("/test-only/boom-logged")
+    async def boom() -> None:
+        raise RuntimeError("patient 01010112345 internal detail")
+
+    with capture_logs() as logs:
+        crash = await portal.client.get(
+            "/test-only/boom-logged", headers={"x-correlation-id": "cid-portal-1"}
+        )
+    assert crash.status_code == 500
+    (event,) = logs
+    assert event["event"] == "portal.unexpected_error"
+    assert event["correlation_id"] == "cid-portal-1"
+    assert isinstance(event["exc_info"], RuntimeError)  # summarised by onerecord.logs
+    assert "01010112345" not in str({k: v for k, v in event.items() if k != "exc_info"})
 
 
 async def test_error_page_in_english_when_the_language_cookie_says_so(

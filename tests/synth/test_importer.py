@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import anyio
@@ -9,7 +10,7 @@ import pytest
 
 from onerecord.mhd import parse_provide_bundle
 from onerecord.synth.dataset import bundle_files, bundle_plan, write_dataset
-from onerecord.synth.importer import import_dataset
+from onerecord.synth.importer import RetryNotice, TargetUnavailable, import_dataset
 
 from .conftest import REFERENCE_DATE
 
@@ -135,17 +136,54 @@ async def test_busy_answers_are_retried(dataset: Path) -> None:
 
 
 @pytest.mark.anyio
-async def test_unreachable_source_is_a_rejection_not_a_crash(dataset: Path) -> None:
+async def test_unreachable_source_is_retried_visibly_then_given_up_on(dataset: Path) -> None:
+    """Issue 10 E: a dead source used to be retried bundle after bundle, silently, for minutes."""
+
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
+    notices: list[RetryNotice] = []
+    started = time.monotonic()
     async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as client:
+        with pytest.raises(TargetUnavailable) as caught:
+            await import_dataset(
+                dataset,
+                region="vest",
+                base_url="http://v",
+                client=client,
+                on_retry=notices.append,
+                give_up_after=0.5,
+                retry_delay=0.05,
+                max_retry_delay=0.1,
+            )
+    assert time.monotonic() - started < 5
+    assert caught.value.url == "http://v/fhir"
+    assert caught.value.cause == "ConnectError: connection refused"
+    assert str(caught.value).startswith("gave up on http://v/fhir after ")
+    assert notices and notices[0].attempt == 2 and notices[0].delay == 0.05
+    assert max(n.delay for n in notices) == 0.1  # the back-off grows up to its cap
+    assert "(attempt 2, next in 0.1 s)" in str(notices[0])
+
+
+@pytest.mark.anyio
+async def test_refusals_keep_the_import_going_past_the_give_up_bound(dataset: Path) -> None:
+    """An answer, even a refusal, shows the source alive: only silence counts toward giving up."""
+    first_bundle = orjson.loads(bundle_files(dataset, "hso")[0].read_bytes())
+    subject = next(
+        e["resource"]["subject"]["identifier"]["value"]
+        for e in first_bundle["entry"]
+        if e["resource"]["resourceType"] == "List"
+    )
+
+    async def slow_refusing(request: httpx.Request) -> httpx.Response:
+        await anyio.sleep(0.05)
+        return await FakeSource(refuse_patient=subject)(request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(slow_refusing)) as client:
         summary = await import_dataset(
-            dataset, region="vest", base_url="http://v", client=client, retries=1, retry_delay=0
+            dataset, region="hso", base_url="http://h", client=client, give_up_after=0.2
         )
-    assert summary.documents == 0
-    assert len(summary.rejected) == len(bundle_files(dataset, "vest"))
-    assert all(r.status == 0 and "ConnectError" in r.reason for r in summary.rejected)
+    assert summary.rejected and summary.seconds > 2 * 0.2, summary.seconds
 
 
 def test_bundle_plan_groups_a_patients_bundles_in_order(dataset: Path, tmp_path: Path) -> None:

@@ -48,6 +48,7 @@ from onerecord.hub.self_service import (
 from onerecord.hub.service import Caller, HubAnswer, HubService
 from onerecord.hub.settings import HubSettings
 from onerecord.hub.snapshot import InMemorySnapshotStore, SnapshotStore
+from onerecord.logs import log_unexpected_error
 from onerecord.mhd import (
     FHIR_JSON,
     BadRequest,
@@ -375,7 +376,13 @@ def create_hub_app(
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("hub.unexpected_error", path=request.url.path)
+        log_unexpected_error(
+            log,
+            "hub.unexpected_error",
+            exc,
+            correlation_id=getattr(request.state, "correlation_id", None),
+            path=request.url.path,
+        )
         return _issue_body(500, "exception", "internal error; the request was not completed", None)
 
     def _answer(answer: HubAnswer) -> Response:

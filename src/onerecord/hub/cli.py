@@ -6,8 +6,9 @@ import logging
 from pathlib import Path
 from typing import Annotated, Any
 
-import structlog
 import typer
+
+from onerecord.logs import configure_logging, logging_config
 
 __all__ = ["configure_json_logs", "hub_app"]
 
@@ -15,18 +16,8 @@ hub_app = typer.Typer(no_args_is_help=True, help="The national hub (XCA-style fa
 
 
 def configure_json_logs(level: int = logging.INFO) -> None:
-    """Log one JSON object per line, with the bound correlation id."""
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        cache_logger_on_first_use=True,
-    )
+    """Log one redacted JSON object per line, with the bound correlation id (`onerecord.logs`)."""
+    configure_logging(level, service="hub")
 
 
 @hub_app.command("serve")
@@ -79,6 +70,7 @@ def serve(
     from onerecord.hub.app import create_hub_app
     from onerecord.hub.directory import RegionDirectory
     from onerecord.hub.settings import HubSettings
+    from onerecord.preflight import exit_unless_usable
 
     level = getattr(logging, log_level.upper(), logging.INFO)
     configure_json_logs(level)
@@ -117,6 +109,7 @@ def serve(
             raise typer.BadParameter(f"{exc.description} (or give --key-file)") from None
     if audit_db and audit_db.startswith("sqlite:///"):
         Path(audit_db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    exit_unless_usable(settings.audit_db_url, settings.audit_db_schema)
     regions = RegionDirectory(settings.directory_file)
     regions.install_sighup()
     uvicorn.run(
@@ -124,6 +117,7 @@ def serve(
         host=host,
         port=port,
         log_level="warning",
+        log_config=logging_config(level, service="hub"),
         access_log=False,
         loop="uvloop",
         http="httptools",

@@ -13,12 +13,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from onerecord.logs import log_unexpected_error
 from onerecord.portals.citizen_routes import install_citizen_routes
 from onerecord.portals.errors import PortalError
 from onerecord.portals.hcp_routes import install_hcp_routes
@@ -30,6 +32,7 @@ from onerecord.portals.web import Portal, language_of, load_client_key, make_tem
 
 __all__ = ["create_portal_app"]
 
+log = structlog.get_logger("onerecord.portals")
 _HERE = Path(__file__).parent
 _SECURITY_HEADERS = {
     "content-security-policy": (
@@ -170,7 +173,14 @@ def _install_error_pages(app: FastAPI, portal: Portal, headers: Mapping[str, str
         t = Translator(language_of(request))
         return page(request, 400, t("error.http.400"), t("error.http.400.advice"))
 
-    async def unexpected(request: Request, _exc: Exception) -> Response:
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log_unexpected_error(
+            log,
+            "portal.unexpected_error",
+            exc,
+            correlation_id=request.headers.get("x-correlation-id", "")[:64] or None,
+            path=request.url.path,
+        )
         t = Translator(language_of(request))
         return page(request, 500, t("error.internal"), t("error.internal.advice"))
 

@@ -30,6 +30,7 @@ def serve(
     import uvicorn
     from pydantic import ValidationError
 
+    from onerecord.logs import configure_logging, logging_config
     from onerecord.portals.app import create_portal_app
     from onerecord.portals.settings import PortalSettings
     from onerecord.trust.errors import DevelopmentKeyRefused
@@ -43,4 +44,12 @@ def serve(
         raise typer.BadParameter(str(exc.errors()[0]["msg"])) from None
     except DevelopmentKeyRefused as exc:
         raise typer.BadParameter(exc.description) from None
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    configure_logging(service="portals")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        log_config=logging_config(service="portals"),
+        access_log=False,
+    )

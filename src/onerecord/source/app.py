@@ -6,6 +6,7 @@ becomes an OperationOutcome with the right status; nothing internal reaches the 
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from onerecord import __version__
 from onerecord.audit import AuditAction, AuditOutcome, AuditRecord, SqlAuditSink
 from onerecord.domain import DomainError, InvalidIdentifier, NationalIdentityNumber
+from onerecord.logs import configure_logging, log_unexpected_error
 from onerecord.mhd import (
     FHIR_JSON,
     BadRequest,
@@ -246,6 +248,7 @@ async def _check_publisher(request: Request, body: bytes, settings: SourceSettin
 
 def app_from_environment() -> FastAPI:
     """Build the app from ONERECORD_SOURCE_* variables: the factory each uvicorn worker calls."""
+    configure_logging(os.environ.get("ONERECORD_LOG_LEVEL", "info"), service="source")
     return create_app(SourceSettings())
 
 
@@ -371,7 +374,13 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("source.unexpected_error", path=request.url.path)
+        log_unexpected_error(
+            log,
+            "source.unexpected_error",
+            exc,
+            correlation_id=_correlation_id(request),
+            path=request.url.path,
+        )
         return _outcome_response(
             MhdError("internal error; the request was not completed", status=500, code="exception")
         )

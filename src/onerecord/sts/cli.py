@@ -39,12 +39,23 @@ def serve(
     import orjson
     import uvicorn
 
+    from onerecord.logs import configure_logging, logging_config
     from onerecord.sts.app import create_sts_app
     from onerecord.sts.settings import StsSettings
+
+    configure_logging(service="sts")
 
     overrides: dict[str, Any] = {"issuer": f"http://{host}:{port}", "dev_mode": dev}
     if clients is not None:
         overrides["clients"] = orjson.loads(clients.read_bytes())
     settings = StsSettings(**overrides)
     registers = load_population(population)
-    uvicorn.run(create_sts_app(settings, registers=registers), host=host, port=port)
+    # No access log: request lines carry query strings; errors are logged as one event each.
+    uvicorn.run(
+        create_sts_app(settings, registers=registers),
+        host=host,
+        port=port,
+        log_level="warning",
+        log_config=logging_config(service="sts"),
+        access_log=False,
+    )

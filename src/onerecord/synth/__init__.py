@@ -13,7 +13,13 @@ from onerecord.synth.documents import (
     generate_documents,
     patient_regions,
 )
-from onerecord.synth.importer import ImportSummary, Rejection, import_dataset
+from onerecord.synth.importer import (
+    ImportSummary,
+    Rejection,
+    RetryNotice,
+    TargetUnavailable,
+    import_dataset,
+)
 from onerecord.synth.numbers import (
     RealFormNumber,
     ensure_synthetic,
@@ -56,7 +62,9 @@ __all__ = [
     "RealFormNumber",
     "RegionInfo",
     "Rejection",
+    "RetryNotice",
     "SyntheticDocument",
+    "TargetUnavailable",
     "ensure_synthetic",
     "fast_entries",
     "generate_documents",

@@ -16,9 +16,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from onerecord.synth.dataset import write_dataset
-from onerecord.synth.importer import ImportSummary, import_dataset
+from onerecord.synth.importer import (
+    GIVE_UP_AFTER,
+    ImportSummary,
+    RetryNotice,
+    TargetUnavailable,
+    import_dataset,
+)
 
-__all__ = ["run_import", "synth_app"]
+__all__ = ["TARGET_UNAVAILABLE_EXIT", "run_import", "synth_app"]
+
+TARGET_UNAVAILABLE_EXIT = 3
+"""Exit code of an import that gave up on its source (1: some bundles were refused)."""
 
 synth_app = typer.Typer(no_args_is_help=True, help="Synthetic patients and documents.")
 console = Console()
@@ -85,9 +94,12 @@ async def _import(
     concurrency: int,
     request_hook: Callable[[httpx.Request], Awaitable[None]] | None,
     progress: Callable[[int], None],
+    on_retry: Callable[[RetryNotice], None],
+    give_up_after: float,
 ) -> ImportSummary:
     hooks = {"request": [request_hook]} if request_hook else {}
-    async with httpx.AsyncClient(timeout=120, event_hooks=hooks) as client:
+    timeout = httpx.Timeout(120.0, connect=min(10.0, give_up_after))
+    async with httpx.AsyncClient(timeout=timeout, event_hooks=hooks) as client:
         return await import_dataset(
             dataset,
             region=region,
@@ -95,6 +107,8 @@ async def _import(
             concurrency=concurrency,
             client=client,
             progress=progress,
+            on_retry=on_retry,
+            give_up_after=give_up_after,
         )
 
 
@@ -105,10 +119,13 @@ def run_import(
     concurrency: int = 4,
     *,
     request_hook: Callable[[httpx.Request], Awaitable[None]] | None = None,
+    give_up_after: float = GIVE_UP_AFTER,
 ) -> int:
     """Import one region of a dataset with a progress bar; return 0, or 1 if any bundle failed.
 
-    `request_hook` may sign each request (a publish proof) before it is sent.
+    Retries show in the bar and as a line each time the back-off grows; when the source gives
+    no answer for `give_up_after` seconds, one line on stderr names it and the cause, and the
+    result is TARGET_UNAVAILABLE_EXIT. `request_hook` may sign each request (a publish proof).
     """
     total = _expected_documents(dataset, region)
     columns = (
@@ -117,10 +134,33 @@ def run_import(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
+    title = f"Importing {region}"
     with Progress(*columns, console=console) as bar:
-        task = bar.add_task(f"Importing {region}", total=total)
-        summary = asyncio.run(
-            _import(dataset, region, url, concurrency, request_hook, lambda n: bar.advance(task, n))
-        )
+        task = bar.add_task(title, total=total)
+        shown = {"attempt": 1}
+
+        def advance(n: int) -> None:
+            shown["attempt"] = 1
+            bar.update(task, advance=n, description=title)
+
+        def retrying(notice: RetryNotice) -> None:
+            bar.update(task, description=f"{title} — {notice}")
+            if notice.attempt > shown["attempt"]:  # one line per back-off step, not per worker
+                shown["attempt"] = notice.attempt
+                bar.console.print(
+                    f"{region}: {notice}", markup=False, highlight=False, soft_wrap=True
+                )
+
+        try:
+            summary = asyncio.run(
+                _import(
+                    dataset, region, url, concurrency, request_hook, advance, retrying,
+                    give_up_after,
+                )
+            )  # fmt: skip
+        except TargetUnavailable as exc:
+            bar.stop()
+            typer.echo(f"error: {exc}", err=True)  # plain: one line, never wrapped
+            return TARGET_UNAVAILABLE_EXIT
     _print_summary(summary, region)
     return 1 if summary.rejected else 0
