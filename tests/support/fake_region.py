@@ -96,7 +96,8 @@ def build_app(script: dict[str, Any], port: int) -> Starlette:
 
     async def jwks(_request: Request) -> Response:
         await asyncio.sleep(float(script.get("jwks_delay_s", 0)))
-        return Response(orjson.dumps(script.get("jwks", {"keys": []})), media_type="application/json")
+        keys = orjson.dumps(script.get("jwks", {"keys": []}))
+        return Response(keys, media_type="application/json")
 
     async def healthz(_request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
