@@ -132,6 +132,15 @@ def test_a_malformed_link_is_invalid(link: Any) -> None:
         parse_searchset(body(link=link))
 
 
+@pytest.mark.parametrize(
+    ("element", "value"), [("extension", 5), ("extension", [5]), ("source", "x"), ("recorded", 1)]
+)
+def test_a_malformed_audit_event_is_invalid(element: str, value: Any) -> None:
+    event = {"resourceType": "AuditEvent", "recorded": "2024-01-01T00:00:00Z", element: value}
+    with pytest.raises(InvalidSearchset):
+        parse_searchset(body(event), resource_type="AuditEvent")
+
+
 # Hostile bodies --------------------------------------------------------------------------------
 
 _JSON = st.recursive(

@@ -78,6 +78,12 @@ _ATTACHMENT_ELEMENTS: Mapping[str, type] = {
     "title": str,
     "creation": str,
 }
+_OTHER_ELEMENTS: Mapping[str, type] = {
+    "id": str,
+    "extension": list,
+    "source": dict,
+    "recorded": str,
+}
 _ISSUE_ELEMENTS: Mapping[str, type] = {
     "extension": list,
     "severity": str,
@@ -123,6 +129,8 @@ def parse_searchset(
         if kind == resource_type:
             if kind == "DocumentReference":
                 _check_document_reference(resource, f"{at}.resource", patient)
+            else:
+                _check_other_resource(resource, f"{at}.resource")
             resources.append(resource)
         elif kind == "OperationOutcome":
             issues.extend(_outcome_issues(resource, f"{at}.resource"))
@@ -186,6 +194,12 @@ def _check_document_reference(
         _check_elements(period, {"start": str, "end": str}, f"{at}.context.period")
     if patient is not None:
         _check_subject(resource.get("subject"), at, patient)
+
+
+def _check_other_resource(resource: dict[str, Any], at: str) -> None:
+    """Check what the hub reads of another resource (an AuditEvent of the access log)."""
+    _check_elements(resource, _OTHER_ELEMENTS, at)
+    _check_list_of_objects(resource.get("extension") or [], f"{at}.extension")
 
 
 def _check_subject(subject: Any, at: str, patient: NationalIdentityNumber) -> None:

@@ -42,6 +42,7 @@ from onerecord.hub.render import (
     page_bundle,
     rewrite_for_hub,
 )
+from onerecord.hub.results import RegionResult, RegionStatus
 from onerecord.hub.settings import HubSettings
 from onerecord.hub.snapshot import (
     Snapshot,
@@ -159,6 +160,7 @@ class HubService:
             retry_delay_s=self.settings.retry_delay_s,
         )
         self.metrics.observe(results)
+        _log_faulty_regions(results)
         merged = merge(results, query.sort, region_cap=self.settings.max_entries_per_region)
         log.info(
             "hub.find",
@@ -290,6 +292,20 @@ class HubService:
         except RegionConnectError:
             await asyncio.sleep(self.settings.retry_delay_s)
             return await self.client.stream(url, headers=headers, timeout_s=timeout)
+
+
+def _log_faulty_regions(results: Sequence[RegionResult]) -> None:
+    """Tell operators about regions that refused a request the hub had validated, or answered
+    wrongly. Only homeCommunityId, status and the hub's own words: never what the region said.
+    """
+    for result in results:
+        if result.status is RegionStatus.REJECTED:
+            # The hub validates every parameter as the sources do: a 4xx means they disagree.
+            log.warning(
+                "hub.find.region_rejected", hcid=result.region.hcid, http=result.http_status
+            )
+        elif result.status is RegionStatus.INVALID_RESPONSE:
+            log.warning("hub.find.region_invalid", hcid=result.region.hcid)
 
 
 def _paging(snapshot_id: str, offset: int, count: int) -> list[tuple[str, str]]:
