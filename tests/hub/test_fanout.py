@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from onerecord.domain import NationalIdentityNumber
 from onerecord.hub.breaker import BreakerBoard, BreakerState
@@ -24,6 +26,7 @@ from onerecord.hub.fanout import (
     Deadlines,
     FindRequest,
     PassThroughAuth,
+    RegionCallFailed,
     RequestBudget,
     fan_out,
     forward_headers,
@@ -499,3 +502,55 @@ async def test_a_cancelled_fan_out_leaves_no_region_call_behind() -> None:
 def _rejection(diagnostics: str) -> bytes:
     issue = {"severity": "error", "code": "invalid", "diagnostics": diagnostics}
     return orjson.dumps({"resourceType": "OperationOutcome", "issue": [issue]})
+
+
+_ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=300),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@st.composite
+def refusal_bodies(draw: st.DrawFn) -> bytes:
+    """A region's refusal: an OperationOutcome whose parts may be anything, or not JSON at all."""
+    if draw(st.integers(min_value=0, max_value=5)) == 0:
+        return draw(st.binary(max_size=50))
+    issue = draw(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "diagnostics": _ANY_JSON,
+                "details": _ANY_JSON,
+                "severity": _ANY_JSON,
+                "code": _ANY_JSON,
+            },
+        )
+    )
+    issues = draw(st.sampled_from([[issue], issue, [issue, 5], None]))
+    return orjson.dumps(
+        {"resourceType": draw(st.sampled_from(["OperationOutcome", 5])), "issue": issues}
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    body=refusal_bodies(),
+    http=st.sampled_from([400, 403, 404, 429, 500]),
+    retry_after=st.text(max_size=12),
+)
+def test_a_regions_refusal_is_read_without_fail_whatever_it_holds(
+    body: bytes, http: int, retry_after: str
+) -> None:
+    """Property: reading a refusal never raises and keeps what it passes on short."""
+    failure = status_for_http(http)
+    assert failure is not None
+    failed = RegionCallFailed.for_response(
+        RegionResponse(http, {"retry-after": retry_after}, body), failure
+    )
+    assert len(failed.detail) <= len(f"HTTP {http}: ") + 200
+    reason = refusal_reason(body)
+    assert reason is None or 0 < len(reason) <= 64
+    assert failed.retry_after is None or failed.retry_after.isdigit()

@@ -9,6 +9,7 @@ the truthful cause, what its breaker counted, and the search's audit row.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
@@ -53,6 +54,11 @@ def _script(jwks: dict[str, Any]) -> dict[str, Any]:
     bad_attachment["content"] = [{"attachment": "not an object"}]
     content_number = make_docref("2.25.202")
     content_number["content"] = 5
+    deeply_nested = make_docref("2.25.203")
+    nested: Any = "x"
+    for _ in range(300):
+        nested = [nested]
+    deeply_nested["type"] = {"coding": nested}
     rejection = _outcome(
         {"severity": "error", "code": "invalid", "diagnostics": "unknown parameter foo"}
     )
@@ -70,6 +76,7 @@ def _script(jwks: dict[str, Any]) -> dict[str, Any]:
             },
             "no-subject": {"kind": "bundle", "entries": [make_docref("2.25.303", patient=None)]},
             "content-number": {"kind": "bundle", "entries": [content_number]},
+            "deeply-nested": {"kind": "bundle", "entries": [deeply_nested]},
             "extension-number": {
                 "kind": "bundle",
                 "entries": [
@@ -109,7 +116,8 @@ class FakeRegions:
 def fake_regions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeRegions]:
     sts_key = SigningKey.generate(kid="sts-faulty")
     script = tmp_path_factory.mktemp("fake-region") / "script.json"
-    script.write_bytes(orjson.dumps(_script({"keys": [sts_key.public_jwk()]})))
+    # The standard library's json, which nests deeper than orjson (the deeply-nested entry).
+    script.write_text(json.dumps(_script({"keys": [sts_key.public_jwk()]})))
     port = free_port()
     args = ["-m", "tests.support.fake_region", "--port", str(port), "--script", str(script)]
     with serve_process(args, port, cwd=REPO):
@@ -225,6 +233,7 @@ def _search_row(audit: MemoryAuditSink) -> AuditRecord:
         ("other-patient", None),
         ("no-subject", None),
         ("content-number", None),
+        ("deeply-nested", None),
         ("extension-number", None),
         ("attachment-string", "title"),
         ("attachment-string", "date"),

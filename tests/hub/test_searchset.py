@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import orjson
@@ -130,6 +131,17 @@ def test_a_malformed_operation_outcome_is_invalid(outcome: dict[str, Any]) -> No
 def test_a_malformed_link_is_invalid(link: Any) -> None:
     with pytest.raises(InvalidSearchset):
         parse_searchset(body(link=link))
+
+
+def test_a_deeply_nested_entry_is_invalid_rather_than_unserialisable() -> None:
+    doc = make_docref("2.25.5")
+    nested: Any = "x"
+    for _ in range(300):
+        nested = [nested]
+    doc["type"] = {"coding": nested}
+    raw = json.dumps({"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": doc}]})
+    with pytest.raises(InvalidSearchset, match="nested too deeply"):
+        parse_searchset(raw.encode(), patient=PATIENT)
 
 
 @pytest.mark.parametrize(

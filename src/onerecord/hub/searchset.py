@@ -113,6 +113,12 @@ def parse_searchset(
         raise InvalidSearchset("the response is not JSON") from exc
     if not isinstance(doc, dict) or doc.get("resourceType") != "Bundle":
         raise InvalidSearchset("the response is not a FHIR Bundle")
+    try:
+        # The hub serialises what it passes on again; orjson stops at 255 levels of nesting.
+        # Each part is shallower in the hub's answer than here, so one check here suffices.
+        orjson.dumps(doc)
+    except orjson.JSONEncodeError:
+        raise InvalidSearchset("the response is nested too deeply") from None
     if doc.get("type") != "searchset":
         raise InvalidSearchset(f"the Bundle has type {_shown(doc.get('type'))}, not 'searchset'")
     entries = doc.get("entry", [])
