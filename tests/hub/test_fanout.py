@@ -554,3 +554,25 @@ def test_a_regions_refusal_is_read_without_fail_whatever_it_holds(
     reason = refusal_reason(body)
     assert reason is None or 0 < len(reason) <= 64
     assert failed.retry_after is None or failed.retry_after.isdigit()
+
+
+@pytest.mark.anyio
+async def test_a_region_whose_own_timeout_passes_the_aggregation_deadline_is_still_blamed() -> None:
+    """A few milliseconds of token check do not excuse a region that had its whole time."""
+    slow = Region("Slow", make_region().home_community_id, make_region().base_url, timeout_s=9.0)
+    client = FakeRegionClient()
+    client.route(slow.base_url, hanging(5))
+    board = BreakerBoard(failure_threshold=1)
+    loop = asyncio.get_running_loop()
+    budget = RequestBudget(aggregation_at=loop.time() + 0.29, request_at=loop.time() + 0.4)
+    (result,) = await fan_out(
+        [slow],
+        REQUEST,
+        client=client,
+        breakers=board,
+        per_region_timeout=0.1,
+        aggregation_deadline=0.3,
+        budget=budget,
+    )
+    assert result.status is RegionStatus.TIMEOUT
+    assert board[slow.hcid].state is BreakerState.OPEN

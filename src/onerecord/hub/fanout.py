@@ -452,7 +452,8 @@ async def gather_regions(
             )
             continue
         configured = min(region.timeout_s or per_region_timeout, aggregation_deadline)
-        if left < configured:
+        if left < min(configured, per_region_timeout):
+            # Given less than its own timeout only because the request had less time left.
             shortened.add(i)
         tasks[i] = asyncio.create_task(
             _ask_region(region, exchange, timeout_s=min(configured, left)),
