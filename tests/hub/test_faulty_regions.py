@@ -42,6 +42,9 @@ BAD_HCID = "urn:oid:2.16.578.1.12.4.5.100.2"
 GOOD_DOCS = ("2.25.101", "2.25.102")
 MAX_ANSWER_BYTES = 64 * 1024
 MAX_PAGES = 3
+REQUEST_DEADLINE_S = 1.5
+SLACK_S = 0.5
+"""What a loaded test machine may add between the hub's answer and the client's clock."""
 
 
 def _outcome(*issues: Any) -> dict[str, Any]:
@@ -184,7 +187,7 @@ def start_hub(
         public_base_url=f"http://127.0.0.1:{port}",
         per_region_timeout_s=0.8,
         aggregation_deadline_s=1.0,
-        request_deadline_s=1.5,
+        request_deadline_s=REQUEST_DEADLINE_S,
         max_region_answer_bytes=MAX_ANSWER_BYTES,
         max_pages_per_region=MAX_PAGES,
         **overrides,
@@ -369,15 +372,15 @@ def _wait_for_rows(audit: MemoryAuditSink, seconds: float) -> list[AuditRecord]:
 def test_a_slow_audit_write_stays_within_the_request_deadline(
     fake_regions: FakeRegions, stack: ExitStack, tmp_path: Path
 ) -> None:
-    audit = SlowAuditSink(delay_s=2.0)
+    audit = SlowAuditSink(delay_s=3.0)
     hub = start_hub(stack, tmp_path, {GOOD_HCID: fake_regions.fhir("good")}, audit=audit)
     started = time.perf_counter()
     r = hub.search()
     elapsed = time.perf_counter() - started
     assert r.status_code == 504, r.text
-    assert elapsed < 1.5 + 0.3, elapsed
+    assert elapsed < REQUEST_DEADLINE_S + SLACK_S, elapsed
     # Nothing was released unaudited; the failed search is audited once the store catches up.
-    (row,) = _wait_for_rows(audit, 5)
+    (row,) = _wait_for_rows(audit, 8)
     assert row.action is AuditAction.SEARCH and row.outcome is AuditOutcome.ERROR
     assert row.reason == "http-504"
 
@@ -390,14 +393,17 @@ def test_a_fast_enough_audit_write_is_inside_the_deadline(
     started = time.perf_counter()
     r = hub.search()
     assert r.status_code == 200, r.text
-    assert time.perf_counter() - started < 1.5 + 0.3
+    assert time.perf_counter() - started < REQUEST_DEADLINE_S + SLACK_S
     assert _search_row(audit).outcome is AuditOutcome.SUCCESS
 
 
 def test_a_slow_token_check_stays_within_the_request_deadline(
     fake_regions: FakeRegions, stack: ExitStack, tmp_path: Path
 ) -> None:
-    """The issuer's JWKS answers after 5 s: the hub answers 504 at its 1.5 s deadline."""
+    """The issuer's JWKS answers after 5 s: the hub answers 504 at its 1.5 s deadline.
+
+    Before the fix the token check ran outside the deadline: the answer came after 5 s.
+    """
     port = free_port()
     security = HubSecurity(
         auth=AuthSettings(issuer=ISSUER, audience=HUB_AUDIENCE),
@@ -418,7 +424,7 @@ def test_a_slow_token_check_stays_within_the_request_deadline(
     r = httpx.get(url, params=PATIENT, headers=caller.headers(token, url), timeout=10)
     elapsed = time.perf_counter() - started
     assert r.status_code == 504, r.text
-    assert elapsed < 1.5 + 0.3, elapsed
-    (row,) = _wait_for_rows(hub.audit, 5)
+    assert elapsed < REQUEST_DEADLINE_S + SLACK_S, elapsed
+    (row,) = _wait_for_rows(hub.audit, 8)
     assert row.action is AuditAction.SEARCH and row.reason == "http-504"
     assert fake_regions.seen().get("good", 0) == asked_before, "no region asked unauthenticated"
