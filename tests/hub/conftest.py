@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
-from onerecord.domain import HomeCommunityId
+from onerecord.domain import HomeCommunityId, NationalIdentityNumber
 from onerecord.hub.directory import Region
 from onerecord.hub.results import RegionResult, RegionStatus
+from tests.factories import SYNTHETIC_FNR
 
 HCID_HSO = "urn:oid:2.16.578.1.12.4.5.100.1"
 HCID_VEST = "urn:oid:2.16.578.1.12.4.5.100.2"
@@ -55,7 +57,9 @@ def make_docref(
     period_start: str | None = None,
     hcid: str | None = None,
     base_url: str = "http://region1.test/fhir",
+    patient: str | None = SYNTHETIC_FNR,
 ) -> dict[str, Any]:
+    """A DocumentReference as a source renders it, about `patient` (None: no subject)."""
     resource: dict[str, Any] = {
         "resourceType": "DocumentReference",
         "id": unique_id.rsplit(".", 1)[-1],
@@ -72,6 +76,9 @@ def make_docref(
             }
         ],
     }
+    if patient is not None:
+        system = NationalIdentityNumber(patient).system
+        resource["subject"] = {"identifier": {"system": f"urn:oid:{system}", "value": patient}}
     if period_start is not None:
         resource["context"] = {"period": {"start": period_start}}
     if hcid is not None:
@@ -96,3 +103,9 @@ def failed_result(
     region: Region, status: RegionStatus, latency_ms: float = 4000.0, detail: str = ""
 ) -> RegionResult:
     return RegionResult(region, status, latency_ms, detail=detail)
+
+
+def patient_asked(url: str) -> str:
+    """The national identity number in a region request's `patient.identifier`."""
+    query = dict(parse_qsl(urlsplit(url).query))
+    return query["patient.identifier"].rpartition("|")[2]

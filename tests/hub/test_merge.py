@@ -199,3 +199,73 @@ def test_truncated_region_gets_a_warning() -> None:
     merged = merge([result], DATE_DESC, region_cap=1)
     (issue,) = merged.issues
     assert issue["severity"] == "warning" and issue["location"] == [HCID_HSO]
+
+
+# Issue 10 A/C: the caller's error is the caller's; truthful causes -----------------------------
+
+
+def _rejected(region_hcid: str, http: int = 400, retry_after: str | None = None) -> RegionResult:
+    return RegionResult(
+        make_region(region_hcid),
+        RegionStatus.REJECTED,
+        3.0,
+        detail=f"HTTP {http}: unknown parameter",
+        http_status=http,
+        retry_after=retry_after,
+    )
+
+
+def test_every_region_rejecting_the_request_is_the_callers_400_not_502() -> None:
+    assert consolidate([_rejected(HCID_HSO), _rejected(HCID_VEST)]) == (HubStatus.FAILURE, 400)
+    denied = failed_result(make_region(HCID_MIDT), RegionStatus.DENIED)
+    assert consolidate([_rejected(HCID_HSO), denied]) == (HubStatus.FAILURE, 400)
+
+
+def test_every_region_throttling_the_caller_is_429_with_the_longest_retry_after() -> None:
+    results = [_rejected(HCID_HSO, 429, "3"), _rejected(HCID_VEST, 429, "9")]
+    merged = merge(results, DATE_DESC)
+    assert merged.http_status == 429 and merged.retry_after == "9"
+    assert {i["code"] for i in merged.issues} == {"throttled"}
+
+
+def test_a_rejection_beside_a_regions_failure_is_still_502() -> None:
+    down = failed_result(make_region(HCID_MIDT), RegionStatus.UNAVAILABLE)
+    assert consolidate([_rejected(HCID_HSO), down]) == (HubStatus.FAILURE, 502)
+
+
+def test_a_rejecting_region_beside_a_healthy_one_is_partial_success() -> None:
+    results = [ok_result(make_region(HCID_HSO), make_docref("1.1")), _rejected(HCID_VEST)]
+    merged = merge(results, DATE_DESC)
+    assert (merged.status, merged.http_status) == (HubStatus.PARTIAL_SUCCESS, 200)
+    (issue,) = merged.issues
+    assert issue["code"] == "invalid" and issue["location"] == [HCID_VEST]
+    assert "caller's error" in issue["diagnostics"] and "unknown parameter" in issue["diagnostics"]
+
+
+def test_too_large_is_named_as_such() -> None:
+    result = failed_result(
+        make_region(HCID_VEST), RegionStatus.TOO_LARGE, detail="exceeds the hub's limit"
+    )
+    (issue,) = merge([result], DATE_DESC).issues
+    assert issue["code"] == "too-costly"
+    assert issue["details"]["coding"][0]["code"] == "too-large"
+    assert "size limit" in issue["diagnostics"] and "unavailable" not in issue["diagnostics"]
+
+
+def test_a_regions_warning_cannot_claim_another_community() -> None:
+    spoof = {
+        "severity": "warning",
+        "code": "informational",
+        "extension": [
+            {"url": EXT_HOME_COMMUNITY_ID, "valueUri": HCID_MIDT},
+            {"url": "https://example.org/own", "valueString": "kept"},
+        ],
+        "location": [HCID_MIDT],
+    }
+    result = RegionResult(make_region(HCID_VEST), RegionStatus.OK, 1.0, warnings=(spoof,))
+    (issue,) = merge([result], DATE_DESC).issues
+    assert issue["location"] == [HCID_VEST]
+    assert [e.get("valueUri") for e in issue["extension"] if e["url"] == EXT_HOME_COMMUNITY_ID] == [
+        HCID_VEST
+    ]
+    assert {"url": "https://example.org/own", "valueString": "kept"} in issue["extension"]

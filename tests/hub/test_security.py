@@ -23,7 +23,7 @@ from onerecord.trust.assertion import HUB_ASSERTION_HEADER, verify_hub_assertion
 from onerecord.trust.errors import DevelopmentKeyRefused
 from onerecord.trust.keys import SigningKey, StaticJwks
 from onerecord.trust.replay import MemoryReplayCache
-from tests.hub.conftest import HCID_HSO, HCID_VEST, make_docref, make_region
+from tests.hub.conftest import HCID_HSO, HCID_VEST, make_docref, make_region, patient_asked
 from tests.hub.tokens import HUB_AUDIENCE, ISSUER, ApiCaller
 from tests.sts.fakes import CHILD_8, DOCTOR, PARENT
 
@@ -52,7 +52,8 @@ class Recorder:
 
         async def hso(url: str, headers: Mapping[str, str]) -> RegionResponse:
             self.headers.append(dict(headers))
-            return RegionResponse(200, {}, _searchset(make_docref("2.25.11", hcid=HCID_HSO)))
+            doc = make_docref("2.25.11", hcid=HCID_HSO, patient=patient_asked(url))
+            return RegionResponse(200, {}, _searchset(doc))
 
         self.client.route("http://region1.test/fhir", hso)
 
@@ -251,7 +252,7 @@ async def test_snapshot_pages_belong_to_the_token_holder(
     sts_key: SigningKey, hub_key: SigningKey
 ) -> None:
     client = FakeRegionClient()
-    docs = [make_docref(f"2.25.{i}", hcid=HCID_HSO) for i in range(5)]
+    docs = [make_docref(f"2.25.{i}", hcid=HCID_HSO, patient=PATIENT_A) for i in range(5)]
 
     async def hso(url: str, headers: Mapping[str, str]) -> RegionResponse:
         return RegionResponse(200, {}, _searchset(*docs))

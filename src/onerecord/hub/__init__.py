@@ -12,6 +12,7 @@ from onerecord.hub.client import (
     RegionResponse,
     RegionStream,
     RegionTransportError,
+    ResponseTooLarge,
 )
 from onerecord.hub.directory import Region, RegionDirectory, parse_directory
 from onerecord.hub.errors import (
@@ -28,6 +29,7 @@ from onerecord.hub.fanout import (
     PassThroughAuth,
     RegionAuth,
     RegionCallFailed,
+    RequestBudget,
     fan_out,
     forward_headers,
     gather_regions,
@@ -74,6 +76,8 @@ __all__ = [
     "RegionStatus",
     "RegionStream",
     "RegionTransportError",
+    "RequestBudget",
+    "ResponseTooLarge",
     "Snapshot",
     "SnapshotExpired",
     "SnapshotNotFound",

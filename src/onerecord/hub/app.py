@@ -34,7 +34,7 @@ from onerecord.hub.breaker import BreakerBoard
 from onerecord.hub.client import AiohttpRegionClient, RegionClient
 from onerecord.hub.directory import RegionDirectory
 from onerecord.hub.errors import HubError
-from onerecord.hub.fanout import PassThroughAuth, RegionAuth, forward_headers
+from onerecord.hub.fanout import PassThroughAuth, RegionAuth, RequestBudget, forward_headers
 from onerecord.hub.metrics import HubMetrics
 from onerecord.hub.redis_snapshot import RedisSnapshotStore
 from onerecord.hub.security import HubSecurity, check_patient, principal_identity
@@ -129,6 +129,8 @@ class CorrelationAndMetrics:
         raw = dict(scope["headers"]).get(b"x-correlation-id", b"")
         cid = raw.decode("latin-1")[:128] if raw else uuid.uuid4().hex
         scope.setdefault("state", {})["correlation_id"] = cid
+        # The request deadline counts from here, not from when the route got round to it.
+        scope["state"]["received_at"] = asyncio.get_running_loop().time()
         route = _route_label(scope["path"])
         status_seen = 500
 
@@ -216,7 +218,9 @@ def create_hub_app(
         )
     )
     owns_client = region_client is None
-    client: RegionClient = region_client or AiohttpRegionClient()
+    client: RegionClient = region_client or AiohttpRegionClient(
+        max_body_bytes=settings.max_region_answer_bytes
+    )
     service = HubService(
         settings=settings,
         directory=directory or RegionDirectory(settings.directory_file),
@@ -256,6 +260,8 @@ def create_hub_app(
         )
     )
 
+    late_audit_writes: set[asyncio.Task[None]] = set()
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if audit_engine is not None:
@@ -269,6 +275,8 @@ def create_hub_app(
         try:
             yield
         finally:
+            if late_audit_writes:
+                await asyncio.wait(late_audit_writes, timeout=10)
             if owns_client:
                 await client.aclose()
             if owns_security and security is not None:
@@ -315,6 +323,11 @@ def create_hub_app(
         )
         return Caller(cid, principal_identity(principal), forwarded, region_auth), principal
 
+    def budget_of(request: Request) -> RequestBudget:
+        """The deadlines of this request, counted from its arrival (issue 10 C)."""
+        received = request.scope.get("state", {}).get("received_at")
+        return RequestBudget.starting(settings.deadlines, at=received)
+
     async def record(
         request: Request,
         action: AuditAction,
@@ -347,6 +360,21 @@ def create_hub_app(
                 )
             ]
         )
+
+    def record_late(
+        request: Request, action: AuditAction, *, patient_id: str | None, query: str | None
+    ) -> None:
+        """Audit a request that ran out of time (504) without holding back its answer."""
+
+        async def write() -> None:
+            try:
+                await record(request, action, 504, patient_id=patient_id, query=query)
+            except Exception as exc:  # the answer is already sent: say so in the log
+                log.error("hub.audit.late_write_failed", error=type(exc).__name__)
+
+        task = asyncio.create_task(write(), name="hub late audit write")
+        late_audit_writes.add(task)
+        task.add_done_callback(late_audit_writes.discard)
 
     @app.exception_handler(TrustError)
     async def _trust_error(_request: Request, exc: TrustError) -> Response:
@@ -395,37 +423,44 @@ def create_hub_app(
     ) -> Response:
         query = urlencode(params)
         patient = _patient_of(params, request.headers)
+        budget = budget_of(request)
         try:
-            who, _principal = await authorise(request, params)
-        except TrustError as exc:
-            await record(
-                request,
-                AuditAction.SEARCH,
-                exc.status,
-                patient_id=patient,
-                query=query,
-                reason=exc.error,
-            )
-            raise
-        try:
-            async with asyncio.timeout(settings.request_deadline_s):
-                answer = await service.find(who, params)
+            # One deadline for the whole request: token check, fan-out, merge, audit write.
+            async with asyncio.timeout_at(budget.request_at):
+                try:
+                    who, _principal = await authorise(request, params)
+                except TrustError as exc:
+                    await record(
+                        request,
+                        AuditAction.SEARCH,
+                        exc.status,
+                        patient_id=patient,
+                        query=query,
+                        reason=exc.error,
+                    )
+                    raise
+                try:
+                    answer = await service.find(who, params, budget=budget)
+                except Exception as exc:  # audited, then answered by the exception handlers
+                    status = _error_status(exc)
+                    await record(
+                        request, AuditAction.SEARCH, status, patient_id=patient, query=query
+                    )
+                    raise
+                await record(
+                    request,
+                    AuditAction.SEARCH,
+                    answer.status,
+                    patient_id=patient,
+                    regions=answer.regions,
+                    query=query,
+                    returned=answer.returned,
+                )
         except TimeoutError:
-            await record(request, AuditAction.SEARCH, 504, patient_id=patient, query=query)
-            return _issue_body(504, "timeout", "the search did not finish in time", None)
-        except (HubError, MhdError, DomainError) as exc:
-            status = exc.status if isinstance(exc, HubError | MhdError) else 400
-            await record(request, AuditAction.SEARCH, status, patient_id=patient, query=query)
-            raise
-        await record(
-            request,
-            AuditAction.SEARCH,
-            answer.status,
-            patient_id=patient,
-            regions=answer.regions,
-            query=query,
-            returned=answer.returned,
-        )
+            record_late(request, AuditAction.SEARCH, patient_id=patient, query=query)
+            return _issue_body(
+                504, "timeout", "the search did not finish within the request deadline", None
+            )
         return _answer(answer)
 
     async def _citizen_call(
@@ -441,35 +476,42 @@ def create_hub_app(
         raw = request.query_params.get(parameter)
         patient_id = raw.rpartition("|")[2].strip() if raw else None
         try:
-            who, principal = await authorise(request, None)
-            asked = parse_patient(raw, parameter)
-            if asked is None and required:
-                raise BadRequest(f"{parameter} is required", expression=parameter)
-            patient = citizen_patient(principal, asked)
-            patient_id = patient.value if patient is not None else patient_id
-            async with asyncio.timeout(settings.request_deadline_s):
-                answer = await call(who, asked, patient)
+            # One deadline for the whole request: token check, regions, audit write.
+            async with asyncio.timeout_at(budget_of(request).request_at):
+                try:
+                    who, principal = await authorise(request, None)
+                    asked = parse_patient(raw, parameter)
+                    if asked is None and required:
+                        raise BadRequest(f"{parameter} is required", expression=parameter)
+                    patient = citizen_patient(principal, asked)
+                    patient_id = patient.value if patient is not None else patient_id
+                    answer = await call(who, asked, patient)
+                except TrustError as exc:
+                    await record(
+                        request,
+                        action,
+                        exc.status,
+                        patient_id=patient_id,
+                        query=query,
+                        reason=exc.error,
+                    )
+                    raise
+                except (HubError, MhdError, DomainError) as exc:
+                    status = _error_status(exc)
+                    await record(request, action, status, patient_id=patient_id, query=query)
+                    raise
+                await record(
+                    request,
+                    action,
+                    answer.status,
+                    patient_id=patient_id,
+                    regions=answer.regions,
+                    query=query,
+                    returned=answer.returned,
+                )
         except TimeoutError:
-            await record(request, action, 504, patient_id=patient_id, query=query)
+            record_late(request, action, patient_id=patient_id, query=query)
             return _issue_body(504, "timeout", "the regions did not answer in time", None)
-        except TrustError as exc:
-            await record(
-                request, action, exc.status, patient_id=patient_id, query=query, reason=exc.error
-            )
-            raise
-        except (HubError, MhdError, DomainError) as exc:
-            status = exc.status if isinstance(exc, HubError | MhdError) else 400
-            await record(request, action, status, patient_id=patient_id, query=query)
-            raise
-        await record(
-            request,
-            action,
-            answer.status,
-            patient_id=patient_id,
-            regions=answer.regions,
-            query=query,
-            returned=answer.returned,
-        )
         return _answer(answer)
 
     async def _change_control(
@@ -645,6 +687,15 @@ def _sent_path(request: Request) -> str:
     if isinstance(raw, bytes) and raw:
         return raw.decode("latin-1").split("?", 1)[0]
     return request.url.path
+
+
+def _error_status(exc: Exception) -> int:
+    """The HTTP status an exception handler will answer `exc` with (for its audit row)."""
+    if isinstance(exc, HubError | MhdError):
+        return exc.status
+    if isinstance(exc, DomainError):
+        return 400
+    return 500
 
 
 def _identity_of(given: Callable[[Request], str] | None) -> Callable[[Request], str]:

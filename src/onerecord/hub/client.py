@@ -22,6 +22,7 @@ __all__ = [
     "RegionResponse",
     "RegionStream",
     "RegionTransportError",
+    "ResponseTooLarge",
 ]
 
 _CHUNK = 64 * 1024
@@ -36,7 +37,7 @@ class RegionTransportError(Exception):
 
 
 class ResponseTooLarge(RegionTransportError):
-    """A region's JSON answer exceeded the hub's limit."""
+    """A region's JSON answer exceeded the hub's limit (reported `too-large`, not unavailable)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,13 +149,18 @@ class AiohttpRegionClient:
                 method, url, headers=dict(headers), timeout=aiohttp.ClientTimeout(total=timeout_s)
             ) as resp:
                 declared = resp.content_length
-                if declared is not None and declared > self.max_body_bytes:
-                    raise ResponseTooLarge(f"answer of {declared} bytes exceeds the limit")
+                limit = self.max_body_bytes
+                if declared is not None and declared > limit:
+                    raise ResponseTooLarge(
+                        f"the answer of {declared} bytes exceeds the hub's limit of {limit} bytes"
+                    )
                 body = bytearray()
                 async for chunk in resp.content.iter_chunked(_CHUNK):
                     body += chunk
-                    if len(body) > self.max_body_bytes:
-                        raise ResponseTooLarge("answer exceeds the hub's size limit")
+                    if len(body) > limit:
+                        raise ResponseTooLarge(
+                            f"the answer exceeds the hub's limit of {limit} bytes"
+                        )
                 return RegionResponse(resp.status, _lower(resp.headers), bytes(body))
 
     async def stream(

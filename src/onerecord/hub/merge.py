@@ -49,9 +49,13 @@ _ISSUE: dict[RegionStatus, tuple[str, str]] = {
     RegionStatus.UNAVAILABLE: ("transient", "community unavailable (XDSUnavailableCommunity)"),
     RegionStatus.TIMEOUT: ("timeout", "community did not answer in time (XDSUnavailableCommunity)"),
     RegionStatus.DENIED: ("forbidden", "community denied access"),
+    RegionStatus.REJECTED: ("invalid", "community refused the request as the caller's error"),
     RegionStatus.INVALID_RESPONSE: ("invalid", "community sent an invalid response"),
+    RegionStatus.TOO_LARGE: ("too-costly", "community's answer exceeds the hub's size limit"),
     RegionStatus.ERROR: ("exception", "community reported an error (XDSRegistryError)"),
 }
+# Extensions only the hub may set on an issue: a region's own copies are dropped.
+_HUB_EXTENSIONS = frozenset({EXT_HOME_COMMUNITY_ID, EXT_REGION_STATUS, EXT_REGION_LATENCY_MS})
 
 # Preference when the same document comes from two regions: current beats superseded beats
 # entered-in-error (ITI TF-3 4.2.3.2.2 availabilityStatus Approved over Deprecated).
@@ -97,6 +101,8 @@ class MergedResult:
     issues: tuple[dict[str, Any], ...]
     duplicates: tuple[Duplicate, ...]
     masked_count: int
+    retry_after: str | None = None
+    """Seconds to wait (Retry-After) when the answer is 429: the longest any region asked for."""
 
 
 def document_unique_id(resource: dict[str, Any]) -> str:
@@ -202,6 +208,8 @@ def failure_issue(result: RegionResult) -> dict[str, Any]:
     References: IHE ITI TF-2 3.38.4.1.3 (RegistryError@location = homeCommunityId).
     """
     code, display = _ISSUE[result.status]
+    if result.status is RegionStatus.REJECTED and result.http_status == 429:
+        code = "throttled"
     region = result.region
     diagnostics = f"{region.name} ({region.hcid}): {display}"
     if result.detail:
@@ -225,26 +233,36 @@ def failure_issue(result: RegionResult) -> dict[str, Any]:
 
 
 def _truncation_issue(result: RegionResult, cap: int) -> dict[str, Any]:
+    """Say truthfully why a region's answer was cut: the entry cap, or the page limit."""
     region = result.region
+    if result.stopped_after_pages is not None:
+        diagnostics = (
+            f"{region.name} ({region.hcid}) still offered a next page after "
+            f"{result.stopped_after_pages} pages, the most the hub follows per region and "
+            f"search; its answer is cut there (page-limit)"
+        )
+    else:
+        diagnostics = (
+            f"{region.name} ({region.hcid}) holds more matching entries than the hub collects "
+            f"per region ({cap}); narrow the search to see the rest"
+        )
     return {
         "extension": [{"url": EXT_HOME_COMMUNITY_ID, "valueUri": region.hcid}],
         "severity": "warning",
         "code": "too-costly",
-        "diagnostics": (
-            f"{region.name} ({region.hcid}) holds more matching entries than the hub collects "
-            f"per region ({cap}); narrow the search to see the rest"
-        ),
+        "diagnostics": diagnostics,
         "location": [region.hcid],
     }
 
 
 def _region_warning(result: RegionResult, issue: dict[str, Any]) -> dict[str, Any]:
-    """Pass on an issue a region put in its own Bundle, marked with its homeCommunityId."""
+    """Pass on an issue a region put in its own Bundle, marked with its homeCommunityId.
+
+    The issue's shape was checked when the region's Bundle was read (hub/searchset.py).
+    """
     out = dict(issue)
-    out["extension"] = [
-        *(issue.get("extension") or []),
-        {"url": EXT_HOME_COMMUNITY_ID, "valueUri": result.region.hcid},
-    ]
+    own = [e for e in issue.get("extension") or () if e.get("url") not in _HUB_EXTENSIONS]
+    out["extension"] = [*own, {"url": EXT_HOME_COMMUNITY_ID, "valueUri": result.region.hcid}]
     out["location"] = [result.region.hcid]
     return out
 
@@ -268,8 +286,10 @@ def consolidate(results: Sequence[RegionResult]) -> tuple[HubStatus, int]:
     """Return the XCA status and HTTP status of a fan-out.
 
     All ok → Success 200; some ok → PartialSuccess 200; none ok → Failure: 504 when every
-    region timed out, 403 when every region denied, else 502. No region at all is a Failure
-    too: an empty success would hide that nobody was asked.
+    region timed out, 403 when every region denied; when every region refused because of the
+    request (401/403/4xx, at least one 4xx) the caller's error: 429 when each 4xx was a 429,
+    else 400 — never "unavailable" (issue 10 A); else 502. No region at all is a Failure too:
+    an empty success would hide that nobody was asked.
     """
     if results and all(r.ok for r in results):
         return HubStatus.SUCCESS, 200
@@ -279,6 +299,11 @@ def consolidate(results: Sequence[RegionResult]) -> tuple[HubStatus, int]:
         return HubStatus.FAILURE, 504
     if results and all(r.status is RegionStatus.DENIED for r in results):
         return HubStatus.FAILURE, 403
+    if results and all(r.status.caused_by_caller for r in results):
+        rejected = [r for r in results if r.status is RegionStatus.REJECTED]
+        if all(r.http_status == 429 for r in rejected):
+            return HubStatus.FAILURE, 429
+        return HubStatus.FAILURE, 400
     return HubStatus.FAILURE, 502
 
 
@@ -318,4 +343,10 @@ def merge(
         issues=tuple(issues),
         duplicates=tuple(duplicates),
         masked_count=sum(r.masked_count for r in results if r.ok),
+        retry_after=_retry_after(results) if http_status == 429 else None,
     )
+
+
+def _retry_after(results: Sequence[RegionResult]) -> str:
+    """The longest Retry-After the throttling regions gave (1 s when none said)."""
+    return str(max((int(r.retry_after) for r in results if r.retry_after), default=1))

@@ -45,7 +45,14 @@ from onerecord.domain import (
 from onerecord.hub.breaker import BreakerBoard
 from onerecord.hub.client import RegionClient
 from onerecord.hub.directory import Region, RegionDirectory
-from onerecord.hub.fanout import FindRequest, RegionCallFailed, call_region, fan_out, gather_regions
+from onerecord.hub.fanout import (
+    FindRequest,
+    RegionCallFailed,
+    call_region,
+    fan_out,
+    gather_regions,
+    status_for_http,
+)
 from onerecord.hub.merge import HubStatus, consolidate, region_issues
 from onerecord.hub.metrics import HubMetrics
 from onerecord.hub.render import outcome_body
@@ -314,7 +321,9 @@ _STATE = {
     RegionStatus.TIMEOUT: "timeout",
     RegionStatus.UNAVAILABLE: "unavailable",
     RegionStatus.DENIED: "denied",
+    RegionStatus.REJECTED: "error",
     RegionStatus.INVALID_RESPONSE: "error",
+    RegionStatus.TOO_LARGE: "error",
     RegionStatus.ERROR: "error",
 }
 
@@ -519,7 +528,8 @@ async def _controls_exchange(
         client, method, url, headers, ends_at=ends_at, retry_delay_s=retry_delay_s
     )
     if not 200 <= resp.status < 300:
-        failure = RegionStatus.DENIED if resp.status in (401, 403) else RegionStatus.ERROR
+        # A 4xx is the caller's request refused, not the region's ill health (issue 10 A).
+        failure = status_for_http(resp.status) or RegionStatus.ERROR
         said = _diagnostics(resp.body)
         detail = f"HTTP {resp.status}" + (f": {said}" if said else "")
         raise RegionCallFailed(failure, detail, resp.status)

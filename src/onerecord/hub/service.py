@@ -30,6 +30,7 @@ from onerecord.hub.fanout import (
     FindRequest,
     PassThroughAuth,
     RegionAuth,
+    RequestBudget,
     fan_out,
 )
 from onerecord.hub.merge import HubStatus, merge
@@ -41,6 +42,7 @@ from onerecord.hub.render import (
     page_bundle,
     rewrite_for_hub,
 )
+from onerecord.hub.results import RegionResult, RegionStatus
 from onerecord.hub.settings import HubSettings
 from onerecord.hub.snapshot import (
     Snapshot,
@@ -123,8 +125,17 @@ class HubService:
 
     # ITI-67 ---------------------------------------------------------------------------------
 
-    async def find(self, caller: Caller, params: Sequence[tuple[str, str]]) -> HubAnswer:
-        """Answer a Find Document References query across every region, or page a snapshot."""
+    async def find(
+        self,
+        caller: Caller,
+        params: Sequence[tuple[str, str]],
+        *,
+        budget: RequestBudget | None = None,
+    ) -> HubAnswer:
+        """Answer a Find Document References query across every region, or page a snapshot.
+
+        `budget`: the request's deadlines from its arrival (default: from now).
+        """
         if any(name == "_snapshot" for name, _ in params):
             return await self._page(caller, params)
         query, _cursor = parse_find_query(params, max_count=self.settings.max_page_size)
@@ -132,6 +143,7 @@ class HubService:
         request = FindRequest(
             path_and_query=f"DocumentReference?{urlencode(render_query(region_query, None))}",
             headers=caller.region_headers(),
+            patient=query.patient_id,
         )
         deadlines = self.settings.deadlines
         results = await fan_out(
@@ -142,10 +154,13 @@ class HubService:
             auth=caller.auth,
             per_region_timeout=deadlines.per_region_s,
             aggregation_deadline=deadlines.aggregation_s,
+            budget=budget or RequestBudget.starting(deadlines),
             max_entries=self.settings.max_entries_per_region,
+            max_pages=self.settings.max_pages_per_region,
             retry_delay_s=self.settings.retry_delay_s,
         )
         self.metrics.observe(results)
+        _log_faulty_regions(results)
         merged = merge(results, query.sort, region_cap=self.settings.max_entries_per_region)
         log.info(
             "hub.find",
@@ -155,7 +170,10 @@ class HubService:
         )
         outcomes = tuple((r.region.hcid, r.status.value) for r in results)
         if merged.status is HubStatus.FAILURE:
-            return HubAnswer(merged.http_status, outcome_body(merged.issues), regions=outcomes)
+            headers = {"retry-after": merged.retry_after} if merged.retry_after else {}
+            return HubAnswer(
+                merged.http_status, outcome_body(merged.issues), headers, regions=outcomes
+            )
         base = self.settings.fhir_base
         region_base = {r.region.hcid: r.region.base_url for r in results}
         entries = tuple(
@@ -274,6 +292,20 @@ class HubService:
         except RegionConnectError:
             await asyncio.sleep(self.settings.retry_delay_s)
             return await self.client.stream(url, headers=headers, timeout_s=timeout)
+
+
+def _log_faulty_regions(results: Sequence[RegionResult]) -> None:
+    """Tell operators about regions that refused a request the hub had validated, or answered
+    wrongly. Only homeCommunityId, status and the hub's own words: never what the region said.
+    """
+    for result in results:
+        if result.status is RegionStatus.REJECTED:
+            # The hub validates every parameter as the sources do: a 4xx means they disagree.
+            log.warning(
+                "hub.find.region_rejected", hcid=result.region.hcid, http=result.http_status
+            )
+        elif result.status is RegionStatus.INVALID_RESPONSE:
+            log.warning("hub.find.region_invalid", hcid=result.region.hcid)
 
 
 def _paging(snapshot_id: str, offset: int, count: int) -> list[tuple[str, str]]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from onerecord.hub.fanout import DEFAULT_FORWARDED_HEADERS, Deadlines
+from onerecord.hub.fanout import DEFAULT_FORWARDED_HEADERS, DEFAULT_MAX_PAGES, Deadlines
 
 __all__ = ["HubSettings"]
 
@@ -26,6 +26,10 @@ class HubSettings(BaseSettings):
     retry_delay_s: float = 0.005  # the whole search waits for a retry: keep it short
     max_entries_per_region: int = 5000
     region_page_size: int = 200
+    # A region's `next` links are followed at most this many times per search (issue 10 C).
+    max_pages_per_region: int = Field(default=DEFAULT_MAX_PAGES, ge=1, le=1000)
+    # One region answer (one page) larger than this is refused and reported `too-large`.
+    max_region_answer_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     default_page_size: int = 20
     max_page_size: int = 200
     snapshot_ttl_s: float = 600.0
