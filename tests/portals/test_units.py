@@ -480,3 +480,13 @@ def test_anonymous_sessions_never_push_out_a_logged_in_one() -> None:
     store.create(now=2000)
     assert len(store) == 1
     assert store.get(carol.id, now=2000) is None
+
+
+def test_the_hubs_newer_region_statuses_are_told_truthfully_and_a_refusal_offers_no_retry() -> None:
+    nb = Translator("nb")
+    rejected = RegionNotice("Helse Nord", "rejected")
+    assert nb(rejected.message_key, name="Helse Nord").startswith("Helse Nord avviste søket")
+    assert not rejected.retry_helps
+    too_large = RegionNotice("Helse Nord", "too-large")
+    assert "for stort svar" in nb(too_large.message_key, name="Helse Nord")
+    assert too_large.retry_helps

@@ -25,7 +25,9 @@ __all__ = [
 ]
 
 _NORS = "NORS"
-KNOWN_STATUSES = frozenset({"ok", "timeout", "unavailable", "denied", "invalid-response", "error"})
+KNOWN_STATUSES = frozenset(
+    {"ok", "timeout", "unavailable", "denied", "rejected", "too-large", "invalid-response", "error"}
+)
 PATIENT_RESERVED = "patient-reserved"
 """A region's reason for an empty answer: the patient reserved against sharing (D4)."""
 PRACTITIONER_BLOCKED = "practitioner-blocked"
@@ -80,7 +82,7 @@ class RegionNotice:
     @property
     def retry_helps(self) -> bool:
         """A failure that may pass (timeout, outage); a refusal does not change by retrying."""
-        return not self.ok and self.status != "denied"
+        return not self.ok and self.status not in {"denied", "rejected"}
 
 
 @dataclass(frozen=True, slots=True)
