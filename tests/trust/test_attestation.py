@@ -18,6 +18,7 @@ from tests.sts.fakes import (
     NON_MEMBER,
     NON_MEMBER_UNIT,
     NURSE,
+    OTHER_UNIT,
     SECRETARY,
     attestation_details,
     make_population,
@@ -113,3 +114,48 @@ def test_exactly_one_attestation_object_is_required() -> None:
         parse_authorization_details([attestation_details(), attestation_details()], registers=POP)
     with pytest.raises(InvalidAuthorizationDetails, match="exactly one"):
         parse_authorization_details([{"type": "other"}], registers=POP)
+
+
+# -- issue 10 F: codes against their code lists, the organisation against the registers ---------
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"care_relationship.healthcare_service.code": "99999"},
+        {"care_relationship.purpose_of_use_details.code": "XYZ"},
+        {"practitioner.authorization.code": "ZZ"},
+    ],
+    ids=["service-99999", "details-XYZ", "authorization-ZZ"],
+)
+def test_codes_outside_their_code_lists_are_refused_at_the_sts_and_in_a_token(
+    changes: dict[str, Any],
+) -> None:
+    with pytest.raises(InvalidAuthorizationDetails, match="code list"):
+        _parse(**changes)
+    # Defence in depth: the hub and the sources parse the token's claim with the same check.
+    claim = enrich(_parse(), POP, NationalIdentityNumber(DOCTOR)).to_claim()
+    for path, value in changes.items():
+        *parents, last = path.split(".")
+        target = claim
+        for part in parents:
+            target = target[part]
+        target[last] = value
+    with pytest.raises(InvalidAuthorizationDetails, match="code list"):
+        parse_attestation_claim(claim)
+
+
+def test_point_of_care_where_the_user_does_not_work_is_refused() -> None:
+    parsed = _parse(**{"practitioner.point_of_care.id": OTHER_UNIT, "practitioner.department": ...})
+    with pytest.raises(InvalidAuthorizationDetails, match="HPR employment"):
+        enrich(parsed, POP, NationalIdentityNumber(DOCTOR))
+
+
+def test_department_that_is_not_of_the_point_of_care_is_refused() -> None:
+    with pytest.raises(InvalidAuthorizationDetails, match="department"):
+        _parse(**{"practitioner.department.id": "4009999"})
+
+
+def test_huge_toa_is_refused() -> None:
+    with pytest.raises(InvalidAuthorizationDetails, match="toa"):
+        _parse(toa=10**30)
