@@ -116,9 +116,7 @@ def _header(value: Any, what: str, fail: TrustErrorFactory) -> JoseHeader:
     return JoseHeader(alg=alg, typ=value.get("typ"), kid=value.get("kid"), jwk=jwk, raw=value)
 
 
-def parse_compact(
-    token: Any, *, what: str, fail: TrustErrorFactory = InvalidToken
-) -> CompactJws:
+def parse_compact(token: Any, *, what: str, fail: TrustErrorFactory = InvalidToken) -> CompactJws:
     """Check the shape of a compact JWS and return its header and claims, unverified.
 
     Raises `fail(description)` (InvalidToken unless told otherwise) and nothing else.

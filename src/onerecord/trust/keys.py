@@ -115,16 +115,16 @@ def check_key_for_alg(key: Key, alg: str) -> None:
 
 
 def verify_signature(
-    jws_: CompactJws, key: Key, *, what: str, fail: Callable[[str], TrustError] = InvalidToken
+    unverified: CompactJws, key: Key, *, what: str, fail: Callable[[str], TrustError] = InvalidToken
 ) -> None:
     """Verify the signature of a shape-checked compact JWS with `key`."""
-    alg = jws_.header.alg
+    alg = unverified.header.alg
     try:
         check_key_for_alg(key, alg)
     except InvalidToken:
         raise fail(f"{what} key does not fit its algorithm") from None
     try:
-        jws.deserialize_compact(jws_.token, key, algorithms=[alg])
+        jws.deserialize_compact(unverified.token, key, algorithms=[alg])
     except (JoseError, ValueError):
         raise fail(f"{what} signature is invalid") from None
 
