@@ -298,3 +298,57 @@ def test_attestation_codes_and_organisation_are_checked_against_lists_and_regist
 def test_the_doctors_own_workplace_and_listed_codes_are_accepted(sts: Sts) -> None:
     response = sts.test_user(DOCTOR, attestation_details())
     assert response.status_code == 200, response.text
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    claims=st.dictionaries(
+        st.sampled_from(
+            [
+                "acr_values",
+                "scope",
+                "redirect_uri",
+                "response_type",
+                "code_challenge",
+                "code_challenge_method",
+                "login_hint",
+                "state",
+                "resource",
+                "onerecord_user_kind",
+                "authorization_details",
+                "iat",
+                "exp",
+                "aud",
+                "iss",
+            ]
+        ),
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**70), 2**70)
+        | st.floats()
+        | st.text(max_size=10)
+        | st.lists(st.text(max_size=3), max_size=2)
+        | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+        max_size=4,
+    )
+)
+def test_authorize_answers_any_hostile_request_object_with_json_4xx_or_a_login(
+    sts: Sts, claims: dict[str, Any]
+) -> None:
+    base = {
+        "redirect_uri": REDIRECT,
+        "code_challenge": "c" * 43,
+        "code_challenge_method": "S256",
+        "login_hint": DOCTOR,
+    }
+    header = kid_header(sts.client_key, "oauth-authz-req+jwt")
+    now = int(time.time())
+    body = {"iss": sts.client_id, "aud": sts.base, "iat": now, "exp": now + 60, **base, **claims}
+    request = signed(sts.client_key, header, json_bytes(body))
+    response = httpx.get(
+        f"{sts.base}/authorize",
+        params={"client_id": sts.client_id, "request": request},
+        timeout=10,
+    )
+    if response.status_code not in (200, 302):
+        _json_error(response)
