@@ -56,12 +56,18 @@ NON_MEMBER = "974000032"
 NON_MEMBER_UNIT = "974000040"
 
 
+DEPARTMENT = "4001031"
+OTHER_UNIT = "974000059"
+"""Another unit of LEGAL_ENTITY, where nobody in the fake HPR works."""
+
+
 @dataclass(frozen=True)
 class FakePractitioner:
     given: str
     family: str
     hpr: HprNumber | None
     categories: tuple[str, ...]
+    employments: tuple[str, ...] = (POINT_OF_CARE,)
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,7 @@ class FakeOrganisation:
     name: str
     legal_entity: str
     helsenett_member: bool
+    departments: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,7 +132,10 @@ def make_population() -> FakePopulation:
         },
         organisations={
             LEGAL_ENTITY: FakeOrganisation("Testsykehuset HF", LEGAL_ENTITY, True),
-            POINT_OF_CARE: FakeOrganisation("Testsykehuset HF, Ullevål", LEGAL_ENTITY, True),
+            POINT_OF_CARE: FakeOrganisation(
+                "Testsykehuset HF, Ullevål", LEGAL_ENTITY, True, departments=(DEPARTMENT,)
+            ),
+            OTHER_UNIT: FakeOrganisation("Testsykehuset HF, Aker", LEGAL_ENTITY, True),
             NON_MEMBER: FakeOrganisation("Uten Helsenett AS", NON_MEMBER, False),
             NON_MEMBER_UNIT: FakeOrganisation("Uten Helsenett AS avd", NON_MEMBER, False),
         },
@@ -162,7 +172,7 @@ def attestation_details(**changes: Any) -> dict[str, Any]:
             "authorization": {"code": "LE", "system": "urn:oid:2.16.578.1.12.4.1.1.9060"},
             "legal_entity": {"id": LEGAL_ENTITY, "system": "urn:oid:2.16.578.1.12.4.1.4.101"},
             "point_of_care": {"id": POINT_OF_CARE, "system": "2.16.578.1.12.4.1.4.101"},
-            "department": {"id": "4001031", "system": "urn:oid:2.16.578.1.12.4.1.4.102"},
+            "department": {"id": DEPARTMENT, "system": "urn:oid:2.16.578.1.12.4.1.4.102"},
         },
         "care_relationship": {
             "healthcare_service": {"code": "01", "system": "urn:oid:2.16.578.1.12.4.1.1.8666"},

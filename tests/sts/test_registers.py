@@ -54,3 +54,35 @@ def test_expired_proxy_is_not_held() -> None:
     population = generate_population(seed=3, citizens=0, reference_date=today)
     later = PopulationRegisters(population, today=lambda: today + timedelta(days=5 * 366))
     assert later.proxies_held(population.cast["proxy_holder"].nin.value) == []
+
+
+def test_every_staff_attestation_of_the_demo_agrees_with_hpr_employment_and_enhetsregisteret() -> (
+    None
+):
+    from onerecord.demo import staff_manifest
+    from onerecord.domain import NationalIdentityNumber
+    from onerecord.search_client import StaffMember, practitioner_attestation
+    from onerecord.trust.attestation import enrich, parse_authorization_details
+
+    population = generate_population(seed=3, citizens=5, reference_date=datetime.now(UTC).date())
+    registers = PopulationRegisters(population)
+    for key, manifest in staff_manifest(population).items():
+        staff = StaffMember.from_manifest({**manifest, "category": manifest["category"] or "-"})
+        details = practitioner_attestation(staff, patient_digest="a" * 43)
+        if manifest["category"] is None:  # no HPR category: no authorization is sent (ATT-29)
+            del details["practitioner"]["authorization"]
+        parsed = parse_authorization_details(details, registers=registers)
+        enrich(parsed, registers, NationalIdentityNumber(str(manifest["nin"])))
+        assert parsed.practitioner.point_of_care.id == manifest["point_of_care"], key
+
+
+def test_a_municipal_nurses_legal_entity_is_the_municipality_in_enhetsregisteret() -> None:
+    population = generate_population(seed=3, citizens=5, reference_date=datetime.now(UTC).date())
+    registers = PopulationRegisters(population)
+    unit = next(o for o in population.organisations if o.legal_entity != o.orgnr)
+    municipality = registers.organisation(unit.legal_entity.value)
+    assert municipality is not None and municipality.name.endswith("kommune")
+    assert municipality.legal_entity == unit.legal_entity.value
+    nurse = next(p for p in population.practitioners if p.organisation == unit.orgnr)
+    record = registers.practitioner(nurse.nin.value)
+    assert record is not None and record.employments == (unit.orgnr.value,)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from onerecord.domain import NationalIdentityNumber
 from onerecord.trust.attestation import (
@@ -18,6 +21,7 @@ from tests.sts.fakes import (
     NON_MEMBER,
     NON_MEMBER_UNIT,
     NURSE,
+    OTHER_UNIT,
     SECRETARY,
     attestation_details,
     make_population,
@@ -113,3 +117,109 @@ def test_exactly_one_attestation_object_is_required() -> None:
         parse_authorization_details([attestation_details(), attestation_details()], registers=POP)
     with pytest.raises(InvalidAuthorizationDetails, match="exactly one"):
         parse_authorization_details([{"type": "other"}], registers=POP)
+
+
+# -- issue 10 F: codes against their code lists, the organisation against the registers ---------
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"care_relationship.healthcare_service.code": "99999"},
+        {"care_relationship.purpose_of_use_details.code": "XYZ"},
+        {"practitioner.authorization.code": "ZZ"},
+    ],
+    ids=["service-99999", "details-XYZ", "authorization-ZZ"],
+)
+def test_codes_outside_their_code_lists_are_refused_at_the_sts_and_in_a_token(
+    changes: dict[str, Any],
+) -> None:
+    with pytest.raises(InvalidAuthorizationDetails, match="code list"):
+        _parse(**changes)
+    # Defence in depth: the hub and the sources parse the token's claim with the same check.
+    claim = enrich(_parse(), POP, NationalIdentityNumber(DOCTOR)).to_claim()
+    for path, value in changes.items():
+        *parents, last = path.split(".")
+        target = claim
+        for part in parents:
+            target = target[part]
+        target[last] = value
+    with pytest.raises(InvalidAuthorizationDetails, match="code list"):
+        parse_attestation_claim(claim)
+
+
+def test_point_of_care_where_the_user_does_not_work_is_refused() -> None:
+    parsed = _parse(**{"practitioner.point_of_care.id": OTHER_UNIT, "practitioner.department": ...})
+    with pytest.raises(InvalidAuthorizationDetails, match="HPR employment"):
+        enrich(parsed, POP, NationalIdentityNumber(DOCTOR))
+
+
+def test_department_that_is_not_of_the_point_of_care_is_refused() -> None:
+    with pytest.raises(InvalidAuthorizationDetails, match="department"):
+        _parse(**{"practitioner.department.id": "4009999"})
+
+
+def test_huge_toa_is_refused() -> None:
+    with pytest.raises(InvalidAuthorizationDetails, match="toa"):
+        _parse(toa=10**30)
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats()
+    | st.text(max_size=12)
+    | st.sampled_from(["01", "99999", "XYZ", "LE", "TREAT", DOCTOR, OTHER_UNIT, "4001031"]),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+_PATHS = [
+    "type",
+    "toa",
+    "patients",
+    "practitioner",
+    "practitioner.authorization",
+    "practitioner.authorization.code",
+    "practitioner.legal_entity",
+    "practitioner.legal_entity.id",
+    "practitioner.point_of_care.id",
+    "practitioner.point_of_care.system",
+    "practitioner.department",
+    "practitioner.department.id",
+    "care_relationship",
+    "care_relationship.healthcare_service",
+    "care_relationship.healthcare_service.code",
+    "care_relationship.healthcare_service.system",
+    "care_relationship.purpose_of_use.code",
+    "care_relationship.purpose_of_use_details",
+    "care_relationship.purpose_of_use_details.code",
+    "care_relationship.decision_ref",
+    "care_relationship.decision_ref.id",
+    "care_relationship.decision_ref.user_selected",
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(changes=st.dictionaries(st.sampled_from(_PATHS), _json_values | st.just(...), max_size=3))
+def test_any_hostile_attestation_raises_only_invalid_authorization_details(
+    changes: dict[str, Any],
+) -> None:
+    try:
+        details = attestation_details(**changes)
+    except (KeyError, TypeError, IndexError, ValueError):
+        return  # the change does not apply to the shape the earlier changes left
+    for parse in (
+        lambda: enrich(_parse_raw(details), POP, NationalIdentityNumber(DOCTOR)),
+        lambda: parse_attestation_claim(details),
+    ):
+        try:
+            parse()
+        except InvalidAuthorizationDetails:
+            pass
+
+
+def _parse_raw(details: Any) -> Any:
+    return parse_authorization_details(json.dumps([details], allow_nan=True), registers=POP)

@@ -8,8 +8,10 @@ from collections.abc import Callable
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from onerecord.sts.login import AuthorizationRedirect, LoginPrompt, LoginRequestExpired
 from onerecord.sts.login_page import PAGE_HEADERS, error_page, login_page, stylesheet
@@ -31,6 +33,19 @@ from onerecord.trust.replay import MemoryReplayCache, ReplayCache
 __all__ = ["create_sts_app", "load_signing_key"]
 
 _MAX_FORM_BYTES = 64 * 1024
+log = structlog.get_logger("onerecord.sts")
+
+
+def _location(exc: BaseException) -> str:
+    """Return file:line where `exc` was raised: enough to find it, no locals, no values."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return "?"
+    return f"{tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}"
+
+
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -117,6 +132,26 @@ def create_sts_app(
     @app.exception_handler(TrustError)
     async def _trust_error(request: Request, exc: TrustError) -> Response:
         return _error(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # Unknown paths and methods answer in the same RFC 6749 §5.2 shape as everything else.
+        error = "server_error" if exc.status_code >= 500 else "invalid_request"
+        body = {"error": error, "error_description": str(exc.detail)}
+        return _json(
+            body, status_code=exc.status_code, headers={**_NO_STORE, **(exc.headers or {})}
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.error(
+            "sts.unexpected_error",
+            path=request.url.path,
+            exception=type(exc).__name__,
+            location=_location(exc),
+        )
+        body = {"error": "server_error", "error_description": "the request was not completed"}
+        return _json(body, status_code=500, headers=_NO_STORE)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -7,16 +7,13 @@ asymmetric algorithms only (A18).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
-
-from joserfc import jws, jwt
-from joserfc.errors import JoseError
 
 from onerecord.sts.settings import ClientConfig, StsSettings
 from onerecord.trust.errors import InvalidClient, InvalidRequest, InvalidToken, TrustError
-from onerecord.trust.keys import ASYMMETRIC_ALGORITHMS, import_public_jwk
+from onerecord.trust.jose import numeric_date, parse_compact, string_claim
+from onerecord.trust.keys import import_public_jwk, verify_signature
 from onerecord.trust.replay import ReplayCache
 
 __all__ = [
@@ -31,45 +28,45 @@ CLIENT_ASSERTION_TYP = "client-authentication+jwt"
 _REQUEST_OBJECT_TYP = frozenset({"oauth-authz-req+jwt", "JWT", "jwt"})
 
 
+def _request_object_error(description: str) -> TrustError:
+    return InvalidRequest(description, error="invalid_request_object")
+
+
 def _verify(
     token: str,
     *,
     client: ClientConfig,
     typ: frozenset[str],
-    error: type[TrustError],
+    fail: Callable[[str], TrustError],
     what: str,
-    error_code: str | None = None,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    def fail(msg: str) -> TrustError:
-        return error(msg, error=error_code) if error_code else error(msg)
-
-    try:
-        header = jws.extract_compact(token.encode("ascii")).headers()
-    except (JoseError, ValueError, UnicodeEncodeError):
-        raise fail(f"{what} is not a compact JWS") from None
-    if header.get("typ") not in typ:
+) -> dict[str, Any]:
+    unverified = parse_compact(token, what=what, fail=fail)
+    if unverified.header.typ not in typ:
         raise fail(f"{what} typ must be {' or '.join(sorted(typ))}")
-    alg = header.get("alg")
-    if alg not in ASYMMETRIC_ALGORITHMS:
-        raise fail(f"{what} must be signed with an asymmetric algorithm, not {alg}")
     try:
         key = import_public_jwk(client.jwk)
-        claims = jwt.decode(token, key, algorithms=[str(alg)]).claims
-    except (JoseError, ValueError, InvalidToken):
-        raise fail(f"{what} signature is invalid") from None
-    return header, claims
+    except InvalidToken:
+        raise fail(f"{what}: the client's registered key is not usable") from None
+    verify_signature(unverified, key, what=what, fail=fail)
+    return unverified.claims
 
 
-def _lifetime(claims: Mapping[str, Any], settings: StsSettings, now: float, what: str) -> int:
-    exp, iat = claims.get("exp"), claims.get("iat")
-    if not isinstance(exp, int) or not isinstance(iat, int):
-        raise ValueError(f"{what} needs integer exp and iat")
+def _lifetime(
+    claims: Mapping[str, Any],
+    settings: StsSettings,
+    now: float,
+    what: str,
+    fail: Callable[[str], TrustError],
+) -> int:
+    exp = numeric_date(claims, "exp", what=what, fail=fail)
+    iat = numeric_date(claims, "iat", what=what, fail=fail)
+    assert exp is not None and iat is not None
     if exp - iat > settings.assertion_max_lifetime:
-        raise ValueError(f"{what} lives longer than {settings.assertion_max_lifetime} s")
+        raise fail(f"{what} lives longer than {settings.assertion_max_lifetime} s")
     if exp < now - settings.skew:
-        raise ValueError(f"{what} has expired")
+        raise fail(f"{what} has expired")
     if iat > now + settings.skew:
-        raise ValueError(f"{what} was issued in the future")
+        raise fail(f"{what} was issued in the future")
     return exp
 
 
@@ -91,34 +88,26 @@ async def verify_client_assertion(
     assertion = form.get("client_assertion")
     if not assertion:
         raise InvalidClient("client_assertion is missing")
-    try:
-        unverified = jws.extract_compact(assertion.encode("ascii"))
-        claims_preview = json.loads(unverified.payload)
-    except (JoseError, ValueError, UnicodeEncodeError):
-        raise InvalidClient("client_assertion is not a compact JWS") from None
-    client_id = claims_preview.get("iss") if isinstance(claims_preview, dict) else None
+    # Only to learn which client's key to use; the signature is checked next.
+    preview = parse_compact(assertion, what="client assertion", fail=InvalidClient)
+    client_id = preview.claims.get("iss")
     if not isinstance(client_id, str) or client_id not in settings.clients:
         raise InvalidClient("unknown client")
     if form.get("client_id") not in (None, client_id):
         raise InvalidClient("client_id does not match the client assertion")
-    _, claims = _verify(
+    claims = _verify(
         assertion,
         client=settings.clients[client_id],
         typ=frozenset({CLIENT_ASSERTION_TYP}),
-        error=InvalidClient,
+        fail=InvalidClient,
         what="client assertion",
     )
     if claims.get("sub") != client_id:
         raise InvalidClient("client assertion sub must equal iss (the client_id)")
     if not _aud_ok(claims.get("aud"), {settings.issuer, settings.token_endpoint}):
         raise InvalidClient("client assertion aud must be the issuer or the token endpoint")
-    try:
-        exp = _lifetime(claims, settings, now, "client assertion")
-    except ValueError as exc:
-        raise InvalidClient(str(exc)) from None
-    jti = claims.get("jti")
-    if not isinstance(jti, str) or not jti:
-        raise InvalidClient("client assertion has no jti")
+    exp = _lifetime(claims, settings, now, "client assertion", InvalidClient)
+    jti = string_claim(claims, "jti", what="client assertion", max_length=256, fail=InvalidClient)
     if await replay.seen(f"client-assertion:{client_id}:{jti}", exp + settings.skew):
         raise InvalidClient("client assertion jti has been used before")
     return client_id, claims
@@ -131,13 +120,12 @@ def verify_request_object(
     client = settings.clients.get(client_id)
     if client is None:
         raise InvalidClient("unknown client")
-    _, claims = _verify(
+    claims = _verify(
         request,
         client=client,
         typ=_REQUEST_OBJECT_TYP,
-        error=InvalidRequest,
+        fail=_request_object_error,
         what="request object",
-        error_code="invalid_request_object",
     )
     if claims.get("iss") != client_id:
         raise InvalidRequest(
@@ -147,8 +135,5 @@ def verify_request_object(
         raise InvalidRequest(
             "request object aud must be the issuer", error="invalid_request_object"
         )
-    try:
-        _lifetime(claims, settings, now, "request object")
-    except ValueError as exc:
-        raise InvalidRequest(str(exc), error="invalid_request_object") from None
+    _lifetime(claims, settings, now, "request object", _request_object_error)
     return claims

@@ -15,6 +15,7 @@ from itertools import islice
 
 from onerecord.domain import HprNumber, code_tables
 from onerecord.sts.users import SyntheticUser, UserKind
+from onerecord.synth import places
 from onerecord.synth.population import (
     HPR_CATEGORY_SYSTEM,
     AddressProtection,
@@ -35,15 +36,19 @@ class RegisterPractitioner:
     family: str
     hpr: HprNumber | None
     categories: tuple[str, ...]
+    employments: tuple[str, ...] = ()
+    """The orgnr of each unit (underenhet) the person works at."""
 
 
 @dataclass(frozen=True, slots=True)
 class RegisterOrganisation:
-    """A unit as Enhetsregisteret and the Helsenett member list know it."""
+    """A unit as Enhetsregisteret and the Helsenett member list know it, with its departments."""
 
     name: str
     legal_entity: str
     helsenett_member: bool
+    departments: tuple[str, ...] = ()
+    """RESH ids of the unit's departments."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,20 +71,37 @@ class PopulationRegisters:
     def __init__(self, population: Population, *, today: Callable[[], date] = _today) -> None:
         self.population = population
         self._today = today
+        # A municipality is the hovedenhet of its care units but gives no care itself, so the
+        # population lists only the unit; Enhetsregisteret knows the municipality as well.
+        self._hovedenheter: dict[str, RegisterOrganisation] = {}
+        for org in population.organisations:
+            parent = org.legal_entity.value
+            if parent != org.orgnr.value and parent not in self._hovedenheter:
+                name = places.MUNICIPALITIES.get(org.region_slug, (org.name, ""))[0]
+                self._hovedenheter[parent] = RegisterOrganisation(
+                    name, parent, org.helsenett_member
+                )
 
     def practitioner(self, nin: str) -> RegisterPractitioner | None:
         try:
             p = self.population.practitioner(nin)
         except KeyError:
             return None
-        return RegisterPractitioner(p.given, p.family, p.hpr, p.categories)
+        return RegisterPractitioner(
+            p.given, p.family, p.hpr, p.categories, employments=(p.organisation.value,)
+        )
 
     def organisation(self, orgnr: str) -> RegisterOrganisation | None:
         try:
             org = self.population.organisation(orgnr)
         except KeyError:
-            return None
-        return RegisterOrganisation(org.name, org.legal_entity.value, org.helsenett_member)
+            return self._hovedenheter.get(orgnr)
+        return RegisterOrganisation(
+            org.name,
+            org.legal_entity.value,
+            org.helsenett_member,
+            departments=tuple(str(d.resh) for d in org.departments),
+        )
 
     def person(self, nin: str) -> RegisterPerson | None:
         try:

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
+
+import orjson
 
 from onerecord.domain import InvalidIdentifier, NationalIdentityNumber
 from onerecord.sts.client_auth import verify_client_assertion, verify_request_object
@@ -72,6 +73,7 @@ from onerecord.trust.errors import (
     InvalidAuthorizationDetails,
     InvalidGrant,
     InvalidRequest,
+    InvalidToken,
 )
 from onerecord.trust.keys import SigningKey
 from onerecord.trust.replay import ReplayCache
@@ -91,6 +93,19 @@ TEST_USER_GRANT = "urn:onerecord:params:oauth:grant-type:test-user"
 REFRESH_TOKEN_GRANT = "refresh_token"
 USER_KIND_PARAM = "onerecord_user_kind"
 _GRANTS = (TEST_USER_GRANT, "authorization_code", REFRESH_TOKEN_GRANT)
+_STRING_PARAMETERS = (
+    "response_type",
+    "redirect_uri",
+    "code_challenge",
+    "code_challenge_method",
+    "acr_values",
+    "scope",
+    "resource",
+    "login_hint",
+    "state",
+    USER_KIND_PARAM,
+)
+"""Authorization request parameters that are strings (RFC 6749 §4.1.1, RFC 9101 §4)."""
 _DEFAULT_SCOPE = (
     "openid",
     "helseid://scopes/identity/pid",
@@ -223,15 +238,20 @@ class TokenService:
     async def _dpop_jkt(self, dpop: str | None, now: float) -> str:
         if not dpop:
             raise InvalidRequest("a DPoP proof is required", error="invalid_dpop_proof")
-        proof = await verify_proof(
-            dpop,
-            htm="POST",
-            htu=self.settings.token_endpoint,
-            access_token=None,
-            jkt=None,
-            now=now,
-            replay=self.replay,
-        )
+        try:
+            proof = await verify_proof(
+                dpop,
+                htm="POST",
+                htu=self.settings.token_endpoint,
+                access_token=None,
+                jkt=None,
+                now=now,
+                replay=self.replay,
+            )
+        except InvalidToken as exc:
+            # At the token endpoint a bad proof (malformed, stale, replayed) is a 400
+            # invalid_dpop_proof, not the resource server's 401 (RFC 9449 §5, §7.1).
+            raise InvalidRequest(exc.description, error="invalid_dpop_proof") from None
         return proof.jkt
 
     def _issue(
@@ -301,6 +321,11 @@ class TokenService:
             claims = verify_request_object(
                 params["request"], client_id=client_id, settings=self.settings, now=now
             )
+            for name in _STRING_PARAMETERS:
+                if name in claims and not isinstance(claims[name], str):
+                    raise InvalidRequest(
+                        f"request object {name} must be a string", error="invalid_request_object"
+                    )
             merged = {k: v for k, v in params.items() if k in ("client_id", "request")}
             merged.update(claims)
         if merged.get("response_type", "code") != "code":
@@ -481,7 +506,7 @@ class TokenService:
         raw = in_request or in_assertion
         if isinstance(raw, str):
             try:
-                raw = json.loads(raw)
+                raw = orjson.loads(raw)
             except ValueError:
                 raise InvalidAuthorizationDetails("authorization_details is not JSON") from None
         attestation = self._attest(raw, user, now) if raw else None

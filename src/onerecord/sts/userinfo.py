@@ -15,12 +15,8 @@ RFC 6750 §3 (errors in WWW-Authenticate).
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from typing import Any
-
-from joserfc import jws
-from joserfc.errors import JoseError
 
 from onerecord.sts.representation import CitizenRegisters, assess_representation
 from onerecord.trust.access_token import (
@@ -31,6 +27,7 @@ from onerecord.trust.access_token import (
 )
 from onerecord.trust.dpop import verify_proof
 from onerecord.trust.errors import InvalidToken
+from onerecord.trust.jose import parse_compact
 from onerecord.trust.keys import SigningKey, StaticJwks
 from onerecord.trust.replay import ReplayCache
 
@@ -41,11 +38,7 @@ REFUSED_CLAIM = "onerecord:representation_refused"
 
 def _audience(token: str) -> Any:
     # Only to learn which of our audiences to require; the signature is checked next.
-    try:
-        payload = json.loads(jws.extract_compact(token.encode("ascii")).payload)
-    except (JoseError, ValueError, UnicodeEncodeError):
-        raise InvalidToken("access token is not a compact JWS") from None
-    return payload.get("aud") if isinstance(payload, dict) else None
+    return parse_compact(token, what="access token").claims.get("aud")
 
 
 async def authenticate_userinfo(

@@ -41,6 +41,7 @@ from onerecord.trust.errors import (
     PatientBindingFailed,
     TrustError,
 )
+from onerecord.trust.jose import MAX_JWS_LENGTH, CompactJws, parse_compact
 from onerecord.trust.keys import (
     DEV_KEY_MARKER,
     KeyProvider,
@@ -88,6 +89,7 @@ __all__ = [
     "KJ_FORSKRIFT_CLASS_LIMITS",
     "KJ_FORSKRIFT_SCOPE",
     "MASKED_TITLE",
+    "MAX_JWS_LENGTH",
     "READ_DOCUMENTREFERENCES_SCOPE",
     "AccessBasis",
     "AccessDenied",
@@ -97,6 +99,7 @@ __all__ = [
     "AuthSettings",
     "Citizen",
     "CitizenContext",
+    "CompactJws",
     "DPoPProof",
     "DenialReason",
     "DevelopmentKeyRefused",
@@ -145,6 +148,7 @@ __all__ = [
     "masked_entry",
     "mint_hub_assertion",
     "parse_authorization_details",
+    "parse_compact",
     "token_log_id",
     "validate_access_token",
     "verify_binding",

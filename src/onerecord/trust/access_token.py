@@ -36,6 +36,7 @@ from onerecord.trust.errors import (
     InvalidAuthorizationDetails,
     InvalidToken,
 )
+from onerecord.trust.jose import numeric_date
 from onerecord.trust.keys import KeyProvider, SigningKey, verify_signed_jwt
 from onerecord.trust.principal import (
     CitizenContext,
@@ -138,14 +139,7 @@ def issue_access_token(
 
 
 def _int_claim(claims: Mapping[str, Any], name: str, *, required: bool) -> int | None:
-    value = claims.get(name)
-    if value is None:
-        if required:
-            raise InvalidToken(f"access token has no {name}")
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidToken(f"access token {name} is not a number")
-    return int(value)
+    return numeric_date(claims, name, what="access token", required=required)
 
 
 def _scope(value: Any) -> frozenset[str]:

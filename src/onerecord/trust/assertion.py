@@ -41,6 +41,7 @@ from onerecord.trust.errors import (
     InvalidToken,
     PatientBindingFailed,
 )
+from onerecord.trust.jose import numeric_date
 from onerecord.trust.keys import KeyProvider, SigningKey, verify_signed_jwt
 from onerecord.trust.replay import ReplayCache
 
@@ -109,10 +110,9 @@ def mint_hub_assertion(
 
 
 def _number(claims: Mapping[str, Any], name: str) -> int:
-    value = claims.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidToken(f"hub assertion {name} is missing or not a number")
-    return int(value)
+    value = numeric_date(claims, name, what="hub assertion")
+    assert value is not None
+    return value
 
 
 async def verify_hub_assertion(

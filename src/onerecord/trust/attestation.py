@@ -17,11 +17,12 @@ misc/validering_av_attributter.md (decision_ref.id charset and length); RFC 9396
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
+
+import orjson
 
 from onerecord.domain import (
     DNR_SYSTEM,
@@ -29,6 +30,8 @@ from onerecord.domain import (
     HNR_SYSTEM,
     HPR_SYSTEM,
     ORGNR_SYSTEM,
+    RESH_SYSTEM,
+    Coding,
     HprNumber,
     IdentityKind,
     InvalidIdentifier,
@@ -69,6 +72,7 @@ HEALTHCARE_SERVICE_SYSTEMS = frozenset(
     f"urn:oid:2.16.578.1.12.4.1.1.{n}"
     for n in (8655, 8627, 8451, 8668, 8663, 8662, 8664, 8666, 7750, 8254)
 )
+_MAX_TOA = 253_402_300_799  # 9999-12-31T23:59:59Z, as trust.jose.MAX_NUMERIC_DATE
 _DECISION_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _BRREG = "https://www.brreg.no"
 _SKATTEETATEN = "https://www.skatteetaten.no"
@@ -87,6 +91,10 @@ class PractitionerRecord(Protocol):
     def hpr(self) -> HprNumber | None: ...
     @property
     def categories(self) -> tuple[str, ...]: ...
+    @property
+    def employments(self) -> tuple[str, ...]:
+        """The orgnr of each unit (underenhet) the person works at (HPR employment)."""
+        ...
 
 
 class OrganisationRecord(Protocol):
@@ -101,6 +109,10 @@ class OrganisationRecord(Protocol):
 
     @property
     def helsenett_member(self) -> bool: ...
+    @property
+    def departments(self) -> tuple[str, ...]:
+        """The RESH ids of the unit's departments."""
+        ...
 
 
 class Registers(Protocol):
@@ -279,6 +291,16 @@ class _Reader:
         )
 
 
+def _in_code_list(coding: AttestCoding, value_set: str, where: str) -> None:
+    """Refuse a code that is not in its code list, as HelseID does (TRUST-FRAMEWORK §3.2).
+
+    The same check runs on the attestation in a token at the hub and the sources, so a code the
+    token service would refuse is refused there too (defence in depth).
+    """
+    if not code_tables().contains(value_set, Coding(coding.system, coding.code)):
+        raise _fail(f"{where}: code {coding.code!r} is not in its code list ({coding.system})")
+
+
 def _orgnr(ident: AttestIdentifier, where: str) -> str:
     if strip_urn_oid(ident.system) != ORGNR_SYSTEM:
         raise _fail(f"{where}.system must be Enhetsregisteret (urn:oid:{ORGNR_SYSTEM})")
@@ -313,6 +335,7 @@ def _parse(obj: Mapping[str, Any], *, strict: bool) -> Attestation:
         authorization = r.coding(prac["authorization"], "practitioner.authorization")
         if authorization.system != AUTHORIZATION_SYSTEM:
             raise _fail(f"practitioner.authorization.system must be {AUTHORIZATION_SYSTEM}")
+        _in_code_list(authorization, "hprCategory", "practitioner.authorization")
     department = None
     if prac.get("department") is not None:
         department = r.identifier(prac["department"], "practitioner.department")
@@ -342,10 +365,12 @@ def _parse(obj: Mapping[str, Any], *, strict: bool) -> Attestation:
         service = r.coding(care["healthcare_service"], "care_relationship.healthcare_service")
         if service.system not in HEALTHCARE_SERVICE_SYSTEMS:
             raise _fail("care_relationship.healthcare_service.system is not a known code system")
+        _in_code_list(service, "healthcareService", "care_relationship.healthcare_service")
     if care.get("purpose_of_use_details") is not None:
         details = r.coding(
             care["purpose_of_use_details"], "care_relationship.purpose_of_use_details"
         )
+        _in_code_list(details, "purposeOfUseDetails", "care_relationship.purpose_of_use_details")
     if service is None and details is None:
         raise _fail("care_relationship needs healthcare_service or purpose_of_use_details (ATT-43)")
     dref = r.obj(
@@ -385,7 +410,9 @@ def _parse(obj: Mapping[str, Any], *, strict: bool) -> Attestation:
         patients.append(PatientRef(pat_poc, pat_dep, digest))
 
     toa = top.get("toa")
-    if toa is not None and (not isinstance(toa, int) or isinstance(toa, bool) or toa < 0):
+    if toa is not None and (
+        not isinstance(toa, int) or isinstance(toa, bool) or not 0 <= toa <= _MAX_TOA
+    ):
         raise _fail("toa must be Unix seconds (integer)")
     return Attestation(
         practitioner=PractitionerPart(
@@ -425,7 +452,7 @@ def _person_number(identifier: AttestIdentifier) -> NationalIdentityNumber:
 def _select(raw: Any) -> Mapping[str, Any]:
     if isinstance(raw, str | bytes):
         try:
-            raw = json.loads(raw)
+            raw = orjson.loads(raw)  # strict JSON: no NaN, nesting bounded
         except ValueError:
             raise _fail("authorization_details is not JSON") from None
     items = raw if isinstance(raw, list) else [raw]
@@ -458,6 +485,13 @@ def parse_authorization_details(raw: Any, *, registers: Registers) -> Attestatio
     poc = registers.organisation(p.point_of_care.id)
     if poc is None or _parent_of(poc, p.point_of_care.id) != p.legal_entity.id:
         raise _fail("practitioner.point_of_care is not a unit of the legal entity (ATT-18)")
+    department = p.department
+    if (
+        department is not None
+        and strip_urn_oid(department.system) == RESH_SYSTEM
+        and department.id not in poc.departments
+    ):
+        raise _fail("practitioner.department is not a department of the point of care (ATT-21)")
     for i, pat in enumerate(attestation.patients):
         if pat.point_of_care is not None and registers.organisation(pat.point_of_care.id) is None:
             raise _fail(f"patients[{i}].point_of_care is not in Enhetsregisteret")
@@ -497,6 +531,10 @@ def enrich(
     person = registers.practitioner(user.value)
     if person is None:
         raise _fail("the authenticated user is not in the practitioner register")
+    if p.point_of_care.id not in person.employments:
+        raise _fail(
+            "practitioner.point_of_care is not a unit the user works at (HPR employment, ATT-18)"
+        )
     if p.authorization is not None:
         if person.hpr is None:
             raise _fail("practitioner.authorization given, but the user has no HPR entry")

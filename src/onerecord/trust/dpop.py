@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from joserfc import jws, jwt
-from joserfc.errors import JoseError
+from joserfc import jwt
 
 from onerecord.trust.errors import InvalidToken
+from onerecord.trust.jose import MAX_CLAIM_LENGTH, numeric_date, parse_compact, string_claim
 from onerecord.trust.keys import (
-    ASYMMETRIC_ALGORITHMS,
     Key,
     SigningKey,
     import_public_jwk,
+    verify_signature,
 )
 from onerecord.trust.replay import ReplayCache
 
@@ -78,15 +78,18 @@ def normalise_htu(url: str) -> str:
 
     References: RFC 9449 §4.3 item 9 (compare without query and fragment), RFC 3986 §6.2.2–6.2.3.
     """
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
-        raise _proof_error("htu is not an absolute http(s) URI")
+    if len(url) > MAX_CLAIM_LENGTH:
+        raise _proof_error("htu is too long")
     try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
         port = parts.port
     except ValueError:
-        raise _proof_error("htu has an invalid port") from None
-    host = parts.hostname.lower()
+        raise _proof_error("htu is not a valid URI (host or port)") from None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not hostname:
+        raise _proof_error("htu is not an absolute http(s) URI")
+    host = hostname.lower()
     if ":" in host:
         host = f"[{host}]"
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
@@ -138,39 +141,33 @@ async def verify_proof(
     `access_token` given → ath must match; `jkt` given → the proof key must be the bound key.
     References: RFC 9449 §4.3 (checks 1–12), §7.1 (resource server), §11.1 (replay).
     """
+    what = "DPoP proof"
     if not isinstance(proof, str) or not proof or "," in proof:
         raise _proof_error("exactly one DPoP proof is required")
-    try:
-        unverified = jws.extract_compact(proof.encode("ascii"))
-        header = unverified.headers()
-    except (JoseError, ValueError, UnicodeEncodeError) as exc:
-        raise _proof_error("DPoP proof is not a compact JWS") from exc
-    if header.get("typ") != DPOP_TYP:
+    unverified = parse_compact(proof, what=what, fail=_proof_error)
+    header = unverified.header
+    if header.typ != DPOP_TYP:
         raise _proof_error("DPoP proof typ must be dpop+jwt")
-    alg = header.get("alg")
-    if alg not in ASYMMETRIC_ALGORITHMS:
-        raise _proof_error("DPoP proof must use an asymmetric algorithm")
-    jwk = header.get("jwk")
-    if not isinstance(jwk, Mapping):
+    if header.jwk is None:
         raise _proof_error("DPoP proof has no jwk header")
     try:
-        key = import_public_jwk(jwk)
+        key = import_public_jwk(header.jwk)
     except InvalidToken as exc:
         raise _proof_error(f"DPoP proof jwk refused: {exc.description}") from None
-    try:
-        claims = jwt.decode(proof, key, algorithms=[str(alg)]).claims
-    except (JoseError, ValueError) as exc:
-        raise _proof_error("DPoP proof signature is invalid") from exc
+    verify_signature(unverified, key, what=what, fail=_proof_error)
+    claims = unverified.claims
 
-    jti, p_htm, p_htu, iat = (claims.get(n) for n in ("jti", "htm", "htu", "iat"))
-    if not isinstance(jti, str) or not 8 <= len(jti) <= 256:
+    jti = string_claim(claims, "jti", what=what, max_length=256, fail=_proof_error)
+    if jti is None or len(jti) < 8:
         raise _proof_error("DPoP proof jti is missing or not 8 to 256 characters")
+    p_htm = string_claim(claims, "htm", what=what, max_length=16, fail=_proof_error)
     if p_htm != htm:
         raise _proof_error("DPoP proof htm does not match the request method")
-    if not isinstance(p_htu, str) or normalise_htu(p_htu) != normalise_htu(htu):
+    p_htu = string_claim(claims, "htu", what=what, fail=_proof_error)
+    if p_htu is None or normalise_htu(p_htu) != normalise_htu(htu):
         raise _proof_error("DPoP proof htu does not match the request URI")
-    if not isinstance(iat, int | float) or isinstance(iat, bool):
-        raise _proof_error("DPoP proof iat is missing")
+    iat = numeric_date(claims, "iat", what=what, fail=_proof_error)
+    assert iat is not None
     if iat > now + skew:
         raise _proof_error("DPoP proof iat is in the future")
     if iat < now - max_age:
@@ -188,9 +185,9 @@ async def verify_proof(
         raise _proof_error("DPoP proof jti has been used before (replay)")
     return DPoPProof(
         jti=jti,
-        htm=str(p_htm),
+        htm=p_htm,
         htu=p_htu,
-        iat=int(iat),
+        iat=iat,
         jkt=thumbprint,
         ath=ath if isinstance(ath, str) else None,
         nonce=claims.get("nonce") if isinstance(claims.get("nonce"), str) else None,

@@ -33,6 +33,16 @@ __all__ = [
 ]
 
 
+def _quotable(text: str) -> str:
+    """Return `text` as RFC 6750 §3 allows in error_description: printable ASCII, no " or \\.
+
+    Anything else becomes "?" (a header must stay Latin-1, whatever a caller managed to put
+    into a description); " becomes '.
+    """
+    text = text[:512].replace('"', "'")
+    return "".join(c if " " <= c <= "~" and c != "\\" else "?" for c in text)
+
+
 class TrustError(Exception):
     """A request failed a rule of the trust framework."""
 
@@ -46,8 +56,7 @@ class TrustError(Exception):
 
     def www_authenticate(self, scheme: str = "DPoP") -> str:
         """Return the WWW-Authenticate challenge for this error (RFC 6750 §3)."""
-        safe = self.description.replace("\\", "\\\\").replace('"', "'")
-        return f'{scheme} error="{self.error}", error_description="{safe}"'
+        return f'{scheme} error="{self.error}", error_description="{_quotable(self.description)}"'
 
     def oauth_body(self) -> dict[str, str]:
         """Return the RFC 6749 §5.2 error body."""

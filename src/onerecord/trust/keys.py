@@ -9,6 +9,8 @@ References: RFC 7517 (JWK, JWK Set), RFC 7518 §3 (ES256/RS256/PS256), RFC 7638 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import os
 import secrets
 import time
@@ -23,7 +25,8 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 
-from onerecord.trust.errors import DevelopmentKeyRefused, InvalidToken
+from onerecord.trust.errors import DevelopmentKeyRefused, InvalidToken, TrustError
+from onerecord.trust.jose import ASYMMETRIC_ALGORITHMS, CompactJws, parse_compact
 
 __all__ = [
     "ASYMMETRIC_ALGORITHMS",
@@ -33,40 +36,97 @@ __all__ = [
     "RemoteJwks",
     "SigningKey",
     "StaticJwks",
+    "check_key_for_alg",
     "import_public_jwk",
     "load_or_create_dev_key",
     "require_usable_key",
+    "verify_signature",
     "verify_signed_jwt",
 ]
 
 DEV_KEY_MARKER = "dev"
 """Every development key's kid starts with this marker ("dev-…")."""
 
-ASYMMETRIC_ALGORITHMS = frozenset(
-    {"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
-)
-"""The JWS algorithms a verifier accepts: asymmetric only, never "none" or HS* (A18)."""
 
 Key: TypeAlias = ECKey | RSAKey
 
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
 
+_CURVES = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
+_MIN_RSA_BITS, _MAX_RSA_BITS = 2048, 8192
+_MAX_RSA_EXPONENT_CHARS = 6
+"""Public exponents up to 32 bits (65537 is usual): a huge e would make every check costly."""
+
+
+def _b64_member(jwk: Mapping[str, Any], name: str, max_chars: int) -> bytes:
+    value = jwk.get(name)
+    if not isinstance(value, str) or not 0 < len(value) <= max_chars:
+        raise InvalidToken(f"jwk member {name} must be a base64url string")
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        raise InvalidToken(f"jwk member {name} is not base64url") from None
+
+
+def _check_jwk_shape(jwk: Mapping[str, Any]) -> str:
+    """Check the members an EC or RSA public key needs, with bounded sizes; return kty."""
+    kty = jwk.get("kty")
+    if kty == "EC":
+        if not isinstance(jwk.get("crv"), str) or jwk["crv"] not in _CURVES:
+            raise InvalidToken("jwk curve must be P-256, P-384 or P-521")
+        _b64_member(jwk, "x", 100)
+        _b64_member(jwk, "y", 100)
+    elif kty == "RSA":
+        bits = int.from_bytes(_b64_member(jwk, "n", 1400), "big").bit_length()
+        if not _MIN_RSA_BITS <= bits <= _MAX_RSA_BITS:
+            raise InvalidToken(f"jwk RSA modulus must have {_MIN_RSA_BITS} to {_MAX_RSA_BITS} bits")
+        _b64_member(jwk, "e", _MAX_RSA_EXPONENT_CHARS)
+    else:
+        raise InvalidToken("jwk type is not allowed (EC or RSA only)")
+    kid = jwk.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise InvalidToken("jwk kid must be a string")
+    return str(kty)
+
+
 def import_public_jwk(jwk: Mapping[str, Any]) -> Key:
-    """Import a public EC or RSA JWK; refuse symmetric keys and private members."""
+    """Import a public EC or RSA JWK; refuse symmetric keys, private members, odd shapes."""
     if not isinstance(jwk, Mapping):
         raise InvalidToken("jwk is not a JSON object")
     if _PRIVATE_MEMBERS & set(jwk):
         raise InvalidToken("jwk carries private key material")
-    kty = jwk.get("kty")
+    kty = _check_jwk_shape(jwk)
     try:
         if kty == "EC":
             return ECKey.import_key(dict(jwk))
-        if kty == "RSA":
-            return RSAKey.import_key(dict(jwk))
-    except (ValueError, TypeError, KeyError) as exc:
+        return RSAKey.import_key(dict(jwk))
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
         raise InvalidToken(f"jwk is not a valid {kty} key") from exc
-    raise InvalidToken(f"jwk type {kty!r} is not allowed (EC or RSA only)")
+
+
+def check_key_for_alg(key: Key, alg: str) -> None:
+    """Refuse a key that cannot verify `alg` (ES* needs its EC curve, RS*/PS* an RSA key)."""
+    if alg.startswith("ES"):
+        if not isinstance(key, ECKey) or _CURVES.get(key.curve_name) != alg:
+            raise InvalidToken(f"the key does not fit algorithm {alg}")
+    elif not isinstance(key, RSAKey):
+        raise InvalidToken(f"the key does not fit algorithm {alg}")
+
+
+def verify_signature(
+    unverified: CompactJws, key: Key, *, what: str, fail: Callable[[str], TrustError] = InvalidToken
+) -> None:
+    """Verify the signature of a shape-checked compact JWS with `key`."""
+    alg = unverified.header.alg
+    try:
+        check_key_for_alg(key, alg)
+    except InvalidToken:
+        raise fail(f"{what} key does not fit its algorithm") from None
+    try:
+        jws.deserialize_compact(unverified.token, key, algorithms=[alg])
+    except (JoseError, ValueError):
+        raise fail(f"{what} signature is invalid") from None
 
 
 @dataclass(frozen=True, repr=False)
@@ -210,7 +270,7 @@ class StaticJwks:
     async def key_for(self, kid: str | None) -> Key:
         key = _pick(self._keys, kid)
         if key is None:
-            raise InvalidToken(f"unknown signing key {kid!r}")
+            raise InvalidToken("unknown signing key (kid)")
         return key
 
 
@@ -255,31 +315,22 @@ class RemoteJwks:
                     await self._refresh()
                     key = _pick(self._keys, kid)
         if key is None:
-            raise InvalidToken(f"unknown signing key {kid!r}")
+            raise InvalidToken("unknown signing key (kid)")
         return key
 
 
 async def verify_signed_jwt(
     token: str, *, keys: KeyProvider, accepted_typ: frozenset[str], what: str
 ) -> dict[str, Any]:
-    """Check a compact JWS's typ and asymmetric alg, verify it with `keys`, return its claims.
+    """Check a compact JWS's shape, typ and asymmetric alg, verify it with `keys`, return claims.
 
-    Every token kind (access token, hub assertion, publish proof) starts with these checks; the
-    claims are each kind's own business. References: RFC 7515 §7.1, RFC 8725 §3.1, §3.11.
+    Every token kind (access token, hub assertion, publish proof) starts with these checks, in
+    this order, so that a malformed token costs no key lookup; the claims are each kind's own
+    business. References: RFC 7515 §5.2, RFC 8725 §3.1, §3.11; `trust.jose`.
     """
-    try:
-        header = jws.extract_compact(token.encode("ascii")).headers()
-    except (JoseError, ValueError, UnicodeEncodeError) as exc:
-        raise InvalidToken(f"{what} is not a compact JWS") from exc
-    if header.get("typ") not in accepted_typ:
+    unverified = parse_compact(token, what=what)
+    if unverified.header.typ not in accepted_typ:
         raise InvalidToken(f"{what} typ must be {' or '.join(sorted(accepted_typ))}")
-    alg = header.get("alg")
-    if alg not in ASYMMETRIC_ALGORITHMS:
-        raise InvalidToken(f"{what} must be signed with an asymmetric algorithm")
-    kid = header.get("kid")
-    key = await keys.key_for(kid if isinstance(kid, str) else None)
-    try:
-        claims: dict[str, Any] = dict(jwt.decode(token, key, algorithms=[str(alg)]).claims)
-    except (JoseError, ValueError) as exc:
-        raise InvalidToken(f"{what} signature is invalid") from exc
-    return claims
+    key = await keys.key_for(unverified.header.kid)
+    verify_signature(unverified, key, what=what)
+    return unverified.claims

@@ -20,6 +20,7 @@ from typing import Any
 
 from onerecord.trust.dpop import normalise_htu
 from onerecord.trust.errors import InvalidToken
+from onerecord.trust.jose import numeric_date, string_claim
 from onerecord.trust.keys import KeyProvider, SigningKey, verify_signed_jwt
 from onerecord.trust.replay import ReplayCache
 
@@ -83,19 +84,21 @@ async def verify_publish_proof(
     claims = await verify_signed_jwt(
         proof, keys=keys, accepted_typ=frozenset({PUBLISH_PROOF_TYP}), what="publish proof"
     )
-    iss, aud, jti = claims.get("iss"), claims.get("aud"), claims.get("jti")
-    if not (isinstance(iss, str) and iss and isinstance(jti, str) and jti):
-        raise InvalidToken("publish proof needs iss and jti")
+    iss = string_claim(claims, "iss", what="publish proof", max_length=256)
+    jti = string_claim(claims, "jti", what="publish proof", max_length=256)
+    assert iss is not None and jti is not None
+    aud = claims.get("aud")
     if aud != audience:
         raise InvalidToken("publish proof is for another audience")
-    iat, exp = claims.get("iat"), claims.get("exp")
-    if not (isinstance(iat, int) and isinstance(exp, int)) or not 0 < exp - iat <= (
-        PUBLISH_PROOF_MAX_LIFETIME
-    ):
+    iat = numeric_date(claims, "iat", what="publish proof")
+    exp = numeric_date(claims, "exp", what="publish proof")
+    assert iat is not None and exp is not None
+    if not 0 < exp - iat <= PUBLISH_PROOF_MAX_LIFETIME:
         raise InvalidToken("publish proof lifetime must be at most 60 seconds")
     if now > exp + skew or iat > now + skew:
         raise InvalidToken("publish proof has expired or is not yet valid")
-    if claims.get("htm") != "POST" or claims.get("htu") != normalise_htu(htu):
+    p_htu = string_claim(claims, "htu", what="publish proof")
+    if claims.get("htm") != "POST" or p_htu != normalise_htu(htu):
         raise InvalidToken("publish proof was made for another method or URL")
     if claims.get("body_sha256") != body_digest(body):
         raise InvalidToken("publish proof does not match the request body")
