@@ -19,6 +19,7 @@ __all__ = [
     "LATEST_DATE",
     "MAX_BODY_BYTES",
     "MAX_CURSOR_LENGTH",
+    "MAX_ELEMENT_REPEATS",
     "MAX_HEADER_LENGTH",
     "MAX_OR_VALUES",
     "MAX_PAGE_SIZE",
@@ -46,6 +47,9 @@ MAX_OR_VALUES = 50
 
 MAX_STRING_LENGTH = 256
 """Characters in one parameter value (a name, a code, an identifier)."""
+
+MAX_ELEMENT_REPEATS = 256
+"""Items in one repeating element of a published resource (authors, labels, events, contained)."""
 
 MAX_HEADER_LENGTH = 8192
 """Characters in one forwarded header value (`nhn-access-basis`, a token, a DPoP proof)."""
@@ -85,9 +89,7 @@ class LimitExceeded(DomainError):
     """A request asked for more work than the limit allows; the message names the limit."""
 
     def __init__(self, limit: str, allowed: int, seen: int, *, expression: str | None = None):
-        super().__init__(
-            f"{limit}: at most {allowed} allowed, {seen} given", expression=expression
-        )
+        super().__init__(f"{limit}: at most {allowed} allowed, {seen} given", expression=expression)
         self.limit = limit
         self.allowed = allowed
         self.seen = seen

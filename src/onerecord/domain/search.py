@@ -185,9 +185,7 @@ class PageCursor:
 
 def _is_sequence(value: object) -> bool:
     """True for an int (not a bool) that a registry sequence number can be."""
-    return (
-        isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEQUENCE
-    )
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEQUENCE
 
 
 def _invalid() -> InvalidCursor:
