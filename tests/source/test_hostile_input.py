@@ -36,6 +36,7 @@ FNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.1"
 TYPE = "urn:oid:2.16.578.1.12.4.1.1.9602"
 SOURCE_ID = "urn:oid:2.16.578.1.12.4.5.100.1.9"
 
+
 def bundle_of(*documents: tuple[DocumentEntry, bytes]) -> dict[str, Any]:
     if not documents:
         content = sample_pdf(text=f"hostile {uuid4()}")
