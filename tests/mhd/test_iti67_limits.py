@@ -187,3 +187,14 @@ def test_hostile_queries_parse_or_raise_only_4xx(
         parse_find_query([PATIENT, *params] if with_patient else params, max_count=200)
     except MhdError as exc:
         assert 400 <= exc.status < 500, exc
+
+
+def test_limit_exceeded_anywhere_is_a_400_too_costly_outcome() -> None:
+    from onerecord.domain.limits import LimitExceeded
+    from onerecord.mhd import outcome_for
+
+    status, body = outcome_for(LimitExceeded("MAX_OR_VALUES", 50, 51, expression="type"))
+    assert status == 400
+    (issue,) = body["issue"]
+    assert issue["code"] == "too-costly" and "MAX_OR_VALUES" in issue["diagnostics"]
+    assert issue["expression"] == ["type"]
