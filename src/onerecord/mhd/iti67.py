@@ -258,10 +258,10 @@ def parse_date_param(value: str, *, name: str) -> TimeRange:
     start, end = _moment_range(raw, name)
     try:
         check_moment(start, name=name)
-        if end > LATEST_DATE:
-            raise DateOutOfRange(name, expression=name)
     except DateOutOfRange:
         raise _out_of_range(raw, name) from None
+    if end > LATEST_DATE:
+        raise _out_of_range(raw, name)
     if prefix == "eq":
         return TimeRange(start, end)
     if prefix == "gt":
