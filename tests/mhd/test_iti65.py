@@ -120,7 +120,12 @@ def test_malformed_json_is_400_with_position() -> None:
         (lambda b: b.update(type="batch"), "transaction", "Bundle.type"),
         (lambda b: b.update(entry=[]), "no entries", "Bundle.entry"),
         (lambda b: b["entry"].pop(0), "exactly one SubmissionSet", "Bundle.entry"),
-        (lambda b: b["entry"].append(b["entry"][0]), "found 2", "Bundle.entry"),
+        (
+            lambda b: b["entry"].append({**b["entry"][0], "fullUrl": "urn:uuid:another-list"}),
+            "found 2",
+            "Bundle.entry",
+        ),
+        (lambda b: b["entry"].append(b["entry"][0]), "appears twice", "Bundle.entry[3].fullUrl"),
         (lambda b: b["entry"][1].pop("fullUrl"), "fullUrl", "Bundle.entry[1].fullUrl"),
         (lambda b: b["entry"].__setitem__(1, {"x": 1}), "no resource", "Bundle.entry[1]"),
     ],
@@ -278,7 +283,8 @@ def test_too_many_documents_is_413() -> None:
 @pytest.mark.parametrize(
     ("mutate", "expression"),
     [
-        (lambda s: s.pop("subject"), "Bundle.entry[0].resource.subject.identifier"),
+        (lambda s: s.pop("subject"), "Bundle.entry[0].resource.subject"),
+        (lambda s: s.update(subject={}), "Bundle.entry[0].resource.subject.identifier"),
         (lambda s: s.pop("extension"), "Bundle.entry[0].resource.extension[ihe-sourceId]"),
         (
             lambda s: s.update(identifier=[s["identifier"][1]]),

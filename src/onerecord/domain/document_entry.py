@@ -23,6 +23,7 @@ from onerecord.domain.identifiers import (
     RepositoryUniqueId,
     ReshId,
 )
+from onerecord.domain.limits import check_moment
 
 __all__ = [
     "Author",
@@ -123,9 +124,22 @@ class DocumentEntry:
             raise InvalidDocumentEntry("title must be 1 to 512 characters", expression="title")
         if not self.confidentiality_codes:
             raise InvalidDocumentEntry("at least one confidentialityCode is required")
-        for moment in (self.creation_time, self.service_start_time, self.service_stop_time):
-            if moment is not None and moment.tzinfo is None:
-                raise InvalidDocumentEntry("times must carry a time zone")
+        for name, moment in (
+            ("creation_time", self.creation_time),
+            ("service_start_time", self.service_start_time),
+            ("service_stop_time", self.service_stop_time),
+            ("citizen_release_time", self.citizen_release_time),
+            ("submission_time", self.submission_time),
+        ):
+            if moment is None:
+                continue
+            if moment.tzinfo is None:
+                raise InvalidDocumentEntry("times must carry a time zone", expression=name)
+            # Within [EARLIEST_DATE, LATEST_DATE) and ±14:00, so converting to UTC cannot
+            # overflow in the registry or in the hub's merge.
+            check_moment(moment, name=name)
+        if len(self.mime_type) > 128:
+            raise InvalidDocumentEntry("mimeType is longer than 128 characters")
         if (
             self.service_start_time is not None
             and self.service_stop_time is not None

@@ -10,7 +10,7 @@ already answers it with 400 and an OperationOutcome naming the limit and the val
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from onerecord.domain.errors import DomainError
 
@@ -19,6 +19,7 @@ __all__ = [
     "LATEST_DATE",
     "MAX_BODY_BYTES",
     "MAX_CURSOR_LENGTH",
+    "MAX_ELEMENT_REPEATS",
     "MAX_HEADER_LENGTH",
     "MAX_OR_VALUES",
     "MAX_PAGE_SIZE",
@@ -26,9 +27,13 @@ __all__ = [
     "MAX_PARAMETER_REPEATS",
     "MAX_STRING_LENGTH",
     "MAX_UTC_OFFSET_MINUTES",
+    "MAX_SORT_KEYS",
+    "DateOutOfRange",
     "LimitExceeded",
     "check_count",
     "check_length",
+    "check_moment",
+    "check_utc_offset",
 ]
 
 MAX_PARAMETERS = 50
@@ -43,11 +48,22 @@ MAX_OR_VALUES = 50
 MAX_STRING_LENGTH = 256
 """Characters in one parameter value (a name, a code, an identifier)."""
 
+MAX_ELEMENT_REPEATS = 256
+"""Items in one repeating element of a published resource (authors, labels, events, contained)."""
+
 MAX_HEADER_LENGTH = 8192
 """Characters in one forwarded header value (`nhn-access-basis`, a token, a DPoP proof)."""
 
-MAX_CURSOR_LENGTH = 1024
-"""Characters in an opaque paging cursor or snapshot id."""
+MAX_CURSOR_LENGTH = 4096
+"""Characters in an opaque paging cursor or snapshot id.
+
+A source's cursor carries the sort values of the last entry served, a title of up to 512
+characters among them, so it must hold 512 four-byte characters, base64url-encoded, and two
+timestamps: about 2,900 characters at most.
+"""
+
+MAX_SORT_KEYS = 4
+"""Keys in one `_sort` (there are only four sort fields)."""
 
 MAX_PAGE_SIZE = 500
 """`_count` at most; larger values are refused rather than silently clamped."""
@@ -65,13 +81,15 @@ MAX_UTC_OFFSET_MINUTES = 14 * 60
 """ISO 8601 / FHIR offsets lie within ±14:00; `+24:00` or `+99:99` is refused."""
 
 
+class DateOutOfRange(DomainError):
+    """A date or time lies outside [EARLIEST_DATE, LATEST_DATE) or has an offset beyond ±14:00."""
+
+
 class LimitExceeded(DomainError):
     """A request asked for more work than the limit allows; the message names the limit."""
 
     def __init__(self, limit: str, allowed: int, seen: int, *, expression: str | None = None):
-        super().__init__(
-            f"{limit}: at most {allowed} allowed, {seen} given", expression=expression
-        )
+        super().__init__(f"{limit}: at most {allowed} allowed, {seen} given", expression=expression)
         self.limit = limit
         self.allowed = allowed
         self.seen = seen
@@ -89,3 +107,34 @@ def check_count(count: int, *, limit: int, limit_name: str, name: str | None = N
     if count > limit:
         raise LimitExceeded(limit_name, limit, count, expression=name)
     return count
+
+
+def check_utc_offset(moment: datetime, *, name: str) -> datetime:
+    """Return `moment` if its UTC offset lies within ±14:00, else raise DateOutOfRange."""
+    offset = moment.utcoffset()
+    if offset is not None and abs(offset) > timedelta(minutes=MAX_UTC_OFFSET_MINUTES):
+        raise DateOutOfRange(
+            f"{name}: the UTC offset of {moment.isoformat()} lies beyond ±14:00",
+            expression=name,
+        )
+    return moment
+
+
+def check_moment(moment: datetime, *, name: str) -> datetime:
+    """Return `moment` if it lies in [EARLIEST_DATE, LATEST_DATE) with a sane offset.
+
+    Naive moments are compared by their wall-clock value. The year is checked before any
+    arithmetic, so even year 1 or 9999 with an offset of ±14:00 cannot overflow here.
+    """
+    check_utc_offset(moment, name=name)
+    in_range = EARLIEST_DATE.year - 1 <= moment.year <= LATEST_DATE.year and (
+        EARLIEST_DATE <= (moment if moment.tzinfo else moment.replace(tzinfo=UTC)) < LATEST_DATE
+    )
+    if not in_range:
+        raise DateOutOfRange(
+            f"{name}: {moment.isoformat()} lies outside the dates this network holds "
+            f"(EARLIEST_DATE {EARLIEST_DATE.date()} to LATEST_DATE {LATEST_DATE.date()}, "
+            "exclusive)",
+            expression=name,
+        )
+    return moment

@@ -20,11 +20,13 @@ import orjson
 from onerecord.domain.document_entry import DocumentStatus
 from onerecord.domain.errors import DomainError
 from onerecord.domain.identifiers import NationalIdentityNumber
-from onerecord.domain.limits import MAX_PAGE_SIZE
+from onerecord.domain.limits import MAX_CURSOR_LENGTH, MAX_PAGE_SIZE, MAX_SORT_KEYS
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
+    "MAX_CURSOR_VALUE_LENGTH",
     "MAX_PAGE_SIZE",
+    "MAX_SEQUENCE",
     "DocumentQuery",
     "InvalidCursor",
     "PageCursor",
@@ -35,6 +37,14 @@ __all__ = [
 ]
 
 DEFAULT_PAGE_SIZE = 20
+
+MAX_SEQUENCE = 2**63 - 1
+"""The largest registry sequence number: a signed 64-bit integer (PostgreSQL bigint, SQLite)."""
+
+MAX_CURSOR_VALUE_LENGTH = 512
+"""Characters in one sort value of a cursor: a title has at most 512, a timestamp far fewer."""
+
+_BASE64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
 class InvalidCursor(DomainError):
@@ -135,19 +145,49 @@ class PageCursor:
 
     @classmethod
     def decode(cls, token: str) -> PageCursor:
+        """Decode a cursor from the wire, checking every type and range before any use.
+
+        A cursor comes back from the client, so it is outside input: base64url of a JSON object
+        {"s": snapshot, "a": null | [sort values…, seq]} and nothing else. Integers are
+        sequence numbers within a signed 64-bit integer (a bool is not one), strings are at most
+        MAX_CURSOR_VALUE_LENGTH characters, and there is one value per sort key plus the
+        sequence number. The store checks each value against its column (`_Order.decode`).
+        """
+        if len(token) > MAX_CURSOR_LENGTH:
+            raise InvalidCursor(
+                f"the paging cursor is longer than MAX_CURSOR_LENGTH ({MAX_CURSOR_LENGTH})",
+                expression="_cursor",
+            )
+        if not token or not set(token) <= _BASE64URL:
+            raise _invalid()
         try:
-            padded = token + "=" * (-len(token) % 4)
-            data = orjson.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-            snapshot = data["s"]
-            after = data["a"]
-            if not isinstance(snapshot, int) or snapshot < 0:
-                raise ValueError("snapshot")
-            if after is not None:
-                if not isinstance(after, list) or not all(
-                    v is None or isinstance(v, str | int) for v in after
-                ):
-                    raise ValueError("after")
-                after = tuple(after)
-        except (ValueError, KeyError, TypeError, binascii.Error, UnicodeError) as exc:
-            raise InvalidCursor("the paging cursor is not valid", expression="_cursor") from exc
-        return cls(snapshot=snapshot, after=after)
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            data = orjson.loads(raw)
+        except (ValueError, binascii.Error) as exc:
+            raise _invalid() from exc
+        if not isinstance(data, dict) or set(data) != {"s", "a"}:
+            raise _invalid()
+        snapshot = data["s"]
+        if not _is_sequence(snapshot):
+            raise _invalid()
+        after = data["a"]
+        if after is None:
+            return cls(snapshot=snapshot, after=None)
+        if not isinstance(after, list) or not 1 <= len(after) <= MAX_SORT_KEYS + 1:
+            raise _invalid()
+        for value in after:
+            if value is None or _is_sequence(value):
+                continue
+            if not isinstance(value, str) or len(value) > MAX_CURSOR_VALUE_LENGTH:
+                raise _invalid()
+        return cls(snapshot=snapshot, after=tuple(after))
+
+
+def _is_sequence(value: object) -> bool:
+    """True for an int (not a bool) that a registry sequence number can be."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEQUENCE
+
+
+def _invalid() -> InvalidCursor:
+    # One message for every fault: a cursor is opaque to the client, which only sends it back.
+    return InvalidCursor("the paging cursor is not valid", expression="_cursor")

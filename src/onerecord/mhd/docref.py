@@ -53,6 +53,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -83,6 +84,12 @@ from onerecord.domain.identifiers import (
     OrganisationNumber,
     RepositoryUniqueId,
     ReshId,
+)
+from onerecord.domain.limits import (
+    MAX_ELEMENT_REPEATS,
+    MAX_STRING_LENGTH,
+    DateOutOfRange,
+    check_moment,
 )
 from onerecord.mhd.errors import BadRequest, Unprocessable
 from onerecord.mhd.mime import check_mime_type
@@ -125,6 +132,11 @@ _HPR = f"urn:oid:{HPR_SYSTEM}"
 _ORGNR = f"urn:oid:{ORGNR_SYSTEM}"
 _RESH = f"urn:oid:{RESH_SYSTEM}"
 
+MAX_TITLE_LENGTH = 512
+"""Characters in a document title (DocumentEntry.title; the registry column holds 512)."""
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
 # Where DocumentEntry-level rule violations live in a DocumentReference.
 _ENTRY_EXPRESSIONS = {
     "size": "content[0].attachment.size",
@@ -132,6 +144,11 @@ _ENTRY_EXPRESSIONS = {
     "DocumentReference.type": "type",
     "content.attachment.language": "content[0].attachment.language",
     "content.format": "content[0].format",
+    "creation_time": "content[0].attachment.creation",
+    "service_start_time": "context.period.start",
+    "service_stop_time": "context.period.end",
+    "citizen_release_time": "extension[citizen-release-time]",
+    "submission_time": "extension[submission-time]",
 }
 
 
@@ -311,37 +328,70 @@ class _Reader:
         return value
 
     def lst(self, value: Any, path: str) -> list[Any]:
+        """A JSON array of at most MAX_ELEMENT_REPEATS items; absent is empty."""
         if value is None:
             return []
         if not isinstance(value, list):
             raise self.fail(path, "must be a JSON array", code="structure")
+        if len(value) > MAX_ELEMENT_REPEATS:
+            raise self.fail(
+                path,
+                f"MAX_ELEMENT_REPEATS: at most {MAX_ELEMENT_REPEATS} items allowed, "
+                f"{len(value)} given",
+                code="too-costly",
+            )
         return value
 
-    def text(self, value: Any, path: str, *, required: bool = True) -> str | None:
+    def text(
+        self, value: Any, path: str, *, required: bool = True, limit: int = MAX_STRING_LENGTH
+    ) -> str | None:
+        """A FHIR string: non-empty, at most `limit` characters, no control characters."""
         if value is None:
             if required:
                 raise self.fail(path, "is required", code="required")
             return None
         if not isinstance(value, str) or not value:
             raise self.fail(path, "must be a non-empty string", code="structure")
+        if len(value) > limit:
+            name = "MAX_STRING_LENGTH" if limit == MAX_STRING_LENGTH else "its limit"
+            raise self.fail(
+                path,
+                f"{name}: at most {limit} characters allowed, {len(value)} given",
+                code="too-costly",
+            )
+        if _CONTROL.search(value):
+            # FHIR R4 §2.24.0.1 string; PostgreSQL JSONB cannot hold U+0000 either.
+            raise self.fail(path, "must not contain control characters", code="value")
         return value
 
-    def req_text(self, value: Any, path: str) -> str:
-        result = self.text(value, path)
+    def req_text(self, value: Any, path: str, *, limit: int = MAX_STRING_LENGTH) -> str:
+        result = self.text(value, path, limit=limit)
         assert result is not None
         return result
 
     def moment(self, value: Any, path: str, *, required: bool = True) -> datetime | None:
+        """A FHIR dateTime with a time and zone, within [EARLIEST_DATE, LATEST_DATE)."""
         raw = self.text(value, path, required=required)
         if raw is None:
             return None
         try:
             parsed = datetime.fromisoformat(raw)
         except ValueError:
-            raise self.fail(path, f"{raw!r} is not a FHIR dateTime") from None
+            raise self.fail(path, f"{raw[:40]!r} is not a FHIR dateTime") from None
         if parsed.tzinfo is None or "T" not in raw:
             raise self.fail(path, f"{raw!r} must be a full date and time with a time zone")
-        return parsed
+        try:
+            return check_moment(parsed, name=path)
+        except DateOutOfRange as exc:
+            raise self.fail(path, exc.message.removeprefix(f"{path}: "), code="value") from None
+
+    def integer(self, value: Any, path: str) -> int | None:
+        """A FHIR unsignedInt (a JSON integer, not a bool), or None when absent."""
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
+            raise self.fail(path, "must be a non-negative integer")
+        return value
 
     def coding(self, value: Any, path: str) -> Coding:
         data = self.obj(value, path)
@@ -379,8 +429,9 @@ def _authors(r: _Reader, resource: dict[str, Any]) -> tuple[Author, ...]:
     for i, item in enumerate(r.lst(resource.get("contained"), "contained")):
         data = r.obj(item, f"contained[{i}]")
         assert data is not None
-        if isinstance(data.get("id"), str):
-            contained[data["id"]] = data
+        ident = r.text(data.get("id"), f"contained[{i}].id", required=False)
+        if ident is not None:
+            contained[ident] = data
 
     def resolve(ref: Any, path: str) -> dict[str, Any]:
         data = r.obj(ref, path)
@@ -395,7 +446,10 @@ def _authors(r: _Reader, resource: dict[str, Any]) -> tuple[Author, ...]:
         names = r.lst(res.get("name"), f"{path}.name")
         name = r.obj(names[0] if names else None, f"{path}.name[0]")
         assert name is not None
-        given = r.lst(name.get("given"), f"{path}.name[0].given")
+        given = [
+            r.req_text(g, f"{path}.name[0].given[{n}]")
+            for n, g in enumerate(r.lst(name.get("given"), f"{path}.name[0].given"))
+        ]
         hpr = _identifier(
             r,
             r.lst(res.get("identifier"), f"{path}.identifier"),
@@ -404,7 +458,7 @@ def _authors(r: _Reader, resource: dict[str, Any]) -> tuple[Author, ...]:
             HprNumber,
         )
         return AuthorPerson(
-            given=" ".join(g for g in given if isinstance(g, str)),
+            given=" ".join(given),
             family=r.text(name.get("family"), f"{path}.name[0].family", required=False) or "",
             hpr=hpr,
         )
@@ -439,7 +493,9 @@ def _authors(r: _Reader, resource: dict[str, Any]) -> tuple[Author, ...]:
         return AuthorInstitution(
             name=r.req_text(org.get("name"), f"{org_path}.name"),
             organisation_number=orgnr,
-            department_name=None if dept is None else dept.get("name"),
+            department_name=None
+            if dept is None
+            else r.text(dept.get("name"), f"{path}.name", required=False),
             department_resh=resh,
         )
 
@@ -455,7 +511,12 @@ def _authors(r: _Reader, resource: dict[str, Any]) -> tuple[Author, ...]:
             p = res.get("practitioner")
             o = res.get("organization")
             codes = r.lst(res.get("code"), f"author[{i}].code")
-            role = codes[0].get("text") if codes and isinstance(codes[0], dict) else None
+            first = r.obj(codes[0], f"author[{i}].code[0]") if codes else None
+            role = (
+                None
+                if first is None
+                else r.text(first.get("text"), f"author[{i}].code[0].text", required=False)
+            )
             authors.append(
                 Author(
                     person=None if p is None else person(resolve(p, f"author[{i}].practitioner")),
@@ -467,7 +528,9 @@ def _authors(r: _Reader, resource: dict[str, Any]) -> tuple[Author, ...]:
             )
         else:
             raise r.fail(
-                f"author[{i}]", f"author of type {kind!r} is not supported", code="not-supported"
+                f"author[{i}]",
+                f"author of type {str(kind)[:40]!r} is not supported",
+                code="not-supported",
             )
     return tuple(authors)
 
@@ -544,7 +607,7 @@ def entry_from_document_reference(
             try:
                 entry_uuid = UUID(value[9:])
             except ValueError:
-                raise r.fail(f"identifier[{i}].value", f"{value!r} is not a UUID") from None
+                raise r.fail(f"identifier[{i}].value", f"{value[:60]!r} is not a UUID") from None
             break
     if entry_uuid is None:
         raise r.fail("identifier", "needs the entryUUID (urn:uuid:…)", code="required")
@@ -594,12 +657,8 @@ def entry_from_document_reference(
     att = r.obj(content.get("attachment"), "content[0].attachment")
     assert att is not None
     att_exts = _extension_map(r, att.get("extension"), "content[0].attachment.extension")
-    mime = r.req_text(att.get("contentType"), "content[0].attachment.contentType")
-    declared_size = att.get("size")
-    if declared_size is not None and (
-        not isinstance(declared_size, int) or isinstance(declared_size, bool) or declared_size < 0
-    ):
-        raise r.fail("content[0].attachment.size", "must be a non-negative integer")
+    mime = r.req_text(att.get("contentType"), "content[0].attachment.contentType", limit=128)
+    declared_size = r.integer(att.get("size"), "content[0].attachment.size")
     sha256_ext = att_exts.get(EXT_SHA256) or exts.get(EXT_SHA256)
     declared_sha256 = None
     if sha256_ext is not None:
@@ -665,7 +724,7 @@ def entry_from_document_reference(
         if rel_obj.get("code") != "replaces":
             raise r.fail(
                 f"relatesTo[{i}].code",
-                f"{rel_obj.get('code')!r} is not supported; only replaces",
+                f"{str(rel_obj.get('code'))[:40]!r} is not supported; only replaces",
                 code="not-supported",
             )
         target = r.obj(rel_obj.get("target"), f"relatesTo[{i}].target")
@@ -710,7 +769,9 @@ def entry_from_document_reference(
             hash_sha1=hash_sha1,
             size=size,
             creation_time=created,
-            title=r.req_text(att.get("title"), "content[0].attachment.title"),
+            title=r.req_text(
+                att.get("title"), "content[0].attachment.title", limit=MAX_TITLE_LENGTH
+            ),
             language_code=r.req_text(att.get("language"), "content[0].attachment.language"),
             healthcare_facility_type=r.concept(ctx.get("facilityType"), "context.facilityType"),
             practice_setting=r.concept(ctx.get("practiceSetting"), "context.practiceSetting"),

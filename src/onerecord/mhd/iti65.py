@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import orjson
 
@@ -29,9 +29,15 @@ from onerecord.domain.identifiers import (
     FNR_SYSTEM,
     HNR_SYSTEM,
     NationalIdentityNumber,
-    strip_urn_oid,
+    Oid,
 )
-from onerecord.mhd.docref import RFC3986, document_reference, entry_from_document_reference
+from onerecord.domain.limits import DateOutOfRange, check_moment
+from onerecord.mhd.docref import (
+    RFC3986,
+    _Reader,
+    document_reference,
+    entry_from_document_reference,
+)
 from onerecord.mhd.errors import BadRequest, PayloadTooLarge, Unprocessable
 
 __all__ = [
@@ -55,6 +61,7 @@ _PROVIDE_BUNDLE_PROFILE = (
     "https://profiles.ihe.net/ITI/MHD/StructureDefinition/IHE.MHD.Comprehensive.ProvideBundle"
 )
 _PATIENT_SYSTEMS = {f"urn:oid:{s}" for s in (FNR_SYSTEM, DNR_SYSTEM, HNR_SYSTEM)}
+_MAX_SOURCE_ID = 128  # the registry's submission_set.source_id column
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,55 +103,86 @@ def _load(body: bytes) -> Any:
         ) from None
 
 
-def _ident_value(ident: Any) -> str | None:
-    return (
-        ident.get("value")
-        if isinstance(ident, dict) and isinstance(ident.get("value"), str)
-        else None
-    )
+def _show(value: Any) -> str:
+    """A short repr of a value from the wire, for a diagnostic."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _submission_set(resource: dict[str, Any], at: str, full_url: str) -> SubmissionSet:
-    def fail(path: str, message: str, code: str = "required") -> Unprocessable:
-        return Unprocessable(f"{at}.{path}: {message}", code=code, expression=f"{at}.{path}")
+    """Read the SubmissionSet List, checking the type of every element before use.
 
-    idents = resource.get("identifier")
-    if not isinstance(idents, list):
-        raise fail("identifier", "the SubmissionSet needs its uniqueId")
+    References: IHE MHD 4.x §2:3.65.4.1.2.1 (SubmissionSet List), ITI TF-3 4.2.3.3 (uniqueId
+    and sourceId are OIDs).
+    """
+    r = _Reader(at)
     unique_id: str | None = None
     entry_uuid: str | None = None
-    for ident in idents:
-        value = _ident_value(ident)
-        if value is None:
-            continue
+    for i, item in enumerate(r.lst(resource.get("identifier"), "identifier")):
+        ident = r.obj(item, f"identifier[{i}]")
+        assert ident is not None
+        value = r.req_text(ident.get("value"), f"identifier[{i}].value")
         if value.startswith("urn:uuid:"):
             entry_uuid = value
         elif unique_id is None or ident.get("use") == "usual":
             unique_id = value
     if unique_id is None:
-        raise fail("identifier", "the SubmissionSet needs its uniqueId (identifier use=usual)")
-    source_id = None
-    for ext in resource.get("extension") or ():
-        if isinstance(ext, dict) and ext.get("url") == SOURCE_ID_EXTENSION:
-            source_id = _ident_value(ext.get("valueIdentifier")) or ext.get("valueUri")
-    if not isinstance(source_id, str) or not source_id:
-        raise fail("extension[ihe-sourceId]", "the SubmissionSet needs a sourceId")
-    subject = resource.get("subject")
-    ident = subject.get("identifier") if isinstance(subject, dict) else None
-    if not isinstance(ident, dict) or ident.get("system") not in _PATIENT_SYSTEMS:
-        raise fail("subject.identifier", "needs a national identity number identifier")
+        raise r.fail(
+            "identifier",
+            "the SubmissionSet needs its uniqueId (identifier use=usual)",
+            code="required",
+        )
     try:
-        patient = NationalIdentityNumber(str(ident.get("value")))
+        unique = Oid(unique_id).value
+    except InvalidIdentifier as exc:
+        raise InvalidIdentifier(
+            f"SubmissionSet uniqueId: {exc.message}", expression=f"{at}.identifier"
+        ) from None
+    source_id = None
+    for i, item in enumerate(r.lst(resource.get("extension"), "extension")):
+        ext = r.obj(item, f"extension[{i}]")
+        assert ext is not None
+        if ext.get("url") != SOURCE_ID_EXTENSION:
+            continue
+        path = f"extension[{i}]"
+        if ext.get("valueIdentifier") is not None:
+            ident = r.obj(ext.get("valueIdentifier"), f"{path}.valueIdentifier")
+            assert ident is not None
+            source_id = r.req_text(ident.get("value"), f"{path}.valueIdentifier.value")
+        else:
+            source_id = r.req_text(ext.get("valueUri"), f"{path}.valueUri")
+    if source_id is None:
+        raise r.fail(
+            "extension[ihe-sourceId]", "the SubmissionSet needs a sourceId", code="required"
+        )
+    if len(source_id) > _MAX_SOURCE_ID:
+        raise r.fail("extension[ihe-sourceId]", f"at most {_MAX_SOURCE_ID} characters")
+    subject = r.obj(resource.get("subject"), "subject")
+    assert subject is not None
+    ident = r.obj(subject.get("identifier"), "subject.identifier")
+    assert ident is not None
+    system = r.req_text(ident.get("system"), "subject.identifier.system")
+    if system not in _PATIENT_SYSTEMS:
+        raise r.fail(
+            "subject.identifier.system",
+            "needs a national identity number identifier",
+            code="value",
+        )
+    try:
+        patient = NationalIdentityNumber(r.req_text(ident.get("value"), "subject.identifier.value"))
     except InvalidIdentifier as exc:
         raise InvalidIdentifier(exc.message, expression=f"{at}.subject.identifier.value") from None
     submitted: datetime | None = None
-    if isinstance(resource.get("date"), str):
+    date = r.text(resource.get("date"), "date", required=False)
+    if date is not None:
         try:
-            submitted = datetime.fromisoformat(resource["date"])
+            submitted = check_moment(datetime.fromisoformat(date), name=f"{at}.date")
+        except DateOutOfRange as exc:
+            raise r.fail("date", exc.message.removeprefix(f"{at}.date: "), code="value") from None
         except ValueError:
-            raise fail("date", f"{resource['date']!r} is not a dateTime", "invalid") from None
+            raise r.fail("date", f"{_show(date)} is not a dateTime") from None
     return SubmissionSet(
-        unique_id=strip_urn_oid(unique_id),
+        unique_id=unique,
         entry_uuid=entry_uuid,
         source_id=source_id,
         patient_id=patient,
@@ -188,18 +226,26 @@ def parse_provide_bundle(body: bytes, *, max_documents: int = 1000) -> ProvideBu
         )
     if bundle.get("type") != "transaction":
         raise BadRequest(
-            f"Bundle.type must be transaction, not {bundle.get('type')!r}",
+            f"Bundle.type must be transaction, not {_show(bundle.get('type'))}",
             code="value",
             expression="Bundle.type",
         )
     entries = bundle.get("entry")
     if not isinstance(entries, list) or not entries:
         raise BadRequest("the Bundle has no entries", code="required", expression="Bundle.entry")
+    if len(entries) > 2 * max_documents + 1:
+        # A SubmissionSet and, per document, a DocumentReference and a Binary.
+        raise PayloadTooLarge(
+            f"the Bundle holds {len(entries)} entries; at most {2 * max_documents + 1} "
+            f"({max_documents} documents) are accepted",
+            expression="Bundle.entry",
+        )
 
     lists: list[tuple[int, dict[str, Any], str]] = []
     docs: list[tuple[int, dict[str, Any], str]] = []
     binaries: dict[str, tuple[int, dict[str, Any]]] = {}
     order: list[tuple[str, int]] = []
+    full_urls: dict[str, int] = {}
     for i, item in enumerate(entries):
         at = f"Bundle.entry[{i}]"
         if not isinstance(item, dict) or not isinstance(item.get("resource"), dict):
@@ -210,13 +256,22 @@ def parse_provide_bundle(body: bytes, *, max_documents: int = 1000) -> ProvideBu
             raise BadRequest(
                 f"{at}.fullUrl is required", code="required", expression=f"{at}.fullUrl"
             )
+        if full_url in full_urls:
+            # FHIR R4 §3.1.0.11.3: fullUrl is unique within a Bundle.
+            raise BadRequest(
+                f"{at}.fullUrl {_show(full_url)} appears twice "
+                f"(also Bundle.entry[{full_urls[full_url]}])",
+                code="invalid",
+                expression=f"{at}.fullUrl",
+            )
+        full_urls[full_url] = i
         kind = resource.get("resourceType")
         request = item.get("request")
         method = request.get("method") if isinstance(request, dict) else None
         if method != "POST":
             # ITI-65 creates every resource it carries (MHD 2:3.65.4.1.2).
             raise BadRequest(
-                f"{at}.request.method must be POST, not {method!r}",
+                f"{at}.request.method must be POST, not {_show(method)}",
                 code="value",
                 expression=f"{at}.request.method",
             )
@@ -227,18 +282,12 @@ def parse_provide_bundle(body: bytes, *, max_documents: int = 1000) -> ProvideBu
             order.append(("DocumentReference", len(docs)))
             docs.append((i, resource, full_url))
         elif kind == "Binary":
-            if full_url in binaries:
-                raise BadRequest(
-                    f"{at}.fullUrl {full_url} appears twice",
-                    code="invalid",
-                    expression=f"{at}.fullUrl",
-                )
             binaries[full_url] = (i, resource)
             order.append(("Binary", i))
         else:
             raise Unprocessable(
-                f"{at}.resource: {kind!r} is not accepted here (onerecord takes a SubmissionSet "
-                "List, DocumentReferences and Binaries; no Folders or Patients)",
+                f"{at}.resource: {_show(kind)} is not accepted here (onerecord takes a "
+                "SubmissionSet List, DocumentReferences and Binaries; no Folders or Patients)",
                 code="not-supported",
                 expression=f"{at}.resource",
             )
@@ -264,6 +313,7 @@ def parse_provide_bundle(body: bytes, *, max_documents: int = 1000) -> ProvideBu
 
     documents: list[SubmittedDocument] = []
     seen: dict[str, int] = {}
+    seen_uuids: dict[UUID, int] = {}
     used: set[str] = set()
     for i, resource, full_url in docs:
         at = f"Bundle.entry[{i}].resource"
@@ -299,6 +349,15 @@ def parse_provide_bundle(body: bytes, *, max_documents: int = 1000) -> ProvideBu
                 expression=f"{at}.masterIdentifier.value",
             )
         seen[entry.unique_id.value] = i
+        if entry.entry_uuid in seen_uuids:
+            # Refused here: at the registry it would be a unique-index clash.
+            raise BadRequest(
+                f"{at}.identifier: entryUUID urn:uuid:{entry.entry_uuid} is used twice in the "
+                f"Bundle (also Bundle.entry[{seen_uuids[entry.entry_uuid]}])",
+                code="duplicate",
+                expression=f"{at}.identifier",
+            )
+        seen_uuids[entry.entry_uuid] = i
         documents.append(SubmittedDocument(entry=entry, content=content, full_url=full_url))
     _check_submission_set_members(list_resource, list_index, {url for _, _, url in docs})
     unused = sorted(set(binaries) - used)
@@ -317,14 +376,18 @@ def _check_submission_set_members(
     list_resource: dict[str, Any], list_index: int, document_urls: set[str]
 ) -> None:
     """The SubmissionSet lists exactly the Bundle's DocumentReferences (MHD 2:3.65.4.1.2.1)."""
-    at = f"Bundle.entry[{list_index}].resource.entry"
-    items = list_resource.get("entry")
+    r = _Reader(f"Bundle.entry[{list_index}].resource")
+    at = f"{r.at}.entry"
     listed: set[str] = set()
-    for n, item in enumerate(items if isinstance(items, list) else []):
-        ref = item.get("item", {}).get("reference") if isinstance(item, dict) else None
-        if not isinstance(ref, str) or ref not in document_urls:
+    for n, element in enumerate(r.lst(list_resource.get("entry"), "entry")):
+        entry = r.obj(element, f"entry[{n}]")
+        assert entry is not None
+        item = r.obj(entry.get("item"), f"entry[{n}].item")
+        assert item is not None
+        ref = r.req_text(item.get("reference"), f"entry[{n}].item.reference", limit=2048)
+        if ref not in document_urls:
             raise Unprocessable(
-                f"{at}[{n}].item.reference {ref!r} is not a DocumentReference of this Bundle",
+                f"{at}[{n}].item.reference {_show(ref)} is not a DocumentReference of this Bundle",
                 code="invalid",
                 expression=f"{at}[{n}].item.reference",
             )

@@ -6,6 +6,13 @@ refuse with `Prefer: handling=strict`; onerecord always is strict). `_total` (no
 accurate) and `_pretty` are accepted and ignored: the total is always counted and the output is
 never pretty. `_summary`, `_elements`, `_include` and modifiers (`type:text`) are refused.
 
+Bounded work: before anything else the parameters are counted (MAX_PARAMETERS, all names;
+MAX_PARAMETER_REPEATS per name), every value measured (MAX_STRING_LENGTH, the cursor
+MAX_CURSOR_LENGTH) and every comma list counted (MAX_OR_VALUES); `_count` above MAX_PAGE_SIZE (or
+the server's lower `max_count`) is refused, not clamped. Dates must lie in [EARLIEST_DATE,
+LATEST_DATE) with an offset within ±14:00, so no range bound computed from them can overflow. Each
+refusal is a 400 BadRequest naming the limit; `parse_find_query` raises nothing but MhdError.
+
 `status` is optional although MHD says the consumer SHALL send it; without it only current
 entries are found (the XDS default). Dates without a time of day are read in Europe/Oslo, the
 server's local time per FHIR R4 §3.1.1.5.8. Repeated date parameters are ANDed, which for a point
@@ -20,15 +27,31 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 from uuid import uuid4
 from zoneinfo import ZoneInfo
 
 from onerecord.domain.codes import normalise_system
 from onerecord.domain.document_entry import DocumentStatus
-from onerecord.domain.errors import InvalidIdentifier
+from onerecord.domain.errors import DomainError, InvalidIdentifier
 from onerecord.domain.identifiers import DNR_SYSTEM, FNR_SYSTEM, HNR_SYSTEM, NationalIdentityNumber
+from onerecord.domain.limits import (
+    EARLIEST_DATE,
+    LATEST_DATE,
+    MAX_CURSOR_LENGTH,
+    MAX_OR_VALUES,
+    MAX_PAGE_SIZE,
+    MAX_PARAMETER_REPEATS,
+    MAX_PARAMETERS,
+    MAX_STRING_LENGTH,
+    MAX_UTC_OFFSET_MINUTES,
+    DateOutOfRange,
+    LimitExceeded,
+    check_count,
+    check_length,
+    check_moment,
+)
 from onerecord.domain.search import (
     DEFAULT_PAGE_SIZE,
     DocumentQuery,
@@ -79,8 +102,11 @@ _KNOWN = (
 _DATE_RE = re.compile(
     r"^(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})"
     r"(?:T(?P<hour>\d{2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:\.(?P<fraction>\d{1,9}))?)?"
-    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
+    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$",
+    re.ASCII,
 )
+_LIST_PARAMS = set(_TOKEN_PARAMS) | set(_STRING_PARAMS)
+_MAX_LIST_CHARS = MAX_OR_VALUES * (MAX_STRING_LENGTH + 1)
 _PREFIXES = ("eq", "ne", "gt", "ge", "lt", "le", "sa", "eb", "ap")
 
 
@@ -154,14 +180,11 @@ def _moment_range(raw: str, name: str) -> tuple[datetime, datetime]:
     g = match.groupdict()
     if g["hour"] is not None and g["tz"] is None:
         raise BadRequest(f"{name}: {raw!r} has a time of day but no time zone", expression=name)
-    tz = (
-        LOCAL_ZONE
-        if g["tz"] is None
-        else datetime.fromisoformat(
-            "2000-01-01T00:00" + ("+00:00" if g["tz"] == "Z" else g["tz"])
-        ).tzinfo
-    )
+    tz = LOCAL_ZONE if g["tz"] is None else _offset(g["tz"], raw, name)
     year = int(g["year"])
+    # The year first, so that no bound below (the end of a year, +1 unit) can overflow.
+    if not EARLIEST_DATE.year <= year < LATEST_DATE.year:
+        raise _out_of_range(raw, name)
     month = int(g["month"] or 1)
     day = int(g["day"] or 1)
     try:
@@ -198,6 +221,31 @@ def _moment_range(raw: str, name: str) -> tuple[datetime, datetime]:
         raise BadRequest(f"{name}: {raw!r} is not a real date or time", expression=name) from None
 
 
+def _offset(raw_tz: str, raw: str, name: str) -> tzinfo:
+    """Return the fixed offset of "Z" or "±hh:mm", refusing one beyond ±14:00 (ISO 8601)."""
+    if raw_tz == "Z":
+        return UTC
+    hours, minutes = int(raw_tz[1:3]), int(raw_tz[4:6])
+    total = hours * 60 + minutes
+    if minutes >= 60 or total > MAX_UTC_OFFSET_MINUTES:
+        raise BadRequest(
+            f"{name}: {raw!r} has the UTC offset {raw_tz}, beyond ±14:00 "
+            f"(MAX_UTC_OFFSET_MINUTES {MAX_UTC_OFFSET_MINUTES})",
+            code="value",
+            expression=name,
+        )
+    return timezone(timedelta(minutes=-total if raw_tz[0] == "-" else total))
+
+
+def _out_of_range(raw: str, name: str) -> BadRequest:
+    return BadRequest(
+        f"{name}: {raw!r} lies outside the dates this network holds (EARLIEST_DATE "
+        f"{EARLIEST_DATE.date()} to LATEST_DATE {LATEST_DATE.date()}, exclusive)",
+        code="value",
+        expression=name,
+    )
+
+
 def parse_date_param(value: str, *, name: str) -> TimeRange:
     """Parse one date parameter value with its prefix into a TimeRange (FHIR R4 §3.1.1.5.8)."""
     prefix, raw = "eq", value
@@ -208,6 +256,12 @@ def parse_date_param(value: str, *, name: str) -> TimeRange:
             f"{name}: prefix {prefix!r} is not supported (use eq, gt, ge, lt, le)", expression=name
         )
     start, end = _moment_range(raw, name)
+    try:
+        check_moment(start, name=name)
+    except DateOutOfRange:
+        raise _out_of_range(raw, name) from None
+    if end > LATEST_DATE:
+        raise _out_of_range(raw, name)
     if prefix == "eq":
         return TimeRange(start, end)
     if prefix == "gt":
@@ -305,6 +359,9 @@ def _count(values: list[str], max_count: int) -> int:
     if len(values) > 1:
         raise BadRequest("_count may be given once", expression="_count")
     raw = values[0]
+    if raw.isascii() and raw.isdigit() and int(raw) > MAX_PAGE_SIZE:
+        # Refused, not clamped: a client must not believe it got everything it asked for.
+        raise LimitExceeded("MAX_PAGE_SIZE", MAX_PAGE_SIZE, int(raw), expression="_count")
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= max_count:
         raise BadRequest(
             f"_count must be an integer from 1 to {max_count}, not {raw!r}",
@@ -314,13 +371,67 @@ def _count(values: list[str], max_count: int) -> int:
     return int(raw)
 
 
-def parse_find_query(
-    params: Sequence[tuple[str, str]], *, max_count: int
-) -> tuple[DocumentQuery, PageCursor | None]:
-    """Parse ITI-67 query (or form) parameters into a DocumentQuery and the paging cursor."""
+def _too_costly(exc: LimitExceeded) -> BadRequest:
+    return BadRequest(exc.message, code="too-costly", expression=exc.expression)
+
+
+def _check_value(name: str, value: str) -> None:
+    """Bound one value: its length, and for a comma list the number and length of its items."""
+    if name == "_cursor":
+        check_count(len(value), limit=MAX_CURSOR_LENGTH, limit_name="MAX_CURSOR_LENGTH", name=name)
+        return
+    if name not in _LIST_PARAMS:
+        check_length(value, name=name)
+        return
+    if len(value) > _MAX_LIST_CHARS:
+        # Too long to split cheaply: name the limit the value breaks.
+        commas = value.count(",")
+        if commas >= MAX_OR_VALUES:
+            raise LimitExceeded("MAX_OR_VALUES", MAX_OR_VALUES, commas + 1, expression=name)
+        check_length(value, name=name)
+    parts = _split_commas(value)
+    check_count(len(parts), limit=MAX_OR_VALUES, limit_name="MAX_OR_VALUES", name=name)
+    for part in parts:
+        check_length(part, name=name)
+
+
+def _bounded(params: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    """Group the parameters by name, refusing more than the limits allow (before any parsing)."""
+    check_count(len(params), limit=MAX_PARAMETERS, limit_name="MAX_PARAMETERS")
     grouped: dict[str, list[str]] = {}
     for name, value in params:
-        grouped.setdefault(name, []).append(value)
+        check_length(name, name=name[:MAX_STRING_LENGTH])
+        values = grouped.setdefault(name, [])
+        values.append(value)
+        check_count(
+            len(values), limit=MAX_PARAMETER_REPEATS, limit_name="MAX_PARAMETER_REPEATS", name=name
+        )
+        _check_value(name, value)
+    return grouped
+
+
+def parse_find_query(
+    params: Sequence[tuple[str, str]], *, max_count: int = MAX_PAGE_SIZE
+) -> tuple[DocumentQuery, PageCursor | None]:
+    """Parse ITI-67 query (or form) parameters into a DocumentQuery and the paging cursor.
+
+    The one entry point for every party that reads an ITI-67 query (the sources, and the hub
+    before it fans out), so that they refuse exactly the same requests. Raises only MhdError:
+    BadRequest (400) for anything malformed or over a limit, NotAcceptable (406) for `_format`.
+    `max_count` is the largest `_count` this server serves; never above MAX_PAGE_SIZE.
+    """
+    try:
+        grouped = _bounded(params)
+        return _parse(grouped, min(max_count, MAX_PAGE_SIZE))
+    except LimitExceeded as exc:
+        raise _too_costly(exc) from None
+    except DomainError as exc:
+        raise BadRequest(exc.message, expression=exc.expression) from None
+
+
+def _parse(
+    grouped: dict[str, list[str]], max_count: int
+) -> tuple[DocumentQuery, PageCursor | None]:
     unknown = sorted(set(grouped) - _KNOWN)
     if unknown:
         hint = " (use patient.identifier=system|value)" if "patient" in unknown else ""

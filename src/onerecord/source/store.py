@@ -59,6 +59,7 @@ from onerecord.domain import (
     TokenParam,
     normalise_system,
 )
+from onerecord.domain.limits import check_moment
 from onerecord.source.schema import (
     NO_PERIOD,
     document_code,
@@ -581,7 +582,8 @@ class _Order:
         for column, raw in zip(self.columns, after, strict=True):
             try:
                 if column is document_entry.c.seq:
-                    if not isinstance(raw, int):
+                    # PageCursor.decode has bounded it to a bigint; a bool is no sequence number.
+                    if not isinstance(raw, int) or isinstance(raw, bool):
                         raise ValueError("seq")
                     values.append(raw)
                 elif column is document_entry.c.title:
@@ -594,6 +596,9 @@ class _Order:
                     moment = datetime.fromisoformat(raw)
                     if moment.tzinfo is None:
                         raise ValueError("time zone")
+                    # Only times a row can hold: year 1 ± 14:00 would overflow the UTC bind.
+                    if moment != NO_PERIOD:
+                        check_moment(moment, name="_cursor")
                     values.append(moment)
             except ValueError as exc:
                 raise InvalidCursor("the paging cursor is not valid", expression="_cursor") from exc
@@ -726,7 +731,15 @@ class SqlDocumentStore:
 
     async def _check_entry_uuids(self, conn: AsyncConnection, new: Sequence[DocumentEntry]) -> None:
         e = document_entry.c
-        by_uuid = {str(d.entry_uuid): d for d in new}
+        by_uuid: dict[str, DocumentEntry] = {}
+        for doc in new:
+            # Two uniqueIds under one entryUUID would break the unique index at insert: refuse
+            # it here as a conflict rather than retry it as a race (then 500).
+            if by_uuid.setdefault(str(doc.entry_uuid), doc) is not doc:
+                raise DuplicateDocument(
+                    f"entryUUID {doc.entry_uuid} appears twice in one submission",
+                    unique_id=doc.unique_id,
+                )
         for part in _chunks(list(by_uuid)):
             taken = (await conn.execute(select(e.entry_uuid).where(e.entry_uuid.in_(part)))).first()
             if taken is not None:
