@@ -19,12 +19,13 @@ import orjson
 
 from onerecord.domain.document_entry import DocumentStatus
 from onerecord.domain.errors import DomainError
-from onerecord.domain.identifiers import NationalIdentityNumber
+from onerecord.domain.identifiers import DocumentUniqueId, NationalIdentityNumber
 from onerecord.domain.limits import MAX_PAGE_SIZE
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
     "MAX_PAGE_SIZE",
+    "ClassWindow",
     "DocumentQuery",
     "InvalidCursor",
     "PageCursor",
@@ -90,6 +91,18 @@ AnyOf = tuple[TokenParam, ...]
 
 
 @dataclass(frozen=True, slots=True)
+class ClassWindow:
+    """Access policy: entries of this classCode are listed when dated at or after `since`.
+
+    The date is serviceStartTime, else creationTime; `since` None lists every date.
+    """
+
+    system: str
+    code: str
+    since: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DocumentQuery:
     """A FindDocuments query for one patient. Repeated parameters are ANDed; commas are ORed."""
 
@@ -115,6 +128,12 @@ class DocumentQuery:
     # out, and so are entries whose citizen release time lies after `released_by`.
     hidden_labels: frozenset[str] = field(default=frozenset())
     released_by: datetime | None = None
+    # Set by access policy too: with `shown_classes`, only entries of those classes (each within
+    # its window) are listed; entries with a `masked_labels` label or a `masked_documents`
+    # uniqueId are listed as placeholders, matched and sorted only on what a placeholder shows.
+    shown_classes: tuple[ClassWindow, ...] | None = None
+    masked_labels: frozenset[str] = field(default=frozenset())
+    masked_documents: frozenset[DocumentUniqueId] = field(default=frozenset())
 
 
 @dataclass(frozen=True, slots=True)
