@@ -305,10 +305,10 @@ def test_B11_retrieve_without_patient_header_is_400(net: Network) -> None:
     assert r.status_code == 400 and "nhn-patient-nin" in outcome(r)
 
 
-def test_B12_retrieve_of_another_patients_document_is_403(net: Network) -> None:
+def test_B12_retrieve_of_another_patients_document_is_refused_as_not_found(net: Network) -> None:
     token = net.hcp_token(net.citizen("adult"))
     r = net.get(token, net.retrieve_url(doc(net, "teen17")))
-    assert r.status_code == 403
+    assert r.status_code == 404  # as a made-up key: see test_privacy_oracles.py
     # and the patient header must match the attestation's binding (ATT-4)
     other = net.citizen("teen17")
     r = net.search(token, other, headers={"nhn-patient-nin": other})
@@ -660,7 +660,7 @@ def test_E12_noru_is_hidden_until_release(net: Network) -> None:
     assert uid(net, "adult_noru") not in ids(net.search(net.citizen_token("adult"), me))
     assert uid(net, "adult_noru") in ids(net.search(net.hcp_token(me), me))
     r = net.get(net.citizen_token("adult"), net.retrieve_url(doc(net, "adult_noru")))
-    assert r.status_code == 403
+    assert r.status_code == 404  # not released: not confirmed to exist (issue 10, F4)
 
 
 def test_E13_level_3_login_is_refused(net: Network) -> None:

@@ -45,6 +45,7 @@ from onerecord.trust.principal import (
 
 __all__ = [
     "CITIZEN_MIN_AGE",
+    "CONCEALING_REASONS",
     "KJ_FORSKRIFT_CLASS_LIMITS",
     "MASKED_TITLE",
     "PARENT_ACCESS_BELOW_AGE",
@@ -63,6 +64,7 @@ __all__ = [
     "hcp_search_policy",
     "kj_forskrift_windows",
     "masked_entry",
+    "retrieve_policy",
 ]
 
 CITIZEN_MIN_AGE = 16
@@ -321,6 +323,21 @@ class RetrieveDecision:
     reason: DenialReason | None = None
     emergency_access: bool = False
 
+    @property
+    def conceals(self) -> bool:
+        """True when the refusal must read as "no such document" (see CONCEALING_REASONS)."""
+        return self.reason in CONCEALING_REASONS
+
+
+CONCEALING_REASONS = frozenset({DenialReason.WRONG_PATIENT, DenialReason.DOCUMENT_RESTRICTED})
+"""Retrieve refusals answered exactly as a document that does not exist.
+
+Another patient's document, and one hidden from this caller, must not be confirmed to exist
+(issue 10, F4): the caller gets the answer of a made-up key, the audit keeps the true reason.
+A masked (blocked) entry of the patient is refused as `document-blocked`: its placeholder
+already tells the caller that blocked documents exist (D1).
+"""
+
 
 def _deny(reason: DenialReason) -> SearchDecision:
     return SearchDecision(allowed=False, reason=reason)
@@ -530,6 +547,18 @@ def _retrieve_from(search: SearchDecision, entry: DocumentEntry) -> RetrieveDeci
     if view is EntryView.HIDDEN:
         return RetrieveDecision(allowed=False, reason=DenialReason.DOCUMENT_RESTRICTED)
     return RetrieveDecision(allowed=True, emergency_access=search.unlocks(entry))
+
+
+def retrieve_policy(
+    search: SearchDecision, patient: NationalIdentityNumber, entry: DocumentEntry
+) -> RetrieveDecision:
+    """Decide the retrieve of one entry under the search decision for `patient`: FULL view only.
+
+    References: ATT-4 (entry of the patient the request is bound to; B12, C11); D1.
+    """
+    if entry.patient_id != patient:
+        return RetrieveDecision(allowed=False, reason=DenialReason.WRONG_PATIENT)
+    return _retrieve_from(search, entry)
 
 
 def hcp_retrieve_policy(
