@@ -57,6 +57,7 @@ from onerecord.source.access import (
     EntryView,
 )
 from onerecord.source.content import ContentCorrupted, ContentMissing, ContentStore
+from onerecord.source.content_patient import check_content_patients
 from onerecord.source.settings import SourceSettings
 from onerecord.source.store import (
     DocumentStore,
@@ -199,6 +200,7 @@ class DocumentSource:
             )
         else:
             bundle = parse_provide_bundle(body, max_documents=max_docs)
+        await check_content_patients(bundle.documents)
         now = datetime.now(UTC)
         entries = [
             replace(
