@@ -8,8 +8,10 @@ places it at "Sperret" and its shown date, and `total` counts only what policy l
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -38,8 +40,19 @@ from onerecord.source.store import (
     PLACEHOLDER_FILTERS,
     SqlDocumentStore,
 )
+from onerecord.trust.policy import EntryView as PolicyView
+from onerecord.trust.policy import (
+    PatientControls,
+    PopulationFacts,
+    RegionPolicy,
+    SearchDecision,
+    citizen_search_policy,
+    hcp_search_policy,
+)
+from onerecord.trust.principal import KJ_FORSKRIFT_SCOPE, AccessBasis
 from tests.conftest import Database
 from tests.source.test_store import DOC_TYPE, HL7_CONF, VOLVEN_CONF, V, entry, query, uid
+from tests.trust import policy_factories as pf
 
 pytestmark = pytest.mark.anyio
 
@@ -272,3 +285,88 @@ async def test_total_counts_only_what_policy_lets_through(store: SqlDocumentStor
     assert (await listed(store, query(shown_classes=())))[1] == 0
     masked = query(masked_documents=frozenset({DocumentUniqueId(uid(note))}))
     assert (await listed(store, masked))[1] == 4
+
+
+# --- the registry and the policy's per-entry view agree --------------------------------------
+
+
+def _varied_entries() -> list[DocumentEntry]:
+    """Entries around every rule's edge: labels, classes, kjernejournalforskriften limits."""
+    rng = random.Random(10)
+    one_year = datetime.combine(pf.TODAY.replace(year=pf.TODAY.year - 1), time(), tzinfo=UTC)
+    edges = [one_year + timedelta(hours=h) for h in (-25, -1, 0, 1, 25)]
+    label_sets = [("N",), ("R",), ("V",), ("N", "NORS"), ("N", "NORN_KUT"), ("N", "NORU")]
+    made = []
+    for i in range(60):
+        started = (
+            edges[i % len(edges)] if i % 3 == 0 else pf.NOW - timedelta(days=rng.randint(0, 3000))
+        )
+        labels = label_sets[i % len(label_sets)]
+        release = None
+        if "NORU" in labels or i % 7 == 0:
+            release = pf.NOW + timedelta(days=rng.choice([-3, 3]))
+        made.append(
+            pf.entry(
+                labels=labels,
+                class_code=rng.choice(["A00-1", "B00-1", "C00-1", "E00-1", "I00-1"]),
+                service_start=started,
+                release=release,
+            )
+        )
+    return made
+
+
+def _decisions(blocked_ids: frozenset[DocumentUniqueId]) -> dict[str, SearchDecision]:
+    controls = PatientControls(pf.PATIENT, blocked_documents=blocked_ids)
+    policy = RegionPolicy()
+
+    def hcp(**kw: Any) -> SearchDecision:
+        return hcp_search_policy(
+            pf.hcp(**kw), pf.PATIENT, region_policy=policy, controls=controls, today=pf.TODAY
+        )
+
+    kj = frozenset({KJ_FORSKRIFT_SCOPE})
+    return {
+        "treat": hcp(),
+        "kj": hcp(scope=kj, access_basis=AccessBasis.AKUTT),
+        "etreat": hcp(purpose="ETREAT"),
+        "own-record": hcp(nin=pf.PATIENT),
+        "citizen": citizen_search_policy(
+            pf.citizen(pf.PATIENT),
+            pf.PATIENT,
+            facts=PopulationFacts(patient_birth_date=pf.PATIENT.birth_date),
+            now=pf.NOW,
+        ),
+    }
+
+
+async def _all_pages(store: SqlDocumentStore, q: DocumentQuery) -> tuple[list[str], int]:
+    seen: list[str] = []
+    page = await store.find(q, None)
+    total = page.total
+    while True:
+        seen.extend(uid(s.entry) for s in page.entries)
+        if page.next_cursor is None:
+            return seen, total
+        page = await store.find(q, page.next_cursor)
+
+
+async def test_registry_lists_exactly_what_the_policy_view_shows(store: SqlDocumentStore) -> None:
+    """For every kind of caller: listed = not HIDDEN, total = listed, placeholders = MASKED."""
+    entries = _varied_entries()
+    await store.register(entries, submission_set=None)
+    blocked_ids = frozenset(e.unique_id for e in entries[1::9])
+    base = DocumentQuery(patient_id=pf.PATIENT, count=7)
+    type_filter = ((TokenParam(None, "A01-2"), TokenParam(None, "C01-2")),)
+    for name, decision in _decisions(blocked_ids).items():
+        views = {uid(e): decision.view(e) for e in entries}
+        want = {u for u, v in views.items() if v is not PolicyView.HIDDEN}
+        listed, total = await _all_pages(store, decision.restrict(base))
+        assert sorted(listed) == sorted(want) and total == len(want), name
+        filtered, _ = await _all_pages(store, decision.restrict(replace(base, type=type_filter)))
+        full_of_type = {
+            uid(e)
+            for e in entries
+            if views[uid(e)] is PolicyView.FULL and e.type_code.code in ("A01-2", "C01-2")
+        }
+        assert set(filtered) == full_of_type, name
