@@ -507,7 +507,7 @@ def _conditions(query: DocumentQuery) -> list[ColumnElement[bool]]:
     masked = _masked(query)
     if masked is None:
         where.extend(filters)
-    else:
+    elif filters:
         where.append(
             or_(
                 and_(~masked, true(), *filters),
