@@ -7,7 +7,9 @@ another patient's document from a made-up key.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,8 +30,12 @@ from onerecord.domain import (
     OrganisationNumber,
 )
 from onerecord.mhd import RetrieveKey
+from onerecord.trust.access_token import validate_access_token
+from onerecord.trust.assertion import mint_hub_assertion
+from onerecord.trust.keys import StaticJwks
+from onerecord.trust.patient_binding import encode_salt
 from tests.factories import make_entry, sample_pdf
-from tests.source.trust_harness import KJ_SCOPE, Network, start_network
+from tests.source.trust_harness import HCID, HUB_ISSUER, KJ_SCOPE, Network, Token, start_network
 
 V = "urn:oid:2.16.578.1.12.4.1.1."
 HL7 = "urn:oid:2.16.840.1.113883.5.25"
@@ -314,3 +320,57 @@ def test_retrieve_of_a_blocked_document_of_the_patient_is_still_403(net: Network
     patient = net.citizen("adult")
     r = net.get(net.hcp_token(patient), net.retrieve_url(net.docs["secret"][0]))
     assert r.status_code == 403 and "document-blocked" in r.text
+
+
+# --- the same behind the hub: the source's answers to a hub assertion -------------------------
+
+
+def _via_hub(net: Network, token: Token) -> dict[str, str]:
+    """Headers of a request the hub forwards: a hub assertion for the caller's token."""
+    claims = asyncio.run(
+        validate_access_token(
+            token.value,
+            keys=StaticJwks([net.sts_key]),
+            issuer=net.sts_url,
+            audience=HCID,
+            now=time.time(),
+        )
+    )
+    assert token.salt is not None and token.patient is not None
+    assertion = mint_hub_assertion(
+        key=net.hub_key,
+        issuer=HUB_ISSUER,
+        audience=HCID,
+        claims=claims,
+        patient_nin=token.patient,
+        patient_salt=encode_salt(token.salt),
+        correlation_id="hub-privacy",
+        now=time.time(),
+    )
+    return {
+        "onerecord-hub-assertion": assertion,
+        "nhn-patient-nin": token.patient,
+        "onerecord-patient-salt": encode_salt(token.salt),
+    }
+
+
+def test_behind_the_hub_blocked_entry_is_not_matched_by_its_hidden_type(net: Network) -> None:
+    patient = net.citizen("adult")
+    url = f"{net.fhir}/DocumentReference"
+    answers = []
+    for value in (f"{V}9602|I02-2", f"{V}9602|B02-2", None):
+        params = {"patient.identifier": patient, **({"type": value} if value else {})}
+        r = httpx.get(url, params=params, headers=_via_hub(net, net.hcp_token(patient)))
+        answers.append(placeholders(r))
+    assert answers == [0, 0, 1]
+
+
+def test_behind_the_hub_another_patients_document_answers_like_a_made_up_one(
+    net: Network,
+) -> None:
+    patient = net.citizen("adult")
+    foreign_url = net.retrieve_url(net.docs["teen"][0])
+    foreign = httpx.get(foreign_url, headers=_via_hub(net, net.hcp_token(patient)))
+    made_up = httpx.get(_made_up_url(net), headers=_via_hub(net, net.hcp_token(patient)))
+    assert foreign.status_code == 404
+    assert _answer(foreign) == _answer(made_up)
