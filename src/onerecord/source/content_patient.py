@@ -10,9 +10,9 @@ before anything is written. Formats without a patient (PDF, images, text) are no
     ├── ContentPatientMismatch   the content names another patient than the metadata
     └── UnreadableContent        XML or JSON that cannot be read safely (DTD, entities, malformed)
 
-XML is parsed with no network, no DTD and no entity expansion, and a document that declares a
-DOCTYPE is refused unread (billion laughs, external entities). JSON is read with orjson (bounded
-nesting) only up to MAX_CHECKED_BYTES.
+XML is parsed with no network, no DTD loading and no entity expansion, and a document that
+declares entities is refused (billion laughs, external entities). JSON is read with orjson
+(bounded nesting) only up to MAX_CHECKED_BYTES.
 
 References: IHE MHD ITI-65 §2:3.65.4.1.3 (the Document Recipient validates what it receives);
 IHE ITI TF-3 4.2.3.2.23 (patientId: the subject of the document); HL7 FHIR R4 §3.3 (Documents:
@@ -50,6 +50,7 @@ _IDENTITY_SYSTEMS = frozenset({FNR_SYSTEM, DNR_SYSTEM, HNR_SYSTEM})
 _KITH_NS_PREFIX = "http://www.kith.no/xmlstds/"
 _KITH_IDENTITY_TYPES = frozenset({"FNR", "DNR", "HNR"})
 _CDA_NS = "urn:hl7-org:v3"
+_NO_DTD = "XML content with entity declarations is refused"
 _JSON_TYPES = frozenset({"application/fhir+json", "application/json"})
 _XML_TYPES = frozenset({"text/xml", "application/xml", "application/fhir+xml"})
 
@@ -133,17 +134,19 @@ def _fhir_patients(data: Any) -> list[str]:
 
 def _xml_patients(content: bytes) -> list[str]:
     """The patients a KITH message or a CDA document names; none for other XML."""
-    if b"<!DOCTYPE" in content or b"<!ENTITY" in content:
-        raise UnreadableContent("XML content with a DOCTYPE or entity declarations is refused")
+    if b"<!ENTITY" in content:
+        raise UnreadableContent(_NO_DTD)
     try:
         root = etree.fromstring(content, parser=_parser())
     except etree.XMLSyntaxError as exc:
         raise UnreadableContent(f"the XML content is not well-formed: {exc.msg}") from None
     except ValueError:
         raise UnreadableContent("the XML content cannot be read") from None
-    if root.getroottree().docinfo.doctype:
-        # A DOCTYPE the byte scan could not see (another encoding): refused all the same.
-        raise UnreadableContent("XML content with a DOCTYPE or entity declarations is refused")
+    dtd = root.getroottree().docinfo.internalDTD
+    if dtd is not None and any(True for _ in dtd.iterentities()):
+        # Declarations the byte scan could not see (another encoding): refused all the same. A
+        # bare DOCTYPE (`<!DOCTYPE html>`, an external DTD) is harmless: nothing is loaded.
+        raise UnreadableContent(_NO_DTD)
     namespace = etree.QName(root).namespace or ""
     if namespace.startswith(_KITH_NS_PREFIX):
         names: list[str] = []
