@@ -72,7 +72,9 @@ from onerecord.source.schema import (
 from onerecord.trust.policy import MASKED_TITLE
 
 __all__ = [
+    "ENTRY_ONLY_FILTERS",
     "IDENTIFIER_SYSTEM",
+    "PLACEHOLDER_FILTERS",
     "DocumentStore",
     "DuplicateDocument",
     "InvalidReplacement",
