@@ -305,10 +305,10 @@ def test_B11_retrieve_without_patient_header_is_400(net: Network) -> None:
     assert r.status_code == 400 and "nhn-patient-nin" in outcome(r)
 
 
-def test_B12_retrieve_of_another_patients_document_is_403(net: Network) -> None:
+def test_B12_retrieve_of_another_patients_document_is_refused_as_not_found(net: Network) -> None:
     token = net.hcp_token(net.citizen("adult"))
     r = net.get(token, net.retrieve_url(doc(net, "teen17")))
-    assert r.status_code == 403
+    assert r.status_code == 404  # as a made-up key: see test_privacy_oracles.py
     # and the patient header must match the attestation's binding (ATT-4)
     other = net.citizen("teen17")
     r = net.search(token, other, headers={"nhn-patient-nin": other})
@@ -660,7 +660,7 @@ def test_E12_noru_is_hidden_until_release(net: Network) -> None:
     assert uid(net, "adult_noru") not in ids(net.search(net.citizen_token("adult"), me))
     assert uid(net, "adult_noru") in ids(net.search(net.hcp_token(me), me))
     r = net.get(net.citizen_token("adult"), net.retrieve_url(doc(net, "adult_noru")))
-    assert r.status_code == 403
+    assert r.status_code == 404  # not released: not confirmed to exist (issue 10, F4)
 
 
 def test_E13_level_3_login_is_refused(net: Network) -> None:
@@ -708,26 +708,30 @@ def test_document_and_practitioner_blocks_take_effect_at_once(net: Network) -> N
     assert len([c for c in changes if c.patient_id == patient]) >= 4
 
 
-def test_a_citizen_cannot_block_another_patients_document(net: Network) -> None:
-    """A block names a document of the patient; another's is refused and nothing is stored."""
+def test_a_citizens_block_of_another_patients_document_answers_as_an_unknown_one(
+    net: Network,
+) -> None:
+    """A block only masks the patient's own entries: another's document stays visible to its
+    patient's health workers, and the answer is that of an unknown uniqueId (issue 10, F4)."""
     citizen = net.citizen_token("parent")
     strangers = uid(net, "adult_n")
-    r = net.send(citizen, "PUT", f"/controls/document-blocks/{strangers}")
-    assert r.status_code == 404 and net.citizen("adult") not in r.text
-    controls = net.send(citizen, "GET", "/controls").json()
-    assert strangers not in str(controls)
+    unknown = "2.16.578.1.12.4.5.100.1.1.424242"
+    answers = []
     adult = net.citizen("adult")
-    assert strangers in ids(net.search(net.hcp_token(adult), adult))
+    for target in (strangers, unknown):
+        r = net.send(citizen, "PUT", f"/controls/document-blocks/{target}")
+        answers.append((r.status_code, r.text.replace(target, "<id>")))
+        assert net.citizen("adult") not in r.text
+        found = net.search(net.hcp_token(adult), adult)
+        assert strangers in ids(found) and found.headers["x-onerecord-masked-count"] == "1"
+        assert net.send(citizen, "DELETE", f"/controls/document-blocks/{target}").status_code == 200
+    assert answers[0] == answers[1] and answers[0][0] == 200
     denied = [
         a
         for a in audit_rows(net)
         if a.action is AuditAction.CONTROL_CHANGE and a.outcome is AuditOutcome.DENIED
     ]
     assert any(a.reason == "document-not-of-patient" for a in denied)
-    # A uniqueId this region does not hold may be blocked (the hub may send it everywhere).
-    unknown = "2.16.578.1.12.4.5.100.1.1.424242"
-    assert net.send(citizen, "PUT", f"/controls/document-blocks/{unknown}").status_code == 200
-    assert net.send(citizen, "DELETE", f"/controls/document-blocks/{unknown}").status_code == 200
 
 
 def test_controls_only_for_self_or_represented(net: Network) -> None:

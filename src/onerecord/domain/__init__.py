@@ -46,6 +46,7 @@ from onerecord.domain.identifiers import (
 from onerecord.domain.search import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
+    ClassWindow,
     DocumentQuery,
     InvalidCursor,
     PageCursor,
@@ -70,6 +71,7 @@ __all__ = [
     "Author",
     "AuthorInstitution",
     "AuthorPerson",
+    "ClassWindow",
     "CodeTables",
     "Coding",
     "DocumentEntry",

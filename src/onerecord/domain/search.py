@@ -19,7 +19,7 @@ import orjson
 
 from onerecord.domain.document_entry import DocumentStatus
 from onerecord.domain.errors import DomainError
-from onerecord.domain.identifiers import NationalIdentityNumber
+from onerecord.domain.identifiers import DocumentUniqueId, NationalIdentityNumber
 from onerecord.domain.limits import MAX_CURSOR_LENGTH, MAX_PAGE_SIZE, MAX_SORT_KEYS
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "MAX_CURSOR_VALUE_LENGTH",
     "MAX_PAGE_SIZE",
     "MAX_SEQUENCE",
+    "ClassWindow",
     "DocumentQuery",
     "InvalidCursor",
     "PageCursor",
@@ -100,6 +101,18 @@ AnyOf = tuple[TokenParam, ...]
 
 
 @dataclass(frozen=True, slots=True)
+class ClassWindow:
+    """Access policy: entries of this classCode are listed when dated at or after `since`.
+
+    The date is serviceStartTime, else creationTime; `since` None lists every date.
+    """
+
+    system: str
+    code: str
+    since: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DocumentQuery:
     """A FindDocuments query for one patient. Repeated parameters are ANDed; commas are ORed."""
 
@@ -125,6 +138,12 @@ class DocumentQuery:
     # out, and so are entries whose citizen release time lies after `released_by`.
     hidden_labels: frozenset[str] = field(default=frozenset())
     released_by: datetime | None = None
+    # Set by access policy too: with `shown_classes`, only entries of those classes (each within
+    # its window) are listed; entries with a `masked_labels` label or a `masked_documents`
+    # uniqueId are listed as placeholders, matched and sorted only on what a placeholder shows.
+    shown_classes: tuple[ClassWindow, ...] | None = None
+    masked_labels: frozenset[str] = field(default=frozenset())
+    masked_documents: frozenset[DocumentUniqueId] = field(default=frozenset())
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,8 @@ __all__ = [
     "AccessRecorder",
     "AccessRefused",
     "CallerContext",
+    "NO_SUCH_DOCUMENT",
+    "DocumentNotShown",
     "EntryView",
     "NoAudit",
     "OpenAccess",
@@ -50,6 +52,21 @@ class AccessRefused(MhdError):
 
     def __init__(self, message: str, *, reason: str, status: int = 403) -> None:
         super().__init__(message, status=status, code="forbidden", reason=reason)
+
+
+NO_SUCH_DOCUMENT = "no document with this retrieve key is available"
+"""The one answer to a retrieve of a document that is not there or not the caller's to know."""
+
+
+class DocumentNotShown(AccessRefused):
+    """Refused so that the caller cannot tell the document from one that does not exist.
+
+    The source answers it exactly as a made-up retrieve key (404, same body); `reason` goes to
+    the audit only: wrong-patient, document-restricted, or document-not-found.
+    """
+
+    def __init__(self, *, reason: str) -> None:
+        super().__init__(NO_SUCH_DOCUMENT, reason=reason, status=404)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +114,13 @@ class AccessGuard(Protocol):
         """Return the narrowed query or raise a denial."""
 
     async def authorize_retrieve(
-        self, caller: CallerContext, entry: DocumentEntry
+        self, caller: CallerContext, entry: DocumentEntry | None
     ) -> RetrieveGrant:
-        """Return if the caller may read the bytes of `entry`, else raise a denial."""
+        """Return if the caller may read the bytes of `entry`, else raise a denial.
+
+        `entry` None: no document has the key. The request is checked all the same, so that
+        whether a document exists never changes the answer before it is DocumentNotShown.
+        """
 
 
 class AccessRecorder(Protocol):
@@ -129,7 +150,7 @@ class OpenAccess:
         return SearchGrant(query)
 
     async def authorize_retrieve(
-        self, caller: CallerContext, entry: DocumentEntry
+        self, caller: CallerContext, entry: DocumentEntry | None
     ) -> RetrieveGrant:
         return RetrieveGrant()
 

@@ -45,6 +45,7 @@ from onerecord.mhd import BadRequest
 from onerecord.source.access import (
     AccessRefused,
     CallerContext,
+    DocumentNotShown,
     EntryView,
     RetrieveGrant,
     SearchGrant,
@@ -78,10 +79,9 @@ from onerecord.trust.policy import (
     RegionPolicy,
     RetrieveDecision,
     SearchDecision,
-    citizen_retrieve_policy,
     citizen_search_policy,
-    hcp_retrieve_policy,
     hcp_search_policy,
+    retrieve_policy,
 )
 from onerecord.trust.principal import (
     AccessBasis,
@@ -348,35 +348,27 @@ class PolicyGuard:
         )
 
     async def authorize_retrieve(
-        self, caller: CallerContext, entry: DocumentEntry
+        self, caller: CallerContext, entry: DocumentEntry | None
     ) -> RetrieveGrant:
-        """Decide an ITI-68 retrieve (B11: patient header required; B12: must match)."""
-        principal = self.principal(caller)
+        """Decide an ITI-68 retrieve (B11: patient header required; B12: must match).
+
+        The request is judged first, alike for every key (token, patient header, binding, the
+        patient's reservation and blocks); then the document: absent, another patient's or
+        hidden from the caller is DocumentNotShown, answered as if no such document existed.
+        """
+        self.principal(caller)
         header = _header_patient(caller)
         if header is None:
             raise BadRequest(f"the {PATIENT_NIN_HEADER} header is required to retrieve (B11)")
-        if header != entry.patient_id:
-            raise AccessRefused(
-                "the document belongs to another patient than the request (ATT-4)",
-                reason="wrong-patient",
-            )
-        now = self.clock()
-        decision: RetrieveDecision
-        if isinstance(principal, HealthPersonnel):
-            self._bind(caller, principal, header)
-            decision = hcp_retrieve_policy(
-                _hcp_context(caller, principal),
-                header,
-                entry,
-                region_policy=self.region_policy,
-                controls=await self.controls.controls_for(header),
-                today=now.date(),
-            )
-        else:
-            ctx = principal.context()
-            decision = citizen_retrieve_policy(
-                ctx, header, entry, facts=population_facts(ctx, header), now=now
-            )
+        search = await self._decide(caller, header)
+        if not search.allowed or search.empty:
+            raise _refuse(search)
+        if entry is None:
+            raise DocumentNotShown(reason="document-not-found")
+        decision = retrieve_policy(search, header, entry)
+        if decision.conceals:
+            assert decision.reason is not None
+            raise DocumentNotShown(reason=decision.reason.value)
         if not decision.allowed:
             raise _refuse(decision)
         return RetrieveGrant(emergency=decision.emergency_access)

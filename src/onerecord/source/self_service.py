@@ -27,7 +27,7 @@ from onerecord.domain import (
     InvalidIdentifier,
     NationalIdentityNumber,
 )
-from onerecord.mhd import BadRequest, NotFound
+from onerecord.mhd import BadRequest
 from onerecord.source.access import CallerContext
 from onerecord.source.patient_controls import PatientControlStore
 from onerecord.source.security import AuditRecorder, PolicyGuard
@@ -208,11 +208,12 @@ class SelfService:
     async def _check_owner(
         self, caller: CallerContext, patient: NationalIdentityNumber, doc: DocumentUniqueId
     ) -> None:
-        """Refuse to block, for `patient`, a document registered here for someone else.
+        """Audit a block, for `patient`, of a document registered here for someone else.
 
-        A uniqueId not registered here is accepted: the hub may send a block to every region,
-        and a block of a document this region does not hold changes nothing it shows. The
-        refusal is a 404 that does not say whose the document is.
+        A block only ever masks the patient's own entries, so a block of a uniqueId this region
+        does not hold, or holds for another patient, changes nothing anyone sees. Both are kept
+        and answered alike: a different answer would confirm that another patient's document
+        exists (issue 10, F4). The audit keeps the true reason.
         """
         entry = await self.documents.get(doc)
         if entry is None or entry.patient_id == patient:
@@ -224,7 +225,6 @@ class SelfService:
             AuditOutcome.DENIED,
             reason="document-not-of-patient",
         )
-        raise NotFound(f"no document {doc.value} of this patient is registered here")
 
     async def change(
         self,

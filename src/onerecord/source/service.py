@@ -48,13 +48,16 @@ from onerecord.mhd import (
 )
 from onerecord.mhd.docref import RFC3986
 from onerecord.source.access import (
+    NO_SUCH_DOCUMENT,
     AccessGuard,
     AccessRecorder,
     AccessRefused,
     CallerContext,
+    DocumentNotShown,
     EntryView,
 )
 from onerecord.source.content import ContentCorrupted, ContentMissing, ContentStore
+from onerecord.source.content_patient import check_content_patients
 from onerecord.source.settings import SourceSettings
 from onerecord.source.store import (
     DocumentStore,
@@ -197,6 +200,7 @@ class DocumentSource:
             )
         else:
             bundle = parse_provide_bundle(body, max_documents=max_docs)
+        await check_content_patients(bundle.documents)
         now = datetime.now(UTC)
         entries = [
             replace(
@@ -289,8 +293,6 @@ class DocumentSource:
         if key.repository_unique_id != self.repository_unique_id:
             raise NotFound(f"repositoryUniqueId {key.repository_unique_id} is not served here")
         entry = await self.store.get(key.unique_id)
-        if entry is None:
-            raise NotFound(f"no document with uniqueId {key.unique_id}")
         try:
             grant = await self.guard.authorize_retrieve(caller, entry)
         except (AccessRefused, TrustError) as exc:
@@ -299,10 +301,15 @@ class DocumentSource:
                 caller,
                 "retrieve",
                 reason,
-                patient=entry.patient_id.value,
-                document=entry.unique_id.value,
+                patient=entry.patient_id.value if entry is not None else None,
+                document=key.unique_id.value,
             )
+            if isinstance(exc, DocumentNotShown):
+                # Answered as a made-up key: the reason stays in the audit (issue 10, F4).
+                raise NotFound(NO_SUCH_DOCUMENT) from None
             raise
+        if entry is None:
+            raise NotFound(NO_SUCH_DOCUMENT)
         if entry.status is DocumentStatus.ENTERED_IN_ERROR:
             raise Gone(f"document {key.unique_id} was entered in error")
         if not accepts(accept, entry.mime_type):

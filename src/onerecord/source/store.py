@@ -23,6 +23,7 @@ from uuid import UUID
 from sqlalchemy import (
     ColumnElement,
     and_,
+    case,
     exists,
     false,
     func,
@@ -31,6 +32,7 @@ from sqlalchemy import (
     select,
     true,
     tuple_,
+    type_coerce,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -39,6 +41,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from onerecord.domain import (
+    CONFIDENTIALITY_VOLVEN,
     Author,
     AuthorInstitution,
     AuthorPerson,
@@ -67,9 +70,12 @@ from onerecord.source.schema import (
     document_label,
     submission_set,
 )
+from onerecord.trust.policy import MASKED_TITLE
 
 __all__ = [
+    "ENTRY_ONLY_FILTERS",
     "IDENTIFIER_SYSTEM",
+    "PLACEHOLDER_FILTERS",
     "DocumentStore",
     "DuplicateDocument",
     "InvalidReplacement",
@@ -491,10 +497,33 @@ def _any_of(system_col: Any, code_col: Any, tokens: Sequence[TokenParam]) -> Col
 
 
 def _conditions(query: DocumentQuery) -> list[ColumnElement[bool]]:
-    """Translate every DocumentQuery field into a WHERE condition on document_entry."""
+    """Translate every DocumentQuery field into a WHERE condition on document_entry.
+
+    A masked entry (`masked_labels`, `masked_documents`) matches only on what its placeholder
+    shows (`_placeholder_filters`); every other entry on all of its metadata.
+    """
     e = document_entry.c
     where: list[ColumnElement[bool]] = [e.patient_id == query.patient_id.value]
     where.append(e.status.in_(sorted(s.value for s in query.statuses)))
+    where.extend(_policy_conditions(query))
+    filters = _filters(query)
+    masked = _masked(query)
+    if masked is None:
+        where.extend(filters)
+    elif filters:
+        where.append(
+            or_(
+                and_(~masked, true(), *filters),
+                and_(masked, true(), *_placeholder_filters(query)),
+            )
+        )
+    return where
+
+
+def _filters(query: DocumentQuery) -> list[ColumnElement[bool]]:
+    """The caller's search parameters (all but patient and status) over an entry's metadata."""
+    e = document_entry.c
+    where: list[ColumnElement[bool]] = []
     for span in (*query.date, *query.creation):
         if span.lower is not None:
             where.append(e.creation_time >= span.lower)
@@ -535,6 +564,13 @@ def _conditions(query: DocumentQuery) -> list[ColumnElement[bool]]:
                     ),
                 )
             )
+    return where
+
+
+def _policy_conditions(query: DocumentQuery) -> list[ColumnElement[bool]]:
+    """What access policy leaves out: hidden labels, unreleased entries, classes not shown."""
+    e = document_entry.c
+    where: list[ColumnElement[bool]] = []
     if query.hidden_labels:
         lab = document_label.c
         where.append(
@@ -544,33 +580,126 @@ def _conditions(query: DocumentQuery) -> list[ColumnElement[bool]]:
         where.append(
             or_(e.citizen_release_time.is_(None), e.citizen_release_time <= query.released_by)
         )
+    if query.shown_classes is not None:
+        where.append(
+            or_(
+                false(),
+                *(
+                    and_(
+                        e.class_system == w.system,
+                        e.class_code == w.code,
+                        true() if w.since is None else _shown_date() >= w.since,
+                    )
+                    for w in query.shown_classes
+                ),
+            )
+        )
+    return where
+
+
+# What a masked placeholder shows of an entry, and so all it may be matched and sorted on:
+# patient, status, classCode, its date (serviceStartTime, else creationTime) and the one
+# security label NORS. References: onerecord.trust.policy.MaskedEntry; TRUST-FRAMEWORK §4.5.
+PLACEHOLDER_FILTERS = frozenset({"date", "category", "security_label"})
+"""DocumentQuery filters a masked entry is matched on, by the values its placeholder shows."""
+
+ENTRY_ONLY_FILTERS = frozenset(
+    {
+        "creation",
+        "period",
+        "type",
+        "setting",
+        "facility",
+        "event",
+        "format",
+        "identifier",
+        "related",
+        "author_given",
+        "author_family",
+    }
+)
+"""DocumentQuery filters on what a placeholder hides: with any of them, no placeholder matches.
+
+Left out, not let through: the answer is then the same whatever value is asked for, so it tells
+nothing of the hidden value, and a placeholder never stands in a list it visibly does not fit.
+"""
+
+_PLACEHOLDER_LABEL = (CONFIDENTIALITY_VOLVEN, "NORS")
+
+
+def _shown_date() -> ColumnElement[datetime]:
+    e = document_entry.c
+    return func.coalesce(e.service_start_time, e.creation_time)
+
+
+def _masked(query: DocumentQuery) -> ColumnElement[bool] | None:
+    """True for an entry shown as a placeholder, or None when the query masks nothing."""
+    e = document_entry.c
+    parts: list[ColumnElement[bool]] = []
+    if query.masked_labels:
+        lab = document_label.c
+        parts.append(
+            exists().where(lab.entry_seq == e.seq, lab.code.in_(sorted(query.masked_labels)))
+        )
+    if query.masked_documents:
+        parts.append(e.unique_id.in_(sorted(d.value for d in query.masked_documents)))
+    return or_(*parts) if parts else None
+
+
+def _placeholder_filters(query: DocumentQuery) -> list[ColumnElement[bool]]:
+    """The caller's search parameters over what a masked entry's placeholder shows."""
+    if any(getattr(query, name) for name in ENTRY_ONLY_FILTERS):
+        return [false()]
+    e = document_entry.c
+    where: list[ColumnElement[bool]] = []
+    shown = _shown_date()
+    for span in query.date:
+        if span.lower is not None:
+            where.append(shown >= span.lower)
+        if span.upper is not None:
+            where.append(shown < span.upper)
+    for tokens in query.category:
+        where.append(_any_of(e.class_system, e.class_code, tokens))
+    system, code = _PLACEHOLDER_LABEL
+    for tokens in query.security_label:
+        where.append(_any_of(literal(system), literal(code), tokens))
     return where
 
 
 @dataclass(frozen=True, slots=True)
 class _Order:
-    columns: tuple[Any, ...]  # sort columns, then seq
+    columns: tuple[Any, ...]  # sort columns, then seq: the type of each value
     descending: tuple[bool, ...]
+    keys: tuple[Any, ...] = ()  # what is sorted by, per column: the column or a placeholder's
 
     @classmethod
     def of(cls, query: DocumentQuery) -> _Order:
+        masked = _masked(query)
         columns: list[Any] = []
+        keys: list[Any] = []
         descending: list[bool] = []
+        by_field: dict[SortField, Any] = {}
         for key in query.sort:
             column = _SORT_COLUMNS[key.field]
-            if any(column is c for c in columns):
+            if masked is None:
+                sort_key = column
+            else:
+                sort_key = by_field.setdefault(
+                    key.field, _placeholder_sort(key.field, column, masked)
+                )
+            if any(sort_key is k for k in keys):
                 continue  # date and creation are one column
             columns.append(column)
+            keys.append(sort_key)
             descending.append(key.descending)
         columns.append(document_entry.c.seq)
+        keys.append(document_entry.c.seq)
         # seq follows the first key's direction so one index scan serves the whole order.
         descending.append(descending[0] if len(descending) > 0 else False)
-        return cls(tuple(columns), tuple(descending))
+        return cls(tuple(columns), tuple(descending), tuple(keys))
 
     def order_by(self) -> list[Any]:
-        return [
-            c.desc() if d else c.asc() for c, d in zip(self.columns, self.descending, strict=True)
-        ]
+        return [c.desc() if d else c.asc() for c, d in zip(self.keys, self.descending, strict=True)]
 
     def encode(self, values: Sequence[Any]) -> tuple[str | int | None, ...]:
         return tuple(v.isoformat() if isinstance(v, datetime) else v for v in values)
@@ -608,17 +737,32 @@ class _Order:
         """Rows strictly after `values` in this order (keyset pagination)."""
         if len(set(self.descending)) == 1:
             # One direction: a row-value comparison, which an index range scan can serve.
-            row = tuple_(*self.columns)
+            row = tuple_(*self.keys)
             target = tuple_(
                 *(literal(v, type_=c.type) for c, v in zip(self.columns, values, strict=True))
             )
             return row < target if self.descending[0] else row > target
         branches: list[ColumnElement[bool]] = []
-        for i, (column, value) in enumerate(zip(self.columns, values, strict=True)):
-            equal = [c == v for c, v in zip(self.columns[:i], values[:i], strict=True)]
+        for i, (column, value) in enumerate(zip(self.keys, values, strict=True)):
+            equal = [c == v for c, v in zip(self.keys[:i], values[:i], strict=True)]
             step = column < value if self.descending[i] else column > value
             branches.append(and_(*equal, step))
         return or_(*branches)
+
+
+def _placeholder_sort(field: SortField, column: Any, masked: ColumnElement[bool]) -> Any:
+    """Sort a masked entry by what its placeholder shows: "Sperret", its date, else no value.
+
+    The placeholder has no creation time nor period: those sort it as an entry without a period.
+    """
+    shown: Any
+    if field is SortField.TITLE:
+        shown = literal(MASKED_TITLE, type_=column.type)
+    elif field is SortField.DATE:
+        shown = _shown_date()
+    else:
+        shown = literal(NO_PERIOD, type_=column.type)
+    return type_coerce(case((masked, shown), else_=column), column.type)
 
 
 # --- the store -------------------------------------------------------------------------------
@@ -876,7 +1020,7 @@ class SqlDocumentStore:
                 page_where.append(order.after(order.decode(cursor.after)))
             rows = (
                 await conn.execute(
-                    select(e.metadata, e.status, *order.columns)
+                    select(e.metadata, e.status, *order.keys)
                     .where(*page_where)
                     .order_by(*order.order_by())
                     .limit(query.count + 1)

@@ -8,21 +8,23 @@ Two channels:
 - health personnel (`hcp_search_policy`, `hcp_retrieve_policy`): TRUST-FRAMEWORK §4;
 - citizens (`citizen_search_policy`, `citizen_retrieve_policy`): TRUST-FRAMEWORK §5.
 
-The search decision narrows the registry query in SQL (`restrict`: hidden_labels, released_by)
-and says per entry how it may be shown (`view`). Rules that SQL cannot express (the
-kjernejournalforskriften class/age filter, blocks of single documents) act in `view` only.
+The search decision narrows the registry query (`restrict`: hidden labels, release time, the
+kjernejournalforskriften class windows, which entries are masked) so that the registry matches,
+counts, sorts and pages exactly what the caller may receive, and a masked entry only on what its
+placeholder shows; `view` says the same per entry, for the retrieve and for rendering.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from functools import cache
 
 from onerecord.domain import (
     CONFIDENTIALITY_VOLVEN,
     DOCUMENT_TYPE_SYSTEM,
+    ClassWindow,
     Coding,
     DocumentEntry,
     DocumentQuery,
@@ -43,6 +45,7 @@ from onerecord.trust.principal import (
 
 __all__ = [
     "CITIZEN_MIN_AGE",
+    "CONCEALING_REASONS",
     "KJ_FORSKRIFT_CLASS_LIMITS",
     "MASKED_TITLE",
     "PARENT_ACCESS_BELOW_AGE",
@@ -59,7 +62,9 @@ __all__ = [
     "citizen_search_policy",
     "hcp_retrieve_policy",
     "hcp_search_policy",
+    "kj_forskrift_windows",
     "masked_entry",
+    "retrieve_policy",
 ]
 
 CITIZEN_MIN_AGE = 16
@@ -245,6 +250,24 @@ class _EntryRules:
             or entry.unique_id in self.blocked_documents
         )
 
+    def restrict(self, query: DocumentQuery) -> DocumentQuery:
+        """Return `query` with the class windows and the masking of these rules, for the registry.
+
+        The registry then applies exactly `view`: HIDDEN entries are not listed (nor counted),
+        MASKED entries are matched and sorted only on what their placeholder shows.
+        """
+        windows = (
+            None if self.kj_forskrift_on is None else kj_forskrift_windows(self.kj_forskrift_on)
+        )
+        if self.unlock_blocked:
+            return replace(query, shown_classes=windows)
+        return replace(
+            query,
+            shown_classes=windows,
+            masked_labels=query.masked_labels | self.masked_labels,
+            masked_documents=query.masked_documents | self.blocked_documents,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class SearchDecision:
@@ -263,15 +286,16 @@ class SearchDecision:
     rules: _EntryRules = field(default_factory=_EntryRules)
 
     def restrict(self, query: DocumentQuery) -> DocumentQuery:
-        """Return the query narrowed in SQL by this decision's label and release rules."""
+        """Return the query narrowed by this decision: hidden, class windows, masked entries."""
         released_by = self.released_by
         if query.released_by is not None and released_by is not None:
             released_by = min(query.released_by, released_by)
-        return replace(
+        narrowed = replace(
             query,
             hidden_labels=query.hidden_labels | self.hidden_labels,
             released_by=released_by if released_by is not None else query.released_by,
         )
+        return self.rules.restrict(narrowed)
 
     def view(self, entry: DocumentEntry) -> EntryView:
         """How `entry` may be shown (HIDDEN for every entry when access is refused or empty)."""
@@ -299,6 +323,21 @@ class RetrieveDecision:
     reason: DenialReason | None = None
     emergency_access: bool = False
 
+    @property
+    def conceals(self) -> bool:
+        """True when the refusal must read as "no such document" (see CONCEALING_REASONS)."""
+        return self.reason in CONCEALING_REASONS
+
+
+CONCEALING_REASONS = frozenset({DenialReason.WRONG_PATIENT, DenialReason.DOCUMENT_RESTRICTED})
+"""Retrieve refusals answered exactly as a document that does not exist.
+
+Another patient's document, and one hidden from this caller, must not be confirmed to exist
+(issue 10, F4): the caller gets the answer of a made-up key, the audit keeps the true reason.
+A masked (blocked) entry of the patient is refused as `document-blocked`: its placeholder
+already tells the caller that blocked documents exist (D1).
+"""
+
 
 def _deny(reason: DenialReason) -> SearchDecision:
     return SearchDecision(allowed=False, reason=reason)
@@ -315,18 +354,30 @@ def _entry_date(entry: DocumentEntry) -> datetime:
     return entry.service_start_time or entry.creation_time
 
 
-def _kj_forskrift_shows(entry: DocumentEntry, today: date) -> bool:
-    """Kjernejournalforskriften: show only the listed classes, each within its age limit.
+def kj_forskrift_windows(today: date) -> tuple[ClassWindow, ...]:
+    """Kjernejournalforskriften: the listed classes, each from its age limit on (UTC midnight).
 
     References: TRUST-FRAMEWORK §4.4 (A00-1 all, C00-1 1 y, D00-1 5 y, E00-1 5 y, I00-1 1 y,
     by serviceStartTime); D5, D6.
     """
-    if entry.class_code.system != DOCUMENT_TYPE_SYSTEM:
-        return False
-    if entry.class_code.code not in KJ_FORSKRIFT_CLASS_LIMITS:
-        return False
-    years = KJ_FORSKRIFT_CLASS_LIMITS[entry.class_code.code]
-    return years is None or _entry_date(entry).date() >= _years_before(today, years)
+    return tuple(
+        ClassWindow(
+            DOCUMENT_TYPE_SYSTEM,
+            code,
+            None
+            if years is None
+            else datetime.combine(_years_before(today, years), time(), tzinfo=UTC),
+        )
+        for code, years in sorted(KJ_FORSKRIFT_CLASS_LIMITS.items())
+    )
+
+
+def _kj_forskrift_shows(entry: DocumentEntry, today: date) -> bool:
+    """Kjernejournalforskriften: show only the listed classes, each within its age limit."""
+    for window in kj_forskrift_windows(today):
+        if (entry.class_code.system, entry.class_code.code) == (window.system, window.code):
+            return window.since is None or _entry_date(entry) >= window.since
+    return False
 
 
 def _released(entry: DocumentEntry, now: datetime) -> bool:
@@ -496,6 +547,18 @@ def _retrieve_from(search: SearchDecision, entry: DocumentEntry) -> RetrieveDeci
     if view is EntryView.HIDDEN:
         return RetrieveDecision(allowed=False, reason=DenialReason.DOCUMENT_RESTRICTED)
     return RetrieveDecision(allowed=True, emergency_access=search.unlocks(entry))
+
+
+def retrieve_policy(
+    search: SearchDecision, patient: NationalIdentityNumber, entry: DocumentEntry
+) -> RetrieveDecision:
+    """Decide the retrieve of one entry under the search decision for `patient`: FULL view only.
+
+    References: ATT-4 (entry of the patient the request is bound to; B12, C11); D1.
+    """
+    if entry.patient_id != patient:
+        return RetrieveDecision(allowed=False, reason=DenialReason.WRONG_PATIENT)
+    return _retrieve_from(search, entry)
 
 
 def hcp_retrieve_policy(
