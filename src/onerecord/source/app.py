@@ -6,10 +6,13 @@ becomes an OperationOutcome with the right status; nothing internal reaches the 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
@@ -46,6 +49,7 @@ from onerecord.source.access import (
 from onerecord.source.content import ContentStore, FolderContentStore
 from onerecord.source.database import make_engine
 from onerecord.source.migrate import upgrade
+from onerecord.source.orphans import run_orphan_sweeps
 from onerecord.source.patient_controls import PatientControlStore
 from onerecord.source.security import (
     CAPTURED_HEADERS,
@@ -322,12 +326,21 @@ def create_app(
             else None
         )
         app.state.publish_replay = shared_replay
+        the_content = content or _content_store(settings)
         app.state.source = DocumentSource(
             settings=settings,
             store=store,
-            content=content or _content_store(settings),
+            content=the_content,
             guard=the_guard or OpenAccess(),
             recorder=the_recorder or NoAudit(),
+        )
+        sweeps = asyncio.create_task(
+            run_orphan_sweeps(
+                content=the_content,
+                store=store,
+                grace=timedelta(seconds=settings.content_sweep_grace_s),
+                interval=settings.content_sweep_interval_s,
+            )
         )
         log.info(
             "source.started",
@@ -338,6 +351,9 @@ def create_app(
         try:
             yield
         finally:
+            sweeps.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeps
             await http.aclose()
             if redis is not None:
                 await redis.aclose()

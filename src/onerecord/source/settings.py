@@ -31,6 +31,14 @@ class SourceSettings(BaseSettings):
     s3_url: str | None = Field(
         default=None, description="s3://bucket/prefix; when set, content goes to S3 via obstore"
     )
+    content_sweep_grace_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="the orphan sweep removes only unreferenced content older than this",
+    )
+    content_sweep_interval_s: float = Field(
+        default=3600.0, gt=0, description="seconds between orphan sweeps (one runs at start-up)"
+    )
     public_base_url: str = "http://127.0.0.1:8001"
     max_body_bytes: int = 64 * 1024 * 1024
     max_page_size: int = 200
