@@ -25,7 +25,15 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from onerecord import __version__
-from onerecord.audit import AuditAction, AuditOutcome, AuditRecord, SqlAuditSink
+from onerecord.audit import (
+    AuditAction,
+    AuditOutcome,
+    AuditRecord,
+    Checkpointer,
+    FileCheckpointLog,
+    SqlAuditSink,
+    load_checkpoint_key,
+)
 from onerecord.domain import DomainError, InvalidIdentifier, NationalIdentityNumber
 from onerecord.mhd import (
     FHIR_JSON,
@@ -279,6 +287,7 @@ def create_app(
         store = SqlDocumentStore(engine)
         http = httpx.AsyncClient()
         redis: RedisReplayCache | None = None
+        sink: SqlAuditSink | None = None
         the_guard, the_recorder = guard, recorder
         app.state.self_service = None
         # One replay cache for DPoP proofs, hub assertions and publish proofs (their jtis are
@@ -292,7 +301,12 @@ def create_app(
             shared_replay = MemoryReplayCache()
         if not open_access:
             controls = PatientControlStore(engine)
-            sink = SqlAuditSink(engine, settings.home_community_id[:64])
+            sink = SqlAuditSink(
+                engine,
+                settings.home_community_id[:64],
+                checkpoints=_checkpointer(settings, settings.home_community_id[:64]),
+            )
+            await sink.checkpoint_head()
             policy_guard = PolicyGuard(controls=controls, region_policy=settings.region_policy)
             audit = AuditRecorder(
                 sink,
@@ -354,6 +368,8 @@ def create_app(
             sweeps.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeps
+            if sink is not None:
+                await sink.close()
             await http.aclose()
             if redis is not None:
                 await redis.aclose()
@@ -573,3 +589,18 @@ def _content_store(settings: SourceSettings) -> ContentStore:
 
         return ObstoreContentStore.from_url(settings.s3_url)
     return FolderContentStore(settings.content_dir)
+
+
+def _checkpointer(settings: SourceSettings, source_id: str) -> Checkpointer | None:
+    """Sign the audit chain's head into the checkpoint file, if one is configured."""
+    if settings.audit_checkpoint_file is None or settings.audit_checkpoint_key_file is None:
+        if not settings.dev_mode:
+            log.warning("audit.no_checkpoints", reason="a rewritten audit chain goes unnoticed")
+        return None
+    return Checkpointer(
+        key=load_checkpoint_key(settings.audit_checkpoint_key_file, dev_mode=settings.dev_mode),
+        log=FileCheckpointLog(settings.audit_checkpoint_file),
+        source_id=source_id,
+        every=settings.audit_checkpoint_every,
+        interval=settings.audit_checkpoint_interval_s,
+    )
