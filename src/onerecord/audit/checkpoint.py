@@ -229,6 +229,12 @@ class Checkpointer:
         elif self._timer is None or self._timer.done():
             self._timer = asyncio.create_task(self._flush_later())
 
+    async def checkpoint(self, seq: int, digest: str) -> None:
+        """Write a checkpoint of this head now (the stored head, at start-up)."""
+        if self._latest is None or seq > self._latest[0]:
+            self._latest = (seq, digest)
+        await self.flush()
+
     async def _flush_later(self) -> None:
         await asyncio.sleep(self.interval)
         await self._flush_logged()

@@ -171,8 +171,7 @@ class SqlAuditSink:
             return
         head = await self.head()
         if head is not None and head.last_seq > 0:
-            await self.checkpoints.advanced(head.last_seq, head.last_hash, appended=0)
-            await self.checkpoints.flush()
+            await self.checkpoints.checkpoint(head.last_seq, head.last_hash)
 
     async def close(self) -> None:
         """Write the pending checkpoint (at shutdown)."""
