@@ -382,3 +382,18 @@ async def test_cli_exit_codes_and_one_line_messages(
     )
     assert broken.returncode == 1
     assert broken.stdout.count("\n") == 1 and "BROKEN at seq 1: rows deleted" in broken.stdout
+
+
+def test_demo_signs_every_audit_chain_with_its_development_checkpoint_key(tmp_path: Path) -> None:
+    from onerecord.demo import DemoLayout, hub_command, region_command
+
+    layout = DemoLayout(tmp_path, 8100)
+    commands = [hub_command(layout, None), *(region_command(layout, i, None) for i in range(4))]
+    files = []
+    for command in commands:
+        key = Path(command[command.index("--audit-checkpoint-key") + 1])
+        assert load_checkpoint_key(key, dev_mode=True).is_development
+        assert "--dev" in command
+        files.append(Path(command[command.index("--audit-checkpoints") + 1]))
+    assert len(set(files)) == 5  # one checkpoint file per chain
+    assert files[0] == tmp_path / "hub" / "audit-checkpoints.jsonl"

@@ -94,3 +94,15 @@ def test_hub_refuses_a_development_checkpoint_key_outside_dev_mode(
     )
     with pytest.raises(DevelopmentKeyRefused, match="dev-audit-checkpoint"):
         create_hub_app(settings, directory=RegionDirectory.from_regions([make_region(HCID_HSO)]))
+
+
+async def test_hub_creates_its_checkpoint_file_at_start_up(
+    sqlite_database: Database, tmp_path: Path
+) -> None:
+    """So that `verify --checkpoints` right after start-up finds the file (and no lines)."""
+    settings = _settings(sqlite_database, tmp_path)
+    app = create_hub_app(settings, directory=RegionDirectory.from_regions([make_region(HCID_HSO)]))
+    assert settings.audit_checkpoint_file is not None
+    async with app.router.lifespan_context(app):
+        assert settings.audit_checkpoint_file.read_text() == ""
+        assert (await anyio.to_thread.run_sync(_verify, sqlite_database, settings))[0] == 0

@@ -89,6 +89,9 @@ def sign_checkpoint(key: SigningKey, *, source_id: str, seq: int, hash: str, at:
 class CheckpointLog(Protocol):
     """Where checkpoints are appended, one line each, and read back."""
 
+    async def open(self) -> None:
+        """Create the log if it is missing (at start-up, so that `verify` finds it)."""
+
     async def append(self, line: str) -> None:
         """Append one line durably."""
 
@@ -102,15 +105,19 @@ class FileCheckpointLog:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
-    async def append(self, line: str) -> None:
-        await anyio.to_thread.run_sync(self._append, line)
+    async def open(self) -> None:
+        await anyio.to_thread.run_sync(self._write, b"")
 
-    def _append(self, line: str) -> None:
+    async def append(self, line: str) -> None:
+        await anyio.to_thread.run_sync(self._write, line.encode("utf-8") + b"\n")
+
+    def _write(self, data: bytes) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         try:
             # One write of one line: several processes appending to one file do not interleave.
-            os.write(fd, line.encode("utf-8") + b"\n")
+            if data:
+                os.write(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -125,6 +132,9 @@ class MemoryCheckpointLog:
 
     def __init__(self) -> None:
         self.written: list[str] = []
+
+    async def open(self) -> None:
+        pass
 
     async def append(self, line: str) -> None:
         self.written.append(line)
@@ -228,6 +238,10 @@ class Checkpointer:
             await self._flush_logged()
         elif self._timer is None or self._timer.done():
             self._timer = asyncio.create_task(self._flush_later())
+
+    async def open(self) -> None:
+        """Create the checkpoint log if it is missing."""
+        await self.log.open()
 
     async def checkpoint(self, seq: int, digest: str) -> None:
         """Write a checkpoint of this head now (the stored head, at start-up)."""

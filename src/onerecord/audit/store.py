@@ -166,9 +166,10 @@ class SqlAuditSink:
         return ChainHead(int(row.last_seq), row.last_hash) if row else None
 
     async def checkpoint_head(self) -> None:
-        """Checkpoint the stored head now (at start-up), if checkpoints are kept."""
+        """Open the checkpoint log and checkpoint the stored head (at start-up), if kept."""
         if self.checkpoints is None:
             return
+        await self.checkpoints.open()
         head = await self.head()
         if head is not None and head.last_seq > 0:
             await self.checkpoints.checkpoint(head.last_seq, head.last_hash)
