@@ -34,6 +34,7 @@ import structlog
 
 from onerecord.trust.errors import TrustError
 from onerecord.trust.keys import (
+    DEV_KEY_MARKER,
     KeyProvider,
     SigningKey,
     StaticJwks,
@@ -162,7 +163,7 @@ def checkpoint_keys(path: Path, *, dev_mode: bool) -> StaticJwks:
         if not isinstance(item, dict):
             raise ValueError(f"{path} holds no JWK or JWKS")
         kid = str(item.get("kid", ""))
-        if kid.startswith("dev") and not dev_mode:
+        if kid.startswith(DEV_KEY_MARKER) and not dev_mode:
             raise ValueError(f"refusing development checkpoint key {kid!r} outside dev mode")
         keys.append(SigningKey.from_jwk(item) if "d" in item else item)
     return StaticJwks(keys)
