@@ -31,13 +31,28 @@ app.add_typer(audit_app, name="audit")
 def audit_verify(
     db: Annotated[str, typer.Option(help="sqlite:///FILE or postgresql://… of the audit store.")],
     db_schema: Annotated[str | None, typer.Option(help="PostgreSQL schema.")] = None,
+    checkpoints: Annotated[
+        Path | None, typer.Option(help="The audit checkpoint file (JSON lines), kept apart.")
+    ] = None,
+    checkpoint_key: Annotated[
+        Path | None, typer.Option(help="Public JWK or JWKS file of the checkpoint key.")
+    ] = None,
+    dev: Annotated[bool, typer.Option("--dev", help="Accept a development key.")] = False,
 ) -> None:
-    """Check every audit hash chain; exit 1 if any row was edited, deleted or reordered."""
+    """Check every audit hash chain, and with --checkpoints every signed checkpoint.
+
+    Exit 0 when all verify, 1 when a row was edited, deleted or reordered, a chain was rewritten
+    or cut short of its last checkpoint, or a checkpoint is forged; 2 when it cannot check.
+    """
     from onerecord.audit import audit_verify_command
     from onerecord.preflight import exit_unless_usable
 
     exit_unless_usable(db, db_schema)
-    raise typer.Exit(audit_verify_command(db, db_schema))
+    raise typer.Exit(
+        audit_verify_command(
+            db, db_schema, checkpoints=checkpoints, checkpoint_key=checkpoint_key, dev_mode=dev
+        )
+    )
 
 
 @source_app.command("serve")
@@ -85,6 +100,12 @@ def source_serve(
         int, typer.Option(min=1, max=32, help="Worker processes (more than 1 needs --redis-url).")
     ] = 1,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    audit_checkpoints: Annotated[
+        Path | None, typer.Option(help="Append signed audit chain heads to this file.")
+    ] = None,
+    audit_checkpoint_key: Annotated[
+        Path | None, typer.Option(help="Private JWK that signs the audit checkpoints.")
+    ] = None,
 ) -> None:
     """Serve one regional document source (refuses to start without --issuer or open access)."""
     import uvicorn
@@ -117,6 +138,23 @@ def source_serve(
     if publisher_jwks is not None:
         # Set only when given, so ONERECORD_SOURCE_PUBLISHER_JWKS_FILE still applies otherwise.
         settings = settings.model_copy(update={"publisher_jwks_file": publisher_jwks})
+    if audit_checkpoints is not None or audit_checkpoint_key is not None:
+        settings = SourceSettings.model_validate(
+            {
+                **settings.model_dump(),
+                "audit_checkpoint_file": audit_checkpoints,
+                "audit_checkpoint_key_file": audit_checkpoint_key,
+            }
+        )
+    if settings.audit_checkpoint_key_file is not None:
+        # Fail at start-up with one line, not in the lifespan, when the key is not allowed.
+        from onerecord.audit import load_checkpoint_key
+        from onerecord.trust.errors import DevelopmentKeyRefused
+
+        try:
+            load_checkpoint_key(settings.audit_checkpoint_key_file, dev_mode=settings.dev_mode)
+        except DevelopmentKeyRefused as exc:
+            raise typer.BadParameter(exc.description) from None
     if db.startswith("sqlite:///"):
         Path(db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     exit_unless_usable(db, db_schema)

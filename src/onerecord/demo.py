@@ -37,7 +37,7 @@ from onerecord.synth.dataset import load_population, write_dataset
 from onerecord.synth.importer import TargetUnavailable, import_dataset
 from onerecord.synth.population import Population
 from onerecord.synth.regions import DEFAULT_REGIONS
-from onerecord.trust.keys import SigningKey, load_or_create_dev_key
+from onerecord.trust.keys import DEV_KEY_MARKER, SigningKey, load_or_create_dev_key
 from onerecord.trust.publish_proof import PUBLISH_PROOF_HEADER, make_publish_proof
 
 __all__ = [
@@ -175,6 +175,7 @@ def hub_command(layout: DemoLayout, postgres: str | None) -> list[str]:
         str(layout.keys),
         "--audit-db",
         audit,
+        *_audit_checkpoint_args(layout, "hub"),
         "--log-level",
         "warning",
         "--dev",
@@ -215,9 +216,22 @@ def region_command(layout: DemoLayout, index: int, postgres: str | None) -> list
         layout.hub,
         "--hub-jwks-url",
         f"{layout.hub}/jwks",
+        *_audit_checkpoint_args(layout, info.slug),
         "--dev",
     )
     return cmd
+
+
+def _audit_checkpoint_args(layout: DemoLayout, name: str) -> list[str]:
+    """Sign each audit chain's head with the development checkpoint key, into a file of its own.
+
+    Check with `onerecord audit verify --db … --checkpoints WORKDIR/NAME/audit-checkpoints.jsonl
+    --checkpoint-key WORKDIR/keys/dev-audit-checkpoint.jwk.json --dev`.
+    """
+    load_or_create_dev_key(layout.keys, name="audit-checkpoint")
+    path = layout.keys / f"{DEV_KEY_MARKER}-audit-checkpoint.jwk.json"
+    checkpoints = layout.workdir / name / "audit-checkpoints.jsonl"
+    return ["--audit-checkpoints", str(checkpoints), "--audit-checkpoint-key", str(path)]
 
 
 def write_directory(layout: DemoLayout) -> None:

@@ -513,6 +513,12 @@ def test_hub_audit_names_the_regions_of_every_search(
             "verify",
             "--db",
             f"sqlite:///{network.layout.workdir / 'hub' / 'audit.db'}",
+            # The demo signs the hub's chain head with its development checkpoint key.
+            "--checkpoints",
+            str(network.layout.workdir / "hub" / "audit-checkpoints.jsonl"),
+            "--checkpoint-key",
+            str(network.layout.keys / "dev-audit-checkpoint.jwk.json"),
+            "--dev",
         ],
         capture_output=True,
         text=True,

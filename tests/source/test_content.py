@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -220,3 +220,63 @@ async def test_stream_closes_file_when_abandoned(tmp_path: Path) -> None:
     first = await stream.__anext__()
     assert first == BLOB[:1000]
     await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def _age(content: ContentStore, tmp_path: Path, sha256: str, seconds: float) -> None:
+    """Make stored content look `seconds` old (what the sweep compares with its grace)."""
+    then = datetime.now(UTC).timestamp() - seconds
+    if isinstance(content, FolderContentStore):
+        os.utime(content.path_of(sha256), (then, then))
+    elif isinstance(content, MemoryContentStore):
+        content.stored_at[sha256] = datetime.fromtimestamp(then, UTC)
+    else:
+        assert isinstance(content, ObstoreContentStore)
+        local = tmp_path / "bucket" / content.key_of(sha256)
+        if not local.exists():
+            pytest.skip("an in-memory object store has no clock to turn back")
+        os.utime(local, (then, then))
+
+
+async def test_storing_bytes_already_there_renews_their_sweep_grace(
+    content: ContentStore, tmp_path: Path
+) -> None:
+    """An upload of bytes left as an old orphan keeps them until it is registered."""
+    ref = await content.put(b"an old orphan, uploaded again")
+    await _age(content, tmp_path, ref.sha256, 7200)
+    await content.put(b"an old orphan, uploaded again")  # the new upload, not yet registered
+
+    async def nothing_referenced(_sha256: str) -> bool:
+        return False
+
+    assert await content.sweep_orphans(nothing_referenced, older_than=timedelta(hours=1)) == 0
+    assert await content.exists(ref.sha256)
+    await _age(content, tmp_path, ref.sha256, 7200)
+    assert await content.sweep_orphans(nothing_referenced, older_than=timedelta(hours=1)) == 1
+
+
+async def test_sweep_removes_stale_partial_uploads_but_not_fresh_ones(tmp_path: Path) -> None:
+    """A crash mid-upload leaves a temp object (folder .part, object store tmp/): swept when old."""
+    import obstore
+
+    folder = FolderContentStore(tmp_path / "content")
+    folder.tmp.mkdir(parents=True)
+    part = folder.tmp / "crashed.part"
+    part.write_bytes(b"half a document")
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    objects = ObstoreContentStore(LocalStore(str(bucket)), prefix="region1")
+    await obstore.put_async(objects.store, "region1/tmp/crashed", b"half a document")
+    temp_object = bucket / "region1" / "tmp" / "crashed"
+
+    async def nothing_referenced(_sha256: str) -> bool:
+        return False
+
+    for store in (folder, objects):
+        assert await store.sweep_orphans(nothing_referenced, older_than=timedelta(hours=1)) == 0
+    assert part.exists() and temp_object.exists()  # could be an upload in flight
+    old = datetime.now(UTC).timestamp() - 7200
+    os.utime(part, (old, old))
+    os.utime(temp_object, (old, old))
+    for store in (folder, objects):
+        await store.sweep_orphans(nothing_referenced, older_than=timedelta(hours=1))
+    assert not part.exists() and not temp_object.exists()

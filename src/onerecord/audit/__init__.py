@@ -12,6 +12,20 @@ from onerecord.audit.chain import (
     link_hash,
     verify_chain,
 )
+from onerecord.audit.checkpoint import (
+    CHECKPOINT_TYP,
+    Checkpoint,
+    Checkpointer,
+    CheckpointError,
+    CheckpointLog,
+    FileCheckpointLog,
+    InvalidCheckpoint,
+    MemoryCheckpointLog,
+    checkpoint_keys,
+    load_checkpoint_key,
+    read_checkpoints,
+    sign_checkpoint,
+)
 from onerecord.audit.citizen_log import CitizenLogEntry, citizen_log_entries
 from onerecord.audit.command import audit_verify_command, verify_all
 from onerecord.audit.record import (
@@ -34,6 +48,7 @@ from onerecord.audit.store import (
 
 __all__ = [
     "BALP_PROFILES",
+    "CHECKPOINT_TYP",
     "GENESIS_HASH",
     "AuditAction",
     "AuditCitizen",
@@ -45,8 +60,15 @@ __all__ = [
     "AuditSink",
     "ChainHead",
     "ChainRow",
+    "Checkpoint",
+    "CheckpointError",
+    "CheckpointLog",
+    "Checkpointer",
     "CitizenLogEntry",
+    "FileCheckpointLog",
+    "InvalidCheckpoint",
     "MemoryAuditSink",
+    "MemoryCheckpointLog",
     "SqlAuditSink",
     "VerifyResult",
     "audit_chain_head",
@@ -55,8 +77,12 @@ __all__ = [
     "audit_metadata",
     "audit_verify_command",
     "canonical",
+    "checkpoint_keys",
     "citizen_log_entries",
     "link_hash",
+    "load_checkpoint_key",
+    "read_checkpoints",
+    "sign_checkpoint",
     "verify_all",
     "verify_chain",
 ]

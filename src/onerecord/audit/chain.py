@@ -4,6 +4,11 @@ hash(n) = SHA-256(prev_hash(n) || canonical(row n)), prev_hash(1) = 64 zeros, wh
 orjson with sorted keys over seq, recorded, patient_id, action, outcome and the event. Because the
 sequence number is inside the hash and the chain head (last seq and hash) is kept apart, an
 edited, deleted (also the last), inserted or reordered row breaks verification.
+
+Whoever can write the database can also recompute the chain, or cut it and rewind its head;
+signed checkpoints kept outside the database (checkpoint.py) catch that: given the checkpointed
+(seq, hash) pairs, the row at each such seq must carry that hash and the chain must reach the
+highest of them.
 """
 
 from __future__ import annotations
@@ -92,7 +97,8 @@ def link_hash(prev_hash: str, row_bytes: bytes) -> str:
 class ChainVerifier:
     """Check a chain row by row, so a long chain can be streamed rather than loaded whole."""
 
-    def __init__(self) -> None:
+    def __init__(self, checkpoints: Mapping[int, str] | None = None) -> None:
+        self.checkpoints = dict(checkpoints or {})
         self.expected_seq = 1
         self.prev = GENESIS_HASH
         self.checked = 0
@@ -123,6 +129,13 @@ class ChainVerifier:
                 self.failure = VerifyResult(
                     False, self.checked, row.seq, "row content does not match its hash"
                 )
+            elif self.checkpoints.get(row.seq, row.hash) != row.hash:
+                self.failure = VerifyResult(
+                    False,
+                    self.checked,
+                    row.seq,
+                    "the chain was rewritten: not the checkpointed hash",
+                )
         if self.failure is not None:
             return False
         self.prev = row.hash
@@ -135,6 +148,14 @@ class ChainVerifier:
         if self.failure is not None:
             return self.failure
         checked, prev = self.checked, self.prev
+        last_checkpoint = max(self.checkpoints, default=0)
+        if last_checkpoint > checked:
+            return VerifyResult(
+                False,
+                checked,
+                checked + 1,
+                f"rows deleted: the chain ends before its checkpoint at seq {last_checkpoint}",
+            )
         if head is not None and (head.last_seq != checked or head.last_hash != prev):
             return VerifyResult(False, checked, checked + 1, "rows after the last one are missing")
         if head is None and checked:
@@ -142,9 +163,14 @@ class ChainVerifier:
         return VerifyResult(True, checked)
 
 
-def verify_chain(rows: Iterable[ChainRow], *, head: ChainHead | None = None) -> VerifyResult:
-    """Check rows in seq order: consecutive numbers from 1, links and hashes, and the head."""
-    verifier = ChainVerifier()
+def verify_chain(
+    rows: Iterable[ChainRow],
+    *,
+    head: ChainHead | None = None,
+    checkpoints: Mapping[int, str] | None = None,
+) -> VerifyResult:
+    """Check rows in seq order: consecutive numbers from 1, links, hashes, head, checkpoints."""
+    verifier = ChainVerifier(checkpoints)
     for row in rows:
         if not verifier.feed(row):
             break

@@ -3,7 +3,9 @@
 `SqlAuditSink` keeps one hash chain per source (`audit_event` rows numbered 1, 2, … per
 `source_id`, the newest link in `audit_chain_head`). Appends are serialised per source by locking
 the chain-head row with an UPDATE as the transaction's first write: a row lock on PostgreSQL, the
-database write lock on SQLite. Nothing here updates or deletes an audit row.
+database write lock on SQLite. Nothing here updates or deletes an audit row. Given a
+`Checkpointer`, the sink has the committed head signed and kept outside the database
+(checkpoint.py), so that a rewritten or truncated chain fails `verify`.
 
 References: IHE ITI BALP; ATNA (audit is required for every transaction, denials included);
 TRUST-FRAMEWORK §3.2, F1, F5; /work/shared/ANCHORS.md (append-only, hash-chained audit).
@@ -11,7 +13,7 @@ TRUST-FRAMEWORK §3.2, F1, F5; /work/shared/ANCHORS.md (append-only, hash-chaine
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -41,6 +43,7 @@ from onerecord.audit.chain import (
     canonical,
     link_hash,
 )
+from onerecord.audit.checkpoint import Checkpointer
 from onerecord.audit.citizen_log import CitizenLogEntry, citizen_log_entries
 from onerecord.audit.record import AuditAction, AuditOutcome, AuditRecord
 
@@ -140,11 +143,41 @@ class MemoryAuditSink:
 class SqlAuditSink:
     """The append-only, hash-chained audit table of one source (region or hub)."""
 
-    def __init__(self, engine: AsyncEngine, source_id: str) -> None:
+    def __init__(
+        self, engine: AsyncEngine, source_id: str, *, checkpoints: Checkpointer | None = None
+    ) -> None:
         if not source_id or len(source_id) > 64:
             raise ValueError("source_id must be 1 to 64 characters")
+        if checkpoints is not None and checkpoints.source_id != source_id:
+            raise ValueError("the checkpointer signs another source's chain")
         self._engine = engine
         self.source_id = source_id
+        self.checkpoints = checkpoints
+
+    async def head(self) -> ChainHead | None:
+        """The chain head as stored (None before the first append)."""
+        h = audit_chain_head.c
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(h.last_seq, h.last_hash).where(h.source_id == self.source_id)
+                )
+            ).one_or_none()
+        return ChainHead(int(row.last_seq), row.last_hash) if row else None
+
+    async def checkpoint_head(self) -> None:
+        """Open the checkpoint log and checkpoint the stored head (at start-up), if kept."""
+        if self.checkpoints is None:
+            return
+        await self.checkpoints.open()
+        head = await self.head()
+        if head is not None and head.last_seq > 0:
+            await self.checkpoints.checkpoint(head.last_seq, head.last_hash)
+
+    async def close(self) -> None:
+        """Write the pending checkpoint (at shutdown)."""
+        if self.checkpoints is not None:
+            await self.checkpoints.close()
 
     async def append(self, records: Sequence[AuditRecord]) -> None:
         """Append records to this source's chain in one transaction."""
@@ -187,6 +220,8 @@ class SqlAuditSink:
                 .where(audit_chain_head.c.source_id == self.source_id)
                 .values(last_seq=seq, last_hash=prev)
             )
+        if self.checkpoints is not None:
+            await self.checkpoints.advanced(seq, prev, appended=len(records))
 
     async def _lock_head(self, conn: AsyncConnection) -> tuple[int, str]:
         """Create the chain head if needed, lock it, and return (last_seq, last_hash)."""
@@ -210,8 +245,8 @@ class SqlAuditSink:
             row = (await conn.execute(lock)).one()
         return int(row.last_seq), str(row.last_hash)
 
-    async def verify(self) -> VerifyResult:
-        """Recompute this source's chain from the stored rows."""
+    async def verify(self, checkpoints: Mapping[int, str] | None = None) -> VerifyResult:
+        """Recompute this source's chain from the stored rows, against (seq → hash) checkpoints."""
         async with self._engine.connect() as conn:
             head_row = (
                 await conn.execute(
@@ -221,7 +256,7 @@ class SqlAuditSink:
                 )
             ).one_or_none()
             t = audit_event_table.c
-            verifier = ChainVerifier()
+            verifier = ChainVerifier(checkpoints)
             # Streamed in batches: a source's chain grows by one row per access.
             result = await conn.stream(
                 select(

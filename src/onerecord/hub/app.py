@@ -26,10 +26,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from onerecord import __version__
-from onerecord.audit import AuditAction, AuditSink, SqlAuditSink
+from onerecord.audit import AuditAction, AuditSink
 from onerecord.domain import DomainError, NationalIdentityNumber
 from onerecord.hub.audit import audit_record
-from onerecord.hub.auditdb import create_audit_tables, make_audit_engine
+from onerecord.hub.auditdb import create_audit_tables, hub_audit_sink, make_audit_engine
 from onerecord.hub.breaker import BreakerBoard
 from onerecord.hub.client import AiohttpRegionClient, RegionClient
 from onerecord.hub.directory import RegionDirectory
@@ -249,8 +249,8 @@ def create_hub_app(
         else None
     )
     sink: AuditSink | None = audit
-    if audit_engine is not None:
-        sink = SqlAuditSink(audit_engine, settings.hub_id)
+    hub_sink = hub_audit_sink(audit_engine, settings) if audit_engine is not None else None
+    sink = hub_sink or sink
     capability = orjson.dumps(
         capability_statement(
             base_url=settings.fhir_base,
@@ -264,8 +264,9 @@ def create_hub_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if audit_engine is not None:
+        if audit_engine is not None and hub_sink is not None:
             await create_audit_tables(audit_engine)
+            await hub_sink.checkpoint_head()
         log.info(
             "hub.started",
             regions=len(service.directory),
@@ -281,7 +282,8 @@ def create_hub_app(
                 await client.aclose()
             if owns_security and security is not None:
                 await security.aclose()
-            if audit_engine is not None:
+            if audit_engine is not None and hub_sink is not None:
+                await hub_sink.close()
                 await audit_engine.dispose()
             if redis_snapshots is not None:
                 await redis_snapshots.aclose()

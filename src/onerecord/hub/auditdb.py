@@ -1,16 +1,29 @@
-"""The hub's own audit database: SQLite by default, PostgreSQL (own schema) in production."""
+"""The hub's own audit database: SQLite by default, PostgreSQL (own schema) in production.
+
+With a checkpoint file and key in the settings, the hub's chain head is signed into that file
+(audit/checkpoint.py), so that `onerecord audit verify --checkpoints …` notices a rewrite.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from onerecord.audit import audit_metadata
+from onerecord.audit import (
+    Checkpointer,
+    FileCheckpointLog,
+    SqlAuditSink,
+    audit_metadata,
+    load_checkpoint_key,
+)
 
-__all__ = ["create_audit_tables", "make_audit_engine"]
+if TYPE_CHECKING:
+    from onerecord.hub.settings import HubSettings
+
+__all__ = ["create_audit_tables", "hub_audit_sink", "make_audit_engine"]
 
 
 def make_audit_engine(url: str, *, schema: str | None = None) -> AsyncEngine:
@@ -47,3 +60,20 @@ async def create_audit_tables(engine: AsyncEngine) -> None:
     """Create the audit tables if they are missing (the hub has no other tables)."""
     async with engine.begin() as conn:
         await conn.run_sync(audit_metadata.create_all)
+
+
+def hub_audit_sink(engine: AsyncEngine, settings: HubSettings) -> SqlAuditSink:
+    """The hub's audit chain, checkpointed when the settings name a checkpoint file and key.
+
+    A development checkpoint key is refused outside dev mode (DevelopmentKeyRefused).
+    """
+    checkpoints = None
+    if settings.audit_checkpoint_file and settings.audit_checkpoint_key_file:
+        checkpoints = Checkpointer(
+            key=load_checkpoint_key(settings.audit_checkpoint_key_file, dev_mode=settings.dev_mode),
+            log=FileCheckpointLog(settings.audit_checkpoint_file),
+            source_id=settings.hub_id,
+            every=settings.audit_checkpoint_every,
+            interval=settings.audit_checkpoint_interval_s,
+        )
+    return SqlAuditSink(engine, settings.hub_id, checkpoints=checkpoints)

@@ -53,6 +53,12 @@ def serve(
         str | None, typer.Option(help="sqlite:///FILE or postgresql://… for the hub's audit.")
     ] = None,
     audit_db_schema: Annotated[str | None, typer.Option(help="PostgreSQL schema.")] = None,
+    audit_checkpoints: Annotated[
+        Path | None, typer.Option(help="Append signed audit chain heads to this file.")
+    ] = None,
+    audit_checkpoint_key: Annotated[
+        Path | None, typer.Option(help="Private JWK that signs the audit checkpoints.")
+    ] = None,
     per_region_timeout: Annotated[
         float | None, typer.Option(help="Seconds per region (default 4.0).")
     ] = None,
@@ -79,6 +85,8 @@ def serve(
         "per_region_timeout_s": per_region_timeout,
         "aggregation_deadline_s": aggregation_deadline,
         "request_deadline_s": request_deadline,
+        "audit_checkpoint_file": audit_checkpoints,
+        "audit_checkpoint_key_file": audit_checkpoint_key,
     }
     given = {k: v for k, v in given.items() if v is not None}
     settings = HubSettings(
@@ -107,6 +115,14 @@ def serve(
             load_hub_key(settings)
         except DevelopmentKeyRefused as exc:
             raise typer.BadParameter(f"{exc.description} (or give --key-file)") from None
+    if settings.audit_checkpoint_key_file is not None:
+        from onerecord.audit import load_checkpoint_key
+        from onerecord.trust.errors import DevelopmentKeyRefused
+
+        try:
+            load_checkpoint_key(settings.audit_checkpoint_key_file, dev_mode=settings.dev_mode)
+        except DevelopmentKeyRefused as exc:
+            raise typer.BadParameter(exc.description) from None
     if audit_db and audit_db.startswith("sqlite:///"):
         Path(audit_db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     exit_unless_usable(settings.audit_db_url, settings.audit_db_schema)

@@ -51,6 +51,11 @@ class HubSettings(BaseSettings):
     audit_db_url: str | None = None
     audit_db_schema: str | None = None
     hub_id: str = "onerecord-hub"
+    # Signed heads of the audit chain, kept outside the audit database (audit/checkpoint.py).
+    audit_checkpoint_file: Path | None = None
+    audit_checkpoint_key_file: Path | None = None
+    audit_checkpoint_every: int = 100
+    audit_checkpoint_interval_s: float = 10.0
 
     @field_validator("public_base_url")
     @classmethod
@@ -64,6 +69,8 @@ class HubSettings(BaseSettings):
             raise ValueError("default_page_size must be between 1 and max_page_size")
         if self.dev_open_access and not self.dev_mode:
             raise ValueError("dev_open_access needs dev_mode (never in production)")
+        if (self.audit_checkpoint_file is None) != (self.audit_checkpoint_key_file is None):
+            raise ValueError("audit checkpoints need both a checkpoint file and a key file")
         return self
 
     @property

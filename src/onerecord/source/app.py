@@ -6,11 +6,14 @@ becomes an OperationOutcome with the right status; nothing internal reaches the 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
@@ -23,7 +26,15 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from onerecord import __version__
-from onerecord.audit import AuditAction, AuditOutcome, AuditRecord, SqlAuditSink
+from onerecord.audit import (
+    AuditAction,
+    AuditOutcome,
+    AuditRecord,
+    Checkpointer,
+    FileCheckpointLog,
+    SqlAuditSink,
+    load_checkpoint_key,
+)
 from onerecord.domain import DomainError, InvalidIdentifier, NationalIdentityNumber
 from onerecord.logs import configure_logging, log_unexpected_error
 from onerecord.mhd import (
@@ -49,6 +60,7 @@ from onerecord.source.access import (
 from onerecord.source.content import ContentStore, FolderContentStore
 from onerecord.source.database import make_engine
 from onerecord.source.migrate import upgrade
+from onerecord.source.orphans import run_orphan_sweeps
 from onerecord.source.patient_controls import PatientControlStore
 from onerecord.source.security import (
     CAPTURED_HEADERS,
@@ -279,6 +291,7 @@ def create_app(
         store = SqlDocumentStore(engine)
         http = httpx.AsyncClient()
         redis: RedisReplayCache | None = None
+        sink: SqlAuditSink | None = None
         the_guard, the_recorder = guard, recorder
         app.state.self_service = None
         # One replay cache for DPoP proofs, hub assertions and publish proofs (their jtis are
@@ -292,7 +305,12 @@ def create_app(
             shared_replay = MemoryReplayCache()
         if not open_access:
             controls = PatientControlStore(engine)
-            sink = SqlAuditSink(engine, settings.home_community_id[:64])
+            sink = SqlAuditSink(
+                engine,
+                settings.home_community_id[:64],
+                checkpoints=_checkpointer(settings, settings.home_community_id[:64]),
+            )
+            await sink.checkpoint_head()
             policy_guard = PolicyGuard(controls=controls, region_policy=settings.region_policy)
             audit = AuditRecorder(
                 sink,
@@ -326,12 +344,21 @@ def create_app(
             else None
         )
         app.state.publish_replay = shared_replay
+        the_content = content or _content_store(settings)
         app.state.source = DocumentSource(
             settings=settings,
             store=store,
-            content=content or _content_store(settings),
+            content=the_content,
             guard=the_guard or OpenAccess(),
             recorder=the_recorder or NoAudit(),
+        )
+        sweeps = asyncio.create_task(
+            run_orphan_sweeps(
+                content=the_content,
+                store=store,
+                grace=timedelta(seconds=settings.content_sweep_grace_s),
+                interval=settings.content_sweep_interval_s,
+            )
         )
         log.info(
             "source.started",
@@ -342,6 +369,11 @@ def create_app(
         try:
             yield
         finally:
+            sweeps.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeps
+            if sink is not None:
+                await sink.close()
             await http.aclose()
             if redis is not None:
                 await redis.aclose()
@@ -567,3 +599,18 @@ def _content_store(settings: SourceSettings) -> ContentStore:
 
         return ObstoreContentStore.from_url(settings.s3_url)
     return FolderContentStore(settings.content_dir)
+
+
+def _checkpointer(settings: SourceSettings, source_id: str) -> Checkpointer | None:
+    """Sign the audit chain's head into the checkpoint file, if one is configured."""
+    if settings.audit_checkpoint_file is None or settings.audit_checkpoint_key_file is None:
+        if not settings.dev_mode:
+            log.warning("audit.no_checkpoints", reason="a rewritten audit chain goes unnoticed")
+        return None
+    return Checkpointer(
+        key=load_checkpoint_key(settings.audit_checkpoint_key_file, dev_mode=settings.dev_mode),
+        log=FileCheckpointLog(settings.audit_checkpoint_file),
+        source_id=source_id,
+        every=settings.audit_checkpoint_every,
+        interval=settings.audit_checkpoint_interval_s,
+    )

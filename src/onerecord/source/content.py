@@ -5,7 +5,10 @@
     └── ContentCorrupted   the bytes read back do not hash to their name, or the size differs
 
 Bytes go in before the registry entry that references them, so a crash leaves at worst an
-unreferenced blob, which `sweep_orphans` removes later; never an entry without its bytes.
+unreferenced blob (and, in a folder, a `.part` file), which `sweep_orphans` removes later
+(source/orphans.py runs it at start-up and on a schedule); never an entry without its bytes.
+Only content older than a grace period is swept, and storing bytes that are already there
+renews their time, so an upload in flight keeps its bytes.
 Every read hashes what it streams and raises ContentCorrupted at the end if the hash differs.
 
 References: IHE ITI TF-3 4.2.3.2.12 (hash), 4.2.3.2.18 (size); IHE MHD ITI-68 2:3.68.4.2.
@@ -165,7 +168,10 @@ class FolderContentStore:
         sha256 = hashlib.sha256(blob).hexdigest()
         final = self.path_of(sha256)
         if final.is_file() and final.stat().st_size == len(blob):
-            return ContentRef(sha256=sha256, size=len(blob))  # content-addressed: already here
+            # Content-addressed: already here. Renew its time, so that the orphan sweep's grace
+            # period protects it until this upload is registered.
+            os.utime(final)
+            return ContentRef(sha256=sha256, size=len(blob))
         self.tmp.mkdir(parents=True, exist_ok=True)
         temp = self.tmp / f"{uuid.uuid4().hex}.part"
         try:
@@ -230,8 +236,9 @@ class FolderContentStore:
         removed = 0
         for sha256 in blobs:
             if not await referenced(sha256):
-                await self.delete(sha256)
-                removed += 1
+                path = self.path_of(sha256)
+                if await anyio.to_thread.run_sync(_unlink_if_older, path, cutoff):
+                    removed += 1
         return removed
 
     def _scan(self, cutoff: float) -> tuple[list[str], list[Path]]:
@@ -257,6 +264,17 @@ class FolderContentStore:
 
 def _unlink(path: Path) -> None:
     path.unlink(missing_ok=True)
+
+
+def _unlink_if_older(path: Path, cutoff: float) -> bool:
+    """Unlink unless renewed since the scan (an upload of the same bytes began meanwhile)."""
+    try:
+        if path.stat().st_mtime > cutoff:
+            return False
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _flush_and_sync(handle: BinaryIO) -> None:
@@ -290,7 +308,7 @@ class MemoryContentStore:
         blob = b"".join(parts)
         sha256 = hashlib.sha256(blob).hexdigest()
         self.blobs[sha256] = blob
-        self.stored_at.setdefault(sha256, datetime.now(UTC))
+        self.stored_at[sha256] = datetime.now(UTC)  # renewed, as a folder renews the mtime
         return ContentRef(sha256=sha256, size=len(blob))
 
     async def open(

@@ -10,6 +10,7 @@ References: IHE MHD ITI-65 (2:3.65.4.1.3 expected actions), ITI-67 (2:3.67.4.2),
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ from onerecord.mhd import (
     NotAcceptable,
     NotFound,
     RetrieveKey,
+    SubmittedDocument,
     Unprocessable,
     document_reference,
     operation_outcome,
@@ -152,6 +154,13 @@ def _empty_outcome(reason: str) -> dict[str, Any]:
     return operation_outcome([issue])
 
 
+def _refusal(exc: DuplicateDocument | InvalidReplacement) -> MhdError:
+    """The registry's refusal as the ITI-65 answer: 409 for a duplicate, 422 for a bad RPLC."""
+    if isinstance(exc, DuplicateDocument):
+        return Conflict(str(exc), expression=None)
+    return Unprocessable(str(exc), expression="DocumentReference.relatesTo")
+
+
 def accepts(accept_header: str | None, mime_type: str) -> bool:
     """True if an HTTP Accept header admits `mime_type` (RFC 9110 §12.5.1, q=0 excludes)."""
     if not accept_header:
@@ -188,6 +197,8 @@ class DocumentSource:
         self.recorder = recorder
         self.home_community_id = HomeCommunityId.parse(settings.home_community_id)
         self.repository_unique_id = RepositoryUniqueId.parse(settings.repository_unique_id)
+        # SHA-256s being published by this process: a failed publish leaves them in place.
+        self._in_flight: Counter[str] = Counter()
 
     # ITI-65 ---------------------------------------------------------------------------------
 
@@ -211,26 +222,78 @@ class DocumentSource:
             )
             for doc in bundle.documents
         ]
-        # Content first, registry second: a crash in between leaves only an unreferenced blob
-        # that no query can reach and `sweep_orphans` removes; never a registered entry
-        # without its bytes.
-        async with anyio.create_task_group() as tg:
-            for doc in bundle.documents:
-                tg.start_soon(self.content.put, doc.content)
+        submission_set = SubmissionSetRecord.from_bundle(bundle, submitted=now)
+        # Every rule that can refuse the bundle runs before a byte is written, so a refused
+        # bundle leaves the repository as it was.
         try:
-            result = await self.store.register(
-                entries,
-                submission_set=SubmissionSetRecord.from_bundle(bundle, submitted=now),
-            )
-        except DuplicateDocument as exc:
-            raise Conflict(str(exc), expression=None) from exc
-        except InvalidReplacement as exc:
-            raise Unprocessable(str(exc), expression="DocumentReference.relatesTo") from exc
+            await self.store.check_registrable(entries)
+        except (DuplicateDocument, InvalidReplacement) as exc:
+            raise _refusal(exc) from exc
+        # Content first (fsynced), registry second: a crash in between leaves only an
+        # unreferenced blob that no query can reach and the orphan sweep removes; never a
+        # registered entry without its bytes.
+        shas = {doc.entry.hash_sha256 for doc in bundle.documents}
+        self._in_flight.update(shas)
+        created: list[str] = []
+        try:
+            await self._write_content(bundle.documents, created)
+            result = await self.store.register(entries, submission_set=submission_set)
+        except BaseException as exc:
+            await self._remove_unregistered(created)
+            if isinstance(exc, DuplicateDocument | InvalidReplacement):
+                raise _refusal(exc) from exc
+            raise
+        finally:
+            self._in_flight.subtract(shas)
+            self._in_flight += Counter()  # drop the zero counts
+        await self._ensure_content(bundle.documents)
         locations = [
             f"{self.settings.fhir_base}/DocumentReference/{entry.entry_uuid}"
             for entry in result.entries
         ]
         return orjson.dumps(transaction_response(bundle, locations))
+
+    async def _write_content(
+        self, documents: Sequence[SubmittedDocument], created: list[str]
+    ) -> None:
+        """Store every document's bytes; add to `created` the SHA-256s that were not there."""
+
+        async def put(doc: SubmittedDocument) -> None:
+            existed = await self.content.exists(doc.entry.hash_sha256)
+            await self.content.put(doc.content)
+            if not existed:
+                created.append(doc.entry.hash_sha256)
+
+        async with anyio.create_task_group() as tg:
+            for doc in documents:
+                tg.start_soon(put, doc)
+
+    async def _remove_unregistered(self, created: Sequence[str]) -> None:
+        """Remove the blobs a failed publish created, unless registered or in flight here."""
+        with anyio.CancelScope(shield=True):
+            for sha256 in dict.fromkeys(created):
+                try:
+                    if self._in_flight[sha256] > 1 or await self.store.has_content(sha256):
+                        continue
+                    await self.content.delete(sha256)
+                except Exception as exc:  # the orphan sweep removes it later
+                    log.warning("content.cleanup_failed", error=type(exc).__name__)
+
+    async def _ensure_content(self, documents: Sequence[SubmittedDocument]) -> None:
+        """Put back bytes that a failed publish of the same content in another process removed.
+
+        Its cleanup can find the blob unreferenced just before this publish commits; the bytes
+        are still in memory here, so a registered entry never stays without them.
+        """
+
+        async def ensure(doc: SubmittedDocument) -> None:
+            if not await self.content.exists(doc.entry.hash_sha256):
+                log.warning("content.restored_after_commit")
+                await self.content.put(doc.content)
+
+        async with anyio.create_task_group() as tg:
+            for doc in {d.entry.hash_sha256: d for d in documents}.values():
+                tg.start_soon(ensure, doc)
 
     # ITI-67 ---------------------------------------------------------------------------------
 

@@ -31,6 +31,14 @@ class SourceSettings(BaseSettings):
     s3_url: str | None = Field(
         default=None, description="s3://bucket/prefix; when set, content goes to S3 via obstore"
     )
+    content_sweep_grace_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="the orphan sweep removes only unreferenced content older than this",
+    )
+    content_sweep_interval_s: float = Field(
+        default=3600.0, gt=0, description="seconds between orphan sweeps (one runs at start-up)"
+    )
     public_base_url: str = "http://127.0.0.1:8001"
     max_body_bytes: int = 64 * 1024 * 1024
     max_page_size: int = 200
@@ -61,6 +69,19 @@ class SourceSettings(BaseSettings):
         description="JWKS file of the systems allowed to publish (ITI-65), see trust/publish_proof",
     )
 
+    # Audit checkpoints (docs/operations.md "Audit checkpoints"): signed chain heads kept
+    # outside the database, so that `onerecord audit verify` notices a rewritten or cut chain.
+    audit_checkpoint_file: Path | None = Field(
+        default=None, description="append-only JSON lines of signed audit chain heads"
+    )
+    audit_checkpoint_key_file: Path | None = Field(
+        default=None, description="private JWK that signs the audit checkpoints"
+    )
+    audit_checkpoint_every: int = Field(default=100, ge=1, description="appends per checkpoint")
+    audit_checkpoint_interval_s: float = Field(
+        default=10.0, gt=0, description="longest wait before an append is checkpointed"
+    )
+
     @field_validator("home_community_id")
     @classmethod
     def _valid_hcid(cls, value: str) -> str:
@@ -85,6 +106,8 @@ class SourceSettings(BaseSettings):
                 "configure a trusted token issuer (issuer + jwks_url) or, in development, "
                 "dev_open_access with dev_mode"
             )
+        if (self.audit_checkpoint_file is None) != (self.audit_checkpoint_key_file is None):
+            raise ValueError("audit checkpoints need both a checkpoint file and a key file")
         if bool(self.hub_issuer) != bool(self.hub_jwks_url):
             raise ValueError("a trusted hub needs both hub_issuer and hub_jwks_url")
         return self

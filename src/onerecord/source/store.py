@@ -184,6 +184,9 @@ class SubmissionSetRecord:
 class DocumentStore(Protocol):
     """The registry as the document source's service sees it."""
 
+    async def check_registrable(self, documents: Sequence[DocumentEntry]) -> None:
+        """Raise what `register` would raise for these entries now; write nothing."""
+
     async def register(
         self, documents: Sequence[DocumentEntry], *, submission_set: SubmissionSetRecord | None
     ) -> RegisterResult:
@@ -812,6 +815,37 @@ class SqlDocumentStore:
             return replace(result, stored=tuple(by_id[d.unique_id.value] for d in documents))
         raise StoreError("registration kept colliding with concurrent writers") from last
 
+    async def check_registrable(self, documents: Sequence[DocumentEntry]) -> None:
+        """Raise DuplicateDocument or InvalidReplacement as `register` would now; write nothing.
+
+        The publish path asks this before it writes any content, so that a bundle the registry
+        would refuse leaves no bytes behind. `register` checks again under its locks: a
+        concurrent writer can still win in between.
+        """
+        batch = _dedupe(documents)
+        e = document_entry.c
+        async with self.engine.connect() as conn:
+            existing: dict[str, DocumentEntry] = {}
+            for part in _chunks([d.unique_id.value for d in batch]):
+                rows = await conn.execute(
+                    select(e.unique_id, e.metadata, e.status).where(e.unique_id.in_(part))
+                )
+                for uid, meta, status in rows:
+                    existing[uid] = _from_row(meta, status)
+            new: list[DocumentEntry] = []
+            for doc in batch:
+                old = existing.get(doc.unique_id.value)
+                if old is None:
+                    new.append(doc)
+                elif old.hash_sha256 != doc.hash_sha256 or old.patient_id != doc.patient_id:
+                    raise DuplicateDocument(
+                        f"uniqueId {doc.unique_id} is already registered for other content",
+                        unique_id=doc.unique_id,
+                    )
+            await self._check_entry_uuids(conn, new)
+            await self._check_replacements(conn, new, lock=False)
+            await conn.rollback()
+
     async def _register_once(
         self, documents: Sequence[DocumentEntry], submission_set: SubmissionSetRecord | None
     ) -> RegisterResult:
@@ -894,7 +928,7 @@ class SqlDocumentStore:
                 )
 
     async def _check_replacements(
-        self, conn: AsyncConnection, new: Sequence[DocumentEntry]
+        self, conn: AsyncConnection, new: Sequence[DocumentEntry], *, lock: bool = True
     ) -> set[int]:
         """Check every RPLC target; return their sequence numbers. References: ITI TF-3 4.2.2.2."""
         e = document_entry.c
@@ -912,11 +946,10 @@ class SqlDocumentStore:
             return set()
         found: dict[str, tuple[int, str, str]] = {}
         for part in _chunks(list(wanted)):
-            rows = await conn.execute(
-                select(e.unique_id, e.seq, e.patient_id, e.status)
-                .where(e.unique_id.in_(part))
-                .with_for_update()
+            targets = select(e.unique_id, e.seq, e.patient_id, e.status).where(
+                e.unique_id.in_(part)
             )
+            rows = await conn.execute(targets.with_for_update() if lock else targets)
             for uid, seq, patient, status in rows:
                 found[uid] = (seq, patient, status)
         seqs: set[int] = set()
@@ -1084,12 +1117,23 @@ class SqlDocumentStore:
 
 
 def _dedupe(documents: Sequence[DocumentEntry]) -> list[DocumentEntry]:
-    """Drop exact repeats of a uniqueId within one batch; refuse conflicting ones."""
+    """Drop exact repeats of a uniqueId within one batch; refuse conflicting ones.
+
+    Two entries of one batch with the same entryUUID but different uniqueIds are refused here
+    (409), not left to the database's unique index (an IntegrityError retried as a race).
+    """
     seen: dict[str, DocumentEntry] = {}
+    uuids: set[str] = set()
     out: list[DocumentEntry] = []
     for doc in documents:
         first = seen.get(doc.unique_id.value)
         if first is None:
+            if str(doc.entry_uuid) in uuids:
+                raise DuplicateDocument(
+                    f"entryUUID {doc.entry_uuid} appears twice in one submission",
+                    unique_id=doc.unique_id,
+                )
+            uuids.add(str(doc.entry_uuid))
             seen[doc.unique_id.value] = doc
             out.append(doc)
         elif first.hash_sha256 != doc.hash_sha256 or first.patient_id != doc.patient_id:
