@@ -21,8 +21,10 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 import structlog
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from onerecord import __version__
@@ -54,6 +56,8 @@ from onerecord.mhd import (
     MhdError,
     RetrieveKey,
     capability_statement,
+    http_error,
+    invalid_request,
     outcome_for,
 )
 from onerecord.trust.access_token import Principal
@@ -372,6 +376,19 @@ def create_hub_app(
     @app.exception_handler(HubError)
     async def _hub_error(_request: Request, exc: HubError) -> Response:
         return _issue_body(exc.status, exc.code, exc.message, exc.expression)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+        status, body = outcome_for(http_error(exc.status_code, str(exc.detail)))
+        headers = dict(exc.headers or {})  # a 405 keeps its Allow header
+        return Response(
+            orjson.dumps(body), status_code=status, media_type=FHIR_JSON, headers=headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_request: Request, exc: RequestValidationError) -> Response:
+        status, body = outcome_for(invalid_request(exc.errors()))
+        return Response(orjson.dumps(body), status_code=status, media_type=FHIR_JSON)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
