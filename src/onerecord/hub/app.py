@@ -550,6 +550,35 @@ def create_hub_app(
             return _issue_body(400, "invalid", "the form body is not UTF-8", None)
         return await _find(request, svc, [*request.query_params.multi_items(), *form])
 
+    @app.get("/fhir/DocumentReference/{document_id}")
+    async def read_document_reference(document_id: str, request: Request, svc: Hub) -> Response:
+        patient = request.headers.get(PATIENT_NIN_HEADER)
+        query = f"_id={document_id[:64]}"
+        try:
+            who, _principal = await authorise(request, [])  # the patient binding at the door
+            answer = await svc.read(who, document_id)
+        except (TrustError, HubError, MhdError) as exc:
+            reason = exc.error if isinstance(exc, TrustError) else None
+            await record(
+                request,
+                AuditAction.SEARCH,
+                exc.status,
+                patient_id=patient,
+                query=query,
+                reason=reason,
+            )
+            raise
+        await record(
+            request,
+            AuditAction.SEARCH,
+            answer.status,
+            patient_id=patient,
+            regions=answer.regions,
+            query=query,
+            returned=answer.returned,
+        )
+        return _answer(answer)
+
     @app.get("/fhir/Binary/{token}")
     async def retrieve_document(token: str, request: Request, svc: Hub) -> Response:
         key = RetrieveKey.parse(token)
