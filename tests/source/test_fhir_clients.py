@@ -6,12 +6,17 @@ answered 404 with a plain JSON body.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
+from onerecord.source.app import create_app
+from tests.conftest import Database
 from tests.factories import make_entry, sample_pdf, synthetic_nin
-from tests.source.conftest import SourceServer
+from tests.source.conftest import SourceServer, make_settings
 from tests.source.test_api import FHIR, FNR_SYSTEM, post_bundle, resources, search
+from tests.support.servers import free_port, serve_in_thread
 
 PATIENT_NIN_HEADER = "nhn-patient-nin"
 
@@ -113,3 +118,20 @@ def test_read_without_patient_header_is_400(source_server: SourceServer) -> None
     patient = _published(source_server, 1)
     (doc,) = resources(search(source_server, patient))
     _outcome(httpx.get(f"{source_server.fhir}/DocumentReference/{doc['id']}"), 400)
+
+
+def test_request_validation_error_is_operation_outcome_400(
+    database: Database, tmp_path: Path
+) -> None:
+    port = free_port()
+    app = create_app(make_settings(database, tmp_path, port))
+
+    @app.get("/fhir/test-only/{number}")
+    async def typed(number: int) -> dict[str, int]:
+        return {"number": number}
+
+    with serve_in_thread(app, port=port) as url:
+        r = httpx.get(f"{url}/fhir/test-only/not-a-number")
+    body = _outcome(r, 400)
+    assert body["issue"][0]["code"] == "invalid"  # type: ignore[index]
+    assert "not-a-number" not in r.text  # the location and the reason, never the value
