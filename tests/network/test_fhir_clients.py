@@ -145,3 +145,28 @@ def test_a_hub_full_url_is_readable_and_a_region_error_is_an_operation_outcome(
         timeout=30,
     )
     assert count.json()["total"] == expected["total"] and "entry" not in count.json()
+
+
+def test_reading_another_patients_entry_is_404_like_a_missing_one(
+    network: Network, patient: str, expected: dict[str, Any]
+) -> None:
+    """A health worker bound to another patient learns nothing from a hub id they hold."""
+    stranger = str(network.manifest["patients"]["elderly"])
+    session = network.practitioner(stranger)
+    key = ECKey.import_key(session.dpop_key.private_jwk())
+    headers = {PATIENT_NIN_HEADER: stranger, PATIENT_SALT_HEADER: session.patient_salt or ""}
+    auth = run_example("dpop-auth")["DPoPAuth"](session.token, key, headers=headers)
+    entry = next(
+        e
+        for e in expected["entry"]
+        if e["resource"]["resourceType"] == "DocumentReference"
+        and "masterIdentifier" in e["resource"]
+    )
+    foreign = requests.get(entry["fullUrl"], auth=auth, timeout=30)
+    hcid, _, _entry = entry["resource"]["id"].partition("-")
+    missing = requests.get(
+        f"{network.hub_fhir}/DocumentReference/{hcid}-{'0' * 32}", auth=auth, timeout=30
+    )
+    assert foreign.status_code == missing.status_code == 404, foreign.text
+    assert foreign.json()["resourceType"] == "OperationOutcome"
+    assert foreign.json()["issue"][0]["code"] == missing.json()["issue"][0]["code"]
