@@ -107,9 +107,10 @@ class RenderPool:
                 return await self._run(job)
         except TimeoutError:
             log.warning("document.render_abandoned", mime_type=media, size=len(content))
-        except (EOFError, OSError) as error:
+            return DocumentView("download", media, notice="too-slow")
+        except (EOFError, OSError) as error:  # the worker died (and was replaced)
             log.warning("document.render_worker_failed", error=type(error).__name__)
-        return DocumentView("download", media, notice="too-slow")
+        return DocumentView("download", media)
 
     async def _run(self, job: tuple[bytes, str, str | None, int]) -> DocumentView:
         async with self._slots:
