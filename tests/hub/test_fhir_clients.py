@@ -12,7 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 
 from tests.factories import SYNTHETIC_FNR, make_entry, sample_pdf
 from tests.hub.test_integration import (  # noqa: F401 (stack is a fixture)
@@ -20,11 +24,12 @@ from tests.hub.test_integration import (  # noqa: F401 (stack is a fixture)
     PATIENT,
     RealRegion,
     documents,
+    misbehaving_app,
     start_hub,
     start_source,
     write_directory,
 )
-from tests.support.servers import free_port
+from tests.support.servers import free_port, serve_in_thread
 
 PATIENT_NIN = {"nhn-patient-nin": SYNTHETIC_FNR}
 
@@ -123,3 +128,45 @@ def test_hub_read_routes_unknown_community_and_down_region_as_outcomes(
     _outcome(httpx.get(unknown, headers=PATIENT_NIN), 404)
     down = f"{hub}/DocumentReference/2.16.578.1.12.4.5.100.9-{entry_hex}"
     _outcome(httpx.get(down, headers=PATIENT_NIN, timeout=10), 502)
+
+
+def test_hub_count_asks_each_region_once_for_its_total_and_adds_them(
+    stack: ExitStack, tmp_path: Path
+) -> None:
+    """Regions answer their total only; a malformed count answer is that region's failure."""
+    asked: list[str] = []
+
+    def region(total: object) -> Starlette:
+        async def endpoint(request: Request) -> Response:
+            asked.append(str(request.url.query))
+            body = {"resourceType": "Bundle", "type": "searchset", "total": total}
+            return Response(orjson.dumps(body), media_type=FHIR)
+
+        return misbehaving_app(endpoint)
+
+    big = stack.enter_context(serve_in_thread(region(40)))
+    bad = stack.enter_context(serve_in_thread(region("many")))
+    r1 = start_source(stack, tmp_path, 1)
+    pdf = sample_pdf()
+    r1.publish([(make_entry(content=pdf), pdf)])
+    directory = write_directory(
+        tmp_path / "regions.json",
+        [
+            ("Region 1", r1.hcid, r1.fhir, None),
+            ("Big", "urn:oid:2.16.578.1.12.4.5.100.5", f"{big}/fhir", None),
+            ("Bad", "urn:oid:2.16.578.1.12.4.5.100.6", f"{bad}/fhir", None),
+        ],
+    )
+    hub = start_hub(stack, directory)
+    r = httpx.get(f"{hub}/DocumentReference", params={**PATIENT, "_summary": "count"}, timeout=10)
+    assert r.status_code == 200, r.text
+    bundle = r.json()
+    assert bundle["total"] == 41
+    assert len(asked) == 2 and all("_summary=count" in q for q in asked)
+    (outcome,) = [e["resource"] for e in bundle["entry"]]
+    statuses = {
+        i["location"][0]: i["details"]["coding"][0]["code"]
+        for i in outcome["issue"]
+        if i.get("location")
+    }
+    assert statuses == {"urn:oid:2.16.578.1.12.4.5.100.6": "invalid-response"}

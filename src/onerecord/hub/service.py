@@ -10,6 +10,7 @@ gateways, route retrieve by homeCommunityId); IHE MHD ITI-67 §2:3.67.4.2, ITI-6
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -18,6 +19,7 @@ from urllib.parse import urlencode
 import orjson
 import structlog
 
+from onerecord.domain.search import DocumentQuery
 from onerecord.hub.breaker import BreakerBoard
 from onerecord.hub.client import (
     RegionClient,
@@ -25,6 +27,7 @@ from onerecord.hub.client import (
     RegionStream,
     RegionTransportError,
 )
+from onerecord.hub.count import count_region
 from onerecord.hub.directory import RegionDirectory
 from onerecord.hub.document_ids import HubDocumentId, route_entry
 from onerecord.hub.errors import HubError, UnknownCommunity
@@ -34,6 +37,7 @@ from onerecord.hub.fanout import (
     PassThroughAuth,
     RegionAuth,
     fan_out,
+    gather_regions,
 )
 from onerecord.hub.merge import HubStatus, merge
 from onerecord.hub.metrics import HubMetrics
@@ -139,6 +143,8 @@ class HubService:
             return await self._page(caller, params)
         only_total, params = split_count_only(params)
         query, _cursor = parse_find_query(params, max_count=self.settings.max_page_size)
+        if only_total:
+            return await self._count(caller, query, params)
         region_query = replace(query, count=self.settings.region_page_size)
         request = FindRequest(
             path_and_query=f"DocumentReference?{urlencode(render_query(region_query, None))}",
@@ -168,17 +174,6 @@ class HubService:
         if merged.status is HubStatus.FAILURE:
             return HubAnswer(merged.http_status, outcome_body(merged.issues), regions=outcomes)
         base = self.settings.fhir_base
-        if only_total:
-            # The hub's total is the merged, de-duplicated count, the number paging finds.
-            body = page_bundle(
-                (),
-                outcome=outcome_entry(merged.issues),
-                total=len(merged.documents),
-                self_url=f"{base}/DocumentReference?{urlencode([*params, ('_summary', 'count')])}",
-                next_url=None,
-            )
-            headers = {MASKED_COUNT_HEADER: str(merged.masked_count)}
-            return HubAnswer(200, body, headers, regions=outcomes, returned=0)
         entries = tuple(
             document_entry(
                 rewrite_for_hub(d.resource, d.home_community_id, base),
@@ -200,6 +195,46 @@ class HubService:
             log.warning("hub.snapshot.too_large", documents=len(entries))
         page = self._render_page(snapshot, 0, count, pageable=stored)
         return replace(page, regions=outcomes, returned=len(entries))
+
+    async def _count(
+        self, caller: Caller, query: DocumentQuery, params: Sequence[tuple[str, str]]
+    ) -> HubAnswer:
+        """Answer `_summary=count`: each region's total, added up (hub/count.py)."""
+        asked = [(k, v) for k, v in render_query(query, None) if k != "_count"]
+        totals: dict[str, int] = {}
+        exchange = functools.partial(
+            count_region,
+            path_and_query=f"DocumentReference?{urlencode([*asked, ('_summary', 'count')])}",
+            headers=caller.region_headers(),
+            client=self.client,
+            auth=caller.auth,
+            retry_delay_s=self.settings.retry_delay_s,
+            totals=totals,
+        )
+        deadlines = self.settings.deadlines
+        results = await gather_regions(
+            self.directory.enabled(),
+            exchange,
+            breakers=self.breakers,
+            per_region_timeout=deadlines.per_region_s,
+            aggregation_deadline=deadlines.aggregation_s,
+        )
+        self.metrics.observe(results)
+        merged = merge(results, query.sort, region_cap=self.settings.max_entries_per_region)
+        outcomes = tuple((r.region.hcid, r.status.value) for r in results)
+        if merged.status is HubStatus.FAILURE:
+            return HubAnswer(merged.http_status, outcome_body(merged.issues), regions=outcomes)
+        body = page_bundle(
+            (),
+            outcome=outcome_entry(merged.issues),
+            total=sum(totals.get(r.region.hcid, 0) for r in results if r.ok),
+            self_url=(
+                f"{self.settings.fhir_base}/DocumentReference?"
+                f"{urlencode([*params, ('_summary', 'count')])}"
+            ),
+            next_url=None,
+        )
+        return HubAnswer(200, body, regions=outcomes, returned=0)
 
     async def _page(self, caller: Caller, params: Sequence[tuple[str, str]]) -> HubAnswer:
         values = dict(params)
