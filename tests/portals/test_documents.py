@@ -599,7 +599,9 @@ def test_other_types_are_offered_for_download() -> None:
 def test_oversized_content_is_not_rendered() -> None:
     filler = b"<!-- " + b"x" * MAX_RENDER_BYTES + b" -->"
     big_xml = kith.render_epikrise(_parties(), SCENARIO).replace(b"<MsgType", filler + b"<MsgType")
-    assert _show(big_xml, "text/xml", EPIKRISE) == DocumentView("download", "text/xml")
+    assert _show(big_xml, "text/xml", EPIKRISE) == DocumentView(
+        "download", "text/xml", notice="too-large"
+    )
     assert _show(b"a" * (MAX_RENDER_BYTES + 1), "text/plain").kind == "download"
     assert _show(b"a" * MAX_RENDER_BYTES, "text/plain").kind == "text"
     # PDF and images are not rendered here, so their size does not matter.

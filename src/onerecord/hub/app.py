@@ -21,8 +21,10 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 import structlog
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from onerecord import __version__
@@ -55,6 +57,8 @@ from onerecord.mhd import (
     MhdError,
     RetrieveKey,
     capability_statement,
+    http_error,
+    invalid_request,
     outcome_for,
 )
 from onerecord.mhd.openapi import ITI67_GET_OPENAPI, ITI67_POST_OPENAPI
@@ -404,6 +408,19 @@ def create_hub_app(
     async def _hub_error(_request: Request, exc: HubError) -> Response:
         return _issue_body(exc.status, exc.code, exc.message, exc.expression)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+        status, body = outcome_for(http_error(exc.status_code, str(exc.detail)))
+        headers = dict(exc.headers or {})  # a 405 keeps its Allow header
+        return Response(
+            orjson.dumps(body), status_code=status, media_type=FHIR_JSON, headers=headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_request: Request, exc: RequestValidationError) -> Response:
+        status, body = outcome_for(invalid_request(exc.errors()))
+        return Response(orjson.dumps(body), status_code=status, media_type=FHIR_JSON)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log_unexpected_error(
@@ -583,6 +600,35 @@ def create_hub_app(
         except UnicodeDecodeError:
             return _issue_body(400, "invalid", "the form body is not UTF-8", None)
         return await _find(request, svc, [*request.query_params.multi_items(), *form])
+
+    @app.get("/fhir/DocumentReference/{document_id}")
+    async def read_document_reference(document_id: str, request: Request, svc: Hub) -> Response:
+        patient = request.headers.get(PATIENT_NIN_HEADER)
+        query = f"_id={document_id[:64]}"
+        try:
+            who, _principal = await authorise(request, [])  # the patient binding at the door
+            answer = await svc.read(who, document_id)
+        except (TrustError, HubError, MhdError) as exc:
+            reason = exc.error if isinstance(exc, TrustError) else None
+            await record(
+                request,
+                AuditAction.SEARCH,
+                exc.status,
+                patient_id=patient,
+                query=query,
+                reason=reason,
+            )
+            raise
+        await record(
+            request,
+            AuditAction.SEARCH,
+            answer.status,
+            patient_id=patient,
+            regions=answer.regions,
+            query=query,
+            returned=answer.returned,
+        )
+        return _answer(answer)
 
     @app.get("/fhir/Binary/{token}")
     async def retrieve_document(token: str, request: Request, svc: Hub) -> Response:

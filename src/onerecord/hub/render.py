@@ -94,4 +94,6 @@ def page_bundle(
         {"resourceType": "Bundle", "type": "searchset", "total": total, "link": links}
     )
     parts = [*entries, outcome] if outcome is not None else list(entries)
+    if not parts:
+        return head  # FHIR R4 §2.1.0.4: no empty arrays (a count-only answer has no entries)
     return head[:-1] + b',"entry":[' + b",".join(parts) + b"]}"

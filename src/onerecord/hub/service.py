@@ -10,12 +10,16 @@ gateways, route retrieve by homeCommunityId); IHE MHD ITI-67 §2:3.67.4.2, ITI-6
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 import structlog
 
+from onerecord.domain.search import DocumentQuery
 from onerecord.hub.breaker import BreakerBoard
 from onerecord.hub.client import (
     RegionClient,
@@ -23,7 +27,9 @@ from onerecord.hub.client import (
     RegionStream,
     RegionTransportError,
 )
+from onerecord.hub.count import count_region
 from onerecord.hub.directory import RegionDirectory
+from onerecord.hub.document_ids import HubDocumentId, route_entry
 from onerecord.hub.errors import HubError, UnknownCommunity
 from onerecord.hub.fanout import (
     MASKED_COUNT_HEADER,
@@ -32,6 +38,7 @@ from onerecord.hub.fanout import (
     RegionAuth,
     RequestBudget,
     fan_out,
+    gather_regions,
 )
 from onerecord.hub.merge import HubStatus, merge
 from onerecord.hub.metrics import HubMetrics
@@ -51,7 +58,14 @@ from onerecord.hub.snapshot import (
     new_snapshot_id,
     open_snapshot,
 )
-from onerecord.mhd import BadRequest, RetrieveKey, parse_find_query, render_query
+from onerecord.mhd import (
+    FHIR_JSON,
+    BadRequest,
+    RetrieveKey,
+    parse_find_query,
+    render_query,
+    split_count_only,
+)
 
 __all__ = ["Caller", "HubAnswer", "HubService", "RegionFailure", "Retrieved"]
 
@@ -138,7 +152,10 @@ class HubService:
         """
         if any(name == "_snapshot" for name, _ in params):
             return await self._page(caller, params)
+        only_total, params = split_count_only(params)
         query, _cursor = parse_find_query(params, max_count=self.settings.max_page_size)
+        if only_total:
+            return await self._count(caller, query, params)
         region_query = replace(query, count=self.settings.region_page_size)
         request = FindRequest(
             path_and_query=f"DocumentReference?{urlencode(render_query(region_query, None))}",
@@ -175,11 +192,10 @@ class HubService:
                 merged.http_status, outcome_body(merged.issues), headers, regions=outcomes
             )
         base = self.settings.fhir_base
-        region_base = {r.region.hcid: r.region.base_url for r in results}
         entries = tuple(
             document_entry(
                 rewrite_for_hub(d.resource, d.home_community_id, base),
-                f"{region_base[d.home_community_id]}/DocumentReference/{d.resource.get('id', '')}",
+                route_entry(d.resource, d.home_community_id, base),
             )
             for d in merged.documents
         )
@@ -197,6 +213,46 @@ class HubService:
             log.warning("hub.snapshot.too_large", documents=len(entries))
         page = self._render_page(snapshot, 0, count, pageable=stored)
         return replace(page, regions=outcomes, returned=len(entries))
+
+    async def _count(
+        self, caller: Caller, query: DocumentQuery, params: Sequence[tuple[str, str]]
+    ) -> HubAnswer:
+        """Answer `_summary=count`: each region's total, added up (hub/count.py)."""
+        asked = [(k, v) for k, v in render_query(query, None) if k != "_count"]
+        totals: dict[str, int] = {}
+        exchange = functools.partial(
+            count_region,
+            path_and_query=f"DocumentReference?{urlencode([*asked, ('_summary', 'count')])}",
+            headers=caller.region_headers(),
+            client=self.client,
+            auth=caller.auth,
+            retry_delay_s=self.settings.retry_delay_s,
+            totals=totals,
+        )
+        deadlines = self.settings.deadlines
+        results = await gather_regions(
+            self.directory.enabled(),
+            exchange,
+            breakers=self.breakers,
+            per_region_timeout=deadlines.per_region_s,
+            aggregation_deadline=deadlines.aggregation_s,
+        )
+        self.metrics.observe(results)
+        merged = merge(results, query.sort, region_cap=self.settings.max_entries_per_region)
+        outcomes = tuple((r.region.hcid, r.status.value) for r in results)
+        if merged.status is HubStatus.FAILURE:
+            return HubAnswer(merged.http_status, outcome_body(merged.issues), regions=outcomes)
+        body = page_bundle(
+            (),
+            outcome=outcome_entry(merged.issues),
+            total=sum(totals.get(r.region.hcid, 0) for r in results if r.ok),
+            self_url=(
+                f"{self.settings.fhir_base}/DocumentReference?"
+                f"{urlencode([*params, ('_summary', 'count')])}"
+            ),
+            next_url=None,
+        )
+        return HubAnswer(200, body, regions=outcomes, returned=0)
 
     async def _page(self, caller: Caller, params: Sequence[tuple[str, str]]) -> HubAnswer:
         values = dict(params)
@@ -230,6 +286,61 @@ class HubService:
             next_url=next_url,
         )
         return HubAnswer(200, body, {MASKED_COUNT_HEADER: str(snapshot.masked_count)})
+
+    # FHIR read -------------------------------------------------------------------------------
+
+    async def read(self, caller: Caller, document_id: str) -> HubAnswer:
+        """Route a read of one DocumentReference to the region its hub id names.
+
+        The region decides with the caller's identity and patient headers, as for a retrieve;
+        its answer comes back with the hub's id and attachment URLs.
+        References: FHIR R4 http.html#read; hub/document_ids.py.
+        """
+        routed = HubDocumentId.parse(document_id)
+        hcid = routed.home_community_id.urn
+        region = self.directory.by_hcid(hcid)
+        if region is None:
+            raise UnknownCommunity(
+                f"no DocumentReference with id {document_id} at the hub",
+                expression="DocumentReference.id",
+            )
+        breaker = self.breakers[hcid]
+        if not region.enabled or not breaker.allow():
+            raise RegionFailure(f"{region.name} ({hcid}) is unavailable", status=502)
+        url = f"{region.base_url}/DocumentReference/{routed.entry_uuid}"
+        headers = {
+            **caller.region_headers(),
+            **(await caller.auth.headers_for(region, "GET", url)),
+        }
+        timeout = self.settings.retrieve_timeout_s
+        try:
+            got = await self.client.get(url, headers=headers, timeout_s=timeout)
+        except TimeoutError:
+            breaker.record_failure()
+            raise RegionFailure(
+                f"{region.name} ({hcid}) did not answer within {timeout:.1f} s",
+                status=504,
+                code="timeout",
+            ) from None
+        except (RegionConnectError, RegionTransportError) as exc:
+            breaker.record_failure()
+            raise RegionFailure(
+                f"{region.name} ({hcid}) is unavailable: {exc}", status=502
+            ) from None
+        resource = _read_resource(got.body) if got.status == 200 else None
+        if got.status >= 500 or (got.status == 200 and resource is None):
+            breaker.record_failure()
+            raise RegionFailure(
+                f"{region.name} ({hcid}) answered the read with an error", status=502
+            )
+        breaker.record_success()
+        if resource is None:
+            # The region's own refusal (404, 403, 400 …) with its OperationOutcome.
+            content_type = got.headers.get("content-type", FHIR_JSON)
+            return HubAnswer(got.status, got.body, {"content-type": content_type})
+        rewrite_for_hub(resource, hcid, self.settings.fhir_base)
+        resource["id"] = str(routed)
+        return HubAnswer(200, orjson.dumps(resource), regions=((hcid, "ok"),), returned=1)
 
     # ITI-68 ---------------------------------------------------------------------------------
 
@@ -319,3 +430,14 @@ def _int_param(values: Mapping[str, str], name: str, default: int, *, minimum: i
     if not raw.isdigit() or int(raw) < minimum:
         raise BadRequest(f"{name} must be an integer ≥ {minimum}", expression=name)
     return int(raw)
+
+
+def _read_resource(body: bytes) -> dict[str, Any] | None:
+    """Return a region's DocumentReference read answer, or None when it is not one."""
+    try:
+        resource = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(resource, dict) or resource.get("resourceType") != "DocumentReference":
+        return None
+    return resource

@@ -29,6 +29,8 @@ from onerecord.mhd.errors import (
     PayloadTooLarge,
     Unprocessable,
     UnsupportedMediaType,
+    http_error,
+    invalid_request,
 )
 from onerecord.mhd.iti65 import (
     ProvideBundle,
@@ -44,6 +46,7 @@ from onerecord.mhd.iti67 import (
     parse_token,
     render_query,
     searchset_bundle,
+    split_count_only,
 )
 from onerecord.mhd.mime import check_mime_type, matches_mime_type, sniff_mime_type
 from onerecord.mhd.outcome import (
@@ -85,6 +88,8 @@ __all__ = [
     "denial_reason",
     "document_reference",
     "entry_from_document_reference",
+    "http_error",
+    "invalid_request",
     "matches_mime_type",
     "operation_outcome",
     "outcome_bytes",
@@ -98,5 +103,6 @@ __all__ = [
     "retrieve_url",
     "searchset_bundle",
     "sniff_mime_type",
+    "split_count_only",
     "transaction_response",
 ]

@@ -50,7 +50,10 @@ def capability_statement(
             "https://profiles.ihe.net/ITI/MHD/StructureDefinition/"
             "IHE.MHD.Comprehensive.DocumentReference"
         ],
-        "interaction": [{"code": "search-type"}],
+        "interaction": [
+            {"code": "search-type", "documentation": "ITI-67; _summary=count for the total"},
+            {"code": "read", "documentation": "the id of a searchset entry's fullUrl"},
+        ],
         "searchParam": [
             {"name": name, "type": kind_, "documentation": doc}
             | ({"definition": f"{_SP}DocumentReference-{name}"} if "." not in name else {})

@@ -18,6 +18,9 @@ They are turned into an HTTP response with an OperationOutcome only at the edge
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 __all__ = [
     "BadRequest",
     "Conflict",
@@ -28,6 +31,8 @@ __all__ = [
     "PayloadTooLarge",
     "Unprocessable",
     "UnsupportedMediaType",
+    "http_error",
+    "invalid_request",
 ]
 
 
@@ -117,3 +122,41 @@ class Unprocessable(_Fixed):
     """422: well-formed, but the content breaks a rule."""
 
     STATUS, CODE = 422, "processing"
+
+
+# FHIR R4 IssueType of the HTTP errors the web framework raises before a route runs.
+_HTTP_ISSUE_CODES = {
+    400: "invalid",
+    401: "login",
+    403: "forbidden",
+    404: "not-found",
+    405: "not-supported",
+    406: "not-supported",
+    413: "too-costly",
+    415: "not-supported",
+    422: "processing",
+    429: "throttled",
+}
+
+
+def http_error(status: int, message: str) -> MhdError:
+    """Return the MhdError for an HTTP error the framework raised (unknown route, 405, 413 …).
+
+    FHIR R4 §3.1.0.4 (RESTful API): errors are answered with an OperationOutcome, so a route
+    that does not exist answers like a resource that does not.
+    """
+    code = _HTTP_ISSUE_CODES.get(status, "exception" if status >= 500 else "invalid")
+    return MhdError(message, status=status, code=code)
+
+
+def invalid_request(errors: Sequence[Mapping[str, Any]]) -> BadRequest:
+    """Return a 400 naming what the framework's request validation found wrong.
+
+    A malformed parameter is the caller's error (400), as for every other query parameter;
+    only the location and the reason are named, never the value sent.
+    """
+    shown = [
+        f"{'.'.join(str(part) for part in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+        for e in errors[:5]
+    ]
+    return BadRequest("invalid request: " + "; ".join(shown or ["malformed"]))

@@ -4,7 +4,8 @@ Parameter handling is strict: a parameter this server does not know is a 400 nam
 client never mistakes an ignored filter for an applied one (FHIR R4 §3.1.1.2 allows a server to
 refuse with `Prefer: handling=strict`; onerecord always is strict). `_total` (none, estimate,
 accurate) and `_pretty` are accepted and ignored: the total is always counted and the output is
-never pretty. `_summary`, `_elements`, `_include` and modifiers (`type:text`) are refused.
+never pretty. `_summary=count` and `_count=0` ask for the total only (`split_count_only`);
+other `_summary` values, `_elements`, `_include` and modifiers (`type:text`) are refused.
 
 Bounded work: before anything else the parameters are counted (MAX_PARAMETERS, all names;
 MAX_PARAMETER_REPEATS per name), every value measured (MAX_STRING_LENGTH, the cursor
@@ -71,6 +72,7 @@ __all__ = [
     "parse_token",
     "render_query",
     "searchset_bundle",
+    "split_count_only",
 ]
 
 LOCAL_ZONE = ZoneInfo("Europe/Oslo")
@@ -369,6 +371,39 @@ def _count(values: list[str], max_count: int) -> int:
             expression="_count",
         )
     return int(raw)
+
+
+_TOTAL_METHODS = frozenset({"count", "accurate", "estimate"})
+
+
+def split_count_only(
+    params: Sequence[tuple[str, str]],
+) -> tuple[bool, list[tuple[str, str]]]:
+    """Return whether a search asks for its total only, and the parameters without that ask.
+
+    `_summary=count` and `_count=0` both ask for a Bundle with `total` and no entries (FHIR R4
+    search.html#summary, #count); other `_summary` values are refused. `_totalMethod` (sent by
+    fhirpy's `count()`, not a FHIR parameter) is accepted with count, accurate or estimate and
+    dropped. What remains is for `parse_find_query`.
+    """
+    summaries = [v for n, v in params if n == "_summary"]
+    if len(summaries) > 1:
+        raise BadRequest("_summary may be given once", expression="_summary")
+    if summaries and summaries[0] != "count":
+        raise BadRequest(
+            f"_summary={summaries[0][:40]} is not supported (only _summary=count)",
+            code="not-supported",
+            expression="_summary",
+        )
+    for name, value in params:
+        if name == "_totalMethod" and value not in _TOTAL_METHODS:
+            raise BadRequest(
+                f"_totalMethod={value[:40]} is not one of {', '.join(sorted(_TOTAL_METHODS))}",
+                expression="_totalMethod",
+            )
+    only_total = bool(summaries) or ("_count", "0") in params
+    dropped = {"_summary", "_totalMethod", *(("_count",) if only_total else ())}
+    return only_total, [(n, v) for n, v in params if n not in dropped]
 
 
 def _too_costly(exc: LimitExceeded) -> BadRequest:

@@ -7,6 +7,7 @@ pages; the pages themselves live in `hcp_routes.py` and `citizen_routes.py`.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -60,12 +61,15 @@ def create_portal_app(settings: PortalSettings) -> FastAPI:
         # Everything allocated at start-up lives as long as the process: keep it out of full
         # collections, which otherwise walk it in the middle of a request (bench/portal.py).
         gc.freeze()
+        warming = asyncio.create_task(portal.renderer.warm())
         async with httpx.AsyncClient(timeout=settings.hub_timeout_s) as http:
             portal.http = http
             try:
                 yield
             finally:
                 portal.http = None
+                await asyncio.gather(warming, return_exceptions=True)
+                await portal.renderer.aclose()
 
     app = FastAPI(
         title="onerecord portals",

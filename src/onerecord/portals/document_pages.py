@@ -1,7 +1,8 @@
 """Open a document in place, the same way in both portals.
 
 The page shows a PDF in an <object> (with a download link as its fallback), an image as <img>,
-KITH XML and FHIR documents as HTML rendered on the server (`documents.render_document`), and
+KITH XML and FHIR documents as HTML rendered on the server (`documents.render_document`, in a
+worker process of `render_pool.RenderPool`, with a size and a time limit), and
 anything else as a download. The bytes come from a separate URL, served with a strict
 Content-Security-Policy (`sandbox`), `nosniff` and the media type the region gave, so a
 hostile document cannot run script in the portal's origin.
@@ -15,7 +16,6 @@ from urllib.parse import quote
 from fastapi import Request
 from fastapi.responses import Response
 
-from onerecord.portals.documents import render_document
 from onerecord.portals.gateway import fetch_document
 from onerecord.portals.overview import DocumentRow
 from onerecord.portals.sessions import PortalSession
@@ -56,7 +56,10 @@ async def document_page(
             ref=row.ref or "",
             access_basis=access_basis,
         )
-        view = render_document(got.content, mime_type=got.media_type, format_code=row.format_code)
+        # Never on the event loop: a large document would stall every other page.
+        view = await portal.renderer.render(
+            got.content, mime_type=got.media_type, format_code=row.format_code
+        )
     kind = (
         view.kind
         if view is not None

@@ -39,10 +39,12 @@ __all__ = [
     "MAX_RENDER_BYTES",
     "XSLT_ACCESS_CONTROL",
     "DocumentView",
+    "DownloadNotice",
     "ViewKind",
     "compile_stylesheet",
     "render_document",
     "sanitise_narrative",
+    "view_without_rendering",
 ]
 
 log = structlog.get_logger("onerecord.portals.documents")
@@ -53,6 +55,8 @@ KITH_FORMAT_PREFIX = "urn:no:kith:xmlstds:"
 XSLT_ACCESS_CONTROL = etree.XSLTAccessControl.DENY_ALL
 
 ViewKind = Literal["pdf", "image", "html", "text", "download"]
+DownloadNotice = Literal["too-large", "too-slow"]
+"""Why a document that could be shown is offered for download instead (the page says so)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,7 @@ class DocumentView:
     mime_type: str
     html: Markup | None = None
     title: str | None = None
+    notice: DownloadNotice | None = None
 
 
 class _NotShown(Exception):
@@ -88,19 +93,55 @@ def _charset(mime_type: str) -> str | None:
     return match.group(1) if match else None
 
 
-def render_document(content: bytes, *, mime_type: str, format_code: str | None) -> DocumentView:
-    """Decide how to show a retrieved document and render it when it is shown as HTML."""
+def render_document(
+    content: bytes,
+    *,
+    mime_type: str,
+    format_code: str | None,
+    max_bytes: int = MAX_RENDER_BYTES,
+) -> DocumentView:
+    """Decide how to show a retrieved document and render it when it is shown as HTML.
+
+    CPU-bound for KITH XML and FHIR documents: the portal runs it in a render worker
+    (`render_pool.RenderPool`), never on its event loop.
+    """
     media = _media_type(mime_type)
     try:
-        return _dispatch(content, media, mime_type, format_code or "")
+        return _dispatch(content, media, mime_type, format_code or "", max_bytes)
     except _NotShown as reason:
-        log.info("document.download", reason=str(reason), mime_type=media, size=len(content))
+        return _download(reason, content, media)
     except Exception as error:  # a renderer bug on odd content must not break the page
         log.warning("document.render_failed", error=type(error).__name__, mime_type=media)
     return DocumentView("download", media or "application/octet-stream")
 
 
-def _dispatch(content: bytes, media: str, mime_type: str, format_code: str) -> DocumentView:
+def view_without_rendering(
+    content: bytes,
+    *,
+    mime_type: str,
+    format_code: str | None,
+    max_bytes: int = MAX_RENDER_BYTES,
+) -> DocumentView | None:
+    """Return the view when the document needs no rendering (PDF, image, too large, other type).
+
+    Cheap: looks at the media type, the first bytes and the size, so it runs on the loop;
+    None means `render_document` has work to do.
+    """
+    media = _media_type(mime_type)
+    try:
+        return _without_rendering(content, media, format_code or "", max_bytes)
+    except _NotShown as reason:
+        return _download(reason, content, media)
+
+
+def _download(reason: _NotShown, content: bytes, media: str) -> DocumentView:
+    log.info("document.download", reason=str(reason), mime_type=media, size=len(content))
+    return DocumentView("download", media or "application/octet-stream")
+
+
+def _without_rendering(
+    content: bytes, media: str, format_code: str, max_bytes: int
+) -> DocumentView | None:
     if media == "application/pdf":
         if b"%PDF-" not in content[:1024]:
             raise _NotShown("not-a-pdf")
@@ -109,15 +150,35 @@ def _dispatch(content: bytes, media: str, mime_type: str, format_code: str) -> D
         if not content.startswith(_IMAGE_SIGNATURES[media]):
             raise _NotShown("not-an-image")
         return DocumentView("image", media)
-    if len(content) > MAX_RENDER_BYTES:
-        raise _NotShown("too-large")
-    if media in _XML_TYPES or media.endswith("+xml") or format_code.startswith(KITH_FORMAT_PREFIX):
+    if not (_is_xml(media, format_code) or _is_json(media) or media == "text/plain"):
+        raise _NotShown("unsupported-type")
+    if len(content) > max_bytes:
+        log.info("document.download", reason="too-large", mime_type=media, size=len(content))
+        return DocumentView("download", media, notice="too-large")
+    return None
+
+
+def _is_xml(media: str, format_code: str) -> bool:
+    return (
+        media in _XML_TYPES or media.endswith("+xml") or format_code.startswith(KITH_FORMAT_PREFIX)
+    )
+
+
+def _is_json(media: str) -> bool:
+    return media in _JSON_TYPES or media.endswith("+json")
+
+
+def _dispatch(
+    content: bytes, media: str, mime_type: str, format_code: str, max_bytes: int
+) -> DocumentView:
+    shown = _without_rendering(content, media, format_code, max_bytes)
+    if shown is not None:
+        return shown
+    if _is_xml(media, format_code):
         return _render_kith(content, media)
-    if media in _JSON_TYPES or media.endswith("+json"):
+    if _is_json(media):
         return _render_fhir_document(content, media)
-    if media == "text/plain":
-        return _render_text(content, media, _charset(mime_type) or "utf-8")
-    raise _NotShown("unsupported-type")
+    return _render_text(content, media, _charset(mime_type) or "utf-8")
 
 
 # --- plain text ------------------------------------------------------------------------------

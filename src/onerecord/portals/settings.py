@@ -30,6 +30,11 @@ class PortalSettings(BaseSettings):
     session_secret: SecretStr = SecretStr(DEV_SESSION_SECRET)
     session_idle_s: int = 1800
     hub_timeout_s: float = 15.0
+    # Documents are rendered in worker processes (render_pool.py): how many at once, for how
+    # long, and up to what size; beyond either limit the page offers the document for download.
+    render_workers: int = Field(default=2, ge=1, le=32)
+    render_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    render_max_bytes: int = Field(default=5 * 1024 * 1024, ge=0, le=50 * 1024 * 1024)
     dev_mode: bool = False
     override_log_file: Path = Path("var/portal/emergency-overrides.jsonl")
     # From the demo manifest: the synthetic staff to log in as, and the regions by name.

@@ -31,6 +31,7 @@ from onerecord.portals.i18n import (
 )
 from onerecord.portals.oauth import TokenSet, finish_login, start_login
 from onerecord.portals.override_log import OverrideLog
+from onerecord.portals.render_pool import RenderPool
 from onerecord.portals.sessions import (
     COOKIE_NAME,
     PortalSession,
@@ -113,6 +114,15 @@ class Portal:
     override_log: OverrideLog
     http: httpx.AsyncClient | None = None
     discovery: dict[str, Any] = field(default_factory=dict)
+    renderer: RenderPool = field(init=False)
+    """Renders documents off the event loop, within the settings' limits."""
+
+    def __post_init__(self) -> None:
+        self.renderer = RenderPool(
+            workers=self.settings.render_workers,
+            timeout_s=self.settings.render_timeout_s,
+            max_bytes=self.settings.render_max_bytes,
+        )
 
     def render(
         self,

@@ -22,7 +22,9 @@ import httpx
 import orjson
 import structlog
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from onerecord import __version__
@@ -46,6 +48,8 @@ from onerecord.mhd import (
     PayloadTooLarge,
     UnsupportedMediaType,
     capability_statement,
+    http_error,
+    invalid_request,
     outcome_bytes,
 )
 from onerecord.mhd.openapi import ITI67_GET_OPENAPI, ITI67_POST_OPENAPI
@@ -404,6 +408,16 @@ def create_app(
     async def _domain_error(request: Request, exc: DomainError) -> Response:
         return _outcome_response(exc, query_error=request.method == "GET")
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+        response = _outcome_response(http_error(exc.status_code, str(exc.detail)))
+        response.headers.update(exc.headers or {})  # a 405 keeps its Allow header
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_request: Request, exc: RequestValidationError) -> Response:
+        return _outcome_response(invalid_request(exc.errors()))
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log_unexpected_error(
@@ -464,6 +478,14 @@ def create_app(
             raise BadRequest("the form body is not UTF-8") from None
         params = [*request.query_params.multi_items(), *form]
         return _found_response(await src.find(caller, params))
+
+    @app.get("/fhir/DocumentReference/{entry_id}")
+    async def read_document_reference(
+        entry_id: str, request: Request, src: SourceDep, caller: CallerDep
+    ) -> Response:
+        _wants_json(request)
+        patient = request.headers.get(PATIENT_NIN_HEADER)
+        return Response(await src.read(caller, entry_id, patient=patient), media_type=FHIR_JSON)
 
     @app.get("/fhir/Binary/{token}")
     async def retrieve_document(

@@ -31,6 +31,7 @@ from onerecord.domain import (
 )
 from onerecord.mhd import (
     EXT_HOME_COMMUNITY_ID,
+    BadRequest,
     Conflict,
     Gone,
     Issue,
@@ -46,6 +47,7 @@ from onerecord.mhd import (
     parse_provide_bundle,
     render_query,
     searchset_bundle,
+    split_count_only,
     transaction_response,
 )
 from onerecord.mhd.docref import RFC3986
@@ -68,6 +70,7 @@ from onerecord.source.store import (
     SubmissionSetRecord,
 )
 from onerecord.trust.errors import TrustError
+from onerecord.trust.patient_binding import PATIENT_NIN_HEADER
 from onerecord.trust.policy import MASKED_TITLE
 
 __all__ = ["DocumentSource", "FoundPage", "Retrieval", "accepts", "masked_document_reference"]
@@ -298,7 +301,11 @@ class DocumentSource:
     # ITI-67 ---------------------------------------------------------------------------------
 
     async def find(self, caller: CallerContext, params: Sequence[tuple[str, str]]) -> FoundPage:
-        """Answer a Find Document References query with a searchset Bundle."""
+        """Answer a Find Document References query with a searchset Bundle.
+
+        `_summary=count` / `_count=0` answer the same `total` with no entries.
+        """
+        only_total, params = split_count_only(params)
         query, cursor = parse_find_query(params, max_count=self.settings.max_page_size)
         try:
             grant = await self.guard.authorize_search(caller, query)
@@ -308,6 +315,8 @@ class DocumentSource:
             raise
         base = f"{self.settings.fhir_base}/DocumentReference"
         self_url = f"{base}?{urlencode(render_query(query, cursor))}"
+        if only_total:
+            self_url += "&_summary=count"
         if grant.empty:
             await self.recorder.searched(caller, query, [])
             outcomes = [_empty_outcome(grant.empty_reason)] if grant.empty_reason else []
@@ -315,6 +324,17 @@ class DocumentSource:
                 orjson.dumps(
                     searchset_bundle(
                         resources=[], self_url=self_url, next_url=None, total=0, outcomes=outcomes
+                    )
+                )
+            )
+        if only_total:
+            # A page of size 0 is the count alone: the store reads no rows.
+            counted = await self.store.find(replace(grant.query, count=0), cursor)
+            await self.recorder.searched(caller, query, [])
+            return FoundPage(
+                orjson.dumps(
+                    searchset_bundle(
+                        resources=[], self_url=self_url, next_url=None, total=counted.total
                     )
                 )
             )
@@ -333,6 +353,46 @@ class DocumentSource:
             )
         )
         return FoundPage(body, masked_count=sum(1 for v in views if v.masked))
+
+    async def read(self, caller: CallerContext, entry_id: str, *, patient: str | None) -> bytes:
+        """Read one DocumentReference: a search of the request's patient for its entryUUID.
+
+        The patient is the one the request names in `nhn-patient-nin`, as for a retrieve (B11),
+        so the same policy decides as for a search, the read is audited as one, and a document
+        of another patient answers 404 exactly like one that does not exist. A blocked entry
+        (shown masked in a search, under another id) is not found by its own id either.
+        References: FHIR R4 http.html#read; IHE MHD ITI-67 §2:3.67.4.1.2 (identifier).
+        """
+        try:
+            entry_uuid = uuid.UUID(entry_id)
+        except ValueError:
+            raise NotFound(f"no DocumentReference with id {entry_id[:64]!r}") from None
+        if not patient:
+            raise BadRequest(
+                f"the {PATIENT_NIN_HEADER} header is required to read a DocumentReference, "
+                "as to retrieve one (B11)"
+            )
+        params = [
+            ("patient.identifier", patient),
+            ("identifier", f"{RFC3986}|urn:uuid:{entry_uuid}"),
+            ("status", "current,superseded,entered-in-error"),
+        ]
+        query, _cursor = parse_find_query(params, max_count=self.settings.max_page_size)
+        try:
+            grant = await self.guard.authorize_search(caller, query)
+        except (AccessRefused, TrustError) as exc:
+            reason = exc.reason if isinstance(exc, AccessRefused) else exc.error
+            await self.recorder.denied(caller, "search", reason, patient=query.patient_id.value)
+            raise
+        views: list[EntryView] = []
+        if not grant.empty:
+            page = await self.store.find(grant.query, None)
+            views = [v for v in (grant.view(s.entry) for s in page.entries) if v is not None]
+        shown = [v for v in views if not v.masked]
+        await self.recorder.searched(caller, query, shown)
+        if not shown:
+            raise NotFound(f"no DocumentReference with id {entry_uuid}")
+        return orjson.dumps(self._render(shown[0]))
 
     def _render(self, view: EntryView) -> dict[str, Any]:
         if view.masked:
