@@ -172,7 +172,9 @@ def test_the_key_is_the_tokens_subject_and_client() -> None:
 @settings(max_examples=100, deadline=None)
 @given(
     st.lists(
-        st.tuples(st.sampled_from(["a", "b", "c"]), st.sampled_from(["acquire", "release", "tick"])),
+        st.tuples(
+            st.sampled_from(["a", "b", "c"]), st.sampled_from(["acquire", "release", "tick"])
+        ),
         max_size=60,
     )
 )

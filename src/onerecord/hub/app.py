@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Annotated
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 import orjson
 import structlog
@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from onerecord import __version__
 from onerecord.audit import AuditAction, AuditSink, SqlAuditSink
 from onerecord.domain import DomainError, NationalIdentityNumber
+from onerecord.domain.limits import MAX_BODY_BYTES
 from onerecord.hub.audit import audit_record
 from onerecord.hub.auditdb import create_audit_tables, make_audit_engine
 from onerecord.hub.breaker import BreakerBoard
@@ -37,6 +38,7 @@ from onerecord.hub.errors import HubError
 from onerecord.hub.fanout import PassThroughAuth, RegionAuth, forward_headers
 from onerecord.hub.metrics import HubMetrics
 from onerecord.hub.redis_snapshot import RedisSnapshotStore
+from onerecord.hub.request_checks import check_find_request, check_forwarded_headers
 from onerecord.hub.security import HubSecurity, check_patient, principal_identity
 from onerecord.hub.self_service import (
     CitizenServices,
@@ -52,11 +54,20 @@ from onerecord.mhd import (
     FHIR_JSON,
     BadRequest,
     MhdError,
+    PayloadTooLarge,
     RetrieveKey,
     capability_statement,
     outcome_for,
+    read_search_form,
 )
 from onerecord.trust.access_token import Principal
+from onerecord.trust.caller_limits import (
+    PERMIT_STATE,
+    CallerLimiter,
+    CallerThrottled,
+    ReleaseCallerPermits,
+    caller_key,
+)
 from onerecord.trust.errors import TrustError
 from onerecord.trust.patient_binding import PATIENT_NIN_HEADER, PATIENT_SALT_HEADER
 
@@ -231,6 +242,7 @@ def create_hub_app(
         metrics=metrics,
     )
     make_auth = auth or _pass_through
+    limiter = CallerLimiter(settings.caller_quota)
     identity_of = _identity_of(caller_identity)
     owns_security = security is None and settings.issuer is not None
     if owns_security and not settings.dev_open_access:
@@ -299,11 +311,16 @@ def create_hub_app(
         cid = correlation_of(request)
         forwarded = forward_headers(request.headers, settings.forwarded_headers)
         if security is None:
+            # Development open access: no verified caller to limit (docs/hub.md "Limits").
+            check_forwarded_headers(request.headers.items(), settings.forwarded_headers)
             return Caller(cid, identity_of(request), forwarded, make_auth(request)), None
         principal = await security.authenticate(
             method=request.method, path=_sent_path(request), headers=request.headers
         )
         request.state.principal = principal
+        # Admitted or refused (429) before any other work; ReleaseCallerPermits gives it back.
+        setattr(request.state, PERMIT_STATE, limiter.acquire(caller_key(principal.claims)))
+        check_forwarded_headers(request.headers.items(), settings.forwarded_headers)
         if params is not None and not any(name == "_snapshot" for name, _ in params):
             check_patient(principal, params, request.headers)
         region_auth = security.region_auth(
@@ -373,6 +390,11 @@ def create_hub_app(
     async def _hub_error(_request: Request, exc: HubError) -> Response:
         return _issue_body(exc.status, exc.code, exc.message, exc.expression)
 
+    @app.exception_handler(CallerThrottled)
+    async def _throttled(_request: Request, exc: CallerThrottled) -> Response:
+        headers = {"Retry-After": str(exc.retry_after_s)}
+        return _issue_body(exc.status, exc.code, exc.message, None, headers=headers)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("hub.unexpected_error", path=request.url.path)
@@ -400,7 +422,17 @@ def create_hub_app(
                 reason=exc.error,
             )
             raise
+        except (MhdError, DomainError) as exc:
+            status = exc.status if isinstance(exc, MhdError) else 400
+            await record(request, AuditAction.SEARCH, status, patient_id=patient, query=query)
+            raise
         try:
+            # Refuse what the hub or a region would refuse before asking any region.
+            check_find_request(
+                params,
+                max_page_size=settings.max_page_size,
+                region_page_size=settings.region_page_size,
+            )
             async with asyncio.timeout(settings.request_deadline_s):
                 answer = await service.find(who, params)
         except TimeoutError:
@@ -527,10 +559,7 @@ def create_hub_app(
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media != _FORM:
             return _issue_body(415, "not-supported", f"_search takes {_FORM}", None)
-        try:
-            form = parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True)
-        except UnicodeDecodeError:
-            return _issue_body(400, "invalid", "the form body is not UTF-8", None)
+        form = read_search_form(await _bounded_body(request, MAX_BODY_BYTES))
         return await _find(request, svc, [*request.query_params.multi_items(), *form])
 
     @app.get("/fhir/Binary/{token}")
@@ -628,8 +657,25 @@ def create_hub_app(
     async def change_practitioner_block(hpr: str, request: Request, citizens: Citizens) -> Response:
         return await _change_control(request, citizens, ControlKind.PRACTITIONER_BLOCK, hpr)
 
+    app.add_middleware(ReleaseCallerPermits)
     app.add_middleware(CorrelationAndMetrics, metrics=metrics)
     return app
+
+
+async def _bounded_body(request: Request, limit: int) -> bytes:
+    """Read the request body, refusing (413) as soon as it is known to exceed `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    too_large = PayloadTooLarge(f"MAX_BODY_BYTES: the request body exceeds {limit} bytes")
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _sent_path(request: Request) -> str:

@@ -8,6 +8,7 @@ from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from onerecord.hub.fanout import DEFAULT_FORWARDED_HEADERS, Deadlines
+from onerecord.trust.caller_limits import CallerQuota
 
 __all__ = ["HubSettings"]
 
@@ -47,6 +48,11 @@ class HubSettings(BaseSettings):
     audit_db_url: str | None = None
     audit_db_schema: str | None = None
     hub_id: str = "onerecord-hub"
+    # Per-caller limits (docs/hub.md "Limits"): requests in flight, sustained requests per
+    # second and burst of one caller (sub + client_id of its verified token); 0 = no limit.
+    caller_concurrency: int = 16
+    caller_rate_per_s: float = 20.0
+    caller_burst: int = 200
 
     @field_validator("public_base_url")
     @classmethod
@@ -60,6 +66,7 @@ class HubSettings(BaseSettings):
             raise ValueError("default_page_size must be between 1 and max_page_size")
         if self.dev_open_access and not self.dev_mode:
             raise ValueError("dev_open_access needs dev_mode (never in production)")
+        self.caller_quota  # noqa: B018 - validates the per-caller limits
         return self
 
     @property
@@ -68,6 +75,15 @@ class HubSettings(BaseSettings):
             per_region_s=self.per_region_timeout_s,
             aggregation_s=self.aggregation_deadline_s,
             request_s=self.request_deadline_s,
+        )
+
+    @property
+    def caller_quota(self) -> CallerQuota:
+        """What one caller may use at once and per second."""
+        return CallerQuota(
+            concurrency=self.caller_concurrency,
+            rate_per_s=self.caller_rate_per_s,
+            burst=self.caller_burst,
         )
 
     @property

@@ -39,9 +39,11 @@ from onerecord.mhd.iti65 import (
     transaction_response,
 )
 from onerecord.mhd.iti67 import (
+    check_search_bounds,
     parse_date_param,
     parse_find_query,
     parse_token,
+    read_search_form,
     render_query,
     searchset_bundle,
 )
@@ -82,6 +84,7 @@ __all__ = [
     "build_provide_bundle",
     "capability_statement",
     "check_mime_type",
+    "check_search_bounds",
     "denial_reason",
     "document_reference",
     "entry_from_document_reference",
@@ -94,6 +97,7 @@ __all__ = [
     "parse_provide_bundle",
     "parse_retrieve_path",
     "parse_token",
+    "read_search_form",
     "render_query",
     "retrieve_url",
     "searchset_bundle",

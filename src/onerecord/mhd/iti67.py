@@ -18,10 +18,12 @@ FHIR R4 §3.1.1.5 (search parameter types), §3.1.1.4 (_sort, _count), §3.1.1.5
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl
 from uuid import uuid4
 from zoneinfo import ZoneInfo
 
@@ -29,6 +31,17 @@ from onerecord.domain.codes import normalise_system
 from onerecord.domain.document_entry import DocumentStatus
 from onerecord.domain.errors import InvalidIdentifier
 from onerecord.domain.identifiers import DNR_SYSTEM, FNR_SYSTEM, HNR_SYSTEM, NationalIdentityNumber
+from onerecord.domain.limits import (
+    MAX_BODY_BYTES,
+    MAX_CURSOR_LENGTH,
+    MAX_OR_VALUES,
+    MAX_PARAMETER_REPEATS,
+    MAX_PARAMETERS,
+    MAX_STRING_LENGTH,
+    LimitExceeded,
+    check_count,
+    check_length,
+)
 from onerecord.domain.search import (
     DEFAULT_PAGE_SIZE,
     DocumentQuery,
@@ -43,9 +56,11 @@ from onerecord.mhd.errors import BadRequest, NotAcceptable
 
 __all__ = [
     "LOCAL_ZONE",
+    "check_search_bounds",
     "parse_date_param",
     "parse_find_query",
     "parse_token",
+    "read_search_form",
     "render_query",
     "searchset_bundle",
 ]
@@ -314,10 +329,58 @@ def _count(values: list[str], max_count: int) -> int:
     return int(raw)
 
 
+_CURSOR_PARAMS = frozenset({"_cursor", "_snapshot"})
+
+
+def check_search_bounds(params: Sequence[tuple[str, str]]) -> None:
+    """Refuse a search that asks for more work than `domain.limits` allows, before parsing it.
+
+    Counts parameters and repeats of one name; each value is an OR-list of at most
+    MAX_OR_VALUES parts of at most MAX_STRING_LENGTH characters (a cursor: MAX_CURSOR_LENGTH).
+    The hub calls this (through `parse_find_query`) on what the caller sent, so it refuses
+    exactly what a region would.
+    """
+    check_count(len(params), limit=MAX_PARAMETERS, limit_name="MAX_PARAMETERS")
+    for name, repeats in Counter(name for name, _ in params).items():
+        check_length(name, name="parameter name")
+        check_count(
+            repeats, limit=MAX_PARAMETER_REPEATS, limit_name="MAX_PARAMETER_REPEATS", name=name
+        )
+    for name, value in params:
+        if name in _CURSOR_PARAMS:
+            if len(value) > MAX_CURSOR_LENGTH:
+                raise LimitExceeded(
+                    "MAX_CURSOR_LENGTH", MAX_CURSOR_LENGTH, len(value), expression=name
+                )
+            continue
+        if len(value) > MAX_OR_VALUES * (MAX_STRING_LENGTH + 1):
+            raise LimitExceeded("MAX_STRING_LENGTH", MAX_STRING_LENGTH, len(value), expression=name)
+        parts = _split_commas(value)
+        check_count(len(parts), limit=MAX_OR_VALUES, limit_name="MAX_OR_VALUES", name=name)
+        for part in parts:
+            check_length(part, name=name)
+
+
+def read_search_form(body: bytes) -> list[tuple[str, str]]:
+    """Read a `POST …/_search` form body, refusing an oversized one before parsing it.
+
+    The caller reads at most MAX_BODY_BYTES (and answers 413 beyond); here the parameters are
+    counted on the raw bytes first, so 100,000 parameters cost one scan, not a parse.
+    """
+    check_count(len(body), limit=MAX_BODY_BYTES, limit_name="MAX_BODY_BYTES")
+    if body:
+        check_count(body.count(b"&") + 1, limit=MAX_PARAMETERS, limit_name="MAX_PARAMETERS")
+    try:
+        return parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+    except UnicodeDecodeError:
+        raise BadRequest("the form body is not UTF-8") from None
+
+
 def parse_find_query(
     params: Sequence[tuple[str, str]], *, max_count: int
 ) -> tuple[DocumentQuery, PageCursor | None]:
     """Parse ITI-67 query (or form) parameters into a DocumentQuery and the paging cursor."""
+    check_search_bounds(params)
     grouped: dict[str, list[str]] = {}
     for name, value in params:
         grouped.setdefault(name, []).append(value)

@@ -172,7 +172,9 @@ class CallerLimiter:
 
     def _refill(self, caller: _Caller, now: float) -> None:
         elapsed = max(0.0, now - caller.updated)
-        caller.tokens = min(float(self.quota.burst), caller.tokens + elapsed * self.quota.rate_per_s)
+        caller.tokens = min(
+            float(self.quota.burst), caller.tokens + elapsed * self.quota.rate_per_s
+        )
         caller.updated = now
 
     def _make_room(self, now: float) -> None:
