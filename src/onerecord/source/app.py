@@ -52,12 +52,14 @@ from onerecord.source.security import (
     AuditRecorder,
     PolicyGuard,
     SourceAuthenticator,
+    SourceCallerLimits,
 )
 from onerecord.source.self_service import SelfService, patient_from_token_param
 from onerecord.source.service import DocumentSource, FoundPage
 from onerecord.source.settings import SourceSettings
 from onerecord.source.store import SqlDocumentStore
 from onerecord.trust.access_token import AuthSettings
+from onerecord.trust.caller_limits import PERMIT_STATE, CallerThrottled, ReleaseCallerPermits
 from onerecord.trust.errors import InvalidToken, TrustError
 from onerecord.trust.keys import KeyProvider, RemoteJwks, StaticJwks
 from onerecord.trust.patient_binding import PATIENT_NIN_HEADER
@@ -138,7 +140,11 @@ def _source(request: Request) -> DocumentSource:
 
 async def _caller(request: Request) -> CallerContext:
     factory: Callable[[Request], Awaitable[CallerContext]] = request.app.state.caller_factory
-    return await factory(request)
+    caller = await factory(request)
+    # Admitted or refused (429) before any other work; ReleaseCallerPermits gives it back.
+    limits: SourceCallerLimits = request.app.state.caller_limits
+    setattr(request.state, PERMIT_STATE, limits.admit(caller))
+    return caller
 
 
 SourceDep = Annotated[DocumentSource, Depends(_source)]
@@ -352,6 +358,9 @@ def create_app(
     )
 
     app.state.caller_factory = caller_factory or _default_caller
+    app.state.caller_limits = SourceCallerLimits(
+        settings.caller_quota, via_hub_factor=settings.caller_via_hub_factor
+    )
     app.state.self_service = None
     app.state.audit = None
 
@@ -367,6 +376,12 @@ def create_app(
     @app.exception_handler(DomainError)
     async def _domain_error(request: Request, exc: DomainError) -> Response:
         return _outcome_response(exc, query_error=request.method == "GET")
+
+    @app.exception_handler(CallerThrottled)
+    async def _throttled(_request: Request, exc: CallerThrottled) -> Response:
+        response = _outcome_response(MhdError(exc.message, status=exc.status, code=exc.code))
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -506,6 +521,7 @@ def create_app(
         )
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(ReleaseCallerPermits)
     return app
 
 
