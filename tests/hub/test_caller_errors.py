@@ -40,12 +40,12 @@ def test_hub_refuses_out_of_range_date_itself_and_no_breaker_opens(hub: SecuredH
     token = caller.citizen_token(PARENT)
     for _ in range(5):
         r = hub.citizen_search(caller, token, PARENT, date="0001")
-        assert r.status_code == 400, r.text
+        assert r.status_code == 400, r.text[:300]
         assert _issue(r)["expression"] == ["date"]
     assert hub.regions.calls == 0, "no region may be asked a query the hub refuses"
     _all_closed(hub)
     r = hub.citizen_search(caller, token, PARENT)
-    assert r.status_code == 200, r.text
+    assert r.status_code == 200, r.text[:300]
     assert hub.regions.calls == 4
 
 
@@ -62,20 +62,20 @@ def test_hub_refuses_unknown_access_basis_itself_and_no_breaker_opens(hub: Secur
     started = time.perf_counter()
     for _ in range(5):
         r = search(("nhn-access-basis", "X"))
-        assert r.status_code == 400, r.text
+        assert r.status_code == 400, r.text[:300]
         issue = _issue(r)
         assert issue["expression"] == ["nhn-access-basis"]
         assert "not a known access basis" in str(issue["diagnostics"])
     assert time.perf_counter() - started < 2.0
     # Checked in one copy and forwarded in another? A repeated header is refused.
     r = search(("nhn-access-basis", "AKUTT"), ("nhn-access-basis", "X"))
-    assert r.status_code == 400, r.text
+    assert r.status_code == 400, r.text[:300]
     r = search(("nhn-access-basis", "A" * 10_000))
     assert r.status_code == 400 and "MAX_HEADER_LENGTH" in str(_issue(r)["diagnostics"])
     assert hub.regions.calls == 0
     _all_closed(hub)
     r = search(("nhn-access-basis", "akutt"))  # as a source reads it: any case
-    assert r.status_code == 200, r.text
+    assert r.status_code == 200, r.text[:300]
     assert hub.regions.calls == 4
     assert all(h["nhn-access-basis"] == "akutt" for h in hub.regions.headers)
 
@@ -86,7 +86,7 @@ def test_hub_refuses_malformed_patient_header_of_a_citizen_without_asking_a_regi
     caller = hub.caller()
     token = caller.citizen_token(PARENT)
     r = hub.citizen_search(caller, token, PARENT, headers={"nhn-patient-nin": "12345"})
-    assert r.status_code == 403, r.text
+    assert r.status_code == 403, r.text[:300]
     assert hub.regions.calls == 0
 
 
@@ -106,12 +106,12 @@ def test_hub_refuses_a_50000_character_author_given_without_asking_a_region(
         },
         timeout=30,
     )
-    assert r.status_code == 400, r.text
+    assert r.status_code == 400, r.text[:300]
     issue = _issue(r)
     assert issue["expression"] == ["author.given"]
     assert "MAX_STRING_LENGTH" in str(issue["diagnostics"])
     r = hub.citizen_search(caller, token, PARENT, **{"author.given": "b" * 5_000})
-    assert r.status_code == 400, r.text
+    assert r.status_code == 400, r.text[:300]
     assert hub.regions.calls == 0
     _all_closed(hub)
 
@@ -130,14 +130,14 @@ def test_hub_refuses_post_search_with_100000_parameters_quickly(hub: SecuredHub)
 
     started = time.perf_counter()
     r = post(b"&".join([f"patient.identifier={FNR}|{PARENT}".encode()] + [b"a=1"] * 100_000))
-    assert r.status_code == 413, r.text
+    assert r.status_code == 413, r.text[:300]
     assert "MAX_BODY_BYTES" in str(_issue(r)["diagnostics"])
     # The same without a Content-Length (chunked): refused as soon as the limit is passed.
     r = post(iter([b"a=1&" * 1000] * 100))
-    assert r.status_code == 413, r.text
+    assert r.status_code == 413, r.text[:300]
     # Under the byte limit but over the parameter limit: counted before it is parsed.
     r = post(b"&".join([b"a"] * 20_000))
-    assert r.status_code == 400, r.text
+    assert r.status_code == 400, r.text[:300]
     assert "MAX_PARAMETERS" in str(_issue(r)["diagnostics"])
     assert time.perf_counter() - started < 3.0
     assert hub.regions.calls == 0
@@ -154,7 +154,7 @@ def test_hub_refuses_too_many_repeats_of_one_parameter(hub: SecuredHub) -> None:
         headers=caller.headers(token, hub.search_url),
         timeout=30,
     )
-    assert r.status_code == 400, r.text
+    assert r.status_code == 400, r.text[:300]
     assert "MAX_PARAMETER_REPEATS" in str(_issue(r)["diagnostics"])
     assert hub.regions.calls == 0
 
@@ -167,6 +167,6 @@ def test_practitioner_with_a_bad_query_is_refused_after_the_door_and_no_region_i
     headers = caller.headers(token, hub.search_url, patient=DOCTOR, salt=salt)
     params = {"patient.identifier": f"{FNR}|{DOCTOR}", "type": ",".join(["x|y"] * 1000)}
     r = httpx.get(hub.search_url, params=params, headers=headers, timeout=30)
-    assert r.status_code == 400, r.text
+    assert r.status_code == 400, r.text[:300]
     assert "MAX_OR_VALUES" in str(_issue(r)["diagnostics"])
     assert hub.regions.calls == 0

@@ -69,9 +69,7 @@ class LimitExceeded(DomainError):
     """A request asked for more work than the limit allows; the message names the limit."""
 
     def __init__(self, limit: str, allowed: int, seen: int, *, expression: str | None = None):
-        super().__init__(
-            f"{limit}: at most {allowed} allowed, {seen} given", expression=expression
-        )
+        super().__init__(f"{limit}: at most {allowed} allowed, {seen} given", expression=expression)
         self.limit = limit
         self.allowed = allowed
         self.seen = seen

@@ -28,7 +28,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from onerecord import __version__
 from onerecord.audit import AuditAction, AuditSink, SqlAuditSink
 from onerecord.domain import DomainError, NationalIdentityNumber
-from onerecord.domain.limits import MAX_BODY_BYTES
 from onerecord.hub.audit import audit_record
 from onerecord.hub.auditdb import create_audit_tables, make_audit_engine
 from onerecord.hub.breaker import BreakerBoard
@@ -54,7 +53,6 @@ from onerecord.mhd import (
     FHIR_JSON,
     BadRequest,
     MhdError,
-    PayloadTooLarge,
     RetrieveKey,
     capability_statement,
     outcome_for,
@@ -559,7 +557,9 @@ def create_hub_app(
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media != _FORM:
             return _issue_body(415, "not-supported", f"_search takes {_FORM}", None)
-        form = read_search_form(await _bounded_body(request, MAX_BODY_BYTES))
+        form = await read_search_form(
+            request.stream(), declared_length=request.headers.get("content-length")
+        )
         return await _find(request, svc, [*request.query_params.multi_items(), *form])
 
     @app.get("/fhir/Binary/{token}")
@@ -660,22 +660,6 @@ def create_hub_app(
     app.add_middleware(ReleaseCallerPermits)
     app.add_middleware(CorrelationAndMetrics, metrics=metrics)
     return app
-
-
-async def _bounded_body(request: Request, limit: int) -> bytes:
-    """Read the request body, refusing (413) as soon as it is known to exceed `limit` bytes."""
-    declared = request.headers.get("content-length", "")
-    too_large = PayloadTooLarge(f"MAX_BODY_BYTES: the request body exceeds {limit} bytes")
-    if declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _sent_path(request: Request) -> str:

@@ -21,8 +21,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from onerecord.domain import InvalidIdentifier, NationalIdentityNumber
-from onerecord.domain.limits import MAX_HEADER_LENGTH, LimitExceeded
-from onerecord.mhd import BadRequest, check_search_bounds, parse_find_query, render_query
+from onerecord.domain.limits import MAX_CURSOR_LENGTH, MAX_HEADER_LENGTH, MAX_PARAMETERS
+from onerecord.mhd import BadRequest, parse_find_query, render_query
 from onerecord.trust.errors import PatientBindingFailed
 from onerecord.trust.patient_binding import PATIENT_NIN_HEADER, PATIENT_SALT_HEADER
 from onerecord.trust.principal import AccessBasis
@@ -58,7 +58,7 @@ def check_forwarded_headers(headers: Iterable[tuple[str, str]], forwarded: Itera
         if seen[name] > 1:
             raise BadRequest(f"the {name} header may be given once", expression=name)
         if len(value) > MAX_HEADER_LENGTH:
-            raise LimitExceeded("MAX_HEADER_LENGTH", MAX_HEADER_LENGTH, len(value), expression=name)
+            raise _too_costly("MAX_HEADER_LENGTH", MAX_HEADER_LENGTH, len(value), name)
         if name == ACCESS_BASIS_HEADER and value:
             try:
                 AccessBasis.parse(value)  # as a source reads it (source.security)
@@ -80,6 +80,8 @@ def check_forwarded_headers(headers: Iterable[tuple[str, str]], forwarded: Itera
 
 def check_snapshot_page(params: Sequence[tuple[str, str]], *, max_page_size: int) -> None:
     """Refuse a snapshot page with anything but `_snapshot`, `_offset` and `_count`, once each."""
+    if len(params) > MAX_PARAMETERS:
+        raise _too_costly("MAX_PARAMETERS", MAX_PARAMETERS, len(params), None)
     names = Counter(name for name, _ in params)
     others = sorted(set(names) - SNAPSHOT_PARAMS)
     if others:
@@ -93,8 +95,11 @@ def check_snapshot_page(params: Sequence[tuple[str, str]], *, max_page_size: int
         if repeats > 1:
             raise BadRequest(f"{name} may be given once", expression=name)
     values = dict(params)
-    if not values["_snapshot"]:
+    snapshot = values["_snapshot"]
+    if not snapshot:
         raise BadRequest("_snapshot: empty value", code="value", expression="_snapshot")
+    if len(snapshot) > MAX_CURSOR_LENGTH:
+        raise _too_costly("MAX_CURSOR_LENGTH", MAX_CURSOR_LENGTH, len(snapshot), "_snapshot")
     offset = values.get("_offset")
     if offset is not None and not _digits(offset, _MAX_OFFSET_DIGITS):
         raise BadRequest(
@@ -120,15 +125,23 @@ def check_find_request(
 
     The query is parsed as the caller sent it, then the query each region will receive is
     rendered and parsed again as a region parses it (`HubService.find` sends `render_query`
-    with `_count` = `region_page_size`).
+    with `_count` = `region_page_size`). `parse_find_query` bounds the work first
+    (`domain.limits`: parameters, repeats, lengths, OR-lists, dates).
     """
-    check_search_bounds(params)
     if any(name == "_snapshot" for name, _ in params):
         check_snapshot_page(params, max_page_size=max_page_size)
         return
     query, _cursor = parse_find_query(params, max_count=max_page_size)
     region_query = render_query(replace(query, count=region_page_size), None)
     parse_find_query(region_query, max_count=region_page_size)
+
+
+def _too_costly(limit: str, allowed: int, seen: int, expression: str | None) -> BadRequest:
+    return BadRequest(
+        f"{limit}: at most {allowed} allowed, {seen} given",
+        code="too-costly",
+        expression=expression,
+    )
 
 
 def _digits(value: str, most: int) -> bool:

@@ -39,7 +39,6 @@ from onerecord.mhd.iti65 import (
     transaction_response,
 )
 from onerecord.mhd.iti67 import (
-    check_search_bounds,
     parse_date_param,
     parse_find_query,
     parse_token,
@@ -84,7 +83,6 @@ __all__ = [
     "build_provide_bundle",
     "capability_statement",
     "check_mime_type",
-    "check_search_bounds",
     "denial_reason",
     "document_reference",
     "entry_from_document_reference",

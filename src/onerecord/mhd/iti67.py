@@ -18,8 +18,7 @@ FHIR R4 §3.1.1.5 (search parameter types), §3.1.1.4 (_sort, _count), §3.1.1.5
 from __future__ import annotations
 
 import re
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,17 +30,7 @@ from onerecord.domain.codes import normalise_system
 from onerecord.domain.document_entry import DocumentStatus
 from onerecord.domain.errors import InvalidIdentifier
 from onerecord.domain.identifiers import DNR_SYSTEM, FNR_SYSTEM, HNR_SYSTEM, NationalIdentityNumber
-from onerecord.domain.limits import (
-    MAX_BODY_BYTES,
-    MAX_CURSOR_LENGTH,
-    MAX_OR_VALUES,
-    MAX_PARAMETER_REPEATS,
-    MAX_PARAMETERS,
-    MAX_STRING_LENGTH,
-    LimitExceeded,
-    check_count,
-    check_length,
-)
+from onerecord.domain.limits import MAX_BODY_BYTES, MAX_PARAMETERS
 from onerecord.domain.search import (
     DEFAULT_PAGE_SIZE,
     DocumentQuery,
@@ -52,11 +41,10 @@ from onerecord.domain.search import (
     TimeRange,
     TokenParam,
 )
-from onerecord.mhd.errors import BadRequest, NotAcceptable
+from onerecord.mhd.errors import BadRequest, NotAcceptable, PayloadTooLarge
 
 __all__ = [
     "LOCAL_ZONE",
-    "check_search_bounds",
     "parse_date_param",
     "parse_find_query",
     "parse_token",
@@ -329,58 +317,10 @@ def _count(values: list[str], max_count: int) -> int:
     return int(raw)
 
 
-_CURSOR_PARAMS = frozenset({"_cursor", "_snapshot"})
-
-
-def check_search_bounds(params: Sequence[tuple[str, str]]) -> None:
-    """Refuse a search that asks for more work than `domain.limits` allows, before parsing it.
-
-    Counts parameters and repeats of one name; each value is an OR-list of at most
-    MAX_OR_VALUES parts of at most MAX_STRING_LENGTH characters (a cursor: MAX_CURSOR_LENGTH).
-    The hub calls this (through `parse_find_query`) on what the caller sent, so it refuses
-    exactly what a region would.
-    """
-    check_count(len(params), limit=MAX_PARAMETERS, limit_name="MAX_PARAMETERS")
-    for name, repeats in Counter(name for name, _ in params).items():
-        check_length(name, name="parameter name")
-        check_count(
-            repeats, limit=MAX_PARAMETER_REPEATS, limit_name="MAX_PARAMETER_REPEATS", name=name
-        )
-    for name, value in params:
-        if name in _CURSOR_PARAMS:
-            if len(value) > MAX_CURSOR_LENGTH:
-                raise LimitExceeded(
-                    "MAX_CURSOR_LENGTH", MAX_CURSOR_LENGTH, len(value), expression=name
-                )
-            continue
-        if len(value) > MAX_OR_VALUES * (MAX_STRING_LENGTH + 1):
-            raise LimitExceeded("MAX_STRING_LENGTH", MAX_STRING_LENGTH, len(value), expression=name)
-        parts = _split_commas(value)
-        check_count(len(parts), limit=MAX_OR_VALUES, limit_name="MAX_OR_VALUES", name=name)
-        for part in parts:
-            check_length(part, name=name)
-
-
-def read_search_form(body: bytes) -> list[tuple[str, str]]:
-    """Read a `POST …/_search` form body, refusing an oversized one before parsing it.
-
-    The caller reads at most MAX_BODY_BYTES (and answers 413 beyond); here the parameters are
-    counted on the raw bytes first, so 100,000 parameters cost one scan, not a parse.
-    """
-    check_count(len(body), limit=MAX_BODY_BYTES, limit_name="MAX_BODY_BYTES")
-    if body:
-        check_count(body.count(b"&") + 1, limit=MAX_PARAMETERS, limit_name="MAX_PARAMETERS")
-    try:
-        return parse_qsl(body.decode("utf-8"), keep_blank_values=True)
-    except UnicodeDecodeError:
-        raise BadRequest("the form body is not UTF-8") from None
-
-
 def parse_find_query(
     params: Sequence[tuple[str, str]], *, max_count: int
 ) -> tuple[DocumentQuery, PageCursor | None]:
     """Parse ITI-67 query (or form) parameters into a DocumentQuery and the paging cursor."""
-    check_search_bounds(params)
     grouped: dict[str, list[str]] = {}
     for name, value in params:
         grouped.setdefault(name, []).append(value)
@@ -518,3 +458,35 @@ def searchset_bundle(
     if entries:
         bundle["entry"] = entries
     return bundle
+
+
+async def read_search_form(
+    chunks: AsyncIterable[bytes], *, declared_length: str | None = None
+) -> list[tuple[str, str]]:
+    """Read a `POST …/_search` form body, refusing an oversized one before parsing it.
+
+    More than MAX_BODY_BYTES is a 413 as soon as it is known (the declared Content-Length, or
+    the bytes read so far); the parameters are then counted on the raw bytes, so 100,000 of
+    them cost one scan, not a parse (400 naming MAX_PARAMETERS). `parse_find_query` checks
+    every other limit on what this returns.
+    """
+    too_large = PayloadTooLarge(
+        f"MAX_BODY_BYTES: a search form may hold at most {MAX_BODY_BYTES} bytes"
+    )
+    declared = declared_length or ""
+    if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise too_large
+    body = bytearray()
+    async for chunk in chunks:
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise too_large
+    if body and (count := body.count(b"&") + 1) > MAX_PARAMETERS:
+        raise BadRequest(
+            f"MAX_PARAMETERS: at most {MAX_PARAMETERS} allowed, {count} given",
+            code="too-costly",
+        )
+    try:
+        return parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+    except UnicodeDecodeError:
+        raise BadRequest("the form body is not UTF-8") from None

@@ -18,7 +18,6 @@ from onerecord.domain.errors import (
     InvalidIdentifier,
     UnknownCode,
 )
-from onerecord.domain.limits import LimitExceeded
 from onerecord.domain.search import InvalidCursor
 from onerecord.mhd.errors import MhdError
 
@@ -91,8 +90,7 @@ def outcome_for(
     """Return the HTTP status and OperationOutcome for an error.
 
     A DomainError is a 422 when it is about content inside an ITI-65 bundle and a 400 when it is
-    about a query parameter (`query_error=True`); a bad paging cursor or a request over a limit
-    (`domain.limits`) is always a 400.
+    about a query parameter (`query_error=True`); a bad paging cursor is always a 400.
     """
     expression = (exc.expression,) if exc.expression else ()
     reason = None
@@ -100,7 +98,7 @@ def outcome_for(
         status, code, reason = exc.status, exc.code, exc.reason
     else:
         code = next((c for t, c in _DOMAIN_CODES if isinstance(exc, t)), "invalid")
-        status = 400 if query_error or isinstance(exc, InvalidCursor | LimitExceeded) else 422
+        status = 400 if query_error or isinstance(exc, InvalidCursor) else 422
     severity = "fatal" if status >= 500 else "error"
     issue = Issue(
         code=code,

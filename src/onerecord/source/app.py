@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qsl
 
 import httpx
 import orjson
@@ -26,7 +25,6 @@ from onerecord.audit import AuditAction, AuditOutcome, AuditRecord, SqlAuditSink
 from onerecord.domain import DomainError, InvalidIdentifier, NationalIdentityNumber
 from onerecord.mhd import (
     FHIR_JSON,
-    BadRequest,
     MhdError,
     NotAcceptable,
     NotFound,
@@ -34,6 +32,7 @@ from onerecord.mhd import (
     UnsupportedMediaType,
     capability_statement,
     outcome_bytes,
+    read_search_form,
 )
 from onerecord.source.access import (
     AccessGuard,
@@ -431,10 +430,9 @@ def create_app(
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media != "application/x-www-form-urlencoded":
             raise UnsupportedMediaType("_search takes application/x-www-form-urlencoded")
-        try:
-            form = parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True)
-        except UnicodeDecodeError:
-            raise BadRequest("the form body is not UTF-8") from None
+        form = await read_search_form(
+            request.stream(), declared_length=request.headers.get("content-length")
+        )
         params = [*request.query_params.multi_items(), *form]
         return _found_response(await src.find(caller, params))
 
