@@ -42,7 +42,6 @@ from onerecord.mhd.iti67 import (
     parse_date_param,
     parse_find_query,
     parse_token,
-    read_search_form,
     render_query,
     searchset_bundle,
 )
@@ -56,6 +55,7 @@ from onerecord.mhd.outcome import (
     outcome_bytes,
     outcome_for,
 )
+from onerecord.mhd.search_form import read_search_form
 
 __all__ = [
     "COMPREHENSIVE_PROFILE",

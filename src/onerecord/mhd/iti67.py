@@ -18,11 +18,10 @@ FHIR R4 §3.1.1.5 (search parameter types), §3.1.1.4 (_sort, _count), §3.1.1.5
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qsl
 from uuid import uuid4
 from zoneinfo import ZoneInfo
 
@@ -30,7 +29,6 @@ from onerecord.domain.codes import normalise_system
 from onerecord.domain.document_entry import DocumentStatus
 from onerecord.domain.errors import InvalidIdentifier
 from onerecord.domain.identifiers import DNR_SYSTEM, FNR_SYSTEM, HNR_SYSTEM, NationalIdentityNumber
-from onerecord.domain.limits import MAX_BODY_BYTES, MAX_PARAMETERS
 from onerecord.domain.search import (
     DEFAULT_PAGE_SIZE,
     DocumentQuery,
@@ -41,14 +39,13 @@ from onerecord.domain.search import (
     TimeRange,
     TokenParam,
 )
-from onerecord.mhd.errors import BadRequest, NotAcceptable, PayloadTooLarge
+from onerecord.mhd.errors import BadRequest, NotAcceptable
 
 __all__ = [
     "LOCAL_ZONE",
     "parse_date_param",
     "parse_find_query",
     "parse_token",
-    "read_search_form",
     "render_query",
     "searchset_bundle",
 ]
@@ -458,35 +455,3 @@ def searchset_bundle(
     if entries:
         bundle["entry"] = entries
     return bundle
-
-
-async def read_search_form(
-    chunks: AsyncIterable[bytes], *, declared_length: str | None = None
-) -> list[tuple[str, str]]:
-    """Read a `POST …/_search` form body, refusing an oversized one before parsing it.
-
-    More than MAX_BODY_BYTES is a 413 as soon as it is known (the declared Content-Length, or
-    the bytes read so far); the parameters are then counted on the raw bytes, so 100,000 of
-    them cost one scan, not a parse (400 naming MAX_PARAMETERS). `parse_find_query` checks
-    every other limit on what this returns.
-    """
-    too_large = PayloadTooLarge(
-        f"MAX_BODY_BYTES: a search form may hold at most {MAX_BODY_BYTES} bytes"
-    )
-    declared = declared_length or ""
-    if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise too_large
-    body = bytearray()
-    async for chunk in chunks:
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise too_large
-    if body and (count := body.count(b"&") + 1) > MAX_PARAMETERS:
-        raise BadRequest(
-            f"MAX_PARAMETERS: at most {MAX_PARAMETERS} allowed, {count} given",
-            code="too-costly",
-        )
-    try:
-        return parse_qsl(body.decode("utf-8"), keep_blank_values=True)
-    except UnicodeDecodeError:
-        raise BadRequest("the form body is not UTF-8") from None
