@@ -72,6 +72,8 @@ class SecuredHub:
     base: str
     regions: FakeRegions
     sts_key: SigningKey
+    http: httpx.Client
+    """One client shared by the test's threads (a client per request costs an SSL context)."""
 
     @property
     def search_url(self) -> str:
@@ -81,7 +83,7 @@ class SecuredHub:
         return ApiCaller(self.sts_key)
 
     def breaker_states(self) -> dict[str, float]:
-        text = httpx.get(f"{self.base}/metrics", timeout=10).text
+        text = self.http.get(f"{self.base}/metrics").text
         return {hcid: float(state) for hcid, state in _BREAKER.findall(text)}
 
     def citizen_search(
@@ -92,7 +94,7 @@ class SecuredHub:
         if isinstance(extra, dict):
             headers.update(extra)
         query: dict[str, Any] = {"patient.identifier": f"{FNR}|{nin}", **params}
-        return httpx.get(self.search_url, params=query, headers=headers, timeout=30)
+        return self.http.get(self.search_url, params=query, headers=headers)
 
 
 @contextmanager
@@ -138,4 +140,6 @@ def secured_hub(tmp_path: Path, regions: FakeRegions, **overrides: Any) -> Itera
         )
         app = create_hub_app(settings, security=security)
         stack.enter_context(serve_in_thread(app, port=port))
-        yield SecuredHub(base, regions, sts_key)
+        limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+        http = stack.enter_context(httpx.Client(timeout=30, limits=limits))
+        yield SecuredHub(base, regions, sts_key, http)

@@ -57,7 +57,7 @@ def test_hub_refuses_unknown_access_basis_itself_and_no_breaker_opens(hub: Secur
 
     def search(*extra: tuple[str, str]) -> httpx.Response:
         headers = list(caller.headers(token, url, patient=PARENT, salt=salt).items())
-        return httpx.get(url, params=query, headers=[*headers, *extra], timeout=30)
+        return hub.http.get(url, params=query, headers=[*headers, *extra], timeout=30)
 
     started = time.perf_counter()
     for _ in range(5):
@@ -97,7 +97,7 @@ def test_hub_refuses_a_50000_character_author_given_without_asking_a_region(
     token = caller.citizen_token(PARENT)
     url = hub.search_url
     form = urlencode({"patient.identifier": f"{FNR}|{PARENT}", "author.given": "a" * 50_000})
-    r = httpx.post(
+    r = hub.http.post(
         f"{url}/_search",
         content=form,
         headers={
@@ -126,7 +126,7 @@ def test_hub_refuses_post_search_with_100000_parameters_quickly(hub: SecuredHub)
             **caller.headers(token, url, method="POST"),
             "content-type": "application/x-www-form-urlencoded",
         }
-        return httpx.post(url, content=content, headers=headers, timeout=30)
+        return hub.http.post(url, content=content, headers=headers, timeout=30)
 
     started = time.perf_counter()
     r = post(b"&".join([f"patient.identifier={FNR}|{PARENT}".encode()] + [b"a=1"] * 100_000))
@@ -148,7 +148,7 @@ def test_hub_refuses_too_many_repeats_of_one_parameter(hub: SecuredHub) -> None:
     caller = hub.caller()
     token = caller.citizen_token(PARENT)
     params = [("patient.identifier", f"{FNR}|{PARENT}")] + [("status", "current")] * 11
-    r = httpx.get(
+    r = hub.http.get(
         hub.search_url,
         params=params,
         headers=caller.headers(token, hub.search_url),
@@ -166,7 +166,7 @@ def test_practitioner_with_a_bad_query_is_refused_after_the_door_and_no_region_i
     token, salt = caller.practitioner_token(DOCTOR)
     headers = caller.headers(token, hub.search_url, patient=DOCTOR, salt=salt)
     params = {"patient.identifier": f"{FNR}|{DOCTOR}", "type": ",".join(["x|y"] * 1000)}
-    r = httpx.get(hub.search_url, params=params, headers=headers, timeout=30)
+    r = hub.http.get(hub.search_url, params=params, headers=headers, timeout=30)
     assert r.status_code == 400, r.text[:300]
     assert "MAX_OR_VALUES" in str(_issue(r)["diagnostics"])
     assert hub.regions.calls == 0

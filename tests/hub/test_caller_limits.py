@@ -72,7 +72,7 @@ def test_a_caller_over_its_concurrency_is_refused_at_once_and_does_not_slow_anot
             alice_status, alice_s = timed(alice, alice_token, CHILD_8)
             answers = [f.result() for f in flood]
         assert alice_status == 200
-        assert alice_s < 2.5, alice_s  # one region round (0.6 s), never refused or held back
+        assert alice_s < 1.5, alice_s  # one region round (0.6 s), not held back behind mallory
         statuses = sorted(status for status, _ in answers)
         assert statuses.count(200) >= 2 and statuses.count(429) >= 4, statuses
         assert all(s < 0.5 for status, s in answers if status == 429), answers
@@ -89,7 +89,7 @@ def test_unauthenticated_requests_are_refused_before_the_limiter_and_take_nobody
         token = alice.citizen_token(PARENT)
         # Requests naming alice's subject without her verified token count for no one.
         for _ in range(5):
-            r = httpx.get(
+            r = hub.http.get(
                 hub.search_url,
                 params={"patient.identifier": PARENT},
                 headers={"authorization": f"DPoP {token}"},  # no DPoP proof
