@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -170,3 +170,43 @@ def test_practitioner_with_a_bad_query_is_refused_after_the_door_and_no_region_i
     assert r.status_code == 400, r.text[:300]
     assert "MAX_OR_VALUES" in str(_issue(r)["diagnostics"])
     assert hub.regions.calls == 0
+
+
+def test_hub_snapshot_page_refuses_any_parameter_but_its_paging_ones(tmp_path: Path) -> None:
+    with secured_hub(tmp_path, FakeRegions(documents=3)) as running:
+        caller = running.caller()
+        token = caller.citizen_token(PARENT)
+        first = running.citizen_search(caller, token, PARENT, _count="5")
+        assert first.status_code == 200, first.text[:300]
+        next_url = next(lk["url"] for lk in first.json()["link"] if lk["relation"] == "next")
+        calls = running.regions.calls
+
+        def page(url: str) -> httpx.Response:
+            return running.http.get(url, headers=caller.headers(token, running.search_url))
+
+        refused = {
+            "type=x%7Cy": "type",
+            f"patient.identifier={FNR}%7C{PARENT}": "patient.identifier",
+            "_sort=title": "_sort",
+            "_snapshot=other": "_snapshot",
+        }
+        for extra, expression in refused.items():
+            r = page(f"{next_url}&{extra}")
+            assert r.status_code == 400, (extra, r.text[:300])
+            assert _issue(r)["expression"] == [expression], extra
+        snapshot = parse_qs(urlsplit(next_url).query)["_snapshot"][0]
+        bad_values = {
+            "_count=%C2%B2": "_count",  # a Unicode digit: 400, never int() raising 500
+            "_count=201": "_count",
+            "_count=0": "_count",
+            "_offset=" + "9" * 40: "_offset",
+            "_offset=-1": "_offset",
+        }
+        for value, expression in bad_values.items():
+            r = page(f"{running.search_url}?_snapshot={snapshot}&{value}")
+            assert r.status_code == 400, (value, r.text[:300])
+            assert _issue(r)["expression"] == [expression], value
+        r = page(next_url)
+        assert r.status_code == 200, r.text[:300]
+        assert len([e for e in r.json()["entry"] if e["search"]["mode"] == "match"]) == 5
+        assert running.regions.calls == calls, "a snapshot page asks no region"
