@@ -35,9 +35,7 @@ def test_a_caller_over_its_rate_gets_429_with_retry_after_while_another_caller_i
         mallory_token = mallory.citizen_token(PARENT)
         alice_token = alice.citizen_token(CHILD_8)
         with ThreadPoolExecutor(max_workers=8) as pool:
-            flood = [
-                pool.submit(_search, hub, mallory, mallory_token, PARENT) for _ in range(12)
-            ]
+            flood = [pool.submit(_search, hub, mallory, mallory_token, PARENT) for _ in range(12)]
             served = [_search(hub, alice, alice_token, CHILD_8) for _ in range(3)]
             answers = [f.result() for f in flood]
         assert [r.status_code for r in served] == [200, 200, 200]
