@@ -210,3 +210,25 @@ def test_hub_snapshot_page_refuses_any_parameter_but_its_paging_ones(tmp_path: P
         assert r.status_code == 200, r.text[:300]
         assert len([e for e in r.json()["entry"] if e["search"]["mode"] == "match"]) == 5
         assert running.regions.calls == calls, "a snapshot page asks no region"
+
+
+def test_hub_refuses_an_oversized_or_repeated_token_header_before_checking_any_signature(
+    hub: SecuredHub,
+) -> None:
+    caller = hub.caller()
+    token = caller.citizen_token(PARENT)
+    headers = caller.headers(token, hub.search_url)
+    query = {"patient.identifier": f"{FNR}|{PARENT}"}
+    r = hub.http.get(
+        hub.search_url, params=query, headers={**headers, "authorization": "DPoP " + "a" * 9000}
+    )
+    assert r.status_code == 400, r.text[:300]
+    assert "MAX_HEADER_LENGTH" in str(_issue(r)["diagnostics"])
+    assert _issue(r)["expression"] == ["authorization"]
+    r = hub.http.get(
+        hub.search_url,
+        params=query,
+        headers=[*headers.items(), ("authorization", headers["authorization"])],
+    )
+    assert r.status_code == 400, r.text[:300]
+    assert hub.regions.calls == 0

@@ -37,7 +37,11 @@ from onerecord.hub.errors import HubError
 from onerecord.hub.fanout import PassThroughAuth, RegionAuth, forward_headers
 from onerecord.hub.metrics import HubMetrics
 from onerecord.hub.redis_snapshot import RedisSnapshotStore
-from onerecord.hub.request_checks import check_find_request, check_forwarded_headers
+from onerecord.hub.request_checks import (
+    check_credential_headers,
+    check_find_request,
+    check_forwarded_headers,
+)
 from onerecord.hub.security import HubSecurity, check_patient, principal_identity
 from onerecord.hub.self_service import (
     CitizenServices,
@@ -312,6 +316,7 @@ def create_hub_app(
             # Development open access: no verified caller to limit (docs/hub.md "Limits").
             check_forwarded_headers(request.headers.items(), settings.forwarded_headers)
             return Caller(cid, identity_of(request), forwarded, make_auth(request)), None
+        check_credential_headers(request.headers.items())
         principal = await security.authenticate(
             method=request.method, path=_sent_path(request), headers=request.headers
         )

@@ -29,7 +29,9 @@ from onerecord.trust.principal import AccessBasis
 
 __all__ = [
     "ACCESS_BASIS_HEADER",
+    "CREDENTIAL_HEADERS",
     "SNAPSHOT_PARAMS",
+    "check_credential_headers",
     "check_find_request",
     "check_forwarded_headers",
     "check_snapshot_page",
@@ -39,7 +41,24 @@ ACCESS_BASIS_HEADER = "nhn-access-basis"
 SNAPSHOT_PARAMS = frozenset({"_snapshot", "_offset", "_count"})
 """The parameters of a snapshot page: what the hub's own `next` links carry, nothing else."""
 
+CREDENTIAL_HEADERS = frozenset({"authorization", "dpop"})
+"""The access token and its DPoP proof: bounded and single before any signature is checked."""
+
 _MAX_OFFSET_DIGITS = 9
+
+
+def check_credential_headers(headers: Iterable[tuple[str, str]]) -> None:
+    """Refuse an oversized or repeated `Authorization` or `DPoP` header before it is parsed."""
+    seen: Counter[str] = Counter()
+    for raw_name, value in headers:
+        name = raw_name.lower()
+        if name not in CREDENTIAL_HEADERS:
+            continue
+        seen[name] += 1
+        if seen[name] > 1:
+            raise BadRequest(f"the {name} header may be given once", expression=name)
+        if len(value) > MAX_HEADER_LENGTH:
+            raise _too_costly("MAX_HEADER_LENGTH", MAX_HEADER_LENGTH, len(value), name)
 
 
 def check_forwarded_headers(headers: Iterable[tuple[str, str]], forwarded: Iterable[str]) -> None:
