@@ -367,6 +367,11 @@ def create_hub_app(
             ]
         )
 
+    @app.exception_handler(CallerThrottled)
+    async def _throttled(_request: Request, exc: CallerThrottled) -> Response:
+        headers = {"Retry-After": str(exc.retry_after_s)}
+        return _issue_body(exc.status, exc.code, exc.message, None, headers=headers)
+
     @app.exception_handler(TrustError)
     async def _trust_error(_request: Request, exc: TrustError) -> Response:
         status = 403 if exc.status == 403 else 401
@@ -392,11 +397,6 @@ def create_hub_app(
     @app.exception_handler(HubError)
     async def _hub_error(_request: Request, exc: HubError) -> Response:
         return _issue_body(exc.status, exc.code, exc.message, exc.expression)
-
-    @app.exception_handler(CallerThrottled)
-    async def _throttled(_request: Request, exc: CallerThrottled) -> Response:
-        headers = {"Retry-After": str(exc.retry_after_s)}
-        return _issue_body(exc.status, exc.code, exc.message, None, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

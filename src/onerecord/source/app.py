@@ -363,6 +363,12 @@ def create_app(
     app.state.self_service = None
     app.state.audit = None
 
+    @app.exception_handler(CallerThrottled)
+    async def _throttled(_request: Request, exc: CallerThrottled) -> Response:
+        response = _outcome_response(MhdError(exc.message, status=exc.status, code=exc.code))
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
+
     @app.exception_handler(TrustError)
     async def _trust_error(request: Request, exc: TrustError) -> Response:
         await _audit_unauthenticated(request, exc)
@@ -375,12 +381,6 @@ def create_app(
     @app.exception_handler(DomainError)
     async def _domain_error(request: Request, exc: DomainError) -> Response:
         return _outcome_response(exc, query_error=request.method == "GET")
-
-    @app.exception_handler(CallerThrottled)
-    async def _throttled(_request: Request, exc: CallerThrottled) -> Response:
-        response = _outcome_response(MhdError(exc.message, status=exc.status, code=exc.code))
-        response.headers["Retry-After"] = str(exc.retry_after_s)
-        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
