@@ -51,10 +51,13 @@ class FakeRegions:
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)
             number = region.removeprefix("r")
-            entries = [
-                {"resource": make_docref(f"2.25.{number}{i}", hcid=REGIONS[int(number) - 1])}
-                for i in range(self.documents)
-            ]
+            patient = request.query_params.get("patient.identifier", "").rpartition("|")[2]
+            entries = []
+            for i in range(self.documents):
+                resource = make_docref(f"2.25.{number}{i}", hcid=REGIONS[int(number) - 1])
+                # About the patient asked for, as a source answers (the hub checks the subject).
+                resource["subject"] = {"identifier": {"system": FNR, "value": patient}}
+                entries.append({"resource": resource})
             body = orjson.dumps({"resourceType": "Bundle", "type": "searchset", "entry": entries})
             return Response(body, media_type=FHIR)
 
