@@ -275,7 +275,11 @@ def today() -> date:
 
 @contextmanager
 def start_network(
-    workdir: Path, *, db_url: str | None = None, schema: str | None = None
+    workdir: Path,
+    *,
+    db_url: str | None = None,
+    schema: str | None = None,
+    source_overrides: dict[str, Any] | None = None,
 ) -> Iterator[Network]:
     """Start the STS and the source (SQLite in `workdir` unless `db_url` is given)."""
     population = generate_population(seed=11, citizens=0, reference_date=today())
@@ -315,6 +319,7 @@ def start_network(
         hub_issuer=HUB_ISSUER,
         hub_jwks_url="http://127.0.0.1:9/unused-jwks",
         publisher_jwks_file=publishers,
+        **(source_overrides or {}),
     )
     source_app = create_app(settings, hub_keys=StaticJwks([hub_key]))
     with ExitStack() as stack:

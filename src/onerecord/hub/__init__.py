@@ -36,6 +36,7 @@ from onerecord.hub.fanout import (
 )
 from onerecord.hub.merge import HubStatus, MergedResult, consolidate, merge
 from onerecord.hub.redis_snapshot import RedisSnapshotStore
+from onerecord.hub.request_checks import check_find_request, check_forwarded_headers
 from onerecord.hub.results import RegionResult, RegionStatus
 from onerecord.hub.security import HubAssertionAuth, HubSecurity, check_patient, load_hub_key
 from onerecord.hub.self_service import CitizenServices, ControlChange, ControlKind
@@ -83,6 +84,8 @@ __all__ = [
     "SnapshotNotFound",
     "SnapshotStore",
     "UnknownCommunity",
+    "check_find_request",
+    "check_forwarded_headers",
     "check_patient",
     "consolidate",
     "create_hub_app",

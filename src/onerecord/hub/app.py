@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Annotated
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 import orjson
 import structlog
@@ -39,6 +39,11 @@ from onerecord.hub.errors import HubError
 from onerecord.hub.fanout import PassThroughAuth, RegionAuth, RequestBudget, forward_headers
 from onerecord.hub.metrics import HubMetrics
 from onerecord.hub.redis_snapshot import RedisSnapshotStore
+from onerecord.hub.request_checks import (
+    check_credential_headers,
+    check_find_request,
+    check_forwarded_headers,
+)
 from onerecord.hub.security import HubSecurity, check_patient, principal_identity
 from onerecord.hub.self_service import (
     CitizenServices,
@@ -60,9 +65,17 @@ from onerecord.mhd import (
     http_error,
     invalid_request,
     outcome_for,
+    read_search_form,
 )
 from onerecord.mhd.openapi import ITI67_GET_OPENAPI, ITI67_POST_OPENAPI
 from onerecord.trust.access_token import Principal
+from onerecord.trust.caller_limits import (
+    PERMIT_STATE,
+    CallerLimiter,
+    CallerThrottled,
+    ReleaseCallerPermits,
+    caller_key,
+)
 from onerecord.trust.errors import TrustError
 from onerecord.trust.patient_binding import PATIENT_NIN_HEADER, PATIENT_SALT_HEADER
 
@@ -241,6 +254,7 @@ def create_hub_app(
         metrics=metrics,
     )
     make_auth = auth or _pass_through
+    limiter = CallerLimiter(settings.caller_quota)
     identity_of = _identity_of(caller_identity)
     owns_security = security is None and settings.issuer is not None
     if owns_security and not settings.dev_open_access:
@@ -314,11 +328,17 @@ def create_hub_app(
         cid = correlation_of(request)
         forwarded = forward_headers(request.headers, settings.forwarded_headers)
         if security is None:
+            # Development open access: no verified caller to limit (docs/hub.md "Limits").
+            check_forwarded_headers(request.headers.items(), settings.forwarded_headers)
             return Caller(cid, identity_of(request), forwarded, make_auth(request)), None
+        check_credential_headers(request.headers.items())
         principal = await security.authenticate(
             method=request.method, path=_sent_path(request), headers=request.headers
         )
         request.state.principal = principal
+        # Admitted or refused (429) before any other work; ReleaseCallerPermits gives it back.
+        setattr(request.state, PERMIT_STATE, limiter.acquire(caller_key(principal.claims)))
+        check_forwarded_headers(request.headers.items(), settings.forwarded_headers)
         if params is not None and not any(name == "_snapshot" for name, _ in params):
             check_patient(principal, params, request.headers)
         region_auth = security.region_auth(
@@ -381,6 +401,11 @@ def create_hub_app(
         task = asyncio.create_task(write(), name="hub late audit write")
         late_audit_writes.add(task)
         task.add_done_callback(late_audit_writes.discard)
+
+    @app.exception_handler(CallerThrottled)
+    async def _throttled(_request: Request, exc: CallerThrottled) -> Response:
+        headers = {"Retry-After": str(exc.retry_after_s)}
+        return _issue_body(exc.status, exc.code, exc.message, None, headers=headers)
 
     @app.exception_handler(TrustError)
     async def _trust_error(_request: Request, exc: TrustError) -> Response:
@@ -458,7 +483,22 @@ def create_hub_app(
                         reason=exc.error,
                     )
                     raise
+                except (MhdError, DomainError) as exc:
+                    await record(
+                        request,
+                        AuditAction.SEARCH,
+                        _error_status(exc),
+                        patient_id=patient,
+                        query=query,
+                    )
+                    raise
                 try:
+                    # Refuse what the hub or a region would refuse before asking any region.
+                    check_find_request(
+                        params,
+                        max_page_size=settings.max_page_size,
+                        region_page_size=settings.region_page_size,
+                    )
                     answer = await service.find(who, params, budget=budget)
                 except Exception as exc:  # audited, then answered by the exception handlers
                     status = _error_status(exc)
@@ -595,10 +635,9 @@ def create_hub_app(
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media != _FORM:
             return _issue_body(415, "not-supported", f"_search takes {_FORM}", None)
-        try:
-            form = parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True)
-        except UnicodeDecodeError:
-            return _issue_body(400, "invalid", "the form body is not UTF-8", None)
+        form = await read_search_form(
+            request.stream(), declared_length=request.headers.get("content-length")
+        )
         return await _find(request, svc, [*request.query_params.multi_items(), *form])
 
     @app.get("/fhir/DocumentReference/{document_id}")
@@ -725,6 +764,7 @@ def create_hub_app(
     async def change_practitioner_block(hpr: str, request: Request, citizens: Citizens) -> Response:
         return await _change_control(request, citizens, ControlKind.PRACTITIONER_BLOCK, hpr)
 
+    app.add_middleware(ReleaseCallerPermits)
     app.add_middleware(CorrelationAndMetrics, metrics=metrics)
     return app
 

@@ -68,6 +68,16 @@ def serve(
     request_deadline: Annotated[
         float | None, typer.Option(help="Seconds per request (default 5.0).")
     ] = None,
+    caller_concurrency: Annotated[
+        int | None, typer.Option(help="Requests in flight per caller (default 16; 0 = no limit).")
+    ] = None,
+    caller_rate: Annotated[
+        float | None,
+        typer.Option(help="Sustained requests per second per caller (default 20; 0 = no limit)."),
+    ] = None,
+    caller_burst: Annotated[
+        int | None, typer.Option(help="Requests a caller may send at once (default 200).")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Serve the national hub."""
@@ -87,6 +97,9 @@ def serve(
         "request_deadline_s": request_deadline,
         "audit_checkpoint_file": audit_checkpoints,
         "audit_checkpoint_key_file": audit_checkpoint_key,
+        "caller_concurrency": caller_concurrency,
+        "caller_rate_per_s": caller_rate,
+        "caller_burst": caller_burst,
     }
     given = {k: v for k, v in given.items() if v is not None}
     settings = HubSettings(

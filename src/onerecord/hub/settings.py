@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from onerecord.hub.fanout import DEFAULT_FORWARDED_HEADERS, DEFAULT_MAX_PAGES, Deadlines
+from onerecord.trust.caller_limits import CallerQuota
 
 __all__ = ["HubSettings"]
 
@@ -56,6 +57,11 @@ class HubSettings(BaseSettings):
     audit_checkpoint_key_file: Path | None = None
     audit_checkpoint_every: int = 100
     audit_checkpoint_interval_s: float = 10.0
+    # Per-caller limits (docs/hub.md "Limits"): requests in flight, sustained requests per
+    # second and burst of one caller (sub + client_id of its verified token); 0 = no limit.
+    caller_concurrency: int = 16
+    caller_rate_per_s: float = 20.0
+    caller_burst: int = 200
 
     @field_validator("public_base_url")
     @classmethod
@@ -71,6 +77,7 @@ class HubSettings(BaseSettings):
             raise ValueError("dev_open_access needs dev_mode (never in production)")
         if (self.audit_checkpoint_file is None) != (self.audit_checkpoint_key_file is None):
             raise ValueError("audit checkpoints need both a checkpoint file and a key file")
+        self.caller_quota  # noqa: B018 - validates the per-caller limits
         return self
 
     @property
@@ -79,6 +86,15 @@ class HubSettings(BaseSettings):
             per_region_s=self.per_region_timeout_s,
             aggregation_s=self.aggregation_deadline_s,
             request_s=self.request_deadline_s,
+        )
+
+    @property
+    def caller_quota(self) -> CallerQuota:
+        """What one caller may use at once and per second."""
+        return CallerQuota(
+            concurrency=self.caller_concurrency,
+            rate_per_s=self.caller_rate_per_s,
+            burst=self.caller_burst,
         )
 
     @property

@@ -58,6 +58,7 @@ from onerecord.mhd.outcome import (
     outcome_bytes,
     outcome_for,
 )
+from onerecord.mhd.search_form import read_search_form
 
 __all__ = [
     "COMPREHENSIVE_PROFILE",
@@ -99,6 +100,7 @@ __all__ = [
     "parse_provide_bundle",
     "parse_retrieve_path",
     "parse_token",
+    "read_search_form",
     "render_query",
     "retrieve_url",
     "searchset_bundle",

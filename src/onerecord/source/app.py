@@ -16,7 +16,6 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qsl
 
 import httpx
 import orjson
@@ -41,7 +40,6 @@ from onerecord.domain import DomainError, InvalidIdentifier, NationalIdentityNum
 from onerecord.logs import configure_logging, log_unexpected_error
 from onerecord.mhd import (
     FHIR_JSON,
-    BadRequest,
     MhdError,
     NotAcceptable,
     NotFound,
@@ -51,6 +49,7 @@ from onerecord.mhd import (
     http_error,
     invalid_request,
     outcome_bytes,
+    read_search_form,
 )
 from onerecord.mhd.openapi import ITI67_GET_OPENAPI, ITI67_POST_OPENAPI
 from onerecord.source.access import (
@@ -71,12 +70,14 @@ from onerecord.source.security import (
     AuditRecorder,
     PolicyGuard,
     SourceAuthenticator,
+    SourceCallerLimits,
 )
 from onerecord.source.self_service import SelfService, patient_from_token_param
 from onerecord.source.service import DocumentSource, FoundPage
 from onerecord.source.settings import SourceSettings
 from onerecord.source.store import SqlDocumentStore
 from onerecord.trust.access_token import AuthSettings
+from onerecord.trust.caller_limits import PERMIT_STATE, CallerThrottled, ReleaseCallerPermits
 from onerecord.trust.errors import InvalidToken, TrustError
 from onerecord.trust.keys import KeyProvider, RemoteJwks, StaticJwks
 from onerecord.trust.patient_binding import PATIENT_NIN_HEADER
@@ -157,7 +158,11 @@ def _source(request: Request) -> DocumentSource:
 
 async def _caller(request: Request) -> CallerContext:
     factory: Callable[[Request], Awaitable[CallerContext]] = request.app.state.caller_factory
-    return await factory(request)
+    caller = await factory(request)
+    # Admitted or refused (429) before any other work; ReleaseCallerPermits gives it back.
+    limits: SourceCallerLimits = request.app.state.caller_limits
+    setattr(request.state, PERMIT_STATE, limits.admit(caller))
+    return caller
 
 
 SourceDep = Annotated[DocumentSource, Depends(_source)]
@@ -392,8 +397,17 @@ def create_app(
     )
 
     app.state.caller_factory = caller_factory or _default_caller
+    app.state.caller_limits = SourceCallerLimits(
+        settings.caller_quota, via_hub_factor=settings.caller_via_hub_factor
+    )
     app.state.self_service = None
     app.state.audit = None
+
+    @app.exception_handler(CallerThrottled)
+    async def _throttled(_request: Request, exc: CallerThrottled) -> Response:
+        response = _outcome_response(MhdError(exc.message, status=exc.status, code=exc.code))
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
 
     @app.exception_handler(TrustError)
     async def _trust_error(request: Request, exc: TrustError) -> Response:
@@ -472,10 +486,9 @@ def create_app(
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media != "application/x-www-form-urlencoded":
             raise UnsupportedMediaType("_search takes application/x-www-form-urlencoded")
-        try:
-            form = parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True)
-        except UnicodeDecodeError:
-            raise BadRequest("the form body is not UTF-8") from None
+        form = await read_search_form(
+            request.stream(), declared_length=request.headers.get("content-length")
+        )
         params = [*request.query_params.multi_items(), *form]
         return _found_response(await src.find(caller, params))
 
@@ -570,6 +583,7 @@ def create_app(
         )
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(ReleaseCallerPermits)
     return app
 
 

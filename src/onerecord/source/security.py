@@ -5,6 +5,8 @@
                          onerecord.trust.policy with the patient's controls and the region policy
     AuditRecorder        AccessRecorder: one AuditRecord per patient and access into SqlAuditSink,
                          allowed or denied (F1, F5), the token jti only (F6), emergency flagged (D2)
+    SourceCallerLimits   per-caller limits after authentication: direct callers by their token,
+                         calls the hub relays by the end user the assertion carries
 
 Citizens' population facts come from the access token, never from a register of the source's
 own: the STS applied Folkeregisteret (addresses, parental responsibility, address protection,
@@ -64,6 +66,12 @@ from onerecord.trust.assertion import (
     check_assertion_patient,
     verify_hub_assertion,
 )
+from onerecord.trust.caller_limits import (
+    CallerLimiter,
+    CallerPermit,
+    CallerQuota,
+    caller_key,
+)
 from onerecord.trust.errors import InvalidToken, PatientBindingFailed
 from onerecord.trust.keys import KeyProvider
 from onerecord.trust.patient_binding import (
@@ -99,6 +107,7 @@ __all__ = [
     "AuditRecorder",
     "PolicyGuard",
     "SourceAuthenticator",
+    "SourceCallerLimits",
     "population_facts",
 ]
 
@@ -204,6 +213,36 @@ class SourceAuthenticator:
             via_hub=True,
             correlation_id=str(correlation) if isinstance(correlation, str) else None,
         )
+
+
+class SourceCallerLimits:
+    """Per-caller limits at a source (docs/source.md "Limits"), taken after authentication.
+
+    A direct caller is keyed by its token's `sub` and `client_id`. A call the hub relays is keyed
+    by the end user the hub assertion carries (its `sub` and `client_id`), never by the hub as
+    one caller: the hub is not one user, and one user's traffic through it must not exhaust a
+    limit every other user shares. Relayed calls get `via_hub_factor` times the quota, because
+    one search at the hub may follow several pages at a region, and the hub limits each user
+    itself first. A caller without a verified principal (development open access) is not limited.
+    """
+
+    def __init__(
+        self,
+        quota: CallerQuota,
+        *,
+        via_hub_factor: float = 4.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.direct = CallerLimiter(quota, clock=clock)
+        self.via_hub = CallerLimiter(quota.scaled(via_hub_factor), clock=clock)
+
+    def admit(self, caller: CallerContext) -> CallerPermit | None:
+        """Admit one request of `caller`, or raise CallerThrottled (429)."""
+        principal = caller.principal
+        if not isinstance(principal, HealthPersonnel | Citizen):
+            return None
+        limiter = self.via_hub if caller.via_hub else self.direct
+        return limiter.acquire(caller_key(principal.claims))
 
 
 # --- policy ----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from onerecord.domain import HomeCommunityId, RepositoryUniqueId
+from onerecord.trust.caller_limits import CallerQuota
 from onerecord.trust.policy import RegionPolicy
 from onerecord.trust.principal import PurposeOfUse
 
@@ -68,6 +69,13 @@ class SourceSettings(BaseSettings):
         default=None,
         description="JWKS file of the systems allowed to publish (ITI-65), see trust/publish_proof",
     )
+    # Per-caller limits (docs/source.md "Limits"); 0 switches a limit off.
+    caller_concurrency: int = Field(default=16, description="requests in flight per caller")
+    caller_rate_per_s: float = Field(default=20.0, description="sustained requests/s per caller")
+    caller_burst: int = Field(default=200, description="requests at once per caller (bucket)")
+    caller_via_hub_factor: float = Field(
+        default=4.0, gt=0, description="multiplier for end users' calls relayed by the hub"
+    )
 
     # Audit checkpoints (docs/operations.md "Audit checkpoints"): signed chain heads kept
     # outside the database, so that `onerecord audit verify` notices a rewritten or cut chain.
@@ -110,7 +118,17 @@ class SourceSettings(BaseSettings):
             raise ValueError("audit checkpoints need both a checkpoint file and a key file")
         if bool(self.hub_issuer) != bool(self.hub_jwks_url):
             raise ValueError("a trusted hub needs both hub_issuer and hub_jwks_url")
+        self.caller_quota  # noqa: B018 - validates the per-caller limits
         return self
+
+    @property
+    def caller_quota(self) -> CallerQuota:
+        """What one direct caller may use at once and per second."""
+        return CallerQuota(
+            concurrency=self.caller_concurrency,
+            rate_per_s=self.caller_rate_per_s,
+            burst=self.caller_burst,
+        )
 
     @property
     def fhir_base(self) -> str:

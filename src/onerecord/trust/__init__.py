@@ -27,6 +27,7 @@ from onerecord.trust.attestation import (
     enrich,
     parse_authorization_details,
 )
+from onerecord.trust.caller_limits import CallerLimiter, CallerQuota, CallerThrottled
 from onerecord.trust.dpop import DPoPProof, jwk_thumbprint, make_proof, verify_proof
 from onerecord.trust.errors import (
     AccessDenied,
@@ -97,6 +98,9 @@ __all__ = [
     "Attestation",
     "AttestationExpired",
     "AuthSettings",
+    "CallerLimiter",
+    "CallerQuota",
+    "CallerThrottled",
     "Citizen",
     "CitizenContext",
     "CompactJws",
