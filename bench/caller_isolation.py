@@ -4,7 +4,8 @@ Set-up: `onerecord demo` (token service, hub, four regions, the portals; SQLite)
 on 127.0.0.1. Two health workers log in through the token service with DPoP-bound tokens:
 
 - the **normal caller** (the demo's doctor) searches one patient's overview through the hub, one
-  request at a time with keep-alive;
+  request at a time with keep-alive, paced at `--normal-rate` (default 10/s: a busy clinic, within
+  the per-caller quota of 20/s);
 - the **hostile caller** (the demo's nurse, her own token and key) sends bad requests at a fixed
   rate (default 50/s), cycling through the shapes issue 10 names: `date=0001`, `date=9999-12-31`,
   an unknown `nhn-access-basis`, a 50,000-character `author.given`, an OR-list of 1,000 `type`
@@ -183,19 +184,28 @@ def attacks(hub_fhir: str, session: HubSession, patient: str) -> list[tuple[str,
 
 
 async def normal_searches(
-    http: httpx.AsyncClient, hub_fhir: str, session: HubSession, patient: str, seconds: float
+    http: httpx.AsyncClient,
+    hub_fhir: str,
+    session: HubSession,
+    patient: str,
+    seconds: float,
+    rate: float,
 ) -> tuple[list[float], collections.Counter[int]]:
+    """One search at a time, started every 1/rate s (a busy clinic's pace, within its quota)."""
     url = f"{hub_fhir}/DocumentReference"
     params = {"patient.identifier": patient_identifier(patient), "_count": "20"}
     times: list[float] = []
     statuses: collections.Counter[int] = collections.Counter()
     end = time.monotonic() + seconds
+    next_at = time.monotonic()
     while time.monotonic() < end:
         headers = session.headers("GET", url)  # signed before the timer starts
         t0 = time.perf_counter()
         answer = await http.get(url, params=params, headers=headers)
         times.append(time.perf_counter() - t0)
         statuses[answer.status_code] += 1
+        next_at += 1.0 / rate
+        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
     return times, statuses
 
 
@@ -235,7 +245,9 @@ async def breaker_states(http: httpx.AsyncClient, hub_base: str) -> dict[str, in
     return states
 
 
-async def run(manifest: dict[str, Any], seconds: float, rate: float) -> dict[str, Any]:
+async def run(
+    manifest: dict[str, Any], seconds: float, rate: float, normal_rate: float
+) -> dict[str, Any]:
     hub_fhir = str(manifest["hub"]["fhir_base"]).rstrip("/")
     hub_base = hub_fhir.rsplit("/fhir", 1)[0]
     patient = str(manifest["patients"]["adult"])
@@ -244,12 +256,13 @@ async def run(manifest: dict[str, Any], seconds: float, rate: float) -> dict[str
             httpx.AsyncClient(timeout=30, limits=limits) as bad_http:
         normal = await log_in(normal_http, manifest, "doctor", patient)
         bad = await log_in(bad_http, manifest, "nurse", patient)
-        await normal_searches(normal_http, hub_fhir, normal, patient, 2.0)  # warm-up
-        baseline, base_status = await normal_searches(normal_http, hub_fhir, normal, patient,
-                                                      seconds)
+        await normal_searches(normal_http, hub_fhir, normal, patient, 2.0, normal_rate)  # warm-up
+        baseline, base_status = await normal_searches(
+            normal_http, hub_fhir, normal, patient, seconds, normal_rate
+        )
         shapes = attacks(hub_fhir, bad, patient)
         (attacked, attacked_status), hostile_seen = await asyncio.gather(
-            normal_searches(normal_http, hub_fhir, normal, patient, seconds),
+            normal_searches(normal_http, hub_fhir, normal, patient, seconds, normal_rate),
             hostile(bad_http, shapes, rate, seconds),
         )
         breakers = await breaker_states(normal_http, hub_base)
@@ -262,6 +275,7 @@ async def run(manifest: dict[str, Any], seconds: float, rate: float) -> dict[str
     return {
         "seconds_per_phase": seconds,
         "hostile_rate_per_s": rate,
+        "normal_rate_per_s": normal_rate,
         "normal_baseline": base,
         "normal_under_attack": under,
         "p99_ratio": round(under["p99_ms"] / base["p99_ms"], 2),
@@ -284,14 +298,15 @@ async def run(manifest: dict[str, Any], seconds: float, rate: float) -> dict[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument("--rate", type=float, default=50.0, help="hostile requests per second")
+    parser.add_argument("--normal-rate", type=float, default=10.0, help="normal searches/s")
     args = parser.parse_args()
     if not (1 <= args.seconds <= 120 and 1 <= args.rate <= 200):
         raise SystemExit("--seconds 1..120 and --rate 1..200 keep the run bounded")
     with tempfile.TemporaryDirectory(prefix="onerecord-isolation-") as tmp:
         demo, manifest = start_demo(Path(tmp))
         try:
-            result = asyncio.run(run(manifest, args.seconds, args.rate))
+            result = asyncio.run(run(manifest, args.seconds, args.rate, args.normal_rate))
         finally:
             stop_demo(demo)
     result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
