@@ -387,6 +387,41 @@ def create_hub_app(
             ]
         )
 
+    async def admit(
+        request: Request,
+        params: list[tuple[str, str]] | None,
+        action: AuditAction,
+        *,
+        patient_id: str | None,
+        query: str | None = None,
+        document_ids: tuple[str, ...] = (),
+    ) -> tuple[Caller, Principal | None]:
+        """`authorise`, auditing a refusal (401/403, or 400 for a malformed header) before it is
+        raised; a caller over its quota (429) is not audited: nothing was read."""
+        try:
+            return await authorise(request, params)
+        except TrustError as exc:
+            await record(
+                request,
+                action,
+                exc.status,
+                patient_id=patient_id,
+                query=query,
+                document_ids=document_ids,
+                reason=exc.error,
+            )
+            raise
+        except (MhdError, DomainError) as exc:
+            await record(
+                request,
+                action,
+                _error_status(exc),
+                patient_id=patient_id,
+                query=query,
+                document_ids=document_ids,
+            )
+            raise
+
     def record_late(
         request: Request, action: AuditAction, *, patient_id: str | None, query: str | None
     ) -> None:
@@ -471,27 +506,9 @@ def create_hub_app(
         try:
             # One deadline for the whole request: token check, fan-out, merge, audit write.
             async with asyncio.timeout_at(budget.request_at):
-                try:
-                    who, _principal = await authorise(request, params)
-                except TrustError as exc:
-                    await record(
-                        request,
-                        AuditAction.SEARCH,
-                        exc.status,
-                        patient_id=patient,
-                        query=query,
-                        reason=exc.error,
-                    )
-                    raise
-                except (MhdError, DomainError) as exc:
-                    await record(
-                        request,
-                        AuditAction.SEARCH,
-                        _error_status(exc),
-                        patient_id=patient,
-                        query=query,
-                    )
-                    raise
+                who, _principal = await admit(
+                    request, params, AuditAction.SEARCH, patient_id=patient, query=query
+                )
                 try:
                     # Refuse what the hub or a region would refuse before asking any region.
                     check_find_request(
@@ -675,18 +692,9 @@ def create_hub_app(
         hcid = key.home_community_id.urn
         document = (key.unique_id.value,)
         patient = request.headers.get(PATIENT_NIN_HEADER)
-        try:
-            who, _principal = await authorise(request, None)
-        except TrustError as exc:
-            await record(
-                request,
-                AuditAction.RETRIEVE,
-                exc.status,
-                patient_id=patient,
-                document_ids=document,
-                reason=exc.error,
-            )
-            raise
+        who, _principal = await admit(
+            request, None, AuditAction.RETRIEVE, patient_id=patient, document_ids=document
+        )
         try:
             got = await svc.retrieve(who, token, request.headers.get("accept"))
         except HubError as exc:

@@ -20,7 +20,7 @@ import orjson
 import structlog
 
 from onerecord.domain.search import DocumentQuery
-from onerecord.hub.breaker import BreakerBoard
+from onerecord.hub.breaker import BreakerBoard, CircuitBreaker
 from onerecord.hub.client import (
     RegionClient,
     RegionConnectError,
@@ -28,7 +28,7 @@ from onerecord.hub.client import (
     RegionTransportError,
 )
 from onerecord.hub.count import count_region
-from onerecord.hub.directory import RegionDirectory
+from onerecord.hub.directory import Region, RegionDirectory
 from onerecord.hub.document_ids import HubDocumentId, route_entry
 from onerecord.hub.errors import HubError, UnknownCommunity
 from onerecord.hub.fanout import (
@@ -298,35 +298,19 @@ class HubService:
         """
         routed = HubDocumentId.parse(document_id)
         hcid = routed.home_community_id.urn
-        region = self.directory.by_hcid(hcid)
-        if region is None:
-            raise UnknownCommunity(
-                f"no DocumentReference with id {document_id} at the hub",
-                expression="DocumentReference.id",
-            )
-        breaker = self.breakers[hcid]
-        if not region.enabled or not breaker.allow():
-            raise RegionFailure(f"{region.name} ({hcid}) is unavailable", status=502)
+        region, breaker = self._owning_region(
+            hcid,
+            unknown=f"no DocumentReference with id {document_id} at the hub",
+            expression="DocumentReference.id",
+        )
         url = f"{region.base_url}/DocumentReference/{routed.entry_uuid}"
-        headers = {
-            **caller.region_headers(),
-            **(await caller.auth.headers_for(region, "GET", url)),
-        }
+        headers = await self._routed_headers(caller, region, url)
         timeout = self.settings.retrieve_timeout_s
         try:
             got = await self.client.get(url, headers=headers, timeout_s=timeout)
-        except TimeoutError:
+        except (TimeoutError, RegionConnectError, RegionTransportError) as exc:
             breaker.record_failure()
-            raise RegionFailure(
-                f"{region.name} ({hcid}) did not answer within {timeout:.1f} s",
-                status=504,
-                code="timeout",
-            ) from None
-        except (RegionConnectError, RegionTransportError) as exc:
-            breaker.record_failure()
-            raise RegionFailure(
-                f"{region.name} ({hcid}) is unavailable: {exc}", status=502
-            ) from None
+            raise _routed_call_failed(region, timeout, exc) from None
         resource = _read_resource(got.body) if got.status == 200 else None
         if got.status >= 500 or (got.status == 200 and resource is None):
             breaker.record_failure()
@@ -350,36 +334,21 @@ class HubService:
         """Route a Retrieve Document to the region named by the token's homeCommunityId."""
         key = RetrieveKey.parse(token)
         hcid = key.home_community_id.urn
-        region = self.directory.by_hcid(hcid)
-        if region is None:
-            raise UnknownCommunity(
-                f"homeCommunityId {hcid} is not a community of this network", expression="Binary.id"
-            )
-        breaker = self.breakers[hcid]
-        if not region.enabled or not breaker.allow():
-            raise RegionFailure(f"{region.name} ({hcid}) is unavailable", status=502)
+        region, breaker = self._owning_region(
+            hcid,
+            unknown=f"homeCommunityId {hcid} is not a community of this network",
+            expression="Binary.id",
+        )
         url = f"{region.base_url}/Binary/{token}"
-        headers = {
-            **caller.region_headers(),
-            **(await caller.auth.headers_for(region, "GET", url)),
-        }
+        headers = await self._routed_headers(caller, region, url)
         if accept:
             headers["accept"] = accept
         timeout = self.settings.retrieve_timeout_s
         try:
             stream = await self._open(url, headers, timeout)
-        except TimeoutError:
+        except (TimeoutError, RegionConnectError, RegionTransportError) as exc:
             breaker.record_failure()
-            raise RegionFailure(
-                f"{region.name} ({hcid}) did not answer within {timeout:.1f} s",
-                status=504,
-                code="timeout",
-            ) from None
-        except (RegionConnectError, RegionTransportError) as exc:
-            breaker.record_failure()
-            raise RegionFailure(
-                f"{region.name} ({hcid}) is unavailable: {exc}", status=502
-            ) from None
+            raise _routed_call_failed(region, timeout, exc) from None
         if stream.status >= 500:
             breaker.record_failure()
             await stream.close()
@@ -397,12 +366,39 @@ class HubService:
         passed = {k: stream.headers[k] for k in _RETRIEVE_HEADERS if k in stream.headers}
         return Retrieved(chunks=stream.chunks, headers=passed)
 
+    def _owning_region(
+        self, hcid: str, *, unknown: str, expression: str
+    ) -> tuple[Region, CircuitBreaker]:
+        """The region that owns `hcid` and its breaker, for a routed read or retrieve."""
+        region = self.directory.by_hcid(hcid)
+        if region is None:
+            raise UnknownCommunity(unknown, expression=expression)
+        breaker = self.breakers[hcid]
+        if not region.enabled or not breaker.allow():
+            raise RegionFailure(f"{region.name} ({hcid}) is unavailable", status=502)
+        return region, breaker
+
+    @staticmethod
+    async def _routed_headers(caller: Caller, region: Region, url: str) -> dict[str, str]:
+        return {**caller.region_headers(), **(await caller.auth.headers_for(region, "GET", url))}
+
     async def _open(self, url: str, headers: Mapping[str, str], timeout: float) -> RegionStream:
         try:
             return await self.client.stream(url, headers=headers, timeout_s=timeout)
         except RegionConnectError:
             await asyncio.sleep(self.settings.retry_delay_s)
             return await self.client.stream(url, headers=headers, timeout_s=timeout)
+
+
+def _routed_call_failed(region: Region, timeout: float, exc: Exception) -> RegionFailure:
+    """A routed read or retrieve that got no answer: 504 for a timeout, else 502."""
+    if isinstance(exc, TimeoutError):
+        return RegionFailure(
+            f"{region.name} ({region.hcid}) did not answer within {timeout:.1f} s",
+            status=504,
+            code="timeout",
+        )
+    return RegionFailure(f"{region.name} ({region.hcid}) is unavailable: {exc}", status=502)
 
 
 def _log_faulty_regions(results: Sequence[RegionResult]) -> None:

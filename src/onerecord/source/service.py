@@ -24,6 +24,7 @@ import structlog
 from onerecord.domain import (
     CONFIDENTIALITY_VOLVEN,
     DocumentEntry,
+    DocumentQuery,
     DocumentStatus,
     DocumentUniqueId,
     HomeCommunityId,
@@ -59,6 +60,7 @@ from onerecord.source.access import (
     CallerContext,
     DocumentNotShown,
     EntryView,
+    SearchGrant,
 )
 from onerecord.source.content import ContentCorrupted, ContentMissing, ContentStore
 from onerecord.source.content_patient import check_content_patients
@@ -300,6 +302,15 @@ class DocumentSource:
 
     # ITI-67 ---------------------------------------------------------------------------------
 
+    async def _authorize_search(self, caller: CallerContext, query: DocumentQuery) -> SearchGrant:
+        """The guard's grant for `query`; a refusal is audited as a denial, then raised."""
+        try:
+            return await self.guard.authorize_search(caller, query)
+        except (AccessRefused, TrustError) as exc:
+            reason = exc.reason if isinstance(exc, AccessRefused) else exc.error
+            await self.recorder.denied(caller, "search", reason, patient=query.patient_id.value)
+            raise
+
     async def find(self, caller: CallerContext, params: Sequence[tuple[str, str]]) -> FoundPage:
         """Answer a Find Document References query with a searchset Bundle.
 
@@ -307,12 +318,7 @@ class DocumentSource:
         """
         only_total, params = split_count_only(params)
         query, cursor = parse_find_query(params, max_count=self.settings.max_page_size)
-        try:
-            grant = await self.guard.authorize_search(caller, query)
-        except (AccessRefused, TrustError) as exc:
-            reason = exc.reason if isinstance(exc, AccessRefused) else exc.error
-            await self.recorder.denied(caller, "search", reason, patient=query.patient_id.value)
-            raise
+        grant = await self._authorize_search(caller, query)
         base = f"{self.settings.fhir_base}/DocumentReference"
         self_url = f"{base}?{urlencode(render_query(query, cursor))}"
         if only_total:
@@ -378,12 +384,7 @@ class DocumentSource:
             ("status", "current,superseded,entered-in-error"),
         ]
         query, _cursor = parse_find_query(params, max_count=self.settings.max_page_size)
-        try:
-            grant = await self.guard.authorize_search(caller, query)
-        except (AccessRefused, TrustError) as exc:
-            reason = exc.reason if isinstance(exc, AccessRefused) else exc.error
-            await self.recorder.denied(caller, "search", reason, patient=query.patient_id.value)
-            raise
+        grant = await self._authorize_search(caller, query)
         views: list[EntryView] = []
         if not grant.empty:
             page = await self.store.find(grant.query, None)
