@@ -106,7 +106,8 @@ REFUSALS: dict[str, tuple[_Docs, int, str]] = {
     "reused-unique-id": (_reused_unique_id, 409, "already registered for other content"),
     "replaces-unknown": (_replaces_unknown, 422, "is not registered here"),
     "replaces-other-patient": (_replaces_other_patient, 422, "belongs to another patient"),
-    "same-entry-uuid-twice": (_same_entry_uuid_twice, 409, "appears twice"),
+    # Refused by the bundle parser already (a repeated fullUrl), before the registry is asked.
+    "same-entry-uuid-twice": (_same_entry_uuid_twice, 400, "appears twice"),
     "reused-entry-uuid": (_reused_entry_uuid, 409, "already registered for another document"),
 }
 

@@ -908,16 +908,12 @@ class SqlDocumentStore:
         )
 
     async def _check_entry_uuids(self, conn: AsyncConnection, new: Sequence[DocumentEntry]) -> None:
+        """Refuse an entryUUID already registered for another document (409, not a race).
+
+        `new` comes from `_dedupe`, which already refused one entryUUID twice in a submission.
+        """
         e = document_entry.c
-        by_uuid: dict[str, DocumentEntry] = {}
-        for doc in new:
-            # Two uniqueIds under one entryUUID would break the unique index at insert: refuse
-            # it here as a conflict rather than retry it as a race (then 500).
-            if by_uuid.setdefault(str(doc.entry_uuid), doc) is not doc:
-                raise DuplicateDocument(
-                    f"entryUUID {doc.entry_uuid} appears twice in one submission",
-                    unique_id=doc.unique_id,
-                )
+        by_uuid = {str(doc.entry_uuid): doc for doc in new}
         for part in _chunks(list(by_uuid)):
             taken = (await conn.execute(select(e.entry_uuid).where(e.entry_uuid.in_(part)))).first()
             if taken is not None:
