@@ -18,6 +18,7 @@ import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from onerecord.sts import StsSettings, create_sts_app
 from onerecord.sts.settings import ClientConfig
@@ -210,12 +211,16 @@ def test_unexpected_error_is_json_server_error_not_plain_text() -> None:
     )
 
     async def boom(*_args: Any, **_kwargs: Any) -> Any:
-        raise RuntimeError("a bug")
+        raise RuntimeError("a bug near 01010112345")
 
     app.state.token_service.token = boom
-    with serve_in_thread(app, port):
+    with serve_in_thread(app, port), capture_logs() as logs:
         form = {"grant_type": GRANT}
         response = httpx.post(f"{base}/token", data=form, timeout=10)
+    (event,) = [e for e in logs if e["log_level"] == "error"]  # one event per error
+    assert event["event"] == "sts.unexpected_error"
+    assert isinstance(event["exc_info"], RuntimeError)  # summarised by onerecord.logs
+    assert "01010112345" not in str({k: v for k, v in event.items() if k != "exc_info"})
     assert response.status_code == 500
     assert response.headers["content-type"].startswith("application/json")
     assert response.json() == {

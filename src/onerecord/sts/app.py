@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from onerecord.logs import log_unexpected_error
 from onerecord.sts.login import AuthorizationRedirect, LoginPrompt, LoginRequestExpired
 from onerecord.sts.login_page import PAGE_HEADERS, error_page, login_page, stylesheet
 from onerecord.sts.service import (
@@ -34,16 +35,6 @@ __all__ = ["create_sts_app", "load_signing_key"]
 
 _MAX_FORM_BYTES = 64 * 1024
 log = structlog.get_logger("onerecord.sts")
-
-
-def _location(exc: BaseException) -> str:
-    """Return file:line where `exc` was raised: enough to find it, no locals, no values."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    if tb is None:
-        return "?"
-    return f"{tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}"
 
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -144,11 +135,9 @@ def create_sts_app(
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.error(
-            "sts.unexpected_error",
-            path=request.url.path,
-            exception=type(exc).__name__,
-            location=_location(exc),
+        # One event: type and where it was raised, never the traceback or message (logs.py).
+        log_unexpected_error(
+            log, "sts.unexpected_error", exc, correlation_id=None, path=request.url.path
         )
         body = {"error": "server_error", "error_description": "the request was not completed"}
         return _json(body, status_code=500, headers=_NO_STORE)
