@@ -17,7 +17,7 @@ OperationOutcome); FHIR R4 §3.1.1.4 (_count), §3.1.1.2 (strict handling).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 
 from onerecord.domain import InvalidIdentifier, NationalIdentityNumber
@@ -49,16 +49,26 @@ _MAX_OFFSET_DIGITS = 9
 
 def check_credential_headers(headers: Iterable[tuple[str, str]]) -> None:
     """Refuse an oversized or repeated `Authorization` or `DPoP` header before it is parsed."""
+    for _checked in _single_bounded(headers, CREDENTIAL_HEADERS):
+        pass  # each one is checked as it is read
+
+
+def _single_bounded(
+    headers: Iterable[tuple[str, str]], names: Iterable[str]
+) -> Iterator[tuple[str, str]]:
+    """Yield each header named in `names` (lower case), refusing a repeat or an oversized one."""
+    wanted = frozenset(names)
     seen: Counter[str] = Counter()
     for raw_name, value in headers:
         name = raw_name.lower()
-        if name not in CREDENTIAL_HEADERS:
+        if name not in wanted:
             continue
         seen[name] += 1
         if seen[name] > 1:
             raise BadRequest(f"the {name} header may be given once", expression=name)
         if len(value) > MAX_HEADER_LENGTH:
             raise _too_costly("MAX_HEADER_LENGTH", MAX_HEADER_LENGTH, len(value), name)
+        yield name, value
 
 
 def check_forwarded_headers(headers: Iterable[tuple[str, str]], forwarded: Iterable[str]) -> None:
@@ -68,16 +78,7 @@ def check_forwarded_headers(headers: Iterable[tuple[str, str]], forwarded: Itera
     value, so a header given twice is refused rather than checked in one copy and sent in another.
     """
     names = {n.lower() for n in forwarded} | {PATIENT_SALT_HEADER, PATIENT_NIN_HEADER}
-    seen: Counter[str] = Counter()
-    for raw_name, value in headers:
-        name = raw_name.lower()
-        if name not in names:
-            continue
-        seen[name] += 1
-        if seen[name] > 1:
-            raise BadRequest(f"the {name} header may be given once", expression=name)
-        if len(value) > MAX_HEADER_LENGTH:
-            raise _too_costly("MAX_HEADER_LENGTH", MAX_HEADER_LENGTH, len(value), name)
+    for name, value in _single_bounded(headers, names):
         if name == ACCESS_BASIS_HEADER and value:
             try:
                 AccessBasis.parse(value)  # as a source reads it (source.security)
