@@ -11,7 +11,8 @@ deadlines and breakers as ITI-67, carrying a hub assertion of the citizen, and m
 - `PUT|DELETE /controls/reservation`, `/controls/practitioner-blocks/{hpr}`,
   `/controls/document-blocks/{uniqueId}[?homeCommunityId=]` → the same change at every region
   (or at one, for a document block); 200 when each region made it, else 502 with the same
-  object naming the regions that did not; all denied → 403.
+  object naming the regions that did not; all denied → 403; every region refusing it as the
+  caller's error (4xx) → 400.
 
 Who may is each region's decision (TRUST-FRAMEWORK §5.2: self from 16, a parent for a child
 under 12, a proxy); the hub only stops health personnel and a citizen asking about a person
@@ -361,11 +362,19 @@ def merge_controls(
 
 
 def change_status(results: Sequence[RegionResult]) -> int:
-    """Return the HTTP status of a control change: 200 all made it, 403 all denied, else 502."""
+    """Return the HTTP status of a control change: 200 all made it, 403 all denied, 400 when
+    every region refused it as the caller's error (issue 10 A: never 502 for that), else 502."""
     if results and all(r.ok for r in results):
         return 200
     if results and all(r.status is RegionStatus.DENIED for r in results):
         return 403
+    refused = {RegionStatus.DENIED, RegionStatus.REJECTED}
+    if (
+        results
+        and all(r.status in refused for r in results)
+        and not any(r.http_status == 429 for r in results)
+    ):
+        return 400
     return 502
 
 
