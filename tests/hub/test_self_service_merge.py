@@ -330,7 +330,9 @@ def test_region_states_fold_an_invalid_answer_into_error() -> None:
         ((), 502),
     ],
 )
-def test_change_status_a_change_every_region_refuses_as_the_callers_error_is_400(statuses: tuple[RegionStatus, ...], http: int) -> None:
+def test_change_status_a_change_every_region_refuses_as_the_callers_error_is_400(
+    statuses: tuple[RegionStatus, ...], http: int
+) -> None:
     results = [
         ok(r, controls(PARENT)) if s is RegionStatus.OK else failed_result(r, s)
         for r, s in zip((HSO, VEST), statuses, strict=False)
