@@ -387,6 +387,20 @@ def create_hub_app(
             ]
         )
 
+    async def record_search(
+        request: Request, answer: HubAnswer, *, patient_id: str | None, query: str
+    ) -> None:
+        """Audit a search (or read) that was answered: its status, regions and entries."""
+        await record(
+            request,
+            AuditAction.SEARCH,
+            answer.status,
+            patient_id=patient_id,
+            regions=answer.regions,
+            query=query,
+            returned=answer.returned,
+        )
+
     async def admit(
         request: Request,
         params: list[tuple[str, str]] | None,
@@ -523,15 +537,7 @@ def create_hub_app(
                         request, AuditAction.SEARCH, status, patient_id=patient, query=query
                     )
                     raise
-                await record(
-                    request,
-                    AuditAction.SEARCH,
-                    answer.status,
-                    patient_id=patient,
-                    regions=answer.regions,
-                    query=query,
-                    returned=answer.returned,
-                )
+                await record_search(request, answer, patient_id=patient, query=query)
         except TimeoutError:
             record_late(request, AuditAction.SEARCH, patient_id=patient, query=query)
             return _issue_body(
@@ -661,29 +667,15 @@ def create_hub_app(
     async def read_document_reference(document_id: str, request: Request, svc: Hub) -> Response:
         patient = request.headers.get(PATIENT_NIN_HEADER)
         query = f"_id={document_id[:64]}"
-        try:
-            who, _principal = await authorise(request, [])  # the patient binding at the door
-            answer = await svc.read(who, document_id)
-        except (TrustError, HubError, MhdError) as exc:
-            reason = exc.error if isinstance(exc, TrustError) else None
-            await record(
-                request,
-                AuditAction.SEARCH,
-                exc.status,
-                patient_id=patient,
-                query=query,
-                reason=reason,
-            )
-            raise
-        await record(
-            request,
-            AuditAction.SEARCH,
-            answer.status,
-            patient_id=patient,
-            regions=answer.regions,
-            query=query,
-            returned=answer.returned,
+        who, _principal = await admit(  # the patient binding at the door
+            request, [], AuditAction.SEARCH, patient_id=patient, query=query
         )
+        try:
+            answer = await svc.read(who, document_id)
+        except (HubError, MhdError) as exc:
+            await record(request, AuditAction.SEARCH, exc.status, patient_id=patient, query=query)
+            raise
+        await record_search(request, answer, patient_id=patient, query=query)
         return _answer(answer)
 
     @app.get("/fhir/Binary/{token}")
