@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tests.factories import SYNTHETIC_FNR, make_entry, sample_pdf
+from tests.factories import SYNTHETIC_FNR, make_entry, sample_pdf, synthetic_nin
 from tests.hub.test_integration import (  # noqa: F401 (stack is a fixture)
     FHIR,
     PATIENT,
@@ -32,6 +32,7 @@ from tests.hub.test_integration import (  # noqa: F401 (stack is a fixture)
 from tests.support.servers import free_port, serve_in_thread
 
 PATIENT_NIN = {"nhn-patient-nin": SYNTHETIC_FNR}
+OTHER_FNR = synthetic_nin(1)
 
 
 @pytest.fixture
@@ -170,3 +171,37 @@ def test_hub_count_asks_each_region_once_for_its_total_and_adds_them(
         if i.get("location")
     }
     assert statuses == {"urn:oid:2.16.578.1.12.4.5.100.6": "invalid-response"}
+
+
+@pytest.mark.parametrize("fault", ["another-patient", "no-subject", "content-number"])
+def test_a_regions_faulty_read_answer_is_502_and_never_passed_on(
+    stack: ExitStack, tmp_path: Path, fault: str
+) -> None:
+    """A read is held to a search entry's rules: the patient asked for, the types the hub reads."""
+    other = OTHER_FNR
+    resource: dict[str, Any] = {
+        "resourceType": "DocumentReference",
+        "status": "current",
+        "subject": {"identifier": {"system": "urn:oid:2.16.578.1.12.4.1.4.1", "value": other}},
+        "content": [{"attachment": {"contentType": "application/pdf", "title": "Epikrise"}}],
+    }
+    if fault == "no-subject":
+        del resource["subject"]
+    if fault == "content-number":
+        resource["subject"]["identifier"]["value"] = SYNTHETIC_FNR
+        resource["content"] = 5
+
+    async def endpoint(_request: Request) -> Response:
+        return Response(orjson.dumps(resource), media_type=FHIR)
+
+    faulty = stack.enter_context(serve_in_thread(misbehaving_app(endpoint)))
+    hcid = "urn:oid:2.16.578.1.12.4.5.100.8"
+    directory = write_directory(
+        tmp_path / "regions.json", [("Faulty", hcid, f"{faulty}/fhir", None)]
+    )
+    hub = start_hub(stack, directory)
+    url = f"{hub}/DocumentReference/2.16.578.1.12.4.5.100.8-{'0' * 32}"
+    body = _outcome(httpx.get(url, headers=PATIENT_NIN, timeout=10), 502)
+    assert other not in orjson.dumps(body).decode()
+    # A read names its patient, as a retrieve does.
+    _outcome(httpx.get(url, timeout=10), 400)

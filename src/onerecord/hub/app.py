@@ -671,9 +671,17 @@ def create_hub_app(
             request, [], AuditAction.SEARCH, patient_id=patient, query=query
         )
         try:
-            answer = await svc.read(who, document_id)
-        except (HubError, MhdError) as exc:
-            await record(request, AuditAction.SEARCH, exc.status, patient_id=patient, query=query)
+            # The door checked the header against the binding; a read must name its patient.
+            if patient is None:
+                raise BadRequest(
+                    f"the {PATIENT_NIN_HEADER} header is required to read a DocumentReference",
+                    expression=PATIENT_NIN_HEADER,
+                )
+            answer = await svc.read(who, document_id, patient=NationalIdentityNumber(patient))
+        except (HubError, MhdError, DomainError) as exc:
+            await record(
+                request, AuditAction.SEARCH, _error_status(exc), patient_id=patient, query=query
+            )
             raise
         await record_search(request, answer, patient_id=patient, query=query)
         return _answer(answer)

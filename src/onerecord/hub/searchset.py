@@ -23,7 +23,13 @@ import orjson
 
 from onerecord.domain import NationalIdentityNumber
 
-__all__ = ["InvalidSearchset", "SearchsetPage", "WrongPatient", "parse_searchset"]
+__all__ = [
+    "InvalidSearchset",
+    "SearchsetPage",
+    "WrongPatient",
+    "parse_read_answer",
+    "parse_searchset",
+]
 
 
 class InvalidSearchset(ValueError):
@@ -143,6 +149,23 @@ def parse_searchset(
         else:
             raise InvalidSearchset(f"{at} holds {_shown(kind)}, not a {resource_type}")
     return SearchsetPage(resources=resources, issues=issues, next_url=_next_link(doc))
+
+
+def parse_read_answer(body: bytes, *, patient: NationalIdentityNumber) -> dict[str, Any]:
+    """Parse a region's answer to a DocumentReference read, held to a search entry's rules:
+    the JSON types the hub reads, and a subject that is `patient` (else InvalidSearchset)."""
+    try:
+        resource = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidSearchset("the response is not JSON") from exc
+    if not isinstance(resource, dict) or resource.get("resourceType") != "DocumentReference":
+        raise InvalidSearchset("the response is not a DocumentReference")
+    try:
+        orjson.dumps(resource)
+    except orjson.JSONEncodeError:
+        raise InvalidSearchset("the response is nested too deeply") from None
+    _check_document_reference(resource, "DocumentReference", patient)
+    return resource
 
 
 def _shown(value: Any) -> str:

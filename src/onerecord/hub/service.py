@@ -13,12 +13,12 @@ import asyncio
 import functools
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 from urllib.parse import urlencode
 
 import orjson
 import structlog
 
+from onerecord.domain import NationalIdentityNumber
 from onerecord.domain.search import DocumentQuery
 from onerecord.hub.breaker import BreakerBoard, CircuitBreaker
 from onerecord.hub.client import (
@@ -50,6 +50,7 @@ from onerecord.hub.render import (
     rewrite_for_hub,
 )
 from onerecord.hub.results import RegionResult, RegionStatus
+from onerecord.hub.searchset import InvalidSearchset, WrongPatient, parse_read_answer
 from onerecord.hub.settings import HubSettings
 from onerecord.hub.snapshot import (
     Snapshot,
@@ -289,11 +290,14 @@ class HubService:
 
     # FHIR read -------------------------------------------------------------------------------
 
-    async def read(self, caller: Caller, document_id: str) -> HubAnswer:
+    async def read(
+        self, caller: Caller, document_id: str, *, patient: NationalIdentityNumber
+    ) -> HubAnswer:
         """Route a read of one DocumentReference to the region its hub id names.
 
         The region decides with the caller's identity and patient headers, as for a retrieve;
-        its answer comes back with the hub's id and attachment URLs.
+        its answer is read as strictly as a search entry (about `patient`, the JSON types the
+        hub uses) and comes back with the hub's id and attachment URLs.
         References: FHIR R4 http.html#read; hub/document_ids.py.
         """
         routed = HubDocumentId.parse(document_id)
@@ -311,12 +315,24 @@ class HubService:
         except (TimeoutError, RegionConnectError, RegionTransportError) as exc:
             breaker.record_failure()
             raise _routed_call_failed(region, timeout, exc) from None
-        resource = _read_resource(got.body) if got.status == 200 else None
-        if got.status >= 500 or (got.status == 200 and resource is None):
+        if got.status >= 500:
             breaker.record_failure()
             raise RegionFailure(
                 f"{region.name} ({hcid}) answered the read with an error", status=502
             )
+        resource = None
+        if got.status == 200:
+            try:
+                resource = parse_read_answer(got.body, patient=patient)
+            except InvalidSearchset as exc:  # the region's fault: counted, named, not passed on
+                breaker.record_failure()
+                wrong_patient = isinstance(exc, WrongPatient)
+                log.warning("hub.read.region_invalid", hcid=hcid, wrong_patient=wrong_patient)
+                raise RegionFailure(
+                    f"{region.name} ({hcid}) answered the read with an invalid response",
+                    status=502,
+                    code="invalid",
+                ) from None
         breaker.record_success()
         if resource is None:
             # The region's own refusal (404, 403, 400 …) with its OperationOutcome.
@@ -428,12 +444,3 @@ def _int_param(values: Mapping[str, str], name: str, default: int, *, minimum: i
     return int(raw)
 
 
-def _read_resource(body: bytes) -> dict[str, Any] | None:
-    """Return a region's DocumentReference read answer, or None when it is not one."""
-    try:
-        resource = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(resource, dict) or resource.get("resourceType") != "DocumentReference":
-        return None
-    return resource
