@@ -32,6 +32,7 @@ from lxml import etree  # type: ignore[import-untyped]
 from markupsafe import Markup, escape
 
 from onerecord.domain import DNR_SYSTEM, FNR_SYSTEM, HPR_SYSTEM
+from onerecord.domain.xml import hardened_xml_parser
 
 __all__ = [
     "KITH_FORMAT_PREFIX",
@@ -209,17 +210,6 @@ _KITH_DEFAULT_TITLES: Mapping[str, str] = {
 }
 
 
-def _hardened_parser() -> Any:
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_pis=True,
-    )
-
-
 def _parse_xml(content: bytes) -> Any:
     """Parse XML with no DTD, no entities and no network; refuse any DOCTYPE."""
     # A DOCTYPE is the only way to declare entities; refuse it before libxml2 sees it, and
@@ -227,7 +217,7 @@ def _parse_xml(content: bytes) -> Any:
     if b"<!DOCTYPE" in content or b"<!ENTITY" in content:
         raise _NotShown("doctype")
     try:
-        tree = etree.ElementTree(etree.fromstring(content, _hardened_parser()))
+        tree = etree.ElementTree(etree.fromstring(content, hardened_xml_parser()))
     except (etree.XMLSyntaxError, ValueError) as error:
         raise _NotShown("malformed-xml") from error
     if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
@@ -270,7 +260,9 @@ def _load_stylesheets() -> dict[str, Any]:
     # as_file gives xsl:include a real folder to resolve kith-common.xsl against.
     with as_file(files("onerecord.portals") / "xslt") as folder:
         return {
-            kind: compile_stylesheet(etree.parse(str(folder / f"{kind}.xsl"), _hardened_parser()))
+            kind: compile_stylesheet(
+                etree.parse(str(folder / f"{kind}.xsl"), hardened_xml_parser())
+            )
             for kind in _KITH_DEFAULT_TITLES
         }
 

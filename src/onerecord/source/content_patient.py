@@ -30,6 +30,7 @@ import orjson
 from lxml import etree  # type: ignore[import-untyped]
 
 from onerecord.domain import DNR_SYSTEM, FNR_SYSTEM, HNR_SYSTEM
+from onerecord.domain.xml import hardened_xml_parser
 from onerecord.mhd import Unprocessable
 from onerecord.mhd.iti65 import SubmittedDocument
 
@@ -65,18 +66,6 @@ class ContentPatientMismatch(ContentRefused):
 
 class UnreadableContent(ContentRefused):
     """The XML or JSON content cannot be read safely for the patient it names."""
-
-
-def _parser() -> etree.XMLParser:
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
 
 
 def _system(raw: Any) -> str:
@@ -137,7 +126,7 @@ def _xml_patients(content: bytes) -> list[str]:
     if b"<!ENTITY" in content:
         raise UnreadableContent(_NO_DTD)
     try:
-        root = etree.fromstring(content, parser=_parser())
+        root = etree.fromstring(content, parser=hardened_xml_parser(remove_comments=True))
     except etree.XMLSyntaxError as exc:
         raise UnreadableContent(f"the XML content is not well-formed: {exc.msg}") from None
     except ValueError:
