@@ -6,6 +6,8 @@ JSON, and each entry's fullUrl pointed at its region, which the caller cannot re
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -205,3 +207,24 @@ def test_a_regions_faulty_read_answer_is_502_and_never_passed_on(
     assert other not in orjson.dumps(body).decode()
     # A read names its patient, as a retrieve does.
     _outcome(httpx.get(url, timeout=10), 400)
+
+
+def test_a_hanging_regions_read_is_answered_504_at_the_request_deadline(
+    stack: ExitStack, tmp_path: Path
+) -> None:
+    """The read's own timeout (retrieve_timeout_s, 10 s) is longer: the request deadline wins."""
+
+    async def endpoint(_request: Request) -> Response:
+        await asyncio.sleep(4)
+        return Response(b"{}", media_type=FHIR)
+
+    hanging = stack.enter_context(serve_in_thread(misbehaving_app(endpoint)))
+    hcid = "urn:oid:2.16.578.1.12.4.5.100.8"
+    directory = write_directory(
+        tmp_path / "regions.json", [("Hanging", hcid, f"{hanging}/fhir", None)]
+    )
+    hub = start_hub(stack, directory)  # request deadline 1.5 s
+    url = f"{hub}/DocumentReference/2.16.578.1.12.4.5.100.8-{'0' * 32}"
+    started = time.monotonic()
+    _outcome(httpx.get(url, headers=PATIENT_NIN, timeout=15), 504)
+    assert time.monotonic() - started < 5.0

@@ -667,23 +667,38 @@ def create_hub_app(
     async def read_document_reference(document_id: str, request: Request, svc: Hub) -> Response:
         patient = request.headers.get(PATIENT_NIN_HEADER)
         query = f"_id={document_id[:64]}"
-        who, _principal = await admit(  # the patient binding at the door
-            request, [], AuditAction.SEARCH, patient_id=patient, query=query
-        )
         try:
-            # The door checked the header against the binding; a read must name its patient.
-            if patient is None:
-                raise BadRequest(
-                    f"the {PATIENT_NIN_HEADER} header is required to read a DocumentReference",
-                    expression=PATIENT_NIN_HEADER,
+            # The request deadline covers the read as it covers a search (issue 10 C).
+            async with asyncio.timeout_at(budget_of(request).request_at):
+                who, _principal = await admit(  # the patient binding at the door
+                    request, [], AuditAction.SEARCH, patient_id=patient, query=query
                 )
-            answer = await svc.read(who, document_id, patient=NationalIdentityNumber(patient))
-        except (HubError, MhdError, DomainError) as exc:
-            await record(
-                request, AuditAction.SEARCH, _error_status(exc), patient_id=patient, query=query
+                try:
+                    # The door checked the header against the binding; a read names its patient.
+                    if patient is None:
+                        raise BadRequest(
+                            f"the {PATIENT_NIN_HEADER} header is required to read a "
+                            "DocumentReference",
+                            expression=PATIENT_NIN_HEADER,
+                        )
+                    answer = await svc.read(
+                        who, document_id, patient=NationalIdentityNumber(patient)
+                    )
+                except (HubError, MhdError, DomainError) as exc:
+                    await record(
+                        request,
+                        AuditAction.SEARCH,
+                        _error_status(exc),
+                        patient_id=patient,
+                        query=query,
+                    )
+                    raise
+                await record_search(request, answer, patient_id=patient, query=query)
+        except TimeoutError:
+            record_late(request, AuditAction.SEARCH, patient_id=patient, query=query)
+            return _issue_body(
+                504, "timeout", "the read did not finish within the request deadline", None
             )
-            raise
-        await record_search(request, answer, patient_id=patient, query=query)
         return _answer(answer)
 
     @app.get("/fhir/Binary/{token}")
