@@ -76,4 +76,9 @@ def hub_audit_sink(engine: AsyncEngine, settings: HubSettings) -> SqlAuditSink:
             every=settings.audit_checkpoint_every,
             interval=settings.audit_checkpoint_interval_s,
         )
-    return SqlAuditSink(engine, settings.hub_id, checkpoints=checkpoints)
+    return SqlAuditSink(
+        engine,
+        settings.hub_id,
+        checkpoints=checkpoints,
+        group_commit=settings.audit_group_commit,
+    )

@@ -57,6 +57,8 @@ class HubSettings(BaseSettings):
     audit_checkpoint_key_file: Path | None = None
     audit_checkpoint_every: int = 100
     audit_checkpoint_interval_s: float = 10.0
+    # Concurrent audit appends written in one transaction (audit/group_commit.py); off: one each.
+    audit_group_commit: bool = True
     # Per-caller limits (docs/hub.md "Limits"): requests in flight, sustained requests per
     # second and burst of one caller (sub + client_id of its verified token); 0 = no limit.
     caller_concurrency: int = 16

@@ -318,6 +318,7 @@ def create_app(
                 engine,
                 settings.home_community_id[:64],
                 checkpoints=_checkpointer(settings, settings.home_community_id[:64]),
+                group_commit=settings.audit_group_commit,
             )
             await sink.checkpoint_head()
             policy_guard = PolicyGuard(controls=controls, region_policy=settings.region_policy)

@@ -89,6 +89,10 @@ class SourceSettings(BaseSettings):
     audit_checkpoint_interval_s: float = Field(
         default=10.0, gt=0, description="longest wait before an append is checkpointed"
     )
+    audit_group_commit: bool = Field(
+        default=True,
+        description="write concurrent audit appends in one transaction (off: one per append)",
+    )
 
     @field_validator("home_community_id")
     @classmethod
