@@ -6,10 +6,19 @@
   sources on 127.0.0.1 (uvicorn, SQLite) with the same data — one in dev open access, one with
   the whole trust path (authentication + patient binding + policy + controls lookup + audit
   write) — as a ratio. The client's proof signing is done before the timer starts. Target:
-  the trust path adds at most 25 %.
+  the trust path adds at most 25 %. The trust path is measured twice, with the audit's group
+  commit on (the default) and off (one transaction per access): alone, the two should match;
+- under concurrency: `--clients` keep-alive clients (asyncio, one connection each) share
+  `--concurrent-searches` searches against each of the three sources in turn; searches/s and
+  p50/p99, proofs made before the timer starts. Group commit pays off here: the audit rows of
+  searches in flight together are written in one transaction.
+
+The per-caller limits are off at the trusted sources (one bench caller makes thousands of
+searches; the limiter is not what is measured).
 
 Prints the figures and writes bench/results/trust.json.
-Usage: .venv/bin/python bench/trust.py [--tokens 2000] [--searches 400]
+Usage: .venv/bin/python bench/trust.py [--tokens 2000] [--searches 400] [--clients 16]
+       [--concurrent-searches 1600]
 """
 
 from __future__ import annotations
@@ -139,10 +148,18 @@ def _search_times(base: str, patient: str, n: int, headers_for: Any) -> list[flo
     return times
 
 
-def added_latency(searches: int, patient: str, doctor: str, workdir: Path) -> dict[str, float]:
+def added_latency(
+    searches: int,
+    patient: str,
+    doctor: str,
+    workdir: Path,
+    *,
+    clients: int,
+    concurrent_searches: int,
+) -> dict[str, Any]:
     sts, dpop = SigningKey.generate(kid="sts"), SigningKey.generate()
     salt = new_salt()
-    open_port, trusted_port = free_port(), free_port()
+    open_port, grouped_port, single_port = free_port(), free_port(), free_port()
     common = {
         "home_community_id": HCID,
         "repository_unique_id": "2.16.578.1.12.4.5.100.1.2",
@@ -155,16 +172,23 @@ def added_latency(searches: int, patient: str, doctor: str, workdir: Path) -> di
         dev_mode=True,
         dev_open_access=True,
     )
-    trusted_settings = SourceSettings(
-        **common,  # type: ignore[arg-type]
-        db_url=f"sqlite:///{workdir / 'trusted.db'}",
-        content_dir=workdir / "trusted",
-        public_base_url=f"http://127.0.0.1:{trusted_port}",
-        # Dev mode only so that the set-up can publish unsigned; searches take the full path.
-        dev_mode=True,
-        issuer=ISSUER,
-        jwks_url="http://127.0.0.1:9/unused",
-    )
+
+    def trusted_settings(name: str, port: int, *, group_commit: bool) -> SourceSettings:
+        return SourceSettings(
+            **common,  # type: ignore[arg-type]
+            db_url=f"sqlite:///{workdir / name}.db",
+            content_dir=workdir / name,
+            public_base_url=f"http://127.0.0.1:{port}",
+            # Dev mode only so that the set-up can publish unsigned; searches take the full path.
+            dev_mode=True,
+            issuer=ISSUER,
+            jwks_url="http://127.0.0.1:9/unused",
+            caller_concurrency=0,
+            caller_rate_per_s=0,
+            caller_burst=0,
+            audit_group_commit=group_commit,
+        )
+
     docs = []
     for i in range(50):
         content = sample_pdf(f"bench {i}")
@@ -190,10 +214,22 @@ def added_latency(searches: int, patient: str, doctor: str, workdir: Path) -> di
     with (
         serve_in_thread(create_app(open_settings), port=open_port) as open_url,
         serve_in_thread(
-            create_app(trusted_settings, keys=StaticJwks([sts])), port=trusted_port
-        ) as trusted_url,
+            create_app(
+                trusted_settings("grouped", grouped_port, group_commit=True),
+                keys=StaticJwks([sts]),
+            ),
+            port=grouped_port,
+        ) as grouped_url,
+        serve_in_thread(
+            create_app(
+                trusted_settings("single", single_port, group_commit=False),
+                keys=StaticJwks([sts]),
+            ),
+            port=single_port,
+        ) as single_url,
     ):
-        for base in (open_url, trusted_url):
+        bases = {"open": open_url, "grouped": grouped_url, "single": single_url}
+        for base in bases.values():
             r = httpx.post(
                 f"{base}/fhir",
                 content=bundle,
@@ -201,21 +237,79 @@ def added_latency(searches: int, patient: str, doctor: str, workdir: Path) -> di
                 timeout=60,
             )
             assert r.status_code == 200, r.text
-        # Interleave the two so that machine noise hits both alike.
-        open_times: list[float] = []
-        trusted_times: list[float] = []
+        # Interleave the three so that machine noise hits them alike.
+        times: dict[str, list[float]] = {name: [] for name in bases}
         rounds = 4
         for _ in range(rounds):
-            open_times += _search_times(open_url, patient, searches // rounds, lambda _u: {})
-            trusted_times += _search_times(
-                trusted_url, patient, searches // rounds, trusted_headers
+            for name, base in bases.items():
+                headers_for = (lambda _u: {}) if name == "open" else trusted_headers
+                times[name] += _search_times(base, patient, searches // rounds, headers_for)
+        loaded = {
+            name: asyncio.run(
+                _concurrent(
+                    base,
+                    patient,
+                    clients,
+                    concurrent_searches,
+                    (lambda _u: {}) if name == "open" else trusted_headers,
+                )
             )
-    open_p50 = statistics.median(open_times) * 1000
-    trusted_p50 = statistics.median(trusted_times) * 1000
+            for name, base in bases.items()
+        }
+    p50 = {name: statistics.median(t) * 1000 for name, t in times.items()}
     return {
-        "open_p50_ms": round(open_p50, 3),
-        "trusted_p50_ms": round(trusted_p50, 3),
-        "added_ratio": round(trusted_p50 / open_p50 - 1, 4),
+        "open_p50_ms": round(p50["open"], 3),
+        "trusted_p50_ms": round(p50["grouped"], 3),
+        "added_ratio": round(p50["grouped"] / p50["open"] - 1, 4),
+        "trusted_ungrouped_p50_ms": round(p50["single"], 3),
+        "added_ratio_ungrouped": round(p50["single"] / p50["open"] - 1, 4),
+        "concurrent": {
+            "clients": clients,
+            "searches": concurrent_searches,
+            **loaded,
+            "grouped_over_ungrouped_throughput": round(
+                loaded["grouped"]["searches_per_s"] / loaded["single"]["searches_per_s"], 3
+            ),
+            "added_ratio_p50_grouped": round(
+                loaded["grouped"]["p50_ms"] / loaded["open"]["p50_ms"] - 1, 4
+            ),
+            "added_ratio_p50_ungrouped": round(
+                loaded["single"]["p50_ms"] / loaded["open"]["p50_ms"] - 1, 4
+            ),
+        },
+    }
+
+
+async def _concurrent(
+    base: str, patient: str, clients: int, n: int, headers_for: Any
+) -> dict[str, float]:
+    """`clients` keep-alive clients share n searches; searches/s, p50 and p99 of each search."""
+    url = f"{base}/fhir/DocumentReference"
+    params = {"patient.identifier": f"urn:oid:2.16.578.1.12.4.1.4.1|{patient}", "_count": "20"}
+    headers = [headers_for(url) for _ in range(n + clients)]  # proofs signed before the timer
+    times: list[float] = []
+
+    async def client_loop(http: httpx.AsyncClient, mine: list[dict[str, str]], timed: bool) -> None:
+        for h in mine:
+            start = time.perf_counter()
+            r = await http.get(url, params=params, headers=h)
+            elapsed = time.perf_counter() - start
+            assert r.status_code == 200, r.text
+            if timed:
+                times.append(elapsed)
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        warm, timed = headers[:clients], headers[clients:]
+        await asyncio.gather(*(client_loop(http, [h], False) for h in warm))
+        start = time.perf_counter()
+        await asyncio.gather(*(client_loop(http, timed[k::clients], True) for k in range(clients)))
+        wall = time.perf_counter() - start
+    times.sort()
+    return {
+        "searches_per_s": round(n / wall, 1),
+        "p50_ms": round(statistics.median(times) * 1000, 3),
+        "p99_ms": round(times[int(len(times) * 0.99) - 1] * 1000, 3),
     }
 
 
@@ -223,11 +317,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tokens", type=int, default=2000)
     parser.add_argument("--searches", type=int, default=400)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--concurrent-searches", type=int, default=1600)
     args = parser.parse_args()
     patient, doctor = _nin("158380"), _nin("018180")  # synthetic: month + 80
     rate = asyncio.run(tokens_per_second(args.tokens, patient, doctor))
     with tempfile.TemporaryDirectory() as tmp:
-        latency = added_latency(args.searches, patient, doctor, Path(tmp))
+        latency = added_latency(
+            args.searches,
+            patient,
+            doctor,
+            Path(tmp),
+            clients=args.clients,
+            concurrent_searches=args.concurrent_searches,
+        )
     result = {
         "tokens_validated_per_second": round(rate, 1),
         **latency,
