@@ -107,16 +107,23 @@ async def test_a_failed_commit_fails_every_caller_in_it_and_the_next_batch_works
     assert commit.batches == [[1], [2, 3], [4]]
 
 
-async def test_a_cancelled_caller_does_not_withdraw_its_items() -> None:
+async def test_a_cancelled_caller_withdraws_what_is_queued_but_not_what_is_committing() -> None:
     commit = FakeCommit()
     commit.release.clear()
     group = GroupCommit(commit)
-    task = asyncio.create_task(group.submit([1]))
+    in_flight = asyncio.create_task(group.submit([1]))
     await _settle()
-    task.cancel()
+    queued = asyncio.create_task(group.submit([2]))
+    kept = asyncio.create_task(group.submit([3]))
+    await _settle()
+    in_flight.cancel()
+    queued.cancel()
+    await _settle()
     commit.release.set()
+    await kept
     await group.wait_idle()
-    assert commit.batches == [[1]] and task.cancelled()
+    assert commit.batches == [[1], [3]]
+    assert in_flight.cancelled() and queued.cancelled()
 
 
 # SqlAuditSink on SQLite and PostgreSQL.
