@@ -8,8 +8,8 @@ committed, new submissions queue for the next one; so a caller alone commits at 
 under concurrency the number of transactions falls.
 
 Invariant: a caller's `submit` returns only after the `commit` call that contained its items
-has returned, and raises if that call raised; each submission is in exactly one `commit`
-call, whole, and batches are committed one at a time in the order they were taken. A caller
+has returned, and raises if that call raised; each submission not withdrawn is in exactly one
+`commit` call, whole, and batches are committed one at a time in the order they were taken. A caller
 cancelled while its items are still queued withdraws them (a request cut off by its deadline is
 not recorded as answered); once their batch is being committed, they are written with it, as a
 transaction cancelled at COMMIT may still have committed.
