@@ -8,8 +8,13 @@ failed transaction fails every caller in it and stores nothing; the chain, the c
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +32,7 @@ from onerecord.audit.group_commit import GroupCommit
 from onerecord.source.database import make_engine
 from onerecord.source.migrate import upgrade
 from onerecord.trust.keys import SigningKey, StaticJwks
-from tests.audit.factories import retrieve_record, search_record
+from tests.audit.factories import T0, retrieve_record, search_record
 from tests.conftest import Database
 
 pytestmark = pytest.mark.anyio
@@ -202,6 +207,61 @@ async def test_two_writers_sharing_a_chain_stay_one_chain(
         await other.dispose()
     result = await one.verify()
     assert result.ok and result.checked == 2 * _rows(30)
+
+
+_WRITER = """
+import asyncio, sys, time
+from onerecord.audit import SqlAuditSink
+from onerecord.source.database import make_engine
+from tests.audit.factories import search_record
+
+async def main(url, schema, base, start_at):
+    engine = make_engine(url, schema=schema or None)
+    sink = SqlAuditSink(engine, "helse-sor-ost")
+    async def caller(k):
+        for i in range(10):
+            await sink.append([search_record(base + k * 10 + i)])
+    await asyncio.sleep(start_at - time.time())  # both processes start appending together
+    await asyncio.gather(*(caller(k) for k in range(12)))
+    await engine.dispose()
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))
+"""
+
+
+def test_two_processes_sharing_a_chain_stay_one_chain(database: Database) -> None:
+    # `--workers 2`: two processes, each with its own writer, on one chain; the head-row lock
+    # serialises their transactions.
+    async def prepare() -> None:
+        engine = make_engine(database.url, schema=database.schema)
+        await upgrade(engine)
+        await engine.dispose()
+
+    asyncio.run(prepare())
+    root = Path(__file__).resolve().parents[2]
+    start_at = str(time.time() + 5)  # after both have started up
+    args = [database.url, database.schema or ""]
+    workers = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, *args, str(base), start_at], cwd=root)
+        for base in (0, 1000)
+    ]
+    assert [w.wait(timeout=120) for w in workers] == [0, 0]
+
+    async def check() -> None:
+        engine = make_engine(database.url, schema=database.schema)
+        try:
+            result = await SqlAuditSink(engine, SOURCE).verify()
+            t = audit_event_table.c
+            async with engine.connect() as conn:
+                moments = (await conn.execute(select(t.recorded).order_by(t.seq))).scalars()
+                writers = [m >= T0 + timedelta(seconds=1000) for m in moments]
+        finally:
+            await engine.dispose()
+        assert result.ok and result.checked == 2 * 12 * 10
+        # The two processes' transactions interleaved (not one after the other).
+        assert sum(a != b for a, b in zip(writers, writers[1:], strict=False)) > 1
+
+    asyncio.run(check())
 
 
 @contextmanager
