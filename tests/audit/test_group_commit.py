@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
@@ -211,25 +210,30 @@ async def test_two_writers_sharing_a_chain_stay_one_chain(
 
 _WRITER = """
 import asyncio, sys, time
+from pathlib import Path
 from onerecord.audit import SqlAuditSink
 from onerecord.source.database import make_engine
 from tests.audit.factories import search_record
 
-async def main(url, schema, base, start_at):
+async def main(url, schema, base, folder):
     engine = make_engine(url, schema=schema or None)
     sink = SqlAuditSink(engine, "helse-sor-ost")
     async def caller(k):
         for i in range(10):
             await sink.append([search_record(base + k * 10 + i)])
-    await asyncio.sleep(start_at - time.time())  # both processes start appending together
+    # A barrier: both processes are up (imports done, engine made) before either appends.
+    Path(folder, f"ready-{base}").touch()
+    deadline = time.monotonic() + 60
+    while len(list(Path(folder).glob("ready-*"))) < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
     await asyncio.gather(*(caller(k) for k in range(12)))
     await engine.dispose()
 
-asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]))
 """
 
 
-def test_two_processes_sharing_a_chain_stay_one_chain(database: Database) -> None:
+def test_two_processes_sharing_a_chain_stay_one_chain(database: Database, tmp_path: Path) -> None:
     # `--workers 2`: two processes, each with its own writer, on one chain; the head-row lock
     # serialises their transactions.
     async def prepare() -> None:
@@ -239,10 +243,9 @@ def test_two_processes_sharing_a_chain_stay_one_chain(database: Database) -> Non
 
     asyncio.run(prepare())
     root = Path(__file__).resolve().parents[2]
-    start_at = str(time.time() + 5)  # after both have started up
     args = [database.url, database.schema or ""]
     workers = [
-        subprocess.Popen([sys.executable, "-c", _WRITER, *args, str(base), start_at], cwd=root)
+        subprocess.Popen([sys.executable, "-c", _WRITER, *args, str(base), str(tmp_path)], cwd=root)
         for base in (0, 1000)
     ]
     assert [w.wait(timeout=120) for w in workers] == [0, 0]
