@@ -221,6 +221,7 @@ async def main(url, schema, base, folder):
     async def caller(k):
         for i in range(10):
             await sink.append([search_record(base + k * 10 + i)])
+            await asyncio.sleep(0.005)  # as requests arrive: the other process gets the lock too
     # A barrier: both processes are up (imports done, engine made) before either appends.
     Path(folder, f"ready-{base}").touch()
     deadline = time.monotonic() + 60
