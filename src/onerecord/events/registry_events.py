@@ -1,0 +1,188 @@
+"""The registry event a region publishes per registration, replacement and deletion.
+
+What may be on the bus: never the patient's national identity number. The patient is named by
+a keyed digest, HMAC-SHA256 over the identifier with a key shared by the regions and the hub
+(`patient_key`): the bus's operators cannot read or guess identities from it, and the hub can
+compute the same key for the patient it is asked about. An event also carries the region's
+homeCommunityId, the entry's uniqueId and status, and the region's own sequence number (1, 2,
+3 … with no gaps), so a reader can tell when it has missed one.
+
+A heartbeat (core NATS, not stored) carries the region's latest sequence number, so a reader
+can tell that it is behind, or that the region has gone silent.
+
+Invariant: for one region, sequence numbers are consecutive; an event whose number is not the
+next one the reader expects means the reader's view of that region cannot be trusted.
+
+References: Sweden's engagement index (Inera, "Engagemangsindex", one record per care giver
+holding information about a patient); IHE ITI TF-3 4.2.3.2 (DocumentEntry.availabilityStatus).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from onerecord.domain import DomainError, HomeCommunityId
+
+__all__ = [
+    "EVENT_SUBJECTS",
+    "HEARTBEAT_SUBJECTS",
+    "EntryStatus",
+    "InvalidEvent",
+    "RegionHeartbeat",
+    "RegistryEvent",
+    "decode_event",
+    "decode_heartbeat",
+    "event_subject",
+    "heartbeat_subject",
+    "patient_key",
+]
+
+_EVENT_PREFIX = "onerecord.locator.event"
+_HEARTBEAT_PREFIX = "onerecord.locator.heartbeat"
+EVENT_SUBJECTS = f"{_EVENT_PREFIX}.>"
+HEARTBEAT_SUBJECTS = f"{_HEARTBEAT_PREFIX}.>"
+_VERSION = 1
+_MAX_EVENT_BYTES = 1024
+_MAX_UNIQUE_ID_CHARS = 128
+_KEY_HEX_CHARS = 64
+
+
+class InvalidEvent(ValueError):
+    """A message on a locator subject that is not a well-formed event or heartbeat."""
+
+
+class EntryStatus(StrEnum):
+    """The entry's availability after the change the event reports."""
+
+    CURRENT = "current"
+    SUPERSEDED = "superseded"
+    DELETED = "deleted"
+
+
+def patient_key(patient_id: str, key: bytes) -> str:
+    """Return the keyed digest that names a patient on the bus (HMAC-SHA256, hex)."""
+    if len(key) < 16:
+        raise ValueError("the locator's patient key must be at least 16 bytes")
+    return hmac.new(key, patient_id.encode(), hashlib.sha256).hexdigest()
+
+
+def _token(prefix: str, home_community_id: HomeCommunityId) -> str:
+    # NATS subject tokens may not hold '.', so the OID's dots become '_'.
+    return f"{prefix}.{home_community_id.oid.value.replace('.', '_')}"
+
+
+def event_subject(home_community_id: HomeCommunityId) -> str:
+    """Return the JetStream subject of a region's registry events."""
+    return _token(_EVENT_PREFIX, home_community_id)
+
+
+def heartbeat_subject(home_community_id: HomeCommunityId) -> str:
+    """Return the core NATS subject of a region's heartbeats."""
+    return _token(_HEARTBEAT_PREFIX, home_community_id)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryEvent:
+    """One change to one region's registry, as the locator sees it."""
+
+    home_community_id: HomeCommunityId
+    sequence: int
+    patient: str
+    """The patient's keyed digest (`patient_key`), never the identifier."""
+    entry_unique_id: str
+    status: EntryStatus
+
+    def __post_init__(self) -> None:
+        if self.sequence < 1:
+            raise InvalidEvent("an event's sequence starts at 1")
+        if len(self.patient) != _KEY_HEX_CHARS or not _is_hex(self.patient):
+            raise InvalidEvent("an event names its patient by a 64-digit hex digest")
+        if not 0 < len(self.entry_unique_id) <= _MAX_UNIQUE_ID_CHARS:
+            raise InvalidEvent("an event's entry uniqueId is empty or too long")
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "v": _VERSION,
+                "hcid": self.home_community_id.urn,
+                "seq": self.sequence,
+                "patient": self.patient,
+                "entry": self.entry_unique_id,
+                "status": self.status.value,
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RegionHeartbeat:
+    """A region's word that it is alive and has published events up to `sequence` (0: none)."""
+
+    home_community_id: HomeCommunityId
+    sequence: int
+
+    def __post_init__(self) -> None:
+        if self.sequence < 0:
+            raise InvalidEvent("a heartbeat's sequence is never negative")
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {"v": _VERSION, "hcid": self.home_community_id.urn, "seq": self.sequence}
+        )
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
+
+
+def _load(data: bytes) -> dict[str, Any]:
+    if len(data) > _MAX_EVENT_BYTES:
+        raise InvalidEvent("a locator message is too large")
+    try:
+        raw = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent("a locator message is not JSON") from exc
+    if not isinstance(raw, dict) or raw.get("v") != _VERSION:
+        raise InvalidEvent("a locator message is not a version 1 object")
+    return raw
+
+
+def _hcid(raw: dict[str, Any]) -> HomeCommunityId:
+    value = raw.get("hcid")
+    if not isinstance(value, str):
+        raise InvalidEvent("a locator message lacks its homeCommunityId")
+    try:
+        return HomeCommunityId.parse(value)
+    except DomainError as exc:
+        raise InvalidEvent(str(exc)) from exc
+
+
+def _int(raw: dict[str, Any], name: str) -> int:
+    value = raw.get(name)
+    if type(value) is not int:
+        raise InvalidEvent(f"a locator message's {name} is not an integer")
+    return value
+
+
+def decode_event(data: bytes) -> RegistryEvent:
+    """Parse and validate one registry event; raise InvalidEvent for anything else."""
+    raw = _load(data)
+    patient, entry, status = raw.get("patient"), raw.get("entry"), raw.get("status")
+    if not (isinstance(patient, str) and isinstance(entry, str) and isinstance(status, str)):
+        raise InvalidEvent("an event lacks its patient, entry or status")
+    try:
+        entry_status = EntryStatus(status)
+    except ValueError as exc:
+        raise InvalidEvent(f"unknown entry status {status[:20]!r}") from exc
+    return RegistryEvent(_hcid(raw), _int(raw, "seq"), patient, entry, entry_status)
+
+
+def decode_heartbeat(data: bytes) -> RegionHeartbeat:
+    """Parse and validate one heartbeat; raise InvalidEvent for anything else."""
+    raw = _load(data)
+    return RegionHeartbeat(_hcid(raw), _int(raw, "seq"))

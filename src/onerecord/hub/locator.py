@@ -1,0 +1,144 @@
+"""The locator's index: which regions hold documents about a patient, and when to trust it.
+
+A pure index fed with the regions' registry events (onerecord/events) and heartbeats; the hub
+asks it which regions a search may skip. Safety first, every rule in `plan`:
+
+- the whole index is trusted only once it has replayed the event stream to its end (`ready`);
+  until then every region is asked;
+- a patient unknown to the index is asked everywhere;
+- a region is skipped only when its view is confirmed: it has been heard from, within
+  `max_silence_s`; every event up to its latest announced sequence has been applied (not
+  behind); no sequence number was missed (no gap); and the patient has no entry there;
+- an entry counts until it is deleted: a superseded entry is still found by a search that asks
+  for superseded entries;
+- if every region would be skipped, every region is asked (an answer nobody gave is no answer).
+
+Invariant: a region is skipped only if every event it published up to its latest heartbeat has
+been applied and none of them left an entry about the patient there.
+
+References: Sweden's engagement index (Inera); IHE ITI TF-2 3.38.4.1.3 (an initiating gateway
+may choose the responding gateways it asks, and must report the ones it could not reach).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from onerecord.events import EntryStatus, RegionHeartbeat, RegistryEvent
+from onerecord.hub.directory import Region
+
+__all__ = ["AskReason", "LocatorIndex", "LocatorPlan", "RegionView"]
+
+
+class AskReason(StrEnum):
+    """Why a region is asked although the index might have spared it, or why it is asked."""
+
+    HOLDS_DOCUMENTS = "holds-documents"
+    REBUILDING = "index-rebuilding"
+    PATIENT_UNKNOWN = "patient-unknown"
+    UNCONFIRMED = "region-unconfirmed"
+    BEHIND = "index-behind"
+    GAP = "events-missed"
+    SILENT = "events-stopped"
+    NONE_LEFT = "no-region-left"
+
+
+@dataclass(slots=True)
+class RegionView:
+    """What the index knows of one region's event stream."""
+
+    applied: int = 0
+    """The sequence number of the last event applied (consecutive from 1)."""
+    head: int = 0
+    """The latest sequence number the region has announced (event or heartbeat)."""
+    heard_at: float | None = None
+    gap: bool = False
+    """An event was missed: this region's view stays untrusted until the index is rebuilt."""
+
+    def doubt(self, now: float, max_silence_s: float) -> AskReason | None:
+        """Return why this region's view cannot be trusted now, or None when it can."""
+        if self.heard_at is None:
+            return AskReason.UNCONFIRMED
+        if self.gap:
+            return AskReason.GAP
+        if self.head > self.applied:
+            return AskReason.BEHIND
+        if now - self.heard_at > max_silence_s:
+            return AskReason.SILENT
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class LocatorPlan:
+    """The regions a search asks (with why) and the ones it skips (no documents indexed)."""
+
+    ask: tuple[tuple[Region, AskReason], ...]
+    skip: tuple[Region, ...] = ()
+
+    @property
+    def regions(self) -> tuple[Region, ...]:
+        return tuple(region for region, _ in self.ask)
+
+
+@dataclass(slots=True)
+class LocatorIndex:
+    """Per patient (keyed digest), per region, the entries not deleted; per region, its view."""
+
+    max_silence_s: float
+    ready: bool = False
+    regions: dict[str, RegionView] = field(default_factory=lambda: defaultdict(RegionView))
+    _entries: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+
+    def apply(self, event: RegistryEvent, now: float) -> None:
+        """Apply one registry event; a sequence number out of turn marks the region's gap."""
+        view = self.regions[event.home_community_id.urn]
+        view.heard_at = now
+        view.head = max(view.head, event.sequence)
+        if event.sequence <= view.applied:
+            return  # redelivered: already applied
+        if event.sequence != view.applied + 1:
+            view.gap = True
+            return
+        view.applied = event.sequence
+        if view.gap:
+            return
+        held = self._entries.setdefault(event.patient, {}).setdefault(
+            event.home_community_id.urn, set()
+        )
+        if event.status is EntryStatus.DELETED:
+            held.discard(event.entry_unique_id)
+        else:
+            held.add(event.entry_unique_id)
+
+    def heartbeat(self, beat: RegionHeartbeat, now: float) -> None:
+        """Note that a region is alive and has published up to `beat.sequence`."""
+        view = self.regions[beat.home_community_id.urn]
+        view.heard_at = now
+        view.head = max(view.head, beat.sequence)
+
+    def holds(self, patient: str, hcid: str) -> bool:
+        """True when the index has an entry about `patient` at region `hcid`."""
+        return bool(self._entries.get(patient, {}).get(hcid))
+
+    def plan(self, patient: str, regions: Sequence[Region], now: float) -> LocatorPlan:
+        """Return which of `regions` a search about `patient` (keyed digest) asks and skips."""
+        if not self.ready:
+            return LocatorPlan(tuple((r, AskReason.REBUILDING) for r in regions))
+        if patient not in self._entries:
+            return LocatorPlan(tuple((r, AskReason.PATIENT_UNKNOWN) for r in regions))
+        ask: list[tuple[Region, AskReason]] = []
+        skip: list[Region] = []
+        for region in regions:
+            doubt = self.regions[region.hcid].doubt(now, self.max_silence_s)
+            if doubt is not None:
+                ask.append((region, doubt))
+            elif self.holds(patient, region.hcid):
+                ask.append((region, AskReason.HOLDS_DOCUMENTS))
+            else:
+                skip.append(region)
+        if not ask:
+            return LocatorPlan(tuple((r, AskReason.NONE_LEFT) for r in regions))
+        return LocatorPlan(tuple(ask), tuple(skip))

@@ -1,0 +1,173 @@
+"""The locator's index and its safety rules (hub/locator.py)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from onerecord.events import EntryStatus, RegionHeartbeat, RegistryEvent
+from onerecord.hub.directory import Region
+from onerecord.hub.locator import AskReason, LocatorIndex
+from tests.hub.conftest import HCID_HSO, HCID_MIDT, HCID_NORD, HCID_VEST, make_region
+
+P1 = "1" * 64
+P2 = "2" * 64
+SILENCE = 5.0
+
+
+def regions() -> tuple[Region, ...]:
+    return (
+        make_region(HCID_HSO, name="Helse Sør-Øst"),
+        make_region(HCID_VEST, name="Helse Vest"),
+        make_region(HCID_MIDT, name="Helse Midt-Norge"),
+    )
+
+
+def event(region: Region, seq: int, patient: str, entry: str, status: EntryStatus) -> RegistryEvent:
+    return RegistryEvent(region.home_community_id, seq, patient, entry, status)
+
+
+def index_with_patient_in_first_region(now: float = 0.0) -> tuple[LocatorIndex, tuple[Region, ...]]:
+    """Every region heard from and caught up; P1 has one document in the first region."""
+    rs = regions()
+    index = LocatorIndex(max_silence_s=SILENCE, ready=True)
+    index.apply(event(rs[0], 1, P1, "2.25.1", EntryStatus.CURRENT), now)
+    for r in rs[1:]:
+        index.heartbeat(RegionHeartbeat(r.home_community_id, 0), now)
+    return index, rs
+
+
+def asked(index: LocatorIndex, rs: tuple[Region, ...], patient: str, now: float) -> dict[str, str]:
+    return {r.hcid: reason.value for r, reason in index.plan(patient, rs, now).ask}
+
+
+def test_only_the_regions_holding_the_patient_are_asked() -> None:
+    index, rs = index_with_patient_in_first_region()
+    plan = index.plan(P1, rs, 1.0)
+    assert plan.regions == (rs[0],)
+    assert plan.skip == rs[1:]
+    assert plan.ask[0][1] is AskReason.HOLDS_DOCUMENTS
+
+
+def test_a_patient_unknown_to_the_index_is_asked_everywhere() -> None:
+    index, rs = index_with_patient_in_first_region()
+    plan = index.plan(P2, rs, 1.0)
+    assert plan.regions == rs
+    assert plan.skip == ()
+    assert {reason for _, reason in plan.ask} == {AskReason.PATIENT_UNKNOWN}
+
+
+def test_everyone_is_asked_until_the_index_has_replayed_the_stream() -> None:
+    index, rs = index_with_patient_in_first_region()
+    index.ready = False
+    assert asked(index, rs, P1, 1.0) == dict.fromkeys((r.hcid for r in rs), "index-rebuilding")
+
+
+def test_a_region_never_heard_from_is_asked() -> None:
+    index, rs = index_with_patient_in_first_region()
+    newcomer = make_region(HCID_NORD, name="Helse Nord")
+    reasons = asked(index, (*rs, newcomer), P1, 1.0)
+    assert reasons[newcomer.hcid] == "region-unconfirmed"
+    assert rs[1].hcid not in reasons
+
+
+def test_a_region_whose_events_are_behind_its_heartbeat_is_asked() -> None:
+    index, rs = index_with_patient_in_first_region()
+    index.heartbeat(RegionHeartbeat(rs[1].home_community_id, 3), 1.0)
+    assert asked(index, rs, P1, 1.0)[rs[1].hcid] == "index-behind"
+    # …and skipped again once its events have arrived.
+    for seq in (1, 2, 3):
+        index.apply(event(rs[1], seq, P2, f"2.25.{seq}", EntryStatus.CURRENT), 1.1)
+    assert rs[1].hcid not in asked(index, rs, P1, 1.2)
+
+
+def test_a_region_newer_than_the_index_is_asked_for_good() -> None:
+    index, rs = index_with_patient_in_first_region()
+    index.apply(event(rs[1], 2, P2, "2.25.2", EntryStatus.CURRENT), 1.0)  # 1 was missed
+    assert asked(index, rs, P1, 1.0)[rs[1].hcid] == "events-missed"
+    index.apply(event(rs[1], 1, P2, "2.25.1", EntryStatus.CURRENT), 1.1)
+    index.apply(event(rs[1], 3, P2, "2.25.3", EntryStatus.CURRENT), 1.2)
+    assert asked(index, rs, P1, 1.2)[rs[1].hcid] == "events-missed"
+
+
+def test_a_region_whose_events_stop_is_asked() -> None:
+    index, rs = index_with_patient_in_first_region(now=0.0)
+    index.heartbeat(RegionHeartbeat(rs[0].home_community_id, 1), SILENCE)
+    index.heartbeat(RegionHeartbeat(rs[2].home_community_id, 0), SILENCE)
+    reasons = asked(index, rs, P1, SILENCE + 0.5)
+    assert reasons == {rs[0].hcid: "holds-documents", rs[1].hcid: "events-stopped"}
+
+
+def test_a_redelivered_event_changes_nothing() -> None:
+    index, rs = index_with_patient_in_first_region()
+    index.apply(event(rs[0], 1, P1, "2.25.1", EntryStatus.CURRENT), 1.0)
+    assert asked(index, rs, P1, 1.0) == {rs[0].hcid: "holds-documents"}
+
+
+def test_a_superseded_entry_still_counts_a_deleted_one_does_not() -> None:
+    index, rs = index_with_patient_in_first_region()
+    index.apply(event(rs[0], 2, P1, "2.25.1", EntryStatus.SUPERSEDED), 1.0)
+    assert index.holds(P1, rs[0].hcid)
+    index.apply(event(rs[0], 3, P1, "2.25.1", EntryStatus.DELETED), 1.0)
+    assert not index.holds(P1, rs[0].hcid)
+    # Nobody holds P1 now: an answer nobody gave is no answer, so everyone is asked.
+    plan = index.plan(P1, rs, 1.0)
+    assert plan.regions == rs
+    assert {reason for _, reason in plan.ask} == {AskReason.NONE_LEFT}
+
+
+# --- the invariant, over any interleaving of events, losses and heartbeats ------------------
+
+_step = st.tuples(
+    st.integers(min_value=0, max_value=2),  # region
+    st.sampled_from([P1, P2]),
+    st.integers(min_value=0, max_value=3),  # entry
+    st.sampled_from(EntryStatus),
+    st.booleans(),  # delivered to the index (False: lost on the way)
+    st.booleans(),  # a heartbeat follows
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_step, max_size=40))
+def test_a_skipped_region_never_holds_the_patient(
+    steps: list[tuple[int, str, int, EntryStatus, bool, bool]],
+) -> None:
+    """Whatever is lost, a region is skipped only if it holds nothing about the patient.
+
+    The index can know only what a region has announced (an event or a heartbeat): a change
+    not yet announced is the heartbeat interval's lag, so the check covers every region whose
+    latest change has been announced, and every region after a final round of heartbeats.
+    """
+    rs = regions()
+    index = LocatorIndex(max_silence_s=SILENCE, ready=True)
+    truth: dict[tuple[str, str], set[str]] = {}
+    sequence = dict.fromkeys((r.hcid for r in rs), 0)
+    announced = dict.fromkeys((r.hcid for r in rs), 0)
+
+    def check() -> None:
+        for who in (P1, P2):
+            for skipped in index.plan(who, rs, 1.0).skip:
+                if announced[skipped.hcid] == sequence[skipped.hcid]:
+                    assert not truth.get((skipped.hcid, who)), (skipped.name, who)
+
+    for region_no, patient, entry_no, status, delivered, beat in steps:
+        region = rs[region_no]
+        sequence[region.hcid] += 1
+        entry = f"2.25.{region_no}.{entry_no}"
+        held = truth.setdefault((region.hcid, patient), set())
+        if status is EntryStatus.DELETED:
+            held.discard(entry)
+        else:
+            held.add(entry)
+        if delivered:
+            index.apply(event(region, sequence[region.hcid], patient, entry, status), 1.0)
+            announced[region.hcid] = sequence[region.hcid]
+        if beat:
+            index.heartbeat(RegionHeartbeat(region.home_community_id, sequence[region.hcid]), 1.0)
+            announced[region.hcid] = sequence[region.hcid]
+        check()
+    for region in rs:
+        index.heartbeat(RegionHeartbeat(region.home_community_id, sequence[region.hcid]), 1.0)
+        announced[region.hcid] = sequence[region.hcid]
+    check()
