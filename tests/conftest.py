@@ -82,3 +82,66 @@ def database(request: pytest.FixtureRequest) -> Database:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+# --- NATS JetStream (the locator's events) -------------------------------------------------
+
+NATS_URL = os.environ.get("ONERECORD_TEST_NATS", "nats://127.0.0.1:4222")
+
+
+@dataclass(frozen=True)
+class NatsStream:
+    """A JetStream stream of one test's own: the server, the stream's name, a subject prefix."""
+
+    url: str
+    stream: str
+    subject_prefix: str
+
+
+def _nats_reachable() -> Exception | None:
+    import nats
+
+    async def probe() -> None:
+        client = await nats.connect(NATS_URL, connect_timeout=2, max_reconnect_attempts=0)
+        try:
+            await client.jetstream().account_info()
+        finally:
+            await client.close()
+
+    try:
+        asyncio.run(probe())
+    except Exception as exc:  # any failure means: no usable JetStream here
+        return exc
+    return None
+
+
+@pytest.fixture(scope="session")
+def nats_ready() -> bool:
+    problem = _nats_reachable()
+    if problem is not None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but NATS JetStream at {NATS_URL} is not usable: {problem}")
+        return False
+    return True
+
+
+@pytest.fixture
+def nats_stream(nats_ready: bool) -> Iterator[NatsStream]:
+    """A unique stream and subject prefix on the machine's NATS, deleted afterwards."""
+    if not nats_ready:
+        pytest.skip("NATS JetStream at 127.0.0.1:4222 is not reachable (allowed outside CI)")
+    token = secrets.token_hex(6)
+    yield NatsStream(NATS_URL, f"TEST_LOCATOR_{token}", f"test.{token}.locator")
+
+    import nats
+
+    async def drop() -> None:
+        client = await nats.connect(NATS_URL, connect_timeout=2, max_reconnect_attempts=0)
+        try:
+            await client.jetstream().delete_stream(f"TEST_LOCATOR_{token}")
+        except Exception:  # never created by the test: nothing to clean up
+            pass
+        finally:
+            await client.close()
+
+    asyncio.run(drop())

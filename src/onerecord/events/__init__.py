@@ -1,14 +1,23 @@
 """Locator events: what a region tells the network about its registry, shared by source and hub.
 
-The wire only (schema, subjects, the patient's keyed digest); imports nothing but `domain`, so
-source and hub share it without importing each other.
+The event schema, subjects and the patient's keyed digest (registry_events.py), and the bus
+behind two small protocols with a NATS JetStream and an in-memory implementation (bus.py). Of
+onerecord it imports only `domain`, so source and hub share it without importing each other.
 """
 
 from __future__ import annotations
 
+from onerecord.events.bus import (
+    BusUnavailable,
+    EventFeed,
+    EventPublisher,
+    MemoryEventBus,
+    NatsEventBus,
+    StoredEvent,
+    WrongLastEvent,
+)
 from onerecord.events.registry_events import (
-    EVENT_SUBJECTS,
-    HEARTBEAT_SUBJECTS,
+    DEFAULT_SUBJECT_PREFIX,
     EntryStatus,
     InvalidEvent,
     RegionHeartbeat,
@@ -16,13 +25,21 @@ from onerecord.events.registry_events import (
     decode_event,
     decode_heartbeat,
     event_subject,
+    event_subjects,
     heartbeat_subject,
+    heartbeat_subjects,
     patient_key,
 )
 
 __all__ = [
-    "EVENT_SUBJECTS",
-    "HEARTBEAT_SUBJECTS",
+    "BusUnavailable",
+    "EventFeed",
+    "EventPublisher",
+    "MemoryEventBus",
+    "NatsEventBus",
+    "StoredEvent",
+    "WrongLastEvent",
+    "DEFAULT_SUBJECT_PREFIX",
     "EntryStatus",
     "InvalidEvent",
     "RegionHeartbeat",
@@ -30,6 +47,8 @@ __all__ = [
     "decode_event",
     "decode_heartbeat",
     "event_subject",
+    "event_subjects",
     "heartbeat_subject",
+    "heartbeat_subjects",
     "patient_key",
 ]

@@ -30,8 +30,7 @@ import orjson
 from onerecord.domain import DomainError, HomeCommunityId
 
 __all__ = [
-    "EVENT_SUBJECTS",
-    "HEARTBEAT_SUBJECTS",
+    "DEFAULT_SUBJECT_PREFIX",
     "EntryStatus",
     "InvalidEvent",
     "RegionHeartbeat",
@@ -39,14 +38,13 @@ __all__ = [
     "decode_event",
     "decode_heartbeat",
     "event_subject",
+    "event_subjects",
     "heartbeat_subject",
+    "heartbeat_subjects",
     "patient_key",
 ]
 
-_EVENT_PREFIX = "onerecord.locator.event"
-_HEARTBEAT_PREFIX = "onerecord.locator.heartbeat"
-EVENT_SUBJECTS = f"{_EVENT_PREFIX}.>"
-HEARTBEAT_SUBJECTS = f"{_HEARTBEAT_PREFIX}.>"
+DEFAULT_SUBJECT_PREFIX = "onerecord.locator"
 _VERSION = 1
 _MAX_EVENT_BYTES = 1024
 _MAX_UNIQUE_ID_CHARS = 128
@@ -72,19 +70,31 @@ def patient_key(patient_id: str, key: bytes) -> str:
     return hmac.new(key, patient_id.encode(), hashlib.sha256).hexdigest()
 
 
-def _token(prefix: str, home_community_id: HomeCommunityId) -> str:
+def _token(home_community_id: HomeCommunityId) -> str:
     # NATS subject tokens may not hold '.', so the OID's dots become '_'.
-    return f"{prefix}.{home_community_id.oid.value.replace('.', '_')}"
+    return home_community_id.oid.value.replace(".", "_")
 
 
-def event_subject(home_community_id: HomeCommunityId) -> str:
+def event_subject(home_community_id: HomeCommunityId, prefix: str = DEFAULT_SUBJECT_PREFIX) -> str:
     """Return the JetStream subject of a region's registry events."""
-    return _token(_EVENT_PREFIX, home_community_id)
+    return f"{prefix}.event.{_token(home_community_id)}"
 
 
-def heartbeat_subject(home_community_id: HomeCommunityId) -> str:
+def heartbeat_subject(
+    home_community_id: HomeCommunityId, prefix: str = DEFAULT_SUBJECT_PREFIX
+) -> str:
     """Return the core NATS subject of a region's heartbeats."""
-    return _token(_HEARTBEAT_PREFIX, home_community_id)
+    return f"{prefix}.heartbeat.{_token(home_community_id)}"
+
+
+def event_subjects(prefix: str = DEFAULT_SUBJECT_PREFIX) -> str:
+    """Return the subjects of every region's events (the stream's subjects)."""
+    return f"{prefix}.event.>"
+
+
+def heartbeat_subjects(prefix: str = DEFAULT_SUBJECT_PREFIX) -> str:
+    """Return the subjects of every region's heartbeats."""
+    return f"{prefix}.heartbeat.>"
 
 
 @dataclass(frozen=True, slots=True)

@@ -442,5 +442,3 @@ def _int_param(values: Mapping[str, str], name: str, default: int, *, minimum: i
     if not raw.isdigit() or int(raw) < minimum:
         raise BadRequest(f"{name} must be an integer ≥ {minimum}", expression=name)
     return int(raw)
-
-

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from onerecord.events import DEFAULT_SUBJECT_PREFIX
 from onerecord.hub.fanout import DEFAULT_FORWARDED_HEADERS, DEFAULT_MAX_PAGES, Deadlines
 from onerecord.trust.caller_limits import CallerQuota
 
@@ -65,6 +66,15 @@ class HubSettings(BaseSettings):
     caller_rate_per_s: float = 20.0
     caller_burst: int = 200
 
+    # The locator (docs/hub.md "Locator"): off unless a NATS URL is set; then a search asks
+    # only the regions the index trusts to hold the patient (and every region it cannot trust).
+    locator_nats_url: str | None = None
+    locator_stream: str = "ONERECORD_LOCATOR"
+    locator_subject_prefix: str = DEFAULT_SUBJECT_PREFIX
+    locator_patient_key: SecretStr | None = None
+    # A region not heard from (event or heartbeat) for this long is asked again.
+    locator_max_silence_s: float = Field(default=3.0, gt=0)
+
     @field_validator("public_base_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
@@ -80,6 +90,11 @@ class HubSettings(BaseSettings):
         if (self.audit_checkpoint_file is None) != (self.audit_checkpoint_key_file is None):
             raise ValueError("audit checkpoints need both a checkpoint file and a key file")
         self.caller_quota  # noqa: B018 - validates the per-caller limits
+        if self.locator_nats_url and (
+            self.locator_patient_key is None
+            or len(self.locator_patient_key.get_secret_value().encode()) < 16
+        ):
+            raise ValueError("the locator needs a patient key of at least 16 bytes")
         return self
 
     @property

@@ -64,6 +64,7 @@ from onerecord.source.access import (
 )
 from onerecord.source.content import ContentCorrupted, ContentMissing, ContentStore
 from onerecord.source.content_patient import check_content_patients
+from onerecord.source.locator import RegistryPublisher
 from onerecord.source.settings import SourceSettings
 from onerecord.source.store import (
     DocumentStore,
@@ -194,8 +195,10 @@ class DocumentSource:
         content: ContentStore,
         guard: AccessGuard,
         recorder: AccessRecorder,
+        events: RegistryPublisher | None = None,
     ) -> None:
         self.settings = settings
+        self.events = events
         self.store = store
         self.content = content
         self.guard = guard
@@ -252,6 +255,8 @@ class DocumentSource:
             self._in_flight.subtract(shas)
             self._in_flight += Counter()  # drop the zero counts
         await self._ensure_content(bundle.documents)
+        if self.events is not None:
+            self.events.registered(result)  # queued, never in the way of the publish
         locations = [
             f"{self.settings.fhir_base}/DocumentReference/{entry.entry_uuid}"
             for entry in result.entries

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from onerecord.domain import HomeCommunityId, RepositoryUniqueId
+from onerecord.events import DEFAULT_SUBJECT_PREFIX
 from onerecord.trust.caller_limits import CallerQuota
 from onerecord.trust.policy import RegionPolicy
 from onerecord.trust.principal import PurposeOfUse
@@ -94,6 +95,21 @@ class SourceSettings(BaseSettings):
         description="write concurrent audit appends in one transaction (off: one per append)",
     )
 
+    # The locator (docs/hub.md "Locator"): off unless a NATS URL is set. The region publishes an
+    # event per registry change to the JetStream stream; the patient key names patients there.
+    locator_nats_url: str | None = Field(
+        default=None, description="nats://… to publish registry events to (off when unset)"
+    )
+    locator_stream: str = Field(default="ONERECORD_LOCATOR", description="JetStream stream")
+    locator_subject_prefix: str = Field(
+        default=DEFAULT_SUBJECT_PREFIX, description="subjects of the locator's events"
+    )
+    locator_patient_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key (≥ 16 bytes) that names patients on the bus; shared with the hub",
+    )
+    locator_heartbeat_s: float = Field(default=1.0, gt=0, description="seconds between beats")
+
     @field_validator("home_community_id")
     @classmethod
     def _valid_hcid(cls, value: str) -> str:
@@ -123,6 +139,11 @@ class SourceSettings(BaseSettings):
         if bool(self.hub_issuer) != bool(self.hub_jwks_url):
             raise ValueError("a trusted hub needs both hub_issuer and hub_jwks_url")
         self.caller_quota  # noqa: B018 - validates the per-caller limits
+        if self.locator_nats_url and (
+            self.locator_patient_key is None
+            or len(self.locator_patient_key.get_secret_value().encode()) < 16
+        ):
+            raise ValueError("the locator needs a patient key of at least 16 bytes")
         return self
 
     @property

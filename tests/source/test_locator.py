@@ -1,0 +1,156 @@
+"""The region's registry events (source/locator.py): in order, numbered, never lost silently."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from onerecord.domain import DocumentUniqueId, HomeCommunityId
+from onerecord.events import (
+    EntryStatus,
+    MemoryEventBus,
+    NatsEventBus,
+    decode_event,
+    decode_heartbeat,
+    event_subject,
+    event_subjects,
+    heartbeat_subjects,
+    patient_key,
+)
+from onerecord.source.locator import RegistryPublisher
+from onerecord.source.store import RegisterResult, StoredEntry
+from tests.conftest import NatsStream
+from tests.factories import make_entry
+
+pytestmark = pytest.mark.anyio
+
+HCID = HomeCommunityId.parse("urn:oid:2.16.578.1.12.4.5.100.1")
+KEY = b"locator-test-key-0123456789"
+PREFIX = "onerecord.locator"
+
+
+def registered(*entries_and_superseded: tuple[str | None, str | None]) -> RegisterResult:
+    """A RegisterResult for entries (one per tuple) that each may replace a superseded entry."""
+    stored = []
+    superseded = []
+    for seq, (unique_id, replaces) in enumerate(entries_and_superseded, start=1):
+        stored.append(StoredEntry(seq, make_entry(unique_id=unique_id, replaces=replaces)))
+        if replaces:
+            superseded.append(DocumentUniqueId(replaces))
+    return RegisterResult(tuple(stored), frozenset(), tuple(superseded))
+
+
+def publisher(bus: MemoryEventBus | NatsEventBus, prefix: str = PREFIX) -> RegistryPublisher:
+    return RegistryPublisher(
+        bus=bus, home_community_id=HCID, key=KEY, subject_prefix=prefix, heartbeat_s=0.05
+    )
+
+
+async def test_each_registration_and_replacement_is_one_numbered_event() -> None:
+    bus = MemoryEventBus()
+    events = publisher(bus)
+    await events.start()
+    try:
+        events.registered(registered(("2.25.1", None), ("2.25.2", None)))
+        events.registered(registered(("2.25.3", "2.25.1")))
+        await events.drain()
+    finally:
+        await events.close()
+    got = [decode_event(data) for _, data in bus.events]
+    assert [(e.sequence, e.entry_unique_id, e.status) for e in got] == [
+        (1, "2.25.1", EntryStatus.CURRENT),
+        (2, "2.25.2", EntryStatus.CURRENT),
+        (3, "2.25.3", EntryStatus.CURRENT),
+        (4, "2.25.1", EntryStatus.SUPERSEDED),
+    ]
+    patient = make_entry().patient_id.value
+    assert {e.patient for e in got} == {patient_key(patient, KEY)}
+    assert all(patient.encode() not in data for _, data in bus.events)
+    assert {s for s, _ in bus.events} == {event_subject(HCID)}
+
+
+async def test_an_event_that_cannot_be_sent_uses_up_its_number_and_the_heartbeat_says_so() -> None:
+    bus = MemoryEventBus()
+    beats: list[int] = []
+    await bus.listen(
+        heartbeat_subjects(PREFIX), lambda data: beats.append(decode_heartbeat(data).sequence)
+    )
+    events = publisher(bus)
+    await events.start()
+    try:
+        events.registered(registered(("2.25.1", None)))
+        await events.drain()
+        bus.down = True
+        events.registered(registered(("2.25.2", None)))
+        await events.drain()
+        bus.down = False
+        events.registered(registered(("2.25.3", None)))
+        await events.drain()
+        await asyncio.sleep(0.12)
+    finally:
+        await events.close()
+    assert [decode_event(d).sequence for _, d in bus.events] == [1, 3]
+    assert events.dropped == 1
+    assert beats[-1] == 3
+
+
+async def test_a_new_process_continues_after_the_last_event_in_the_stream() -> None:
+    bus = MemoryEventBus()
+    first = publisher(bus)
+    await first.start()
+    first.registered(registered(("2.25.1", None), ("2.25.2", None)))
+    await first.drain()
+    await first.close()
+    second = publisher(bus)
+    await second.start()
+    try:
+        second.registered(registered(("2.25.3", None)))
+        await second.drain()
+    finally:
+        await second.close()
+    assert [decode_event(d).sequence for _, d in bus.events] == [1, 2, 3]
+
+
+async def test_two_processes_of_one_region_never_reuse_a_number() -> None:
+    bus = MemoryEventBus()
+    one, two = publisher(bus), publisher(bus)
+    await one.start()
+    await two.start()
+    try:
+        for n in range(10):
+            (one if n % 2 else two).registered(registered((f"2.25.{n}", None)))
+        await one.drain()
+        await two.drain()
+    finally:
+        await one.close()
+        await two.close()
+    assert [decode_event(d).sequence for _, d in bus.events] == list(range(1, 11))
+
+
+async def test_events_reach_the_real_jetstream_in_order(nats_stream: NatsStream) -> None:
+    bus = await NatsEventBus.connect(
+        nats_stream.url,
+        stream=nats_stream.stream,
+        subjects=event_subjects(nats_stream.subject_prefix),
+    )
+    one, two = (
+        publisher(bus, nats_stream.subject_prefix),
+        publisher(bus, nats_stream.subject_prefix),
+    )
+    try:
+        await one.start()
+        await two.start()
+        for n in range(6):
+            (one if n % 2 else two).registered(registered((f"2.25.{n}", None)))
+        await one.drain()
+        await two.drain()
+        seen: list[int] = []
+        done = asyncio.Event()
+        await bus.follow(lambda data: seen.append(decode_event(data).sequence), done.set)
+        await asyncio.wait_for(done.wait(), 2)
+        assert seen == [1, 2, 3, 4, 5, 6]
+    finally:
+        await one.close()
+        await two.close()
+        await bus.close()
