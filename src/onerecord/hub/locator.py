@@ -26,11 +26,16 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from onerecord.events import EntryStatus, RegionHeartbeat, RegistryEvent
 from onerecord.hub.directory import Region
+from onerecord.hub.merge import EXT_HOME_COMMUNITY_ID, EXT_REGION_STATUS, REGION_STATUS_SYSTEM
 
-__all__ = ["AskReason", "LocatorIndex", "LocatorPlan", "RegionView"]
+__all__ = ["NOT_ASKED", "AskReason", "LocatorIndex", "LocatorPlan", "RegionView", "skipped_issue"]
+
+NOT_ASKED = "not-asked"
+"""The region status of a region the locator spared (in the answer and in the audit)."""
 
 
 class AskReason(StrEnum):
@@ -142,3 +147,25 @@ class LocatorIndex:
         if not ask:
             return LocatorPlan(tuple((r, AskReason.NONE_LEFT) for r in regions))
         return LocatorPlan(tuple(ask), tuple(skip))
+
+
+def skipped_issue(region: Region) -> dict[str, Any]:
+    """Render a region the locator did not ask as an information issue naming it.
+
+    So that "no documents there" (an ok region with nothing) is never confused with "not asked".
+    """
+    display = "not asked: the locator holds no documents about the patient in this community"
+    return {
+        "extension": [
+            {"url": EXT_HOME_COMMUNITY_ID, "valueUri": region.hcid},
+            {"url": EXT_REGION_STATUS, "valueCode": NOT_ASKED},
+        ],
+        "severity": "information",
+        "code": "informational",
+        "details": {
+            "coding": [{"system": REGION_STATUS_SYSTEM, "code": NOT_ASKED, "display": display}],
+            "text": region.name,
+        },
+        "diagnostics": f"{region.name} ({region.hcid}): {display}",
+        "location": [region.hcid],
+    }

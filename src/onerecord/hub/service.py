@@ -40,6 +40,8 @@ from onerecord.hub.fanout import (
     fan_out,
     gather_regions,
 )
+from onerecord.hub.locator import NOT_ASKED, skipped_issue
+from onerecord.hub.locator_feed import Locator
 from onerecord.hub.merge import HubStatus, merge
 from onerecord.hub.metrics import HubMetrics
 from onerecord.hub.render import (
@@ -130,8 +132,11 @@ class HubService:
         breakers: BreakerBoard,
         snapshots: SnapshotStore,
         metrics: HubMetrics,
+        locator: Locator | None = None,
     ) -> None:
         self.settings = settings
+        self.locator = locator
+        """When set, a search asks only the regions it cannot rule out (hub/locator.py)."""
         self.directory = directory
         self.client = client
         self.breakers = breakers
@@ -164,8 +169,14 @@ class HubService:
             patient=query.patient_id,
         )
         deadlines = self.settings.deadlines
+        regions: Sequence[Region] = self.directory.enabled()
+        skipped: tuple[Region, ...] = ()
+        if self.locator is not None:
+            plan = self.locator.plan(query.patient_id, regions)
+            regions, skipped = plan.regions, plan.skip
+            log.debug("hub.locator.plan", asked={r.hcid: why.value for r, why in plan.ask})
         results = await fan_out(
-            self.directory.enabled(),
+            regions,
             request,
             client=self.client,
             breakers=self.breakers,
@@ -180,13 +191,18 @@ class HubService:
         self.metrics.observe(results)
         _log_faulty_regions(results)
         merged = merge(results, query.sort, region_cap=self.settings.max_entries_per_region)
+        if skipped:
+            merged = replace(merged, issues=(*merged.issues, *map(skipped_issue, skipped)))
         log.info(
             "hub.find",
             status=merged.status.value,
             documents=len(merged.documents),
             regions={r.region.hcid: r.status.value for r in results},
+            not_asked=len(skipped),
         )
-        outcomes = tuple((r.region.hcid, r.status.value) for r in results)
+        outcomes = tuple((r.region.hcid, r.status.value) for r in results) + tuple(
+            (r.hcid, NOT_ASKED) for r in skipped
+        )
         if merged.status is HubStatus.FAILURE:
             headers = {"retry-after": merged.retry_after} if merged.retry_after else {}
             return HubAnswer(
