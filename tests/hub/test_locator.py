@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onerecord.events import EntryStatus, RegionHeartbeat, RegistryEvent
+from onerecord.domain import NationalIdentityNumber
+from onerecord.events import (
+    EntryStatus,
+    MemoryEventBus,
+    RegionHeartbeat,
+    RegistryEvent,
+    patient_key,
+)
 from onerecord.hub.directory import Region
 from onerecord.hub.locator import AskReason, LocatorIndex
+from onerecord.hub.locator_feed import Locator
 from tests.hub.conftest import HCID_HSO, HCID_MIDT, HCID_NORD, HCID_VEST, make_region
 
 P1 = "1" * 64
@@ -171,3 +180,35 @@ def test_a_skipped_region_never_holds_the_patient(
         index.heartbeat(RegionHeartbeat(region.home_community_id, sequence[region.hcid]), 1.0)
         announced[region.hcid] = sequence[region.hcid]
     check()
+
+
+# --- the index fed from a bus (hub/locator_feed.py) ----------------------------------------
+
+
+@pytest.mark.anyio
+async def test_the_feed_rebuilds_the_index_before_anything_is_skipped() -> None:
+
+    key = b"k" * 32
+    nin = NationalIdentityNumber("13116900216")
+    rs = regions()
+    bus = MemoryEventBus()
+    for seq in (1, 2):
+        await bus.append(
+            "e",
+            event(
+                rs[0], seq, patient_key(nin.value, key), f"2.25.{seq}", EntryStatus.CURRENT
+            ).encode(),
+            after=seq - 1,
+        )
+    bus.events.append(("e", b"not an event"))  # dropped and logged, never applied
+    locator = Locator(key=key, max_silence_s=SILENCE, clock=lambda: 1.0)
+    assert locator.plan(nin, rs).skip == ()  # nothing replayed yet: every region is asked
+    assert {why for _, why in locator.plan(nin, rs).ask} == {AskReason.REBUILDING}
+    await locator.start(bus, subject_prefix="p")
+    for r in rs[1:]:
+        await bus.announce(
+            f"p.heartbeat.{r.hcid}", RegionHeartbeat(r.home_community_id, 0).encode()
+        )
+    plan = locator.plan(nin, rs)
+    assert plan.regions == (rs[0],)
+    assert plan.skip == rs[1:]

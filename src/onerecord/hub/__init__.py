@@ -34,6 +34,8 @@ from onerecord.hub.fanout import (
     forward_headers,
     gather_regions,
 )
+from onerecord.hub.locator import AskReason, LocatorIndex, LocatorPlan
+from onerecord.hub.locator_feed import Locator
 from onerecord.hub.merge import HubStatus, MergedResult, consolidate, merge
 from onerecord.hub.redis_snapshot import RedisSnapshotStore
 from onerecord.hub.request_checks import check_find_request, check_forwarded_headers
@@ -46,6 +48,7 @@ from onerecord.hub.snapshot import InMemorySnapshotStore, Snapshot, SnapshotStor
 __all__ = [
     "MASKED_COUNT_HEADER",
     "AiohttpRegionClient",
+    "AskReason",
     "AuthFactory",
     "BreakerBoard",
     "BreakerState",
@@ -63,6 +66,9 @@ __all__ = [
     "HubSettings",
     "HubStatus",
     "InMemorySnapshotStore",
+    "Locator",
+    "LocatorIndex",
+    "LocatorPlan",
     "MergedResult",
     "PassThroughAuth",
     "RedisSnapshotStore",
