@@ -12,6 +12,7 @@ from onerecord.events import (
     EntryStatus,
     InvalidEvent,
     RegionHeartbeat,
+    RegionStreamStart,
     RegistryEvent,
     decode_event,
     decode_heartbeat,
@@ -49,6 +50,15 @@ def test_a_short_key_is_refused() -> None:
 def test_an_event_round_trips(sequence: int, entry: str, status: EntryStatus, patient: str) -> None:
     event = RegistryEvent(HCID, sequence, patient_key(patient, KEY), entry, status)
     assert decode_event(event.encode()) == event
+
+
+def test_a_start_event_round_trips_and_an_unknown_kind_is_refused() -> None:
+    start = RegionStreamStart(HCID, 1, 42)
+    assert decode_event(start.encode()) == start
+    with pytest.raises(InvalidEvent):
+        decode_event(orjson.dumps({**GOOD, "kind": "purge"}))
+    with pytest.raises(InvalidEvent):
+        RegionStreamStart(HCID, 1, -1)
 
 
 def test_subjects_name_the_region() -> None:

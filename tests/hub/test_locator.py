@@ -11,6 +11,7 @@ from onerecord.events import (
     EntryStatus,
     MemoryEventBus,
     RegionHeartbeat,
+    RegionStreamStart,
     RegistryEvent,
     patient_key,
 )
@@ -40,9 +41,9 @@ def index_with_patient_in_first_region(now: float = 0.0) -> tuple[LocatorIndex, 
     """Every region heard from and caught up; P1 has one document in the first region."""
     rs = regions()
     index = LocatorIndex(max_silence_s=SILENCE, ready=True)
-    index.apply(event(rs[0], 1, P1, "2.25.1", EntryStatus.CURRENT), now)
-    for r in rs[1:]:
-        index.heartbeat(RegionHeartbeat(r.home_community_id, 0), now)
+    for r in rs:
+        index.apply(RegionStreamStart(r.home_community_id, 1, 0), now)
+    index.apply(event(rs[0], 2, P1, "2.25.1", EntryStatus.CURRENT), now)
     return index, rs
 
 
@@ -82,47 +83,63 @@ def test_a_region_never_heard_from_is_asked() -> None:
 
 def test_a_region_whose_events_are_behind_its_heartbeat_is_asked() -> None:
     index, rs = index_with_patient_in_first_region()
-    index.heartbeat(RegionHeartbeat(rs[1].home_community_id, 3), 1.0)
+    index.heartbeat(RegionHeartbeat(rs[1].home_community_id, 4), 1.0)
     assert asked(index, rs, P1, 1.0)[rs[1].hcid] == "index-behind"
     # …and skipped again once its events have arrived.
-    for seq in (1, 2, 3):
+    for seq in (2, 3, 4):
         index.apply(event(rs[1], seq, P2, f"2.25.{seq}", EntryStatus.CURRENT), 1.1)
     assert rs[1].hcid not in asked(index, rs, P1, 1.2)
 
 
 def test_a_region_newer_than_the_index_is_asked_for_good() -> None:
     index, rs = index_with_patient_in_first_region()
-    index.apply(event(rs[1], 2, P2, "2.25.2", EntryStatus.CURRENT), 1.0)  # 1 was missed
+    index.apply(event(rs[1], 3, P2, "2.25.3", EntryStatus.CURRENT), 1.0)  # 2 was missed
     assert asked(index, rs, P1, 1.0)[rs[1].hcid] == "events-missed"
-    index.apply(event(rs[1], 1, P2, "2.25.1", EntryStatus.CURRENT), 1.1)
-    index.apply(event(rs[1], 3, P2, "2.25.3", EntryStatus.CURRENT), 1.2)
+    index.apply(event(rs[1], 2, P2, "2.25.2", EntryStatus.CURRENT), 1.1)
+    index.apply(event(rs[1], 4, P2, "2.25.4", EntryStatus.CURRENT), 1.2)
     assert asked(index, rs, P1, 1.2)[rs[1].hcid] == "events-missed"
 
 
 def test_a_region_whose_events_stop_is_asked() -> None:
     index, rs = index_with_patient_in_first_region(now=0.0)
-    index.heartbeat(RegionHeartbeat(rs[0].home_community_id, 1), SILENCE)
-    index.heartbeat(RegionHeartbeat(rs[2].home_community_id, 0), SILENCE)
+    index.heartbeat(RegionHeartbeat(rs[0].home_community_id, 2), SILENCE)
+    index.heartbeat(RegionHeartbeat(rs[2].home_community_id, 1), SILENCE)
     reasons = asked(index, rs, P1, SILENCE + 0.5)
     assert reasons == {rs[0].hcid: "holds-documents", rs[1].hcid: "events-stopped"}
 
 
 def test_a_redelivered_event_changes_nothing() -> None:
     index, rs = index_with_patient_in_first_region()
-    index.apply(event(rs[0], 1, P1, "2.25.1", EntryStatus.CURRENT), 1.0)
+    index.apply(event(rs[0], 2, P1, "2.25.1", EntryStatus.CURRENT), 1.0)
     assert asked(index, rs, P1, 1.0) == {rs[0].hcid: "holds-documents"}
 
 
 def test_a_superseded_entry_still_counts_a_deleted_one_does_not() -> None:
     index, rs = index_with_patient_in_first_region()
-    index.apply(event(rs[0], 2, P1, "2.25.1", EntryStatus.SUPERSEDED), 1.0)
+    index.apply(event(rs[0], 3, P1, "2.25.1", EntryStatus.SUPERSEDED), 1.0)
     assert index.holds(P1, rs[0].hcid)
-    index.apply(event(rs[0], 3, P1, "2.25.1", EntryStatus.DELETED), 1.0)
+    index.apply(event(rs[0], 4, P1, "2.25.1", EntryStatus.DELETED), 1.0)
     assert not index.holds(P1, rs[0].hcid)
     # Nobody holds P1 now: an answer nobody gave is no answer, so everyone is asked.
     plan = index.plan(P1, rs, 1.0)
     assert plan.regions == rs
     assert {reason for _, reason in plan.ask} == {AskReason.NONE_LEFT}
+
+
+def test_a_region_whose_stream_began_after_its_first_registrations_is_always_asked() -> None:
+    index, rs = index_with_patient_in_first_region()
+    late = make_region(HCID_NORD, name="Helse Nord")
+    index.apply(RegionStreamStart(late.home_community_id, 1, 250_000), 1.0)
+    index.heartbeat(RegionHeartbeat(late.home_community_id, 1), 1.0)
+    assert asked(index, (*rs, late), P1, 1.0)[late.hcid] == "history-incomplete"
+
+
+def test_a_region_heard_only_by_heartbeat_is_asked() -> None:
+    """A stream without its start event (lost, or an older publisher) is not trusted."""
+    index, rs = index_with_patient_in_first_region()
+    late = make_region(HCID_NORD, name="Helse Nord")
+    index.heartbeat(RegionHeartbeat(late.home_community_id, 0), 1.0)
+    assert asked(index, (*rs, late), P1, 1.0)[late.hcid] == "history-incomplete"
 
 
 # --- the invariant, over any interleaving of events, losses and heartbeats ------------------
@@ -138,9 +155,10 @@ _step = st.tuples(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(_step, max_size=40))
+@given(st.lists(_step, max_size=40), st.tuples(st.booleans(), st.booleans(), st.booleans()))
 def test_a_skipped_region_never_holds_the_patient(
     steps: list[tuple[int, str, int, EntryStatus, bool, bool]],
+    starts: tuple[bool, bool, bool],
 ) -> None:
     """Whatever is lost, a region is skipped only if it holds nothing about the patient.
 
@@ -151,8 +169,12 @@ def test_a_skipped_region_never_holds_the_patient(
     rs = regions()
     index = LocatorIndex(max_silence_s=SILENCE, ready=True)
     truth: dict[tuple[str, str], set[str]] = {}
-    sequence = dict.fromkeys((r.hcid for r in rs), 0)
+    sequence = dict.fromkeys((r.hcid for r in rs), 1)
     announced = dict.fromkeys((r.hcid for r in rs), 0)
+    for r, delivered in zip(rs, starts, strict=True):
+        if delivered:
+            index.apply(RegionStreamStart(r.home_community_id, 1, 0), 1.0)
+            announced[r.hcid] = 1
 
     def check() -> None:
         for who in (P1, P2):
@@ -187,19 +209,14 @@ def test_a_skipped_region_never_holds_the_patient(
 
 @pytest.mark.anyio
 async def test_the_feed_rebuilds_the_index_before_anything_is_skipped() -> None:
-
     key = b"k" * 32
     nin = NationalIdentityNumber("13116900216")
     rs = regions()
     bus = MemoryEventBus()
-    for seq in (1, 2):
-        await bus.append(
-            "e",
-            event(
-                rs[0], seq, patient_key(nin.value, key), f"2.25.{seq}", EntryStatus.CURRENT
-            ).encode(),
-            after=seq - 1,
-        )
+    for n, r in enumerate(rs):
+        await bus.append(f"e{n}", RegionStreamStart(r.home_community_id, 1, 0).encode(), after=0)
+    digest = patient_key(nin.value, key)
+    await bus.append("e0", event(rs[0], 2, digest, "2.25.2", EntryStatus.CURRENT).encode(), after=1)
     bus.events.append(("e", b"not an event"))  # dropped and logged, never applied
     locator = Locator(key=key, max_silence_s=SILENCE, clock=lambda: 1.0)
     assert locator.plan(nin, rs).skip == ()  # nothing replayed yet: every region is asked
@@ -207,7 +224,7 @@ async def test_the_feed_rebuilds_the_index_before_anything_is_skipped() -> None:
     await locator.start(bus, subject_prefix="p")
     for r in rs[1:]:
         await bus.announce(
-            f"p.heartbeat.{r.hcid}", RegionHeartbeat(r.home_community_id, 0).encode()
+            f"p.heartbeat.{r.hcid}", RegionHeartbeat(r.home_community_id, 1).encode()
         )
     plan = locator.plan(nin, rs)
     assert plan.regions == (rs[0],)

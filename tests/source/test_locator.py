@@ -11,6 +11,8 @@ from onerecord.events import (
     EntryStatus,
     MemoryEventBus,
     NatsEventBus,
+    RegionStreamStart,
+    RegistryEvent,
     decode_event,
     decode_heartbeat,
     event_subject,
@@ -41,6 +43,18 @@ def registered(*entries_and_superseded: tuple[str | None, str | None]) -> Regist
     return RegisterResult(tuple(stored), frozenset(), tuple(superseded))
 
 
+async def no_entries() -> int:
+    return 0
+
+
+def entry_events(bus: MemoryEventBus) -> list[RegistryEvent]:
+    """The registry events in the stream, after the region's start event."""
+    first, *rest = (decode_event(data) for _, data in bus.events)
+    assert first == RegionStreamStart(HCID, 1, 0)
+    assert all(isinstance(e, RegistryEvent) for e in rest)
+    return rest  # type: ignore[return-value]
+
+
 def publisher(bus: MemoryEventBus | NatsEventBus, prefix: str = PREFIX) -> RegistryPublisher:
     return RegistryPublisher(
         bus=bus, home_community_id=HCID, key=KEY, subject_prefix=prefix, heartbeat_s=0.05
@@ -50,24 +64,39 @@ def publisher(bus: MemoryEventBus | NatsEventBus, prefix: str = PREFIX) -> Regis
 async def test_each_registration_and_replacement_is_one_numbered_event() -> None:
     bus = MemoryEventBus()
     events = publisher(bus)
-    await events.start()
+    await events.start(no_entries)
     try:
         events.registered(registered(("2.25.1", None), ("2.25.2", None)))
         events.registered(registered(("2.25.3", "2.25.1")))
         await events.drain()
     finally:
         await events.close()
-    got = [decode_event(data) for _, data in bus.events]
+    got = entry_events(bus)
     assert [(e.sequence, e.entry_unique_id, e.status) for e in got] == [
-        (1, "2.25.1", EntryStatus.CURRENT),
-        (2, "2.25.2", EntryStatus.CURRENT),
-        (3, "2.25.3", EntryStatus.CURRENT),
-        (4, "2.25.1", EntryStatus.SUPERSEDED),
+        (2, "2.25.1", EntryStatus.CURRENT),
+        (3, "2.25.2", EntryStatus.CURRENT),
+        (4, "2.25.3", EntryStatus.CURRENT),
+        (5, "2.25.1", EntryStatus.SUPERSEDED),
     ]
     patient = make_entry().patient_id.value
     assert {e.patient for e in got} == {patient_key(patient, KEY)}
     assert all(patient.encode() not in data for _, data in bus.events)
     assert {s for s, _ in bus.events} == {event_subject(HCID)}
+
+
+async def test_the_stream_begins_by_counting_the_entries_registered_before_it() -> None:
+    bus = MemoryEventBus()
+
+    async def three() -> int:
+        return 3
+
+    events = publisher(bus)
+    await events.start(three)
+    await events.close()
+    again = publisher(bus)
+    await again.start(three)  # the stream has begun: no second start event
+    await again.close()
+    assert [decode_event(d) for _, d in bus.events] == [RegionStreamStart(HCID, 1, 3)]
 
 
 async def test_an_event_that_cannot_be_sent_uses_up_its_number_and_the_heartbeat_says_so() -> None:
@@ -77,7 +106,7 @@ async def test_an_event_that_cannot_be_sent_uses_up_its_number_and_the_heartbeat
         heartbeat_subjects(PREFIX), lambda data: beats.append(decode_heartbeat(data).sequence)
     )
     events = publisher(bus)
-    await events.start()
+    await events.start(no_entries)
     try:
         events.registered(registered(("2.25.1", None)))
         await events.drain()
@@ -90,33 +119,33 @@ async def test_an_event_that_cannot_be_sent_uses_up_its_number_and_the_heartbeat
         await asyncio.sleep(0.12)
     finally:
         await events.close()
-    assert [decode_event(d).sequence for _, d in bus.events] == [1, 3]
+    assert [e.sequence for e in entry_events(bus)] == [2, 4]
     assert events.dropped == 1
-    assert beats[-1] == 3
+    assert beats[-1] == 4
 
 
 async def test_a_new_process_continues_after_the_last_event_in_the_stream() -> None:
     bus = MemoryEventBus()
     first = publisher(bus)
-    await first.start()
+    await first.start(no_entries)
     first.registered(registered(("2.25.1", None), ("2.25.2", None)))
     await first.drain()
     await first.close()
     second = publisher(bus)
-    await second.start()
+    await second.start(no_entries)
     try:
         second.registered(registered(("2.25.3", None)))
         await second.drain()
     finally:
         await second.close()
-    assert [decode_event(d).sequence for _, d in bus.events] == [1, 2, 3]
+    assert [decode_event(d).sequence for _, d in bus.events] == [1, 2, 3, 4]
 
 
 async def test_two_processes_of_one_region_never_reuse_a_number() -> None:
     bus = MemoryEventBus()
     one, two = publisher(bus), publisher(bus)
-    await one.start()
-    await two.start()
+    await one.start(no_entries)
+    await two.start(no_entries)
     try:
         for n in range(10):
             (one if n % 2 else two).registered(registered((f"2.25.{n}", None)))
@@ -125,7 +154,8 @@ async def test_two_processes_of_one_region_never_reuse_a_number() -> None:
     finally:
         await one.close()
         await two.close()
-    assert [decode_event(d).sequence for _, d in bus.events] == list(range(1, 11))
+    assert [decode_event(d).sequence for _, d in bus.events] == list(range(1, 12))
+    assert len(entry_events(bus)) == 10
 
 
 async def test_events_reach_the_real_jetstream_in_order(nats_stream: NatsStream) -> None:
@@ -139,8 +169,8 @@ async def test_events_reach_the_real_jetstream_in_order(nats_stream: NatsStream)
         publisher(bus, nats_stream.subject_prefix),
     )
     try:
-        await one.start()
-        await two.start()
+        await one.start(no_entries)
+        await two.start(no_entries)
         for n in range(6):
             (one if n % 2 else two).registered(registered((f"2.25.{n}", None)))
         await one.drain()
@@ -149,7 +179,7 @@ async def test_events_reach_the_real_jetstream_in_order(nats_stream: NatsStream)
         done = asyncio.Event()
         await bus.follow(lambda data: seen.append(decode_event(data).sequence), done.set)
         await asyncio.wait_for(done.wait(), 2)
-        assert seen == [1, 2, 3, 4, 5, 6]
+        assert seen == [1, 2, 3, 4, 5, 6, 7]
     finally:
         await one.close()
         await two.close()

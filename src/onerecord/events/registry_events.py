@@ -7,6 +7,10 @@ compute the same key for the patient it is asked about. An event also carries th
 homeCommunityId, the entry's uniqueId and status, and the region's own sequence number (1, 2,
 3 … with no gaps), so a reader can tell when it has missed one.
 
+A region's stream begins with a start event (sequence 1) that says how many entries its registry
+already held: only a region that started its stream with an empty registry has its whole history
+in the stream, so only such a region may ever be skipped.
+
 A heartbeat (core NATS, not stored) carries the region's latest sequence number, so a reader
 can tell that it is behind, or that the region has gone silent.
 
@@ -34,6 +38,7 @@ __all__ = [
     "EntryStatus",
     "InvalidEvent",
     "RegionHeartbeat",
+    "RegionStreamStart",
     "RegistryEvent",
     "decode_event",
     "decode_heartbeat",
@@ -130,6 +135,30 @@ class RegistryEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class RegionStreamStart:
+    """The first event of a region's stream: how many entries its registry held before it."""
+
+    home_community_id: HomeCommunityId
+    sequence: int
+    prior_entries: int
+
+    def __post_init__(self) -> None:
+        if self.sequence < 1 or self.prior_entries < 0:
+            raise InvalidEvent("a start event's sequence or count is out of range")
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "v": _VERSION,
+                "kind": "start",
+                "hcid": self.home_community_id.urn,
+                "seq": self.sequence,
+                "prior": self.prior_entries,
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class RegionHeartbeat:
     """A region's word that it is alive and has published events up to `sequence` (0: none)."""
 
@@ -179,9 +208,14 @@ def _int(raw: dict[str, Any], name: str) -> int:
     return value
 
 
-def decode_event(data: bytes) -> RegistryEvent:
-    """Parse and validate one registry event; raise InvalidEvent for anything else."""
+def decode_event(data: bytes) -> RegistryEvent | RegionStreamStart:
+    """Parse and validate one registry or start event; raise InvalidEvent for anything else."""
     raw = _load(data)
+    kind = raw.get("kind", "entry")
+    if kind == "start":
+        return RegionStreamStart(_hcid(raw), _int(raw, "seq"), _int(raw, "prior"))
+    if kind != "entry":
+        raise InvalidEvent("unknown event kind")
     patient, entry, status = raw.get("patient"), raw.get("entry"), raw.get("status")
     if not (isinstance(patient, str) and isinstance(entry, str) and isinstance(status, str)):
         raise InvalidEvent("an event lacks its patient, entry or status")

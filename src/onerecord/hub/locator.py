@@ -6,9 +6,10 @@ asks it which regions a search may skip. Safety first, every rule in `plan`:
 - the whole index is trusted only once it has replayed the event stream to its end (`ready`);
   until then every region is asked;
 - a patient unknown to the index is asked everywhere;
-- a region is skipped only when its view is confirmed: it has been heard from, within
-  `max_silence_s`; every event up to its latest announced sequence has been applied (not
-  behind); no sequence number was missed (no gap); and the patient has no entry there;
+- a region is skipped only when its view is confirmed: its stream began with an empty registry
+  (its whole history is in the stream); it has been heard from, within `max_silence_s`; every
+  event up to its latest announced sequence has been applied (not behind); no sequence number
+  was missed (no gap); and the patient has no entry there;
 - an entry counts until it is deleted: a superseded entry is still found by a search that asks
   for superseded entries;
 - if every region would be skipped, every region is asked (an answer nobody gave is no answer).
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from onerecord.events import EntryStatus, RegionHeartbeat, RegistryEvent
+from onerecord.events import EntryStatus, RegionHeartbeat, RegionStreamStart, RegistryEvent
 from onerecord.hub.directory import Region
 from onerecord.hub.merge import EXT_HOME_COMMUNITY_ID, EXT_REGION_STATUS, REGION_STATUS_SYSTEM
 
@@ -45,6 +46,7 @@ class AskReason(StrEnum):
     REBUILDING = "index-rebuilding"
     PATIENT_UNKNOWN = "patient-unknown"
     UNCONFIRMED = "region-unconfirmed"
+    INCOMPLETE = "history-incomplete"
     BEHIND = "index-behind"
     GAP = "events-missed"
     SILENT = "events-stopped"
@@ -62,6 +64,8 @@ class RegionView:
     heard_at: float | None = None
     gap: bool = False
     """An event was missed: this region's view stays untrusted until the index is rebuilt."""
+    complete: bool = False
+    """The region's stream began with an empty registry: every entry it holds is in the stream."""
 
     def doubt(self, now: float, max_silence_s: float) -> AskReason | None:
         """Return why this region's view cannot be trusted now, or None when it can."""
@@ -69,6 +73,8 @@ class RegionView:
             return AskReason.UNCONFIRMED
         if self.gap:
             return AskReason.GAP
+        if not self.complete:
+            return AskReason.INCOMPLETE
         if self.head > self.applied:
             return AskReason.BEHIND
         if now - self.heard_at > max_silence_s:
@@ -97,8 +103,8 @@ class LocatorIndex:
     regions: dict[str, RegionView] = field(default_factory=lambda: defaultdict(RegionView))
     _entries: dict[str, dict[str, set[str]]] = field(default_factory=dict)
 
-    def apply(self, event: RegistryEvent, now: float) -> None:
-        """Apply one registry event; a sequence number out of turn marks the region's gap."""
+    def apply(self, event: RegistryEvent | RegionStreamStart, now: float) -> None:
+        """Apply one event; a sequence number out of turn marks the region's gap."""
         view = self.regions[event.home_community_id.urn]
         view.heard_at = now
         view.head = max(view.head, event.sequence)
@@ -109,6 +115,9 @@ class LocatorIndex:
             return
         view.applied = event.sequence
         if view.gap:
+            return
+        if isinstance(event, RegionStreamStart):
+            view.complete = event.sequence == 1 and event.prior_entries == 0
             return
         held = self._entries.setdefault(event.patient, {}).setdefault(
             event.home_community_id.urn, set()

@@ -242,7 +242,7 @@ def _read_jwks(path: Path) -> list[dict[str, Any]]:
 
 
 async def _start_locator(
-    settings: SourceSettings,
+    settings: SourceSettings, store: SqlDocumentStore
 ) -> tuple[RegistryPublisher, NatsEventBus] | None:
     """Connect the region's registry events to NATS when the locator is on; never fail start-up.
 
@@ -269,7 +269,7 @@ async def _start_locator(
         heartbeat_s=settings.locator_heartbeat_s,
     )
     try:
-        await publisher.start()
+        await publisher.start(prior_entries=store.count)
     except BusUnavailable as exc:
         log.warning("source.locator.unavailable", reason=str(exc))
         await bus.close()
@@ -399,7 +399,7 @@ def create_app(
         )
         app.state.publish_replay = shared_replay
         the_content = content or _content_store(settings)
-        events = await _start_locator(settings)
+        events = await _start_locator(settings, store)
         app.state.source = DocumentSource(
             settings=settings,
             store=store,

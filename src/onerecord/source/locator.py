@@ -7,6 +7,9 @@ take turns instead of reusing a number). An event that cannot be sent still uses
 and the heartbeat announces the latest number, so the hub sees that it missed one and keeps
 asking this region: a lost event costs speed, never a missed document.
 
+The stream begins with a start event counting the entries the registry held before it (the hub
+trusts only a region whose stream began with none).
+
 Not yet covered: an event lost just before this process stops, when the next process starts
 from the stream's last event (its heartbeats cannot know of the lost one); the sequence should
 then come from the registry itself.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -28,6 +32,7 @@ from onerecord.events import (
     EventPublisher,
     InvalidEvent,
     RegionHeartbeat,
+    RegionStreamStart,
     RegistryEvent,
     WrongLastEvent,
     decode_event,
@@ -71,9 +76,21 @@ class RegistryPublisher:
         self._tasks: list[asyncio.Task[None]] = []
         self.dropped = 0
 
-    async def start(self) -> None:
-        """Learn the last sequence number from the stream; start sending and heartbeats."""
+    async def start(self, prior_entries: Callable[[], Awaitable[int]]) -> None:
+        """Learn the last sequence number from the stream; start sending and heartbeats.
+
+        A region without events in the stream begins it with a start event that counts the
+        entries its registry already holds (`prior_entries`): the hub skips a region only if
+        that count was 0. Raise BusUnavailable when the bus cannot be asked.
+        """
         await self._resync()
+        if self._last_stored == 0:
+            start = RegionStreamStart(self.home_community_id, 1, await prior_entries())
+            try:
+                self._last_stored = await self.bus.append(self.subject, start.encode(), after=0)
+                self.sequence = 1
+            except WrongLastEvent:  # another process of this region began the stream
+                await self._resync()
         self._tasks = [
             asyncio.create_task(self._send_loop(), name="locator-send"),
             asyncio.create_task(self._heartbeat_loop(), name="locator-heartbeat"),
