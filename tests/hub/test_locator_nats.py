@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from onerecord.hub.app import create_hub_app
 from onerecord.hub.settings import HubSettings
@@ -222,3 +223,36 @@ def test_a_restarted_hub_rebuilds_the_index_from_the_stream(network: Network) ->
             5.0,
         )
         assert not_asked(search(hub, OTHER_PATIENT)) == {r1.hcid, r2.hcid}
+
+
+def test_without_nats_every_region_is_asked_and_the_hub_says_so(
+    stack: ExitStack, tmp_path: Path
+) -> None:
+    nowhere = NatsStream(f"nats://127.0.0.1:{free_port()}", "NOWHERE", "nowhere.locator")
+    with capture_logs() as logs:
+        regions = [start_source(stack, tmp_path, n, nowhere, free_port()) for n in (1, 2)]
+        directory = write_directory(
+            tmp_path / "regions.json", [(r.name, r.hcid, r.fhir, None) for r in regions]
+        )
+        hub = start_hub(stack, directory, nowhere)
+    # The publish never fails for want of NATS, and every region is asked.
+    first = publish_one(regions[0])
+    bundle = search(hub)
+    assert found(bundle) == {first}
+    assert not_asked(bundle) == set()
+    events = {(e["event"], e.get("asking")) for e in logs}
+    assert ("hub.locator.unavailable", "every region") in events
+    assert ("source.locator.unavailable", None) in events
+
+
+def test_with_the_locator_off_the_hub_says_it_asks_every_region(
+    stack: ExitStack, tmp_path: Path
+) -> None:
+    region = start_source(stack, tmp_path, 1, None, free_port())
+    directory = write_directory(
+        tmp_path / "regions.json", [(region.name, region.hcid, region.fhir, None)]
+    )
+    with capture_logs() as logs:
+        settings = HubSettings(directory_file=directory)
+        stack.enter_context(serve_in_thread(create_hub_app(settings)))
+    assert {"event": "hub.locator.off", "asking": "every region", "log_level": "info"} in logs

@@ -151,16 +151,21 @@ class NatsEventBus:
             return None
 
         try:
-            client = await nats.connect(
-                url,
-                connect_timeout=timeout_s,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                error_cb=no_op,
-                name="onerecord",
+            # Reconnect forever once connected; but the first connection gets `timeout_s`, or
+            # start-up would wait for a NATS that is not there (nats-py retries it forever).
+            client = await asyncio.wait_for(
+                nats.connect(
+                    url,
+                    connect_timeout=timeout_s,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    error_cb=no_op,
+                    name="onerecord",
+                ),
+                timeout=timeout_s,
             )
         except (OSError, TimeoutError, NatsError) as exc:
-            raise BusUnavailable(f"NATS at {url} is not reachable: {exc}") from exc
+            raise BusUnavailable(f"NATS at {url} is not reachable: {exc!r}") from exc
         bus = cls(client, stream=stream, subjects=subjects, timeout_s=timeout_s)
         try:
             await bus._js.add_stream(
