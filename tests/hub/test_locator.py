@@ -134,6 +134,16 @@ def test_a_region_whose_stream_began_after_its_first_registrations_is_always_ask
     assert asked(index, (*rs, late), P1, 1.0)[late.hcid] == "history-incomplete"
 
 
+def test_a_restart_that_counts_more_entries_than_the_stream_named_is_noticed() -> None:
+    """An event lost just before a region's process stopped shows in the next start's count."""
+    index, rs = index_with_patient_in_first_region()
+    index.apply(RegionStreamStart(rs[0].home_community_id, 3, 1), 1.0)  # as named: still trusted
+    index.heartbeat(RegionHeartbeat(rs[1].home_community_id, 1), 1.0)
+    assert index.plan(P1, rs, 1.0).regions == (rs[0],)
+    index.apply(RegionStreamStart(rs[1].home_community_id, 2, 1), 1.0)  # one never named
+    assert asked(index, rs, P1, 1.0)[rs[1].hcid] == "history-incomplete"
+
+
 def test_a_region_heard_only_by_heartbeat_is_asked() -> None:
     """A stream without its start event (lost, or an older publisher) is not trusted."""
     index, rs = index_with_patient_in_first_region()

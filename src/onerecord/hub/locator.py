@@ -7,9 +7,10 @@ asks it which regions a search may skip. Safety first, every rule in `plan`:
   until then every region is asked;
 - a patient unknown to the index is asked everywhere;
 - a region is skipped only when its view is confirmed: its stream began with an empty registry
-  (its whole history is in the stream); it has been heard from, within `max_silence_s`; every
-  event up to its latest announced sequence has been applied (not behind); no sequence number
-  was missed (no gap); and the patient has no entry there;
+  and each process of the region, when it started, counted as many entries as the stream had
+  named there (its whole history is in the stream); it has been heard from, within
+  `max_silence_s`; every event up to its latest announced sequence has been applied (not
+  behind); no sequence number was missed (no gap); and the patient has no entry there;
 - an entry counts until it is deleted: a superseded entry is still found by a search that asks
   for superseded entries;
 - if every region would be skipped, every region is asked (an answer nobody gave is no answer).
@@ -65,7 +66,10 @@ class RegionView:
     gap: bool = False
     """An event was missed: this region's view stays untrusted until the index is rebuilt."""
     complete: bool = False
-    """The region's stream began with an empty registry: every entry it holds is in the stream."""
+    """Every entry the region holds is in its stream: it began with an empty registry, and each
+    later start event counted exactly the entries the stream had named."""
+    entries: int = 0
+    """Distinct entries the stream has named at this region (not deleted)."""
 
     def doubt(self, now: float, max_silence_s: float) -> AskReason | None:
         """Return why this region's view cannot be trusted now, or None when it can."""
@@ -117,15 +121,21 @@ class LocatorIndex:
         if view.gap:
             return
         if isinstance(event, RegionStreamStart):
-            view.complete = event.sequence == 1 and event.prior_entries == 0
+            # A process of the region (re)started: its registry must hold exactly what the
+            # stream named, or some registration never reached the stream.
+            counted = event.prior_entries == view.entries
+            view.complete = counted and (event.sequence == 1 or view.complete)
             return
         held = self._entries.setdefault(event.patient, {}).setdefault(
             event.home_community_id.urn, set()
         )
+        known = event.entry_unique_id in held
         if event.status is EntryStatus.DELETED:
             held.discard(event.entry_unique_id)
+            view.entries -= known
         else:
             held.add(event.entry_unique_id)
+            view.entries += not known
 
     def heartbeat(self, beat: RegionHeartbeat, now: float) -> None:
         """Note that a region is alive and has published up to `beat.sequence`."""

@@ -7,12 +7,11 @@ take turns instead of reusing a number). An event that cannot be sent still uses
 and the heartbeat announces the latest number, so the hub sees that it missed one and keeps
 asking this region: a lost event costs speed, never a missed document.
 
-The stream begins with a start event counting the entries the registry held before it (the hub
-trusts only a region whose stream began with none).
-
-Not yet covered: an event lost just before this process stops, when the next process starts
-from the stream's last event (its heartbeats cannot know of the lost one); the sequence should
-then come from the registry itself.
+Each process begins with a start event counting the entries its registry holds: the hub trusts
+a region only while the count matches the entries its stream has named, so neither documents
+registered before the locator was switched on nor an event lost just before a restart can hide.
+A count taken while another process of the region still has events queued makes the hub ask
+the region for good (safe, not faster) until a backfill exists.
 
 References: Sweden's engagement index (a care giver's system reports each new record).
 """
@@ -79,18 +78,26 @@ class RegistryPublisher:
     async def start(self, prior_entries: Callable[[], Awaitable[int]]) -> None:
         """Learn the last sequence number from the stream; start sending and heartbeats.
 
-        A region without events in the stream begins it with a start event that counts the
-        entries its registry already holds (`prior_entries`): the hub skips a region only if
-        that count was 0. Raise BusUnavailable when the bus cannot be asked.
+        Each start appends a start event counting the entries the registry holds
+        (`prior_entries`): the hub skips a region only while that count matches the entries its
+        stream has named (0 for a new stream), so a registration whose event was lost before a
+        restart is noticed. Raise BusUnavailable when the bus cannot be asked.
         """
-        await self._resync()
-        if self._last_stored == 0:
-            start = RegionStreamStart(self.home_community_id, 1, await prior_entries())
+        for _ in range(_MAX_RETRIES):
+            await self._resync()
+            start = RegionStreamStart(
+                self.home_community_id, self.sequence + 1, await prior_entries()
+            )
             try:
-                self._last_stored = await self.bus.append(self.subject, start.encode(), after=0)
-                self.sequence = 1
-            except WrongLastEvent:  # another process of this region began the stream
-                await self._resync()
+                self._last_stored = await self.bus.append(
+                    self.subject, start.encode(), after=self._last_stored
+                )
+            except WrongLastEvent:  # another process of this region appended meanwhile
+                continue
+            self.sequence = start.sequence
+            break
+        else:
+            raise BusUnavailable("the region's stream kept changing while starting")
         self._tasks = [
             asyncio.create_task(self._send_loop(), name="locator-send"),
             asyncio.create_task(self._heartbeat_loop(), name="locator-heartbeat"),
