@@ -188,3 +188,12 @@ async def test_events_reach_the_real_jetstream_in_order(nats_stream: NatsStream)
         await one.close()
         await two.close()
         await bus.close()
+
+
+async def test_closing_sends_what_is_queued_first() -> None:
+    bus = MemoryEventBus()
+    events = publisher(bus)
+    await events.start(no_entries)
+    events.registered(registered(("2.25.1", None), ("2.25.2", None)))
+    await events.close()
+    assert [e.entry_unique_id for e in entry_events(bus)] == ["2.25.1", "2.25.2"]

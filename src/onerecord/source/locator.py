@@ -174,8 +174,14 @@ class RegistryPublisher:
         """Wait until every queued event has been sent or given up (tests, shutdown)."""
         await self._queue.join()
 
-    async def close(self) -> None:
-        """Stop sending; events still queued are lost (and announced as such by nobody)."""
+    async def close(self, *, drain_s: float = 2.0) -> None:
+        """Send what is queued (for at most `drain_s`), then stop.
+
+        An event still queued after that is lost; the next start's count makes the hub notice.
+        """
+        if self._tasks:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), drain_s)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
