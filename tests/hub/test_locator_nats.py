@@ -182,6 +182,10 @@ def test_a_registered_document_is_found_through_the_hub_within_a_second(
     issue = outcome_issues(bundle)[r3.hcid]
     assert issue["code"] == "informational"
     assert "not asked" in issue["diagnostics"]
+    # A count asks the same regions.
+    counted = search(hub, {**PATIENT, "_summary": "count"})
+    assert counted["total"] == 2
+    assert not_asked(counted) == {r3.hcid}
     # A patient the index does not know is asked everywhere, and nobody is reported skipped.
     assert not_asked(search(hub, OTHER_PATIENT)) == set()
 

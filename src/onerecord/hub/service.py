@@ -42,7 +42,7 @@ from onerecord.hub.fanout import (
 )
 from onerecord.hub.locator import NOT_ASKED, skipped_issue
 from onerecord.hub.locator_feed import Locator
-from onerecord.hub.merge import HubStatus, merge
+from onerecord.hub.merge import HubStatus, MergedResult, merge
 from onerecord.hub.metrics import HubMetrics
 from onerecord.hub.render import (
     document_entry,
@@ -169,12 +169,7 @@ class HubService:
             patient=query.patient_id,
         )
         deadlines = self.settings.deadlines
-        regions: Sequence[Region] = self.directory.enabled()
-        skipped: tuple[Region, ...] = ()
-        if self.locator is not None:
-            plan = self.locator.plan(query.patient_id, regions)
-            regions, skipped = plan.regions, plan.skip
-            log.debug("hub.locator.plan", asked={r.hcid: why.value for r, why in plan.ask})
+        regions, skipped = self._regions_to_ask(query)
         results = await fan_out(
             regions,
             request,
@@ -191,8 +186,7 @@ class HubService:
         self.metrics.observe(results)
         _log_faulty_regions(results)
         merged = merge(results, query.sort, region_cap=self.settings.max_entries_per_region)
-        if skipped:
-            merged = replace(merged, issues=(*merged.issues, *map(skipped_issue, skipped)))
+        merged = _with_skipped(merged, skipped)
         log.info(
             "hub.find",
             status=merged.status.value,
@@ -200,9 +194,7 @@ class HubService:
             regions={r.region.hcid: r.status.value for r in results},
             not_asked=len(skipped),
         )
-        outcomes = tuple((r.region.hcid, r.status.value) for r in results) + tuple(
-            (r.hcid, NOT_ASKED) for r in skipped
-        )
+        outcomes = _outcomes(results, skipped)
         if merged.status is HubStatus.FAILURE:
             headers = {"retry-after": merged.retry_after} if merged.retry_after else {}
             return HubAnswer(
@@ -247,8 +239,9 @@ class HubService:
             totals=totals,
         )
         deadlines = self.settings.deadlines
+        regions, skipped = self._regions_to_ask(query)
         results = await gather_regions(
-            self.directory.enabled(),
+            regions,
             exchange,
             breakers=self.breakers,
             per_region_timeout=deadlines.per_region_s,
@@ -256,7 +249,8 @@ class HubService:
         )
         self.metrics.observe(results)
         merged = merge(results, query.sort, region_cap=self.settings.max_entries_per_region)
-        outcomes = tuple((r.region.hcid, r.status.value) for r in results)
+        merged = _with_skipped(merged, skipped)
+        outcomes = _outcomes(results, skipped)
         if merged.status is HubStatus.FAILURE:
             return HubAnswer(merged.http_status, outcome_body(merged.issues), regions=outcomes)
         body = page_bundle(
@@ -270,6 +264,15 @@ class HubService:
             next_url=None,
         )
         return HubAnswer(200, body, regions=outcomes, returned=0)
+
+    def _regions_to_ask(self, query: DocumentQuery) -> tuple[Sequence[Region], tuple[Region, ...]]:
+        """The enabled regions to ask about the query's patient, and those the locator spares."""
+        regions = self.directory.enabled()
+        if self.locator is None:
+            return regions, ()
+        plan = self.locator.plan(query.patient_id, regions)
+        log.debug("hub.locator.plan", asked={r.hcid: why.value for r, why in plan.ask})
+        return plan.regions, plan.skip
 
     async def _page(self, caller: Caller, params: Sequence[tuple[str, str]]) -> HubAnswer:
         values = dict(params)
@@ -431,6 +434,21 @@ def _routed_call_failed(region: Region, timeout: float, exc: Exception) -> Regio
             code="timeout",
         )
     return RegionFailure(f"{region.name} ({region.hcid}) is unavailable: {exc}", status=502)
+
+
+def _with_skipped(merged: MergedResult, skipped: Sequence[Region]) -> MergedResult:
+    """Add an information issue per region the locator did not ask (hub/locator.py)."""
+    if not skipped:
+        return merged
+    return replace(merged, issues=(*merged.issues, *map(skipped_issue, skipped)))
+
+
+def _outcomes(
+    results: Sequence[RegionResult], skipped: Sequence[Region]
+) -> tuple[tuple[str, str], ...]:
+    """(homeCommunityId, status) of every region, asked or not, for the audit."""
+    asked = tuple((r.region.hcid, r.status.value) for r in results)
+    return asked + tuple((r.hcid, NOT_ASKED) for r in skipped)
 
 
 def _log_faulty_regions(results: Sequence[RegionResult]) -> None:
