@@ -207,7 +207,7 @@ async def _start_locator(settings: HubSettings, service: HubService) -> NatsEven
     if not settings.locator_nats_url:
         log.info("hub.locator.off", asking="every region")
         return None
-    assert settings.locator_patient_key is not None  # the settings refuse the locator without
+    assert settings.locator_patient_key is not None  # settings refuse a locator without a key
     locator = Locator(
         key=settings.locator_patient_key.get_secret_value().encode(),
         max_silence_s=settings.locator_max_silence_s,

@@ -251,7 +251,7 @@ async def _start_locator(
     """
     if not settings.locator_nats_url:
         return None
-    assert settings.locator_patient_key is not None  # the settings refuse the locator without
+    assert settings.locator_patient_key is not None  # settings refuse a locator without a key
     try:
         bus = await NatsEventBus.connect(
             settings.locator_nats_url,
