@@ -25,6 +25,30 @@ class SourceServer:
         return f"{self.base_url}/fhir"
 
 
+def source_serve_args(database: Database, content: Path, port: int, *options: str) -> list[str]:
+    """`python -m onerecord.cli source serve …` for a source process on `port`, plus `options`."""
+    args = [
+        "-m",
+        "onerecord.cli",
+        "source",
+        "serve",
+        "--home-community-id",
+        HCID,
+        "--repository-unique-id",
+        REPOSITORY,
+        "--db",
+        database.url,
+        "--content",
+        str(content),
+        "--port",
+        str(port),
+        *options,
+    ]
+    if database.schema:
+        args += ["--db-schema", database.schema]
+    return args
+
+
 def make_settings(
     database: Database, tmp_path: Path, port: int, **overrides: object
 ) -> SourceSettings:

@@ -21,7 +21,7 @@ from onerecord.source.database import make_engine
 from onerecord.source.settings import SourceSettings
 from onerecord.trust.keys import SigningKey, load_or_create_dev_key
 from tests.conftest import Database
-from tests.source.conftest import HCID, REPOSITORY
+from tests.source.conftest import HCID, source_serve_args
 from tests.support.servers import free_port, serve_process
 
 FNR = "urn:oid:2.16.578.1.12.4.1.4.1"
@@ -29,21 +29,10 @@ PATIENT = "13116900216"
 
 
 def _serve_args(database: Database, tmp_path: Path, port: int, key: Path, dev: bool) -> list[str]:
-    args = [
-        "-m",
-        "onerecord.cli",
-        "source",
-        "serve",
-        "--home-community-id",
-        HCID,
-        "--repository-unique-id",
-        REPOSITORY,
-        "--db",
-        database.url,
-        "--content",
-        str(tmp_path / "content"),
-        "--port",
-        str(port),
+    return source_serve_args(
+        database,
+        tmp_path / "content",
+        port,
         # Never asked: the requests below carry no token and are refused (and audited) first.
         "--issuer",
         "http://127.0.0.1:9/sts",
@@ -51,12 +40,8 @@ def _serve_args(database: Database, tmp_path: Path, port: int, key: Path, dev: b
         str(tmp_path / "elsewhere" / "audit-checkpoints.jsonl"),
         "--audit-checkpoint-key",
         str(key),
-    ]
-    if dev:
-        args.append("--dev")
-    if database.schema:
-        args += ["--db-schema", database.schema]
-    return args
+        *(("--dev",) if dev else ()),
+    )
 
 
 def _verify(database: Database, tmp_path: Path, key: Path) -> subprocess.CompletedProcess[str]:

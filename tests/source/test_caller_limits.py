@@ -21,6 +21,7 @@ from onerecord.trust.keys import StaticJwks
 from onerecord.trust.patient_binding import encode_salt
 from tests.source.trust_harness import FNR, HCID, HUB_ISSUER, Network, Token, start_network
 from tests.sts.fakes import PARENT
+from tests.trust.policy_factories import access_token_claims
 
 LIMITS = {
     "caller_rate_per_s": 0.05,
@@ -125,22 +126,7 @@ def test_source_limits_key_by_subject_and_client_and_leave_open_access_unlimited
     )
 
     def principal(sub: str, client: str | None) -> Citizen:
-        claims = AccessTokenClaims(
-            issuer="i",
-            audience="a",
-            subject=sub,
-            jti="j",
-            issued_at=0,
-            expires_at=1,
-            jkt="k",
-            client_id=client,
-            scope=frozenset(),
-            pid=None,
-            security_level=None,
-            acr=None,
-            toa=None,
-            raw={},
-        )
+        claims = access_token_claims(sub, client)
         return Citizen(claims=claims, nin=NationalIdentityNumber(PARENT))
 
     limits.admit(_caller(principal("a", "ehr"), via_hub=False))

@@ -20,34 +20,13 @@ from onerecord.source.database import make_engine
 from onerecord.source.store import SqlDocumentStore
 from tests.conftest import Database
 from tests.factories import make_entry, sample_pdf
-from tests.source.conftest import HCID, REPOSITORY
+from tests.source.conftest import HCID, REPOSITORY, source_serve_args
 from tests.support.servers import free_port, serve_process
 
 FNR = "urn:oid:2.16.578.1.12.4.1.4.1"
 
 
-def _serve_args(database: Database, content: Path, port: int) -> list[str]:
-    args = [
-        "-m",
-        "onerecord.cli",
-        "source",
-        "serve",
-        "--home-community-id",
-        HCID,
-        "--repository-unique-id",
-        REPOSITORY,
-        "--db",
-        database.url,
-        "--content",
-        str(content),
-        "--port",
-        str(port),
-        "--dev",
-        "--dev-open-access",
-    ]
-    if database.schema:
-        args += ["--db-schema", database.schema]
-    return args
+OPEN_ACCESS = ("--dev", "--dev-open-access")
 
 
 def _blobs(content_dir: Path) -> list[Path]:
@@ -93,7 +72,7 @@ def test_crash_between_content_write_and_registry_commit(
     assert all(hashlib.sha256(p.read_bytes()).hexdigest() == p.name for p in blobs)
 
     port = free_port()
-    with serve_process(_serve_args(database, content_dir, port), port):
+    with serve_process(source_serve_args(database, content_dir, port, *OPEN_ACCESS), port):
         base = f"http://127.0.0.1:{port}/fhir"
         found = httpx.get(
             f"{base}/DocumentReference",
@@ -182,7 +161,8 @@ def test_retrieving_500_mb_keeps_server_memory_growth_under_50_mb(
     megabytes = 500
     path = anyio.run(_register_large_video, sqlite_database, content_dir, megabytes)
     port = free_port()
-    with serve_process(_serve_args(sqlite_database, content_dir, port), port) as proc:
+    args = source_serve_args(sqlite_database, content_dir, port, *OPEN_ACCESS)
+    with serve_process(args, port) as proc:
         server = psutil.Process(proc.pid)
         base = f"http://127.0.0.1:{port}"
         httpx.get(f"{base}/fhir/metadata")  # warm up

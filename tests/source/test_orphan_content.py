@@ -33,7 +33,13 @@ from onerecord.source.store import SqlDocumentStore, StoreError
 from onerecord.trust.keys import SigningKey
 from tests.conftest import Database
 from tests.factories import make_entry, sample_pdf, synthetic_nin
-from tests.source.conftest import HCID, REPOSITORY, SourceServer, make_settings
+from tests.source.conftest import (
+    HCID,
+    REPOSITORY,
+    SourceServer,
+    make_settings,
+    source_serve_args,
+)
 from tests.support.servers import free_port, serve_in_thread, serve_process
 
 FHIR = "application/fhir+json"
@@ -258,26 +264,7 @@ def test_source_process_sweeps_crash_leftovers_at_start_up_but_not_uploads_in_fl
     registered = anyio.run(_register_old_document, database, content_dir)
     paths = _leftovers(content_dir)
     port = free_port()
-    args = [
-        "-m",
-        "onerecord.cli",
-        "source",
-        "serve",
-        "--home-community-id",
-        HCID,
-        "--repository-unique-id",
-        REPOSITORY,
-        "--db",
-        database.url,
-        "--content",
-        str(content_dir),
-        "--port",
-        str(port),
-        "--dev",
-        "--dev-open-access",
-    ]
-    if database.schema:
-        args += ["--db-schema", database.schema]
+    args = source_serve_args(database, content_dir, port, "--dev", "--dev-open-access")
     env = {"ONERECORD_SOURCE_CONTENT_SWEEP_GRACE_S": "600"}
     with serve_process(args, port, env=env):
         _wait_until(lambda: not paths["old-orphan"].exists() and not paths["old-part"].exists())

@@ -16,6 +16,7 @@ from onerecord.domain import (
     HprNumber,
     NationalIdentityNumber,
 )
+from onerecord.trust.access_token import AccessTokenClaims
 from onerecord.trust.principal import (
     READ_DOCUMENTREFERENCES_SCOPE,
     AccessBasis,
@@ -132,3 +133,23 @@ def citizen(
 ) -> CitizenContext:
     """A citizen logged in at level 4."""
     return CitizenContext(nin=nin, acr_level=acr_level, representations=representations)
+
+
+def access_token_claims(subject: str, client_id: str | None = None) -> AccessTokenClaims:
+    """Verified access-token claims with only `sub` and `client_id` set (the caller's key)."""
+    return AccessTokenClaims(
+        issuer="https://sts.test",
+        audience="onerecord:hub",
+        subject=subject,
+        jti="j",
+        issued_at=0,
+        expires_at=1,
+        jkt="k",
+        client_id=client_id,
+        scope=frozenset(),
+        pid=None,
+        security_level=None,
+        acr=None,
+        toa=None,
+        raw={},
+    )

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onerecord.trust.access_token import AccessTokenClaims
 from onerecord.trust.caller_limits import (
     PERMIT_STATE,
     CallerLimiter,
@@ -20,6 +19,7 @@ from onerecord.trust.caller_limits import (
     address_key,
     caller_key,
 )
+from tests.trust.policy_factories import access_token_claims
 
 
 @dataclass
@@ -142,29 +142,11 @@ def test_quota_scaled_for_calls_relayed_by_the_hub() -> None:
         CallerQuota(rate_per_s=1.0, burst=0)
 
 
-def _claims(subject: str, client_id: str | None) -> AccessTokenClaims:
-    return AccessTokenClaims(
-        issuer="https://sts.test",
-        audience="onerecord:hub",
-        subject=subject,
-        jti="j",
-        issued_at=0,
-        expires_at=1,
-        jkt="k",
-        client_id=client_id,
-        scope=frozenset(),
-        pid=None,
-        security_level=None,
-        acr=None,
-        toa=None,
-        raw={},
-    )
-
-
 def test_the_key_is_the_tokens_subject_and_client() -> None:
-    assert caller_key(_claims("hp:1", "portal")) != caller_key(_claims("hp:1", "ehr"))
-    assert caller_key(_claims("hp:1", "portal")) != caller_key(_claims("hp:2", "portal"))
-    assert caller_key(_claims("hp:1", None)) == "sub:hp:1|client:-"
+    claims = access_token_claims
+    assert caller_key(claims("hp:1", "portal")) != caller_key(claims("hp:1", "ehr"))
+    assert caller_key(claims("hp:1", "portal")) != caller_key(claims("hp:2", "portal"))
+    assert caller_key(claims("hp:1", None)) == "sub:hp:1|client:-"
     assert address_key("127.0.0.1") == "addr:127.0.0.1"
     assert address_key(None) == "addr:unknown"
 
