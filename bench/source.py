@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import httpx
 import orjson
@@ -114,7 +115,8 @@ def api_search(base: str, patients: list[str], n: int) -> list[float]:
     return timings
 
 
-async def ingest(base: str, *, documents: int, per_bundle: int, concurrency: int) -> float:
+def ingest_bodies(documents: int, per_bundle: int) -> list[bytes]:
+    """Build every bundle before the clock starts: the client's own work is not measured."""
     pdf = sample_pdf()
     bundles: list[bytes] = []
     made = 0
@@ -134,23 +136,44 @@ async def ingest(base: str, *, documents: int, per_bundle: int, concurrency: int
                 )
             )
         )
+    return bundles
+
+
+async def ingest(base: str, *, bundles: list[bytes], per_bundle: int, concurrency: int) -> float:
+    """POST the pre-built bundles with `concurrency` keep-alive clients; return documents/s.
+
+    aiohttp with one connection per client and no per-request parsing beyond the status: the
+    client shares the machine's cores with the source, so it should cost as little as it can.
+    """
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for b in bundles:
         queue.put_nowait(b)
+    url = f"{base}/fhir"
+    headers = {"content-type": "application/fhir+json"}
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker(session: aiohttp.ClientSession) -> None:
         while not queue.empty():
             body = queue.get_nowait()
-            r = await client.post(
-                f"{base}/fhir", content=body, headers={"content-type": "application/fhir+json"}
-            )
-            assert r.status_code == 200, r.text[:500]
+            async with session.post(url, data=body, headers=headers) as r:
+                answer = await r.read()
+                assert r.status == 200, answer[:500]
 
-    async with httpx.AsyncClient(timeout=120) as client:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        # One warm-up request per client opens the connections before the clock starts.
+        warm = [queue.get_nowait() for _ in range(min(concurrency, queue.qsize()))]
+
+        async def post(body: bytes) -> None:
+            async with session.post(url, data=body, headers=headers) as r:
+                assert r.status == 200, (await r.read())[:500]
+
+        await asyncio.gather(*(post(b) for b in warm))
+        sent = queue.qsize()
         t0 = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         elapsed = time.perf_counter() - t0
-    return made / elapsed
+    return sent * per_bundle / elapsed
 
 
 async def max_seq(url: str, schema: str | None) -> int:
@@ -228,7 +251,14 @@ async def pg_schema(name: str) -> None:
         await conn.close()
 
 
-def run_backend(kind: str, entries: int, searches: int, workdir: Path, port: int) -> dict[str, Any]:
+def run_backend(
+    kind: str,
+    entries: int,
+    searches: int,
+    workdir: Path,
+    port: int,
+    options: argparse.Namespace,
+) -> dict[str, Any]:
     rng = random.Random(11)
     patients = sorted({str(p) for p in _patients(rng, max(1, entries // 100))})
     # The loaded registry is cached (bench/.cache, schema bench_source_N) and reused when it
@@ -248,25 +278,43 @@ def run_backend(kind: str, entries: int, searches: int, workdir: Path, port: int
         print(f"[{kind}] loaded in {load_s:.1f} s ({entries / load_s:,.0f} rows/s)", flush=True)
     result: dict[str, Any] = {"entries": entries, "patients": len(patients), "load_seconds": load_s}
     keep = asyncio.run(max_seq(url, schema))
-    with source_process(url, schema, workdir / "content", port) as base:
-        api = api_search(base, patients, searches)
-        direct = asyncio.run(direct_search(url, schema, patients, searches))
+    if "search" in options.only:
+        with source_process(url, schema, workdir / "content", port) as base:
+            api = api_search(base, patients, searches)
+            direct = asyncio.run(direct_search(url, schema, patients, searches))
         result["search_api_ms"] = {"p50": percentile(api, 50), "p99": percentile(api, 99)}
         result["search_direct_ms"] = {"p50": percentile(direct, 50), "p99": percentile(direct, 99)}
         result["api_overhead_ratio_p50"] = (
             result["search_api_ms"]["p50"] / result["search_direct_ms"]["p50"]
         )
+    if "ingest" in options.only:
         # Search first, ingest last: ingest adds rows, so the cached registry is stale after.
-        for per_bundle in (1, 50):
-            docs = 1000 if per_bundle == 1 else 5000
-            rate = asyncio.run(ingest(base, documents=docs, per_bundle=per_bundle, concurrency=4))
-            result[f"ingest_docs_per_s_bundle_{per_bundle}"] = rate
-    # The same ingest with two worker processes (one per core).
-    with source_process(url, schema, workdir / "content", port, workers=2) as base:
-        for per_bundle in (1, 50):
-            docs = 1000 if per_bundle == 1 else 5000
-            rate = asyncio.run(ingest(base, documents=docs, per_bundle=per_bundle, concurrency=4))
-            result[f"ingest_docs_per_s_bundle_{per_bundle}_2_workers"] = rate
+        result["ingest_clients"] = options.clients
+        bodies = {
+            n: ingest_bodies(options.ingest_docs if n == 1 else 100 * n, n)
+            for n in options.per_bundle
+        }
+        for workers in options.workers:
+            with source_process(url, schema, workdir / "content", port, workers=workers) as base:
+                for per_bundle in options.per_bundle:
+                    rate = asyncio.run(
+                        ingest(
+                            base,
+                            bundles=bodies[per_bundle],
+                            per_bundle=per_bundle,
+                            concurrency=options.clients,
+                        )
+                    )
+                    suffix = "" if workers == 1 else f"_{workers}_workers"
+                    result[f"ingest_docs_per_s_bundle_{per_bundle}{suffix}"] = rate
+                    print(
+                        f"[{kind}] ingest {per_bundle}/bundle, {workers} worker(s), "
+                        f"{options.clients} clients: {rate:,.0f} docs/s",
+                        flush=True,
+                    )
+            # The next run posts the same bundles again: start from the same registry.
+            asyncio.run(trim(url, schema, keep))
+            shutil.rmtree(workdir / "content", ignore_errors=True)
     asyncio.run(trim(url, schema, keep))
     print(f"[{kind}] {json.dumps(result, indent=1)}", flush=True)
     return result
@@ -289,13 +337,27 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--port", type=int, default=8791)
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/source.json")
+    parser.add_argument(
+        "--only", default="search,ingest", help="what to run: search, ingest or both (default)"
+    )
+    parser.add_argument("--clients", type=int, default=16, help="concurrent ingest clients")
+    parser.add_argument(
+        "--ingest-docs", type=int, default=3000, help="documents sent in 1-document bundles"
+    )
+    parser.add_argument(
+        "--per-bundle", default="1,50", help="documents per bundle, comma-separated"
+    )
+    parser.add_argument("--workers", default="1,2", help="source worker processes to try")
     args = parser.parse_args()
+    args.only = set(args.only.split(","))
+    args.per_bundle = [int(n) for n in args.per_bundle.split(",")]
+    args.workers = [int(n) for n in args.workers.split(",")]
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}, "backends": {}}
     for kind in args.backends.split(","):
         workdir = Path(tempfile.mkdtemp(prefix=f"bench-source-{kind}-"))
         try:
             results["backends"][kind] = run_backend(
-                kind, args.entries, args.searches, workdir, args.port
+                kind, args.entries, args.searches, workdir, args.port, args
             )
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
