@@ -34,6 +34,7 @@ import aiohttp
 import asyncpg
 import httpx
 import orjson
+import psutil
 from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +50,7 @@ from onerecord.source.store import SqlDocumentStore  # noqa: E402
 from onerecord.synth.documents import fast_entries  # noqa: E402
 from onerecord.synth.regions import DEFAULT_REGIONS  # noqa: E402
 
+PIDS: dict[str, int] = {}  # base URL → pid of the source process serving it
 PG = os.environ.get("ONERECORD_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 FNR = "urn:oid:2.16.578.1.12.4.1.4.1"
 REGION = DEFAULT_REGIONS[0]
@@ -139,8 +141,25 @@ def ingest_bodies(documents: int, per_bundle: int) -> list[bytes]:
     return bundles
 
 
-async def ingest(base: str, *, bundles: list[bytes], per_bundle: int, concurrency: int) -> float:
-    """POST the pre-built bundles with `concurrency` keep-alive clients; return documents/s.
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its children so far (the source's workers are children)."""
+    proc = psutil.Process(pid)
+    total = sum(proc.cpu_times()[:2])
+    for child in proc.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            total += sum(child.cpu_times()[:2])
+    return total
+
+
+async def ingest(
+    base: str, *, bundles: list[bytes], per_bundle: int, concurrency: int, server_pid: int
+) -> dict[str, float]:
+    """POST the pre-built bundles with `concurrency` keep-alive clients.
+
+    Returns documents/s and the CPU milliseconds per document spent by the source (all its
+    processes) and by this client: on a shared machine the wall rate depends on what else
+    runs, the CPU cost per document does not, and 2,000 / (source + client ms) is the rate two
+    cores to themselves would reach.
 
     aiohttp with one connection per client and no per-request parsing beyond the status: the
     client shares the machine's cores with the source, so it should cost as little as it can.
@@ -170,10 +189,17 @@ async def ingest(base: str, *, bundles: list[bytes], per_bundle: int, concurrenc
 
         await asyncio.gather(*(post(b) for b in warm))
         sent = queue.qsize()
+        server0, client0 = cpu_seconds(server_pid), time.process_time()
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         elapsed = time.perf_counter() - t0
-    return sent * per_bundle / elapsed
+        server_s, client_s = cpu_seconds(server_pid) - server0, time.process_time() - client0
+    docs = sent * per_bundle
+    return {
+        "docs_per_s": docs / elapsed,
+        "server_cpu_ms_per_doc": 1000 * server_s / docs,
+        "client_cpu_ms_per_doc": 1000 * client_s / docs,
+    }
 
 
 async def max_seq(url: str, schema: str | None) -> int:
@@ -228,8 +254,9 @@ def source_process(
         args += ["--db-schema", schema]
     proc = subprocess.Popen(args, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
+    PIDS[base] = proc.pid
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 240  # two workers start slowly on a busy machine
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{base}/healthz").status_code == 200:
@@ -297,19 +324,24 @@ def run_backend(
         for workers in options.workers:
             with source_process(url, schema, workdir / "content", port, workers=workers) as base:
                 for per_bundle in options.per_bundle:
-                    rate = asyncio.run(
+                    figures = asyncio.run(
                         ingest(
                             base,
                             bundles=bodies[per_bundle],
                             per_bundle=per_bundle,
                             concurrency=options.clients,
+                            server_pid=PIDS[base],
                         )
                     )
                     suffix = "" if workers == 1 else f"_{workers}_workers"
-                    result[f"ingest_docs_per_s_bundle_{per_bundle}{suffix}"] = rate
+                    result[f"ingest_docs_per_s_bundle_{per_bundle}{suffix}"] = figures["docs_per_s"]
+                    result[f"ingest_cpu_bundle_{per_bundle}{suffix}"] = figures
                     print(
                         f"[{kind}] ingest {per_bundle}/bundle, {workers} worker(s), "
-                        f"{options.clients} clients: {rate:,.0f} docs/s",
+                        f"{options.clients} clients: {figures['docs_per_s']:,.0f} docs/s; CPU "
+                        f"per document: source {figures['server_cpu_ms_per_doc']:.2f} ms, "
+                        f"client {figures['client_cpu_ms_per_doc']:.2f} ms; load "
+                        f"{os.getloadavg()[0]:.1f}",
                         flush=True,
                     )
             # The next run posts the same bundles again: start from the same registry.
