@@ -127,9 +127,12 @@ class AiohttpRegionClient:
                 keepalive_timeout=self._keepalive,
                 ttl_dns_cache=300,
             )
-            # Deadlines are set per request; the session itself never times out.
+            # Deadlines are set per request; the session itself never times out. A region's
+            # cookies are never kept nor sent back: the hub's calls carry no session state,
+            # and matching a cookie jar costs every request.
             self._session = aiohttp.ClientSession(
                 connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=aiohttp.ClientTimeout(total=None),
                 auto_decompress=True,
                 raise_for_status=False,
