@@ -37,6 +37,7 @@ __all__ = [
     "check_find_request",
     "check_forwarded_headers",
     "check_snapshot_page",
+    "parse_find_request",
 ]
 
 ACCESS_BASIS_HEADER = "nhn-access-basis"
@@ -167,10 +168,22 @@ def check_find_request(
     if any(name == "_snapshot" for name, _ in params):
         check_snapshot_page(params, max_page_size=max_page_size)
         return None
+    checked = parse_find_request(
+        params, max_page_size=max_page_size, region_page_size=region_page_size
+    )
+    parse_find_query(checked.region_params, max_count=region_page_size)
+    return checked
+
+
+def parse_find_request(
+    params: Sequence[tuple[str, str]], *, max_page_size: int, region_page_size: int
+) -> CheckedFind:
+    """Parse an ITI-67 search (not a snapshot page) and render the query each region receives:
+    the caller's query with `_count` = `region_page_size` (the hub collects every match and
+    pages itself)."""
     only_total, rest = split_count_only(params)  # `_summary=count` is the hub's to answer
     query, _cursor = parse_find_query(rest, max_count=max_page_size)
     region_params = render_query(replace(query, count=region_page_size), None)
-    parse_find_query(region_params, max_count=region_page_size)
     return CheckedFind(query, only_total, rest, region_params)
 
 

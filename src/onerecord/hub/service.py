@@ -51,7 +51,7 @@ from onerecord.hub.render import (
     page_bundle,
     rewrite_for_hub,
 )
-from onerecord.hub.request_checks import CheckedFind
+from onerecord.hub.request_checks import CheckedFind, parse_find_request
 from onerecord.hub.results import RegionResult, RegionStatus
 from onerecord.hub.searchset import InvalidSearchset, WrongPatient, parse_read_answer
 from onerecord.hub.settings import HubSettings
@@ -66,9 +66,7 @@ from onerecord.mhd import (
     FHIR_JSON,
     BadRequest,
     RetrieveKey,
-    parse_find_query,
     render_query,
-    split_count_only,
 )
 
 __all__ = ["Caller", "HubAnswer", "HubService", "RegionFailure", "Retrieved"]
@@ -227,10 +225,11 @@ class HubService:
         return replace(page, regions=outcomes, returned=len(entries))
 
     def _check(self, params: Sequence[tuple[str, str]]) -> CheckedFind:
-        only_total, rest = split_count_only(params)
-        query, _cursor = parse_find_query(rest, max_count=self.settings.max_page_size)
-        region_query = replace(query, count=self.settings.region_page_size)
-        return CheckedFind(query, only_total, rest, render_query(region_query, None))
+        return parse_find_request(
+            params,
+            max_page_size=self.settings.max_page_size,
+            region_page_size=self.settings.region_page_size,
+        )
 
     async def _count(
         self, caller: Caller, query: DocumentQuery, params: Sequence[tuple[str, str]]
