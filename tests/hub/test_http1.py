@@ -4,10 +4,18 @@ as a region does and as a broken one might (hub/http1.py)."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from onerecord.hub.exchange import RegionConnectError, RegionTransportError, ResponseTooLarge
 from onerecord.hub.http1 import Http1Pool
@@ -237,3 +245,57 @@ async def test_an_unreadable_answer_is_a_transport_error() -> None:
         with pytest.raises(RegionTransportError):
             await pool.request("GET", f"{base}/x", headers={}, timeout_s=2, max_body_bytes=99)
     await pool.aclose()
+
+
+def _self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server TLS context for 127.0.0.1 with a fresh self-signed certificate, and its file."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_file, key_file)
+    return server, cert_file
+
+
+async def test_tls_to_a_trusted_region_works_and_an_untrusted_certificate_is_a_tls_failure(
+    tmp_path: Path,
+) -> None:
+    server_tls, cert_file = _self_signed(tmp_path)
+    server = await asyncio.start_server(keep_answering, "127.0.0.1", 0, ssl=server_tls)
+    port = server.sockets[0].getsockname()[1]
+    url = f"https://127.0.0.1:{port}/fhir/x"
+    try:
+        untrusting = Http1Pool()  # the system's CAs: the self-signed certificate is refused
+        with pytest.raises(RegionTransportError, match="TLS failure"):
+            await untrusting.request("GET", url, headers={}, timeout_s=2, max_body_bytes=99)
+        await untrusting.aclose()
+        trusting = Http1Pool(ssl_context=ssl.create_default_context(cafile=str(cert_file)))
+        for _ in range(2):
+            got = await trusting.request("GET", url, headers={}, timeout_s=2, max_body_bytes=99)
+            assert got.status == 200 and got.body.startswith(b'{"seen":')
+        await trusting.aclose()
+    finally:
+        server.close()

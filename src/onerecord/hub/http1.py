@@ -243,7 +243,9 @@ class Http1Pool:
         loop = asyncio.get_running_loop()
         tls: Any = None
         if scheme == "https":
-            tls = self._ssl or ssl.create_default_context()
+            if self._ssl is None:
+                self._ssl = ssl.create_default_context()  # once: it reads the CA store
+            tls = self._ssl
         try:
             _transport, conn = await loop.create_connection(
                 _Connection, host, port, ssl=tls, server_hostname=host if tls else None
