@@ -20,23 +20,20 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 
 import pytest
-from playwright.sync_api import Browser, Page, ViewportSize, expect
+from playwright.sync_api import Browser, Page, expect
 
 from onerecord.domain import NationalIdentityNumber
 from onerecord.portals.i18n import LANGUAGES, Translator
 from tests.browser.artefacts import screenshot
 from tests.browser.axe import assert_accessible
 from tests.browser.conftest import LOCALE
+from tests.browser.sizes import SIZES, fits_the_viewport
 from tests.browser.test_accessibility import in_language, log_in
 from tests.network.conftest import Network
 
 pytestmark = pytest.mark.slow
 
 T = {code: Translator(code) for code in LANGUAGES}
-SIZES: dict[str, ViewportSize] = {
-    "desktop": {"width": 1280, "height": 800},
-    "phone": {"width": 390, "height": 844},
-}
 FALSE_WARNINGS = ("citizen.documents.controls-unknown", "overview.incomplete", "overview.retry")
 
 
@@ -61,12 +58,6 @@ def birthday(born: date, years: int) -> date:
 
 def long_date(day: date, language: str) -> str:
     return T[language].date(day, long=True)
-
-
-def fits_the_viewport(page: Page) -> None:
-    width = page.evaluate("() => document.documentElement.scrollWidth")
-    viewport = page.evaluate("() => window.innerWidth")
-    assert width <= viewport, f"{page.url}: {width} px wide in a {viewport} px viewport"
 
 
 def no_false_warning(page: Page, language: str) -> None:
