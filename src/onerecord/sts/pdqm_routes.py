@@ -22,6 +22,25 @@ from onerecord.sts.pdqm_service import PatientLookup
 __all__ = ["PATIENT_PATH", "install_pdqm_routes"]
 
 PATIENT_PATH = "/fhir/Patient"
+_OPENAPI = {
+    "summary": "Mobile Patient Demographics Query (IHE PDQm ITI-78): Patient by identifier",
+    "parameters": [
+        {
+            "name": "identifier",
+            "in": "query",
+            "required": True,
+            "description": "urn:oid:2.16.578.1.12.4.1.4.1|<fødselsnummer> or "
+            "urn:oid:2.16.578.1.12.4.1.4.2|<D-number>",
+            "schema": {"type": "string", "maxLength": 64},
+        }
+    ],
+    "responses": {
+        "200": {"description": "searchset Bundle of Patient (total 0: nobody has the number)"},
+        "400": {"description": "OperationOutcome: a query the lookup does not serve"},
+        "401": {"description": "OperationOutcome: no valid DPoP-bound token of this audience"},
+        "403": {"description": "OperationOutcome: refused by policy (reason in details)"},
+    },
+}
 _HEADERS = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
 
 
@@ -55,7 +74,7 @@ def install_pdqm_routes(app: FastAPI, lookup: PatientLookup, *, public_base: str
     """Serve ITI-78 Patient search at `public_base` + /fhir/Patient."""
     endpoint = f"{public_base.rstrip('/')}{PATIENT_PATH}"
 
-    @app.get(PATIENT_PATH)
+    @app.get(PATIENT_PATH, openapi_extra=_OPENAPI)
     async def patient_search(request: Request) -> Response:
         raw = request.url.query
         if len(raw) > 3 * MAX_QUERY_CHARS:
