@@ -53,21 +53,22 @@ def _fhir(body: object, status: int, headers: dict[str, str] | None = None) -> R
     )
 
 
-def _outcome(status: int, code: str, text: str, **kwargs: object) -> Response:
-    expression = kwargs.get("expression")
-    reason = kwargs.get("reason")
+def _outcome(
+    status: int,
+    code: str,
+    text: str,
+    *,
+    expression: str | None = None,
+    reason: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     issue = Issue(
         code=code,
         diagnostics=text,
-        expression=(str(expression),) if expression else (),
-        reason=str(reason) if reason else None,
+        expression=(expression,) if expression else (),
+        reason=reason,
     )
-    headers = kwargs.get("headers")
-    return _fhir(
-        operation_outcome([issue]),
-        status,
-        headers if isinstance(headers, dict) else None,
-    )
+    return _fhir(operation_outcome([issue]), status, headers)
 
 
 def install_pdqm_routes(app: FastAPI, lookup: PatientLookup, *, public_base: str) -> None:
@@ -107,7 +108,7 @@ def install_pdqm_routes(app: FastAPI, lookup: PatientLookup, *, public_base: str
                 403,
                 "forbidden",
                 "the lookup was refused by policy",
-                reason=answer.body.get("reason"),
+                reason=str(answer.body.get("reason") or "denied"),
             )
         body = dict(answer.body)
         body["link"] = [{"relation": "self", "url": f"{endpoint}?{raw}"}]
