@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import pytest
 
@@ -213,13 +213,13 @@ async def test_closing_sends_what_is_queued_first() -> None:
 def holdings_of(
     rows: list[tuple[str, str]], during: Callable[[], Awaitable[None]] | None = None
 ) -> RegistryRead:
-    """A registry read: `rows` by patient; `during` runs halfway through (a registration)."""
+    """A registry read: `rows` in chunks; `during` runs halfway through (a registration)."""
 
-    async def read() -> AsyncIterator[tuple[str, str]]:
-        for n, row in enumerate(sorted(rows)):
-            if during is not None and n == len(rows) // 2:
+    async def read() -> AsyncIterator[Sequence[tuple[str, str]]]:
+        for start in range(0, len(rows), 100):
+            if during is not None and start == len(rows) // 200 * 100:
                 await during()
-            yield row
+            yield rows[start : start + 100]
 
     return read
 

@@ -263,12 +263,7 @@ class NatsEventBus:
 
     async def store_many(self, subject: str, data: Sequence[bytes]) -> None:
         try:
-            acks = [
-                await self._js.publish_async(
-                    subject, one, stream=self.stream, wait_stall=self.timeout_s
-                )
-                for one in data
-            ]
+            acks = [await self._js.publish_async(subject, one, stream=self.stream) for one in data]
             await asyncio.wait_for(asyncio.gather(*acks), self.timeout_s * 5)
         except (OSError, TimeoutError, NatsError) as exc:
             raise BusUnavailable(str(exc)) from exc

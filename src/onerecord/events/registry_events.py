@@ -31,6 +31,7 @@ holding information about a patient); IHE ITI TF-3 4.2.3.2 (DocumentEntry.availa
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -315,12 +316,18 @@ def _load(data: bytes, limit: int = _MAX_EVENT_BYTES) -> dict[str, Any]:
     return raw
 
 
+@functools.lru_cache(maxsize=256)
+def _parse_hcid(value: str) -> HomeCommunityId:
+    # A handful of regions send every event: parse each one's identifier once, not per event.
+    return HomeCommunityId.parse(value)
+
+
 def _hcid(raw: dict[str, Any]) -> HomeCommunityId:
     value = raw.get("hcid")
     if not isinstance(value, str):
         raise InvalidEvent("a locator message lacks its homeCommunityId")
     try:
-        return HomeCommunityId.parse(value)
+        return _parse_hcid(value)
     except DomainError as exc:
         raise InvalidEvent(str(exc)) from exc
 

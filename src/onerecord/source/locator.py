@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -69,24 +69,33 @@ _MAX_QUEUED = 100_000
 _MAX_RETRIES = 5
 _PART_BYTES = MAX_HOLDINGS_BYTES * 3 // 4
 """A holdings part is sent once it is about this large (the rest is room for the envelope)."""
+_DIGEST_CACHE = 200_000
+"""Patients whose digest a backfill keeps at hand (a patient's entries span chunks)."""
 _WINDOW = 16
 """Holdings parts sent before their acknowledgements are awaited together."""
 
-Holdings = Callable[[], AsyncIterator[tuple[str, str]]]
-"""What a backfill reads: every entry of the registry as (patient id, uniqueId), by patient."""
+Holdings = Callable[[], AsyncIterator[Sequence[tuple[str, str]]]]
+"""What a backfill reads: every entry of the registry as (patient id, uniqueId), in chunks."""
 
 
-def registry_holdings(engine: AsyncEngine, rows_per_fetch: int = 5000) -> Holdings:
-    """Read every registry entry as (patient id, uniqueId), ordered by patient, streamed."""
+def registry_holdings(engine: AsyncEngine, rows_per_chunk: int = 5000) -> Holdings:
+    """Read every registry entry as (patient id, uniqueId), in chunks of the registry's order.
 
-    async def read() -> AsyncIterator[tuple[str, str]]:
+    Keyset pages over the primary key, each one statement: every entry committed before the
+    read began is in one of them (each statement sees every earlier commit).
+    """
+
+    async def read() -> AsyncIterator[Sequence[tuple[str, str]]]:
         e = document_entry.c
-        query = select(e.patient_id, e.unique_id).order_by(e.patient_id, e.seq)
+        after = 0
         async with engine.connect() as conn:
-            result = await conn.stream(query.execution_options(yield_per=rows_per_fetch))
-            async for rows in result.partitions(rows_per_fetch):
-                for patient_id, unique_id in rows:
-                    yield patient_id, unique_id
+            while True:
+                page = select(e.seq, e.patient_id, e.unique_id).where(e.seq > after)
+                rows = (await conn.execute(page.order_by(e.seq).limit(rows_per_chunk))).all()
+                if not rows:
+                    return
+                after = rows[-1][0]
+                yield [(patient_id, unique_id) for _, patient_id, unique_id in rows]
 
     return read
 
@@ -252,25 +261,22 @@ class RegistryPublisher:
                 await self.bus.store_many(self.holdings_subject, parts)
                 parts.clear()
 
-        patient_id: str | None = None
-        unique_ids: list[str] = []
-
-        async def close_patient() -> None:
-            if patient_id is None:
-                return
-            digest = patient_key(patient_id, self.key)
-            part.patients.append((digest, tuple(unique_ids)))
-            part.size += 72 + sum(len(u) + 3 for u in unique_ids)
-            if part.size >= _PART_BYTES:
-                await close_part()
-
-        async for patient, unique_id in self.holdings():
-            if patient != patient_id:
-                await close_patient()
-                patient_id, unique_ids = patient, []
-            unique_ids.append(unique_id)
-            entries += 1
-        await close_patient()
+        digests: dict[str, str] = {}
+        async for chunk in self.holdings():
+            by_patient: dict[str, list[str]] = {}
+            for patient_id, unique_id in chunk:
+                by_patient.setdefault(patient_id, []).append(unique_id)
+            entries += len(chunk)
+            if len(digests) > _DIGEST_CACHE:
+                digests.clear()
+            for patient_id, unique_ids in by_patient.items():
+                digest = digests.get(patient_id)
+                if digest is None:
+                    digest = digests[patient_id] = patient_key(patient_id, self.key)
+                part.patients.append((digest, tuple(unique_ids)))
+                part.size += 72 + sum(len(u) + 3 for u in unique_ids)
+                if part.size >= _PART_BYTES:
+                    await close_part()
         await close_part()
         if parts:
             await self.bus.store_many(self.holdings_subject, parts)
