@@ -8,9 +8,11 @@ matters (it rebuilds the index from the durable stream).
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import nats as nats_client
 import pytest
 from structlog.testing import capture_logs
 
+from onerecord.demo_nats import jetstream_answers, nats_server_binary, nats_server_command
 from onerecord.domain import DocumentEntry
 from onerecord.hub.app import create_hub_app
 from onerecord.hub.settings import HubSettings
@@ -356,3 +359,57 @@ def test_a_purged_stream_is_published_again_and_the_hub_rebuilds(
     assert events.count("locator.backfill.done") >= 2  # Regions 1 and 2 hold entries
     assert not_asked(search(hub, by_patient(5))) == {r1.hcid, r3.hcid}
     assert found(search(hub, by_patient(5))) == {second}
+
+
+# --- a hub that started while NATS was down -------------------------------------------------
+
+
+@contextmanager
+def nats_server_on(port: int, store: Path) -> Iterator[str]:
+    """A JetStream nats-server of the test's own on `port` (Debian's nats-server)."""
+    binary = nats_server_binary()
+    if binary is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI=true but nats-server is not installed (scripts/install-nats)")
+        pytest.skip("nats-server is not installed (scripts/install-nats)")
+    command = nats_server_command(binary, port=port, monitor_port=free_port(), store=store)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"nats://127.0.0.1:{port}"
+    try:
+        until(lambda: asyncio.run(jetstream_answers(url)), 10.0)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_a_hub_started_while_nats_was_down_connects_later(stack: ExitStack, tmp_path: Path) -> None:
+    port = free_port()
+    later = NatsStream(f"nats://127.0.0.1:{port}", "LATER", "later.locator")
+    region_ports = [free_port() for _ in range(2)]
+    names = [(f"Region {n}", f"urn:oid:2.16.578.1.12.4.5.100.{n}") for n in (1, 2)]
+    directory = write_directory(
+        tmp_path / "regions.json",
+        [
+            (name, hcid, f"http://127.0.0.1:{p}/fhir", None)
+            for (name, hcid), p in zip(names, region_ports, strict=True)
+        ],
+    )
+    with capture_logs() as logs:
+        hub = start_hub(stack, directory, later)
+        assert ("hub.locator.unavailable", "every region") in {
+            (e["event"], e.get("asking")) for e in logs
+        }
+        stack.enter_context(nats_server_on(port, tmp_path / "nats"))
+        regions = [
+            start_source(stack, tmp_path, n, later, p)
+            for n, p in zip((1, 2), region_ports, strict=True)
+        ]
+        first = publish_one(regions[0])
+        # Asked everywhere until the hub has connected and rebuilt its index; then Region 2 is
+        # spared, and nothing was missed on the way.
+        until(
+            lambda: found(search(hub)) == {first} and not_asked(search(hub)) == {regions[1].hcid},
+            15.0,
+        )
+    assert "hub.locator.on" in {e["event"] for e in logs}

@@ -19,6 +19,7 @@ from onerecord.events.bus import (
 )
 from onerecord.events.registry_events import (
     DEFAULT_SUBJECT_PREFIX,
+    DEV_PATIENT_KEY_PREFIX,
     MAX_HOLDINGS_BYTES,
     BackfillBegin,
     BackfillEnd,
@@ -37,6 +38,7 @@ from onerecord.events.registry_events import (
     heartbeat_subject,
     heartbeat_subjects,
     holdings_subject,
+    is_development_key,
     patient_key,
 )
 
@@ -50,6 +52,7 @@ __all__ = [
     "StreamPosition",
     "WrongLastEvent",
     "DEFAULT_SUBJECT_PREFIX",
+    "DEV_PATIENT_KEY_PREFIX",
     "MAX_HOLDINGS_BYTES",
     "BackfillBegin",
     "BackfillEnd",
@@ -57,6 +60,7 @@ __all__ = [
     "SequencedEvent",
     "backfill_request_subject",
     "holdings_subject",
+    "is_development_key",
     "EntryStatus",
     "InvalidEvent",
     "RegionHeartbeat",

@@ -45,6 +45,7 @@ from onerecord.domain import DomainError, HomeCommunityId
 
 __all__ = [
     "DEFAULT_SUBJECT_PREFIX",
+    "DEV_PATIENT_KEY_PREFIX",
     "MAX_HOLDINGS_BYTES",
     "BackfillBegin",
     "BackfillEnd",
@@ -85,6 +86,15 @@ class EntryStatus(StrEnum):
     CURRENT = "current"
     SUPERSEDED = "superseded"
     DELETED = "deleted"
+
+
+DEV_PATIENT_KEY_PREFIX = "dev-"
+"""A patient key that starts with this is a development key: refused outside development mode."""
+
+
+def is_development_key(key: str) -> bool:
+    """True for a development patient key (`onerecord demo` makes one)."""
+    return key.startswith(DEV_PATIENT_KEY_PREFIX)
 
 
 def patient_key(patient_id: str, key: bytes) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from onerecord.events import DEFAULT_SUBJECT_PREFIX
+from onerecord.events import DEFAULT_SUBJECT_PREFIX, is_development_key
 from onerecord.hub.fanout import DEFAULT_FORWARDED_HEADERS, DEFAULT_MAX_PAGES, Deadlines
 from onerecord.trust.caller_limits import CallerQuota
 
@@ -99,6 +99,12 @@ class HubSettings(BaseSettings):
             or len(self.locator_patient_key.get_secret_value().encode()) < 16
         ):
             raise ValueError("the locator needs a patient key of at least 16 bytes")
+        if (
+            self.locator_patient_key is not None
+            and is_development_key(self.locator_patient_key.get_secret_value())
+            and not self.dev_mode
+        ):
+            raise ValueError("a development locator patient key (dev-…) needs dev_mode")
         return self
 
     @property
