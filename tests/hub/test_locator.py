@@ -17,6 +17,7 @@ from onerecord.events import (
     MemoryEventBus,
     RegionHeartbeat,
     RegionStreamStart,
+    RegistryChanges,
     RegistryEvent,
     patient_key,
 )
@@ -411,3 +412,20 @@ async def test_a_purged_stream_makes_the_hub_start_over_and_ask_for_backfills() 
     await beat((4, 4, 4))
     assert locator.plan(nin, rs).skip == rs[1:]
     await locator.close()
+
+
+def test_changes_sent_together_are_applied_in_order_under_one_number() -> None:
+    index, rs = index_with_patient_in_first_region()
+    hcid = rs[1].home_community_id
+    changes = (
+        (P1, "2.25.7", EntryStatus.CURRENT),
+        (P2, "2.25.8", EntryStatus.CURRENT),
+        (P2, "2.25.8", EntryStatus.DELETED),
+    )
+    index.apply(RegistryChanges(hcid, 2, changes), 1.0)
+    assert index.holds(P1, rs[1].hcid) and not index.holds(P2, rs[1].hcid)
+    assert index.regions[rs[1].hcid].entries == 1
+    index.heartbeat(RegionHeartbeat(hcid, 2), 1.0)
+    assert asked(index, rs, P1, 1.0)[rs[1].hcid] == "holds-documents"
+    index.apply(RegistryChanges(hcid, 4, changes[:1]), 1.0)  # 3 was missed
+    assert asked(index, rs, P1, 1.0)[rs[1].hcid] == "events-missed"

@@ -9,6 +9,7 @@ import pytest
 
 from onerecord.domain import DocumentUniqueId, HomeCommunityId
 from onerecord.events import (
+    MAX_CHANGES,
     BackfillBegin,
     BackfillEnd,
     EntryStatus,
@@ -16,7 +17,9 @@ from onerecord.events import (
     MemoryEventBus,
     NatsEventBus,
     RegionStreamStart,
+    RegistryChanges,
     RegistryEvent,
+    SequencedEvent,
     backfill_request_subject,
     decode_event,
     decode_heartbeat,
@@ -56,10 +59,17 @@ async def no_entries() -> int:
 
 
 def entry_events(bus: MemoryEventBus) -> list[RegistryEvent]:
-    """The registry events in the stream, after the region's start event."""
+    """The registry changes in the stream, after the region's start event, one per change
+    (the changes sent together carry their event's sequence number)."""
     first, *rest = (decode_event(data) for _, data in bus.events)
     assert first == RegionStreamStart(HCID, 1, 0)
-    return [e for e in rest if isinstance(e, RegistryEvent)]
+    changes: list[RegistryEvent] = []
+    for e in rest:
+        if isinstance(e, RegistryEvent):
+            changes.append(e)
+        elif isinstance(e, RegistryChanges):
+            changes.extend(e.events())
+    return changes
 
 
 def publisher(bus: MemoryEventBus | NatsEventBus, prefix: str = PREFIX) -> RegistryPublisher:
@@ -68,27 +78,50 @@ def publisher(bus: MemoryEventBus | NatsEventBus, prefix: str = PREFIX) -> Regis
     )
 
 
-async def test_each_registration_and_replacement_is_one_numbered_event() -> None:
+async def test_the_changes_of_one_registration_go_together_under_one_number() -> None:
     bus = MemoryEventBus()
     events = publisher(bus)
     await events.start(no_entries)
     try:
         events.registered(registered(("2.25.1", None), ("2.25.2", None)))
+        await events.drain()
         events.registered(registered(("2.25.3", "2.25.1")))
+        await events.drain()
+        events.registered(registered(("2.25.4", None)))
         await events.drain()
     finally:
         await events.close()
     got = entry_events(bus)
     assert [(e.sequence, e.entry_unique_id, e.status) for e in got] == [
         (2, "2.25.1", EntryStatus.CURRENT),
-        (3, "2.25.2", EntryStatus.CURRENT),
-        (4, "2.25.3", EntryStatus.CURRENT),
-        (5, "2.25.1", EntryStatus.SUPERSEDED),
+        (2, "2.25.2", EntryStatus.CURRENT),
+        (3, "2.25.3", EntryStatus.CURRENT),
+        (3, "2.25.1", EntryStatus.SUPERSEDED),
+        (4, "2.25.4", EntryStatus.CURRENT),
     ]
+    assert isinstance(decode_event(bus.events[-1][1]), RegistryEvent)  # one change: plain
     patient = make_entry().patient_id.value
     assert {e.patient for e in got} == {patient_key(patient, KEY)}
     assert all(patient.encode() not in data for _, data in bus.events)
     assert {s for s, _ in bus.events} == {event_subject(HCID)}
+
+
+async def test_registrations_queued_meanwhile_are_sent_as_one_event() -> None:
+    """A group commit: what queued while an append was acknowledged goes in the next one."""
+    bus = MemoryEventBus()
+    events = publisher(bus)
+    await events.start(no_entries)
+    try:
+        for n in range(MAX_CHANGES + 10):
+            events.registered(registered((f"2.25.{n}", None)))
+        await events.drain()
+    finally:
+        await events.close()
+    sent = [decode_event(d) for _, d in bus.events[1:]]
+    assert [type(e) for e in sent] == [RegistryChanges, RegistryChanges]
+    assert [e.sequence for e in sent] == [2, 3]
+    got = entry_events(bus)
+    assert [e.entry_unique_id for e in got] == [f"2.25.{n}" for n in range(MAX_CHANGES + 10)]
 
 
 async def test_the_stream_begins_by_counting_the_entries_registered_before_it() -> None:
@@ -149,8 +182,8 @@ async def test_a_new_process_continues_after_the_last_event_in_the_stream() -> N
     finally:
         await second.close()
     got = [decode_event(d) for _, d in bus.events]
-    assert [e.sequence for e in got] == [1, 2, 3, 4, 5]
-    assert got[3] == RegionStreamStart(HCID, 4, 0)
+    assert [e.sequence for e in got if not isinstance(e, Holdings)] == [1, 2, 3, 4]
+    assert got[2] == RegionStreamStart(HCID, 3, 0)
 
 
 async def test_two_processes_of_one_region_never_reuse_a_number() -> None:
@@ -166,8 +199,13 @@ async def test_two_processes_of_one_region_never_reuse_a_number() -> None:
     finally:
         await one.close()
         await two.close()
-    assert [decode_event(d).sequence for _, d in bus.events] == list(range(1, 13))
-    assert len(entry_events(bus)) == 10
+    sequences = [
+        e.sequence for _, d in bus.events if not isinstance(e := decode_event(d), Holdings)
+    ]
+    assert sequences == list(range(1, len(bus.events) + 1))
+    assert sorted(e.entry_unique_id for e in entry_events(bus)) == sorted(
+        f"2.25.{n}" for n in range(10)
+    )
 
 
 async def test_events_reach_the_real_jetstream_in_order(nats_stream: NatsStream) -> None:
@@ -187,11 +225,19 @@ async def test_events_reach_the_real_jetstream_in_order(nats_stream: NatsStream)
             (one if n % 2 else two).registered(registered((f"2.25.{n}", None)))
         await one.drain()
         await two.drain()
-        seen: list[int] = []
+        seen: list[SequencedEvent | Holdings] = []
         done = asyncio.Event()
-        await bus.follow(lambda data: seen.append(decode_event(data).sequence), done.set)
+        await bus.follow(lambda data: seen.append(decode_event(data)), done.set)
         await asyncio.wait_for(done.wait(), 2)
-        assert seen == [1, 2, 3, 4, 5, 6, 7, 8]
+        numbered = [e for e in seen if not isinstance(e, Holdings)]
+        assert [e.sequence for e in numbered] == list(range(1, len(numbered) + 1))
+        changed = [
+            c
+            for e in numbered
+            for c in (e.events() if isinstance(e, RegistryChanges) else [e])
+            if isinstance(c, RegistryEvent)
+        ]
+        assert sorted(c.entry_unique_id for c in changed) == sorted(f"2.25.{n}" for n in range(6))
     finally:
         await one.close()
         await two.close()

@@ -46,6 +46,7 @@ from onerecord.domain import DomainError, HomeCommunityId
 __all__ = [
     "DEFAULT_SUBJECT_PREFIX",
     "DEV_PATIENT_KEY_PREFIX",
+    "MAX_CHANGES",
     "MAX_HOLDINGS_BYTES",
     "BackfillBegin",
     "BackfillEnd",
@@ -70,6 +71,9 @@ __all__ = [
 DEFAULT_SUBJECT_PREFIX = "onerecord.locator"
 _VERSION = 1
 _MAX_EVENT_BYTES = 1024
+MAX_CHANGES = 256
+"""The most changes one `RegistryChanges` event holds (well under its size limit)."""
+_MAX_CHANGES_BYTES = 64 * 1024
 MAX_HOLDINGS_BYTES = 256 * 1024
 """The largest holdings part (well under JetStream's default 1 MB message)."""
 _MAX_UNIQUE_ID_CHARS = 128
@@ -286,7 +290,46 @@ class Holdings:
         )
 
 
-SequencedEvent = RegistryEvent | RegionStreamStart | BackfillBegin | BackfillEnd
+@dataclass(frozen=True, slots=True)
+class RegistryChanges:
+    """Several changes to one region's registry under one sequence number (sent together)."""
+
+    home_community_id: HomeCommunityId
+    sequence: int
+    changes: tuple[tuple[str, str, EntryStatus], ...]
+    """Per change: the patient's keyed digest, the entry's uniqueId, its status, in order."""
+
+    def __post_init__(self) -> None:
+        if self.sequence < 1:
+            raise InvalidEvent("an event's sequence starts at 1")
+        if not 0 < len(self.changes) <= MAX_CHANGES:
+            raise InvalidEvent("a changes event holds 1 to MAX_CHANGES changes")
+        for patient, entry, _ in self.changes:
+            if not _is_hex(patient):
+                raise InvalidEvent("an event names its patient by a 64-digit hex digest")
+            if not 0 < len(entry) <= _MAX_UNIQUE_ID_CHARS:
+                raise InvalidEvent("an event's entry uniqueId is empty or too long")
+
+    def events(self) -> tuple[RegistryEvent, ...]:
+        """The changes as single events (all under this event's sequence number)."""
+        return tuple(
+            RegistryEvent(self.home_community_id, self.sequence, p, e, s)
+            for p, e, s in self.changes
+        )
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "v": _VERSION,
+                "kind": "changes",
+                "hcid": self.home_community_id.urn,
+                "seq": self.sequence,
+                "changes": [[p, e, s.value] for p, e, s in self.changes],
+            }
+        )
+
+
+SequencedEvent = RegistryEvent | RegistryChanges | RegionStreamStart | BackfillBegin | BackfillEnd
 """An event that takes the region's next sequence number."""
 
 
@@ -364,12 +407,34 @@ def _holdings(raw: dict[str, Any]) -> Holdings:
     return Holdings(_hcid(raw), _int(raw, "epoch"), _int(raw, "part"), tuple(parsed))
 
 
+def _changes(raw: dict[str, Any]) -> RegistryChanges:
+    changes = raw.get("changes")
+    if not isinstance(changes, list):
+        raise InvalidEvent("a changes event lacks its changes")
+    parsed: list[tuple[str, str, EntryStatus]] = []
+    for item in changes:
+        if not (
+            isinstance(item, list) and len(item) == 3 and all(isinstance(x, str) for x in item)
+        ):
+            raise InvalidEvent("a change is not [digest, uniqueId, status]")
+        try:
+            status = EntryStatus(item[2])
+        except ValueError as exc:
+            raise InvalidEvent(f"unknown entry status {item[2][:20]!r}") from exc
+        parsed.append((item[0], item[1], status))
+    return RegistryChanges(_hcid(raw), _int(raw, "seq"), tuple(parsed))
+
+
 def decode_event(data: bytes) -> SequencedEvent | Holdings:
     """Parse and validate one stored event; raise InvalidEvent for anything else."""
     raw = _load(data, MAX_HOLDINGS_BYTES)
     kind = raw.get("kind", "entry")
     if kind == "holdings":
         return _holdings(raw)
+    if kind == "changes":
+        if len(data) > _MAX_CHANGES_BYTES:
+            raise InvalidEvent("a locator message is too large")
+        return _changes(raw)
     if len(data) > _MAX_EVENT_BYTES:
         raise InvalidEvent("a locator message is too large")
     if kind == "start":

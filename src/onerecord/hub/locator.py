@@ -41,6 +41,7 @@ from onerecord.events import (
     Holdings,
     RegionHeartbeat,
     RegionStreamStart,
+    RegistryChanges,
     SequencedEvent,
 )
 from onerecord.hub.directory import Region
@@ -202,14 +203,24 @@ class LocatorIndex:
             view.complete = counted and (event.sequence == 1 or view.complete)
             return
         held = self._held[event.home_community_id.urn]
-        if event.status is EntryStatus.DELETED:
-            view.entries -= _discard(held, event.patient, event.entry_unique_id)
-            if view.epoch is not None:
-                _discard(view.pending, event.patient, event.entry_unique_id)
+        if isinstance(event, RegistryChanges):
+            for patient, entry, status in event.changes:
+                self._change(view, held, patient, entry, status)
         else:
-            view.entries += _add(held, event.patient, event.entry_unique_id)
+            self._change(view, held, event.patient, event.entry_unique_id, event.status)
+
+    @staticmethod
+    def _change(
+        view: RegionView, held: dict[str, set[str]], patient: str, entry: str, status: EntryStatus
+    ) -> None:
+        if status is EntryStatus.DELETED:
+            view.entries -= _discard(held, patient, entry)
             if view.epoch is not None:
-                _add(view.pending, event.patient, event.entry_unique_id)
+                _discard(view.pending, patient, entry)
+        else:
+            view.entries += _add(held, patient, entry)
+            if view.epoch is not None:
+                _add(view.pending, patient, entry)
 
     def _holdings(self, view: RegionView, part: Holdings) -> None:
         if part.epoch != view.epoch or part.part in view.parts:
