@@ -112,8 +112,15 @@ async def replay(stream: str, prefix: str, hcids: list[HomeCommunityId]) -> dict
     locator = Locator(key=KEY, max_silence_s=1e9)
     t0 = time.perf_counter()
     await locator.start(bus, subject_prefix=prefix)
-    views = [locator.index.regions[h.urn] for h in hcids]
-    while not (locator.index.ready and all(v.complete and v.epoch is None for v in views)):
+    said = time.perf_counter()
+    while True:
+        views = [locator.index.regions[h.urn] for h in hcids]
+        if locator.index.ready and all(v.complete and v.epoch is None for v in views):
+            break
+        if time.perf_counter() - said > 10:
+            said = time.perf_counter()
+            state = [(v.applied, v.epoch, len(v.parts), v.complete, v.gap) for v in views]
+            print(f"  replaying… ready={locator.index.ready} {state}", flush=True)
         await asyncio.sleep(0.01)
     seconds = time.perf_counter() - t0
     gc.collect()

@@ -429,3 +429,19 @@ def test_changes_sent_together_are_applied_in_order_under_one_number() -> None:
     assert asked(index, rs, P1, 1.0)[rs[1].hcid] == "holds-documents"
     index.apply(RegistryChanges(hcid, 4, changes[:1]), 1.0)  # 3 was missed
     assert asked(index, rs, P1, 1.0)[rs[1].hcid] == "events-missed"
+
+
+def test_two_backfills_at_once_the_later_begin_counts() -> None:
+    """Two processes of a region backfilling at once: the earlier one's parts and end are
+    ignored once the later one has begun, and the later one completes."""
+    index, rs = index_with_patient_in_first_region()
+    hcid = rs[1].home_community_id
+    index.apply(BackfillBegin(hcid, 2), 1.0)
+    index.apply(BackfillBegin(hcid, 3), 1.0)
+    index.apply(Holdings(hcid, 2, 0, ((P1, ("old",)),)), 1.0)
+    index.apply(BackfillEnd(hcid, 4, 2, 1, 1), 1.0)  # the earlier one's end
+    assert asked(index, rs, P1, 1.0)[rs[1].hcid] == "backfill-under-way"
+    index.apply(Holdings(hcid, 3, 0, ((P2, ("new",)),)), 1.0)
+    index.apply(BackfillEnd(hcid, 5, 3, 1, 1), 1.0)
+    assert rs[1].hcid not in asked(index, rs, P1, 1.0)
+    assert index.holds(P2, rs[1].hcid) and not index.holds(P1, rs[1].hcid)

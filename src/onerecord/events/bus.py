@@ -95,8 +95,11 @@ class EventPublisher(Protocol):
         """Store every message of `data` on `subject`, unconditionally, acknowledgements
         awaited together; raise BusUnavailable unless every one was stored."""
 
-    async def listen(self, subjects: str, on_message: Callable[[bytes], None]) -> None:
-        """Deliver messages announced on `subjects` from now on."""
+    async def listen(
+        self, subjects: str, on_message: Callable[[bytes], None], *, queue: str = ""
+    ) -> None:
+        """Deliver messages announced on `subjects` from now on; with a `queue` group, each
+        message to only one of the group's listeners (one process of a region)."""
 
 
 class EventFeed(Protocol):
@@ -129,7 +132,7 @@ class MemoryEventBus:
     """How many events were purged: the stream sequence of `events[i]` is `purged + i + 1`."""
     created: int = 0
     _followers: list[Callable[[bytes], None]] = field(default_factory=list)
-    _listeners: list[tuple[str, Callable[[bytes], None]]] = field(default_factory=list)
+    _listeners: list[tuple[str, Callable[[bytes], None], str]] = field(default_factory=list)
 
     def _check(self) -> None:
         if self.down:
@@ -161,7 +164,7 @@ class MemoryEventBus:
 
     async def announce(self, subject: str, data: bytes) -> None:
         self._check()
-        for prefix, listener in list(self._listeners):
+        for prefix, listener, _ in list(self._listeners):
             if subject.startswith(prefix.rstrip(">")):
                 listener(data)
 
@@ -185,9 +188,13 @@ class MemoryEventBus:
         self.purged += len(self.events)
         self.events.clear()
 
-    async def listen(self, subjects: str, on_message: Callable[[bytes], None]) -> None:
+    async def listen(
+        self, subjects: str, on_message: Callable[[bytes], None], *, queue: str = ""
+    ) -> None:
         self._check()
-        self._listeners.append((subjects, on_message))
+        if queue and any(q == queue and s == subjects for s, _, q in self._listeners):
+            return  # one listener per queue group is enough in one process
+        self._listeners.append((subjects, on_message, queue))
 
 
 class NatsEventBus:
@@ -318,12 +325,13 @@ class NatsEventBus:
             on_caught_up()
         return position
 
-    async def listen(self, subjects: str, on_message: Callable[[bytes], None]) -> None:
-
+    async def listen(
+        self, subjects: str, on_message: Callable[[bytes], None], *, queue: str = ""
+    ) -> None:
         async def deliver(msg: Msg) -> None:
             on_message(msg.data)
 
-        await self._nc.subscribe(subjects, cb=deliver)
+        await self._nc.subscribe(subjects, queue=queue, cb=deliver)
 
     async def delete_stream(self) -> None:
         """Remove the stream (tests)."""

@@ -119,7 +119,9 @@ class RegionView:
             return True
         if self.complete:
             return False
-        return self.epoch is None or now - self.epoch_began_at > stalled_s
+        # A backfill under way will do, unless it cannot be trusted (another process started
+        # meanwhile) or it stalled (its process stopped before the end).
+        return self.epoch is None or self.spoiled or now - self.epoch_began_at > stalled_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,18 +237,17 @@ class LocatorIndex:
                 known.update(entries)
 
     def _end(self, view: RegionView, end: BackfillEnd) -> None:
-        whole = (
-            end.epoch == view.epoch
-            and not view.spoiled
-            and len(view.parts) == end.parts
+        if end.epoch != view.epoch:
+            return  # the end of a backfill a later begin superseded: the later one counts
+        # The backfill's view replaces the region's, whole or not: it is the newer one; only a
+        # whole one (every part, every entry, no other process started meanwhile) is trusted.
+        self._held[end.home_community_id.urn] = view.pending
+        view.entries = sum(len(entries) for entries in view.pending.values())
+        view.complete = (
+            not view.spoiled
             and view.parts == set(range(end.parts))
             and view.part_entries == end.entries
         )
-        if end.epoch == view.epoch:
-            # The backfill's view replaces the region's, complete or not: it is the newer one.
-            self._held[end.home_community_id.urn] = view.pending
-            view.entries = sum(len(entries) for entries in view.pending.values())
-        view.complete = whole
         view.epoch, view.pending, view.parts, view.part_entries = None, {}, set(), 0
 
     def heartbeat(self, beat: RegionHeartbeat, now: float) -> None:

@@ -194,7 +194,8 @@ class RegistryPublisher:
             asyncio.create_task(self._heartbeat_loop(), name="locator-heartbeat"),
         ]
         if self.holdings is not None:
-            await self.bus.listen(self.request_subject, self._on_request)
+            # A queue group: a hub's request reaches one process of the region, not each.
+            await self.bus.listen(self.request_subject, self._on_request, queue="backfill")
             if not named and start.prior_entries > 0:
                 self.request_backfill("registry-not-in-stream")
 
