@@ -17,6 +17,7 @@ Figures:
 
 Prints the figures and writes JSON to --out (default bench/results/locator.json).
 Usage: .venv/bin/python bench/locator.py [--entries 250000] [--events 1000000] [--out FILE]
+       [--only backfill|events]
 """
 
 from __future__ import annotations
@@ -242,6 +243,7 @@ async def main() -> None:
     parser.add_argument("--entries", type=int, default=250_000)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--regions", type=int, default=4)
+    parser.add_argument("--only", choices=["backfill", "events"], help="run one part only")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "locator.json")
     args = parser.parse_args()
     patients = make_patients(max(1, args.entries // 4))
@@ -250,8 +252,14 @@ async def main() -> None:
         "entries_per_region": args.entries,
         "patients": len(patients),
         "regions": args.regions,
-        "backfill": await bench_backfill(db, args.entries, args.regions),
-        "single_events": await bench_events(args.events, patients, args.regions),
+        "backfill": (
+            await bench_backfill(db, args.entries, args.regions) if args.only != "events" else None
+        ),
+        "single_events": (
+            await bench_events(args.events, patients, args.regions)
+            if args.only != "backfill"
+            else None
+        ),
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
