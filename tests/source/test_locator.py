@@ -30,10 +30,12 @@ from onerecord.events import (
     patient_key,
 )
 from onerecord.hub.locator_feed import Locator
+from onerecord.source.database import make_engine
 from onerecord.source.locator import Holdings as RegistryRead
-from onerecord.source.locator import RegistryPublisher
-from onerecord.source.store import RegisterResult, StoredEntry
-from tests.conftest import NatsStream
+from onerecord.source.locator import RegistryPublisher, registry_holdings
+from onerecord.source.migrate import upgrade
+from onerecord.source.store import RegisterResult, SqlDocumentStore, StoredEntry
+from tests.conftest import Database, NatsStream
 from tests.factories import make_entry, synthetic_nin
 
 pytestmark = pytest.mark.anyio
@@ -406,3 +408,21 @@ async def test_a_registration_during_a_backfill_reaches_the_hubs_index_over_jets
         await events.close()
         await region_bus.close()
         await hub_bus.close()
+
+
+async def test_the_registry_read_names_every_entry_in_pages_on_sqlite_and_postgres(
+    database: Database,
+) -> None:
+    engine = make_engine(database.url, schema=database.schema)
+    await upgrade(engine)
+    store = SqlDocumentStore(engine, owns_engine=True)
+    try:
+        entries = [make_entry(patient_id=_PATIENTS[n % 7]) for n in range(23)]
+        await store.bulk_load(entries, batch_size=10)
+        read = registry_holdings(engine, rows_per_chunk=5)
+        chunks = [chunk async for chunk in read()]
+        assert max(len(c) for c in chunks) == 5
+        got = [row for chunk in chunks for row in chunk]
+        assert sorted(got) == sorted((e.patient_id.value, e.unique_id.value) for e in entries)
+    finally:
+        await store.close()
