@@ -18,6 +18,7 @@ from onerecord.events import (
     RegionStreamStart,
     RegistryChanges,
     RegistryEvent,
+    StreamPosition,
     decode_event,
     decode_heartbeat,
     event_subject,
@@ -202,3 +203,13 @@ def test_holdings_may_be_large_other_events_may_not() -> None:
     assert decode_event(holdings.encode()) == holdings
     with pytest.raises(InvalidEvent):
         decode_event(orjson.dumps({**GOOD, "entry": "2.25.1", "pad": "x" * 2000}))
+
+
+def test_a_stream_purged_or_created_anew_is_noticed() -> None:
+    earlier = StreamPosition("2026-12-02T10:00:00", 1, 500)
+    assert not StreamPosition("2026-12-02T10:00:00", 1, 800).lost_since(earlier)  # grew
+    assert StreamPosition("2026-12-02T10:00:00", 501, 500).lost_since(earlier)  # purged
+    assert StreamPosition("2026-12-02T11:00:00", 1, 800).lost_since(earlier)  # created anew
+    assert StreamPosition("2026-12-02T10:00:00", 1, 20).lost_since(earlier)  # went back
+    empty = StreamPosition("2026-12-02T10:00:00", 0, 0)
+    assert not StreamPosition("2026-12-02T10:00:00", 1, 3).lost_since(empty)

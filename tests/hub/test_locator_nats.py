@@ -12,7 +12,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -364,52 +364,59 @@ def test_a_purged_stream_is_published_again_and_the_hub_rebuilds(
 # --- a hub that started while NATS was down -------------------------------------------------
 
 
-@contextmanager
-def nats_server_on(port: int, store: Path) -> Iterator[str]:
-    """A JetStream nats-server of the test's own on `port` (Debian's nats-server)."""
-    binary = nats_server_binary()
-    if binary is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("CI=true but nats-server is not installed (scripts/install-nats)")
-        pytest.skip("nats-server is not installed (scripts/install-nats)")
-    command = nats_server_command(binary, port=port, monitor_port=free_port(), store=store)
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"nats://127.0.0.1:{port}"
-    try:
-        until(lambda: asyncio.run(jetstream_answers(url)), 10.0)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+@dataclass
+class LaterNats:
+    """A JetStream nats-server of the test's own on `port` (Debian's), started when asked."""
+
+    port: int
+    store: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = nats_server_binary()
+        if binary is None:
+            if os.environ.get("CI", "").lower() == "true":
+                pytest.fail("CI=true but nats-server is not installed (scripts/install-nats)")
+            pytest.skip("nats-server is not installed (scripts/install-nats)")
+        command = nats_server_command(
+            binary, port=self.port, monitor_port=free_port(), store=self.store
+        )
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        until(lambda: asyncio.run(jetstream_answers(f"nats://127.0.0.1:{self.port}")), 10.0)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
 
 
-def test_a_hub_started_while_nats_was_down_connects_later(stack: ExitStack, tmp_path: Path) -> None:
+def test_a_hub_and_regions_started_while_nats_was_down_connect_later(
+    stack: ExitStack, tmp_path: Path
+) -> None:
     port = free_port()
     later = NatsStream(f"nats://127.0.0.1:{port}", "LATER", "later.locator")
-    region_ports = [free_port() for _ in range(2)]
-    names = [(f"Region {n}", f"urn:oid:2.16.578.1.12.4.5.100.{n}") for n in (1, 2)]
-    directory = write_directory(
-        tmp_path / "regions.json",
-        [
-            (name, hcid, f"http://127.0.0.1:{p}/fhir", None)
-            for (name, hcid), p in zip(names, region_ports, strict=True)
-        ],
-    )
+    nats = LaterNats(port, tmp_path / "nats")
+    stack.callback(nats.stop)  # stopped after the hub and the regions
     with capture_logs() as logs:
+        regions = [start_source(stack, tmp_path, n, later, free_port()) for n in (1, 2)]
+        directory = write_directory(
+            tmp_path / "regions.json", [(r.name, r.hcid, r.fhir, None) for r in regions]
+        )
         hub = start_hub(stack, directory, later)
-        assert ("hub.locator.unavailable", "every region") in {
-            (e["event"], e.get("asking")) for e in logs
-        }
-        stack.enter_context(nats_server_on(port, tmp_path / "nats"))
-        regions = [
-            start_source(stack, tmp_path, n, later, p)
-            for n, p in zip((1, 2), region_ports, strict=True)
-        ]
+        unavailable = {(e["event"], e.get("asking")) for e in logs}
+        assert ("hub.locator.unavailable", "every region") in unavailable
+        assert ("source.locator.unavailable", None) in unavailable
+        # Registered while NATS is down: no event, ever; the backfill must bring it in.
         first = publish_one(regions[0])
-        # Asked everywhere until the hub has connected and rebuilt its index; then Region 2 is
-        # spared, and nothing was missed on the way.
+        assert found(search(hub)) == {first} and not_asked(search(hub)) == set()
+        nats.start()
+        # Asked everywhere until hub and regions have connected and Region 1 has backfilled;
+        # then Region 2 is spared, and nothing was missed on the way.
         until(
             lambda: found(search(hub)) == {first} and not_asked(search(hub)) == {regions[1].hcid},
-            15.0,
+            20.0,
         )
-    assert "hub.locator.on" in {e["event"] for e in logs}
+    events = {e["event"] for e in logs}
+    assert {"hub.locator.on", "source.locator.publishing", "locator.backfill.done"} <= events
