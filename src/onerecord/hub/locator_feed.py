@@ -24,7 +24,6 @@ import structlog
 
 from onerecord.domain import HomeCommunityId, NationalIdentityNumber
 from onerecord.events import (
-    BusUnavailable,
     EventFeed,
     InvalidEvent,
     StreamPosition,
@@ -110,7 +109,8 @@ class Locator:
                     await self.reset("stream-lost")
                 else:
                     self._position = now
-            except BusUnavailable as exc:
+            except Exception as exc:  # NATS away or a failed re-follow: look again later
+                # (a reset that failed half-way left the index not ready: every region asked)
                 log.warning("hub.locator.stream_unavailable", reason=str(exc)[:200])
 
     async def reset(self, why: str) -> None:
