@@ -342,5 +342,9 @@ class NatsEventBus:
         await self._js.purge_stream(self.stream)
 
     async def close(self) -> None:
-        """Disconnect (every append has been acknowledged already: nothing to drain)."""
-        await self._nc.close()
+        """Disconnect (every append has been acknowledged already: nothing to drain).
+
+        Given at most `timeout_s`: a shutdown never waits on a NATS that has stopped reading.
+        """
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._nc.close(), self.timeout_s)
