@@ -24,6 +24,7 @@ from structlog.testing import capture_logs
 
 from onerecord.demo_nats import jetstream_answers, nats_server_binary, nats_server_command
 from onerecord.domain import DocumentEntry
+from onerecord.events import BackfillEnd, NatsEventBus, decode_event, event_subjects
 from onerecord.hub.app import create_hub_app
 from onerecord.hub.settings import HubSettings
 from onerecord.source.app import create_app
@@ -107,6 +108,25 @@ def purge(nats: NatsStream) -> None:
             await client.close()
 
     asyncio.run(run())
+
+
+def backfill_ends(nats: NatsStream) -> list[BackfillEnd]:
+    """The backfill ends stored in the test's stream, in order."""
+
+    async def read() -> list[BackfillEnd]:
+        bus = await NatsEventBus.connect(
+            nats.url, stream=nats.stream, subjects=event_subjects(nats.subject_prefix)
+        )
+        seen: list[bytes] = []
+        done = asyncio.Event()
+        try:
+            await bus.follow(seen.append, done.set)
+            await asyncio.wait_for(done.wait(), 5)
+        finally:
+            await bus.close()
+        return [e for e in map(decode_event, seen) if isinstance(e, BackfillEnd)]
+
+    return asyncio.run(read())
 
 
 def search(hub: str, params: dict[str, str] = PATIENT) -> dict[str, Any]:
@@ -317,13 +337,14 @@ def test_a_region_bulk_loaded_before_its_locator_starts_is_skippable_after_backf
     network.stacks[0].close()
     loaded = {n: [make_entry(patient_id=synthetic_nin(n)) for _ in range(3)] for n in range(1, 41)}
     bulk_load(network.tmp_path / "r1.db", [e for entries in loaded.values() for e in entries])
-    with capture_logs() as logs:
-        network.restart_region(0, locator=True)
-        hub = start_hub(stack, network.directory, network.nats)
-        # The hub knows nothing of Region 1's entries until the backfill; then it spares the
-        # others for every loaded patient, and finds every loaded document.
-        until(lambda: not_asked(search(hub, by_patient(1))) == {r2.hcid, r3.hcid}, 10.0)
-    assert any(e["event"] == "locator.backfill.done" and e["entries"] == 120 for e in logs)
+    network.restart_region(0, locator=True)
+    hub = start_hub(stack, network.directory, network.nats)
+    # The hub knows nothing of Region 1's entries until the backfill; then it spares the
+    # others for every loaded patient, and finds every loaded document.
+    until(lambda: not_asked(search(hub, by_patient(1))) == {r2.hcid, r3.hcid}, 10.0)
+    assert [(e.home_community_id.urn, e.entries) for e in backfill_ends(network.nats)] == [
+        (r1.hcid, 120)
+    ]
     for n, entries in loaded.items():
         bundle = search(hub, by_patient(n))
         assert found(bundle) == {e.unique_id.urn for e in entries}, n
@@ -341,22 +362,30 @@ def test_a_purged_stream_is_published_again_and_the_hub_rebuilds(
     hub = start_hub(stack, network.directory, network.nats, stream_check_s=0.2)
     until(lambda: not_asked(search(hub)) == {r2.hcid, r3.hcid}, 5.0)
 
-    with capture_logs() as logs:
-        purge(network.nats)
-        answers: list[dict[str, Any]] = []
+    purge(network.nats)
+    # Only a hub that noticed the purge asks the regions to backfill (none of them appends
+    # meanwhile): once each region's backfill has ended in the stream, the hub has started over.
+    until(
+        lambda: (
+            {e.home_community_id.urn for e in backfill_ends(network.nats)}
+            == {r1.hcid, r2.hcid, r3.hcid}
+        ),
+        15.0,
+    )
+    answers: list[dict[str, Any]] = []
 
-        def settled() -> bool:
-            answers.append(search(hub))
-            return any(e["event"] == "hub.locator.reset" for e in logs) and not_asked(
-                answers[-1]
-            ) == {r2.hcid, r3.hcid}
+    def settled() -> bool:
+        answers.append(search(hub))
+        return not_asked(answers[-1]) == {r2.hcid, r3.hcid}
 
-        until(settled, 10.0)
+    until(settled, 10.0)
     # No answer ever missed a document while the hub started over.
     assert all(found(a) == {first} for a in answers)
-    events = [e["event"] for e in logs]
-    assert "hub.locator.reset" in events
-    assert events.count("locator.backfill.done") >= 2  # Regions 1 and 2 hold entries
+    assert {e.home_community_id.urn: e.entries for e in backfill_ends(network.nats)} == {
+        r1.hcid: 1,
+        r2.hcid: 1,
+        r3.hcid: 0,
+    }
     assert not_asked(search(hub, by_patient(5))) == {r1.hcid, r3.hcid}
     assert found(search(hub, by_patient(5))) == {second}
 
@@ -418,5 +447,7 @@ def test_a_hub_and_regions_started_while_nats_was_down_connect_later(
             lambda: found(search(hub)) == {first} and not_asked(search(hub)) == {regions[1].hcid},
             20.0,
         )
-    events = {e["event"] for e in logs}
-    assert {"hub.locator.on", "source.locator.publishing", "locator.backfill.done"} <= events
+    # Region 1 brought in what it registered while NATS was down by a backfill.
+    assert [(e.home_community_id.urn, e.entries) for e in backfill_ends(later)] == [
+        (regions[0].hcid, 1)
+    ]
