@@ -266,6 +266,9 @@ def demo(
     ] = None,
     manifest: Annotated[Path | None, typer.Option(help="Write endpoints and ids as JSON.")] = None,
     exit_when_ready: Annotated[bool, typer.Option(help="Stop once loaded (for scripts).")] = False,
+    locator: Annotated[
+        bool, typer.Option(help="Run the locator over NATS (the machine's, or the demo's own).")
+    ] = True,
 ) -> None:
     """Start the STS, four regions and the hub on 127.0.0.1 with synthetic data."""
     from onerecord.demo import run_demo
@@ -280,6 +283,7 @@ def demo(
                 postgres=postgres,
                 manifest=manifest,
                 exit_when_ready=exit_when_ready,
+                locator=locator,
             )
         )
     )

@@ -32,6 +32,16 @@ from rich.console import Console
 from rich.progress import Progress, TaskID
 from sqlalchemy.engine import make_url
 
+from onerecord.demo_nats import (
+    MACHINE_NATS_URL,
+    LocatorBus,
+    dev_patient_key,
+    drop_stream,
+    free_port,
+    jetstream_answers,
+    nats_server_binary,
+    nats_server_command,
+)
 from onerecord.supervisor import GiveUp, Restart, RestartPolicy, decide, describe_exit
 from onerecord.synth.dataset import load_population, write_dataset
 from onerecord.synth.importer import TargetUnavailable, import_dataset
@@ -468,6 +478,7 @@ async def run_demo(
     postgres: str | None,
     manifest: Path | None,
     exit_when_ready: bool,
+    locator: bool = True,
 ) -> int:
     """Start, load, print, wait for Ctrl-C, stop. Returns the exit code."""
     layout = DemoLayout(workdir, base_port)
@@ -494,7 +505,11 @@ async def run_demo(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    bus: LocatorBus | None = None
     try:
+        bus = await _locator_bus(layout, logs, services, enabled=locator)
+        hub_env = bus.env("ONERECORD_HUB_") if bus else {}
+        region_env = bus.env("ONERECORD_SOURCE_") if bus else {}
         services.append(
             _start(
                 "STS",
@@ -514,7 +529,9 @@ async def run_demo(
                 },
             )
         )
-        services.append(_start("hub", layout.hub, hub_command(layout, postgres), logs / "hub.log"))
+        services.append(
+            _start("hub", layout.hub, hub_command(layout, postgres), logs / "hub.log", hub_env)
+        )
         for i, info in enumerate(DEFAULT_REGIONS):
             services.append(
                 _start(
@@ -522,9 +539,13 @@ async def run_demo(
                     layout.region_url(i),
                     region_command(layout, i, postgres),
                     logs / f"{info.slug}.log",
-                    env={"ONERECORD_SOURCE_PUBLISHER_JWKS_FILE": str(layout.publishers_file)},
+                    env={
+                        "ONERECORD_SOURCE_PUBLISHER_JWKS_FILE": str(layout.publishers_file),
+                        **region_env,
+                    },
                 )
             )
+        first_region = len(services) - len(DEFAULT_REGIONS)
         audiences = {
             layout.region_url(i): info.home_community_id.urn
             for i, info in enumerate(DEFAULT_REGIONS)
@@ -542,11 +563,16 @@ async def run_demo(
                     )
                 )
             try:
-                await _load(client, layout, services[2:])
+                await _load(client, layout, services[first_region:])
             except TargetUnavailable as exc:
                 console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
                 return 1
         body = manifest_body(layout, population, client_key, portal_key)
+        body["locator"] = (
+            {"nats_url": bus.url, "stream": bus.stream, "subject_prefix": bus.subject_prefix}
+            if bus
+            else None
+        )
         layout.manifest.write_text(json.dumps(body, indent=2, ensure_ascii=False), "utf-8")
         # The portals read the manifest, so they start once it is written.
         portal = _start("portals", layout.portal, portal_command(layout), logs / "portal.log")
@@ -566,6 +592,10 @@ async def run_demo(
         # The handlers stay installed while stopping: a second Ctrl-C must not leave orphans.
         with console.status("Stopping…"):
             stop_all(list(reversed(services)))
+            if bus is not None and not bus.own_server:
+                # The machine's NATS keeps nothing of the demo; a next start backfills.
+                with contextlib.suppress(Exception):
+                    await drop_stream(bus)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         # Everything is stopped; a late second Ctrl-C must not turn a clean exit into 130.
@@ -573,8 +603,50 @@ async def run_demo(
         console.print("All services stopped.")
 
 
+async def _locator_bus(
+    layout: DemoLayout, logs: Path, services: list[Service], *, enabled: bool
+) -> LocatorBus | None:
+    """The locator's NATS: the machine's if it answers, else the demo's own nats-server.
+
+    Returns None (the locator off, and the console says why) when neither is there.
+    """
+    if not enabled:
+        console.print("Locator off (--no-locator): the hub asks every region.")
+        return None
+    key = dev_patient_key(layout.keys)
+    machine = os.environ.get("ONERECORD_DEMO_NATS_URL", MACHINE_NATS_URL)
+    if await jetstream_answers(machine):
+        console.print(f"Locator on: NATS JetStream at {machine}.")
+        return LocatorBus.for_demo(layout.workdir, machine, key, own_server=False)
+    binary = os.environ.get("ONERECORD_DEMO_NATS_SERVER") or nats_server_binary()
+    if binary is None or not os.access(binary, os.X_OK):
+        console.print(
+            f"[yellow]Locator off: no NATS answers at {machine} and nats-server is not "
+            "installed (scripts/install-nats); the hub asks every region.[/yellow]"
+        )
+        return None
+    port, monitor = free_port(), free_port()
+    command = nats_server_command(
+        binary, port=port, monitor_port=monitor, store=layout.workdir / "nats"
+    )
+    service = _start("NATS", f"http://127.0.0.1:{monitor}", command, logs / "nats.log")
+    services.append(service)
+    url = f"nats://127.0.0.1:{port}"
+    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0)) as client:
+        try:
+            with console.status("Starting NATS JetStream for the locator…"):
+                await _wait_ready(client, service, time.monotonic() + 30, logs / "nats.log")
+        except (RuntimeError, TimeoutError) as exc:
+            console.print(f"[yellow]Locator off: nats-server did not start ({exc}).[/yellow]")
+            stop_all([service])
+            services.remove(service)
+            return None
+    console.print(f"Locator on: the demo's own nats-server at {url}.")
+    return LocatorBus.for_demo(layout.workdir, url, key, own_server=True)
+
+
 def _log_name(service: Service) -> str:
-    names = {"STS": "sts", "hub": "hub", "portals": "portal"} | {
+    names = {"STS": "sts", "hub": "hub", "portals": "portal", "NATS": "nats"} | {
         i.name: i.slug for i in DEFAULT_REGIONS
     }
     return names[service.name]

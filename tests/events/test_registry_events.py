@@ -9,11 +9,16 @@ from hypothesis import strategies as st
 
 from onerecord.domain import HomeCommunityId
 from onerecord.events import (
+    BackfillBegin,
+    BackfillEnd,
     EntryStatus,
+    Holdings,
     InvalidEvent,
     RegionHeartbeat,
     RegionStreamStart,
+    RegistryChanges,
     RegistryEvent,
+    StreamPosition,
     decode_event,
     decode_heartbeat,
     event_subject,
@@ -106,3 +111,105 @@ def test_what_is_not_an_event_is_refused(data: bytes) -> None:
         decode_event(data)
     with pytest.raises(InvalidEvent):
         decode_heartbeat(data)
+
+
+# --- changes sent together, and a backfill's begin, holdings and end --------------------------
+
+_digest = st.text("0123456789abcdef", min_size=64, max_size=64)
+_unique_id = st.text(st.characters(codec="utf-8"), min_size=1, max_size=60)
+
+
+@given(
+    sequence=st.integers(min_value=1, max_value=2**53),
+    changes=st.lists(
+        st.tuples(_digest, _unique_id, st.sampled_from(EntryStatus)), min_size=1, max_size=20
+    ),
+)
+def test_changes_sent_together_round_trip(
+    sequence: int, changes: list[tuple[str, str, EntryStatus]]
+) -> None:
+    event = RegistryChanges(HCID, sequence, tuple(changes))
+    assert decode_event(event.encode()) == event
+    assert [e.entry_unique_id for e in event.events()] == [u for _, u, _ in changes]
+
+
+@given(
+    epoch=st.integers(min_value=1, max_value=2**40),
+    part=st.integers(min_value=0, max_value=10_000),
+    patients=st.lists(
+        st.tuples(_digest, st.lists(_unique_id, min_size=1, max_size=5)), max_size=10
+    ),
+)
+def test_a_backfill_round_trips(
+    epoch: int, part: int, patients: list[tuple[str, list[str]]]
+) -> None:
+    holdings = Holdings(HCID, epoch, part, tuple((p, tuple(u)) for p, u in patients))
+    assert decode_event(holdings.encode()) == holdings
+    assert decode_event(BackfillBegin(HCID, epoch).encode()) == BackfillBegin(HCID, epoch)
+    end = BackfillEnd(HCID, epoch + 1, epoch, part + 1, holdings.entries)
+    assert decode_event(end.encode()) == end
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=70),
+        lambda children: (
+            st.lists(children, max_size=4)
+            | st.dictionaries(st.text(max_size=10), children, max_size=4)
+        ),
+        max_leaves=20,
+    ),
+    st.sampled_from(["changes", "holdings", "backfill-begin", "backfill-end", "start", None]),
+)
+def test_any_json_under_a_locator_kind_is_an_event_or_refused(
+    body: object, kind: str | None
+) -> None:
+    """Whatever arrives on the stream: decoded into a valid event, or InvalidEvent, nothing else."""
+    message = {"v": 1, "hcid": HCID.urn, "seq": 1, "epoch": 1, "part": 0, "parts": 0, "entries": 0}
+    if kind:
+        message["kind"] = kind
+    for field in ("changes", "patients", "patient", "entry", "status", "prior"):
+        message[field] = body  # type: ignore[assignment]
+    try:
+        decode_event(orjson.dumps(message))
+    except InvalidEvent:
+        pass
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"kind": "changes", "changes": []},
+        {"kind": "changes", "changes": [["a" * 64, "2.25.1"]]},
+        {"kind": "changes", "changes": [["A" * 64, "2.25.1", "current"]]},
+        {"kind": "changes", "changes": [["a" * 64, "2.25.1", "approved"]]},
+        {"kind": "changes", "changes": [["a" * 64, "2.25.1", "current"]] * 257},
+        {"kind": "holdings", "epoch": 0, "part": 0, "patients": []},
+        {"kind": "holdings", "epoch": 1, "part": 0, "patients": [["a" * 64, []]]},
+        {"kind": "holdings", "epoch": 1, "part": 0, "patients": [[NIN, ["2.25.1"]]]},
+        {"kind": "backfill-end", "epoch": 1, "parts": 0, "entries": 0},  # seq 1 is not after 1
+        {"kind": "backfill-begin", "seq": 0},
+    ],
+)
+def test_a_malformed_change_or_backfill_is_refused(message: dict[str, object]) -> None:
+    with pytest.raises(InvalidEvent):
+        decode_event(orjson.dumps({"v": 1, "hcid": HCID.urn, "seq": 1, **message}))
+
+
+def test_holdings_may_be_large_other_events_may_not() -> None:
+    many = tuple((f"{n:064x}", (f"2.25.{n}",)) for n in range(1500))
+    holdings = Holdings(HCID, 1, 0, many)
+    assert len(holdings.encode()) > 64 * 1024
+    assert decode_event(holdings.encode()) == holdings
+    with pytest.raises(InvalidEvent):
+        decode_event(orjson.dumps({**GOOD, "entry": "2.25.1", "pad": "x" * 2000}))
+
+
+def test_a_stream_purged_or_created_anew_is_noticed() -> None:
+    earlier = StreamPosition("2026-12-02T10:00:00", 1, 500)
+    assert not StreamPosition("2026-12-02T10:00:00", 1, 800).lost_since(earlier)  # grew
+    assert StreamPosition("2026-12-02T10:00:00", 501, 500).lost_since(earlier)  # purged
+    assert StreamPosition("2026-12-02T11:00:00", 1, 800).lost_since(earlier)  # created anew
+    assert StreamPosition("2026-12-02T10:00:00", 1, 20).lost_since(earlier)  # went back
+    empty = StreamPosition("2026-12-02T10:00:00", 0, 0)
+    assert not StreamPosition("2026-12-02T10:00:00", 1, 3).lost_since(empty)

@@ -7,6 +7,9 @@ matters (it rebuilds the index from the durable stream).
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -15,15 +18,22 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats as nats_client
 import pytest
 from structlog.testing import capture_logs
 
+from onerecord.demo_nats import jetstream_answers, nats_server_binary, nats_server_command
+from onerecord.domain import DocumentEntry
+from onerecord.events import BackfillEnd, NatsEventBus, decode_event, event_subjects
 from onerecord.hub.app import create_hub_app
 from onerecord.hub.settings import HubSettings
 from onerecord.source.app import create_app
+from onerecord.source.database import make_engine
+from onerecord.source.migrate import upgrade
 from onerecord.source.settings import SourceSettings
+from onerecord.source.store import SqlDocumentStore
 from tests.conftest import NatsStream
-from tests.factories import SYNTHETIC_FNR, make_entry, sample_pdf
+from tests.factories import SYNTHETIC_FNR, make_entry, sample_pdf, synthetic_nin
 from tests.hub.test_integration import (
     PATIENT,
     RealRegion,
@@ -68,7 +78,9 @@ def start_source(
     return RealRegion(f"Region {number}", hcid, f"{url}/fhir")
 
 
-def start_hub(stack: ExitStack, directory: Path, nats: NatsStream) -> str:
+def start_hub(
+    stack: ExitStack, directory: Path, nats: NatsStream, *, stream_check_s: float = 2.0
+) -> str:
     port = free_port()
     settings = HubSettings(
         directory_file=directory,
@@ -78,9 +90,43 @@ def start_hub(stack: ExitStack, directory: Path, nats: NatsStream) -> str:
         locator_subject_prefix=nats.subject_prefix,
         locator_patient_key=KEY,
         locator_max_silence_s=SILENCE_S,
+        locator_backfill_request_s=0.5,
+        locator_stream_check_s=stream_check_s,
     )
     url = stack.enter_context(serve_in_thread(create_hub_app(settings), port=port))
     return f"{url}/fhir"
+
+
+def purge(nats: NatsStream) -> None:
+    """Remove every event from the test's stream, as an operator's mistake would."""
+
+    async def run() -> None:
+        client = await nats_client.connect(nats.url, connect_timeout=2, max_reconnect_attempts=0)
+        try:
+            await client.jetstream().purge_stream(nats.stream)
+        finally:
+            await client.close()
+
+    asyncio.run(run())
+
+
+def backfill_ends(nats: NatsStream) -> list[BackfillEnd]:
+    """The backfill ends stored in the test's stream, in order."""
+
+    async def read() -> list[BackfillEnd]:
+        bus = await NatsEventBus.connect(
+            nats.url, stream=nats.stream, subjects=event_subjects(nats.subject_prefix)
+        )
+        seen: list[bytes] = []
+        done = asyncio.Event()
+        try:
+            await bus.follow(seen.append, done.set)
+            await asyncio.wait_for(done.wait(), 5)
+        finally:
+            await bus.close()
+        return [e for e in map(decode_event, seen) if isinstance(e, BackfillEnd)]
+
+    return asyncio.run(read())
 
 
 def search(hub: str, params: dict[str, str] = PATIENT) -> dict[str, Any]:
@@ -260,3 +306,148 @@ def test_with_the_locator_off_the_hub_says_it_asks_every_region(
         settings = HubSettings(directory_file=directory)
         stack.enter_context(serve_in_thread(create_hub_app(settings)))
     assert {"event": "hub.locator.off", "asking": "every region", "log_level": "info"} in logs
+
+
+# --- backfill: the index rebuilds from the regions after a loss -----------------------------
+
+
+def bulk_load(db: Path, entries: list[DocumentEntry]) -> None:
+    """Fill a region's registry directly, as a benchmark or an import does (no events)."""
+
+    async def load() -> None:
+        engine = make_engine(f"sqlite:///{db}")
+        try:
+            await upgrade(engine)
+            await SqlDocumentStore(engine).bulk_load(entries)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(load())
+
+
+def by_patient(n: int) -> dict[str, str]:
+    return {"patient.identifier": f"urn:oid:2.16.578.1.12.4.1.4.1|{synthetic_nin(n)}"}
+
+
+def test_a_region_bulk_loaded_before_its_locator_starts_is_skippable_after_backfill(
+    stack: ExitStack, network: Network
+) -> None:
+    r1, r2, r3 = network.regions
+    # Region 1 was filled before its locator was switched on: 40 patients, 3 entries each.
+    network.stacks[0].close()
+    loaded = {n: [make_entry(patient_id=synthetic_nin(n)) for _ in range(3)] for n in range(1, 41)}
+    bulk_load(network.tmp_path / "r1.db", [e for entries in loaded.values() for e in entries])
+    network.restart_region(0, locator=True)
+    hub = start_hub(stack, network.directory, network.nats)
+    # The hub knows nothing of Region 1's entries until the backfill; then it spares the
+    # others for every loaded patient, and finds every loaded document.
+    until(lambda: not_asked(search(hub, by_patient(1))) == {r2.hcid, r3.hcid}, 10.0)
+    assert [(e.home_community_id.urn, e.entries) for e in backfill_ends(network.nats)] == [
+        (r1.hcid, 120)
+    ]
+    for n, entries in loaded.items():
+        bundle = search(hub, by_patient(n))
+        assert found(bundle) == {e.unique_id.urn for e in entries}, n
+        assert not_asked(bundle) == {r2.hcid, r3.hcid}
+    # A registration after the backfill is found within a second, as with any region.
+    later = publish_one(network.regions[0], patient=synthetic_nin(1))
+    until(lambda: later in found(search(hub, by_patient(1))), 1.0)
+
+
+def test_a_purged_stream_is_published_again_and_the_hub_rebuilds(
+    stack: ExitStack, network: Network
+) -> None:
+    r1, r2, r3 = network.regions
+    first, second = publish_one(r1), publish_one(r2, patient=synthetic_nin(5))
+    hub = start_hub(stack, network.directory, network.nats, stream_check_s=0.2)
+    until(lambda: not_asked(search(hub)) == {r2.hcid, r3.hcid}, 5.0)
+
+    purge(network.nats)
+    # Only a hub that noticed the purge asks the regions to backfill (none of them appends
+    # meanwhile): once each region's backfill has ended in the stream, the hub has started over.
+    until(
+        lambda: (
+            {e.home_community_id.urn for e in backfill_ends(network.nats)}
+            == {r1.hcid, r2.hcid, r3.hcid}
+        ),
+        15.0,
+    )
+    answers: list[dict[str, Any]] = []
+
+    def settled() -> bool:
+        answers.append(search(hub))
+        return not_asked(answers[-1]) == {r2.hcid, r3.hcid}
+
+    until(settled, 10.0)
+    # No answer ever missed a document while the hub started over.
+    assert all(found(a) == {first} for a in answers)
+    assert {e.home_community_id.urn: e.entries for e in backfill_ends(network.nats)} == {
+        r1.hcid: 1,
+        r2.hcid: 1,
+        r3.hcid: 0,
+    }
+    assert not_asked(search(hub, by_patient(5))) == {r1.hcid, r3.hcid}
+    assert found(search(hub, by_patient(5))) == {second}
+
+
+# --- a hub that started while NATS was down -------------------------------------------------
+
+
+@dataclass
+class LaterNats:
+    """A JetStream nats-server of the test's own on `port` (Debian's), started when asked."""
+
+    port: int
+    store: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = nats_server_binary()
+        if binary is None:
+            if os.environ.get("CI", "").lower() == "true":
+                pytest.fail("CI=true but nats-server is not installed (scripts/install-nats)")
+            pytest.skip("nats-server is not installed (scripts/install-nats)")
+        command = nats_server_command(
+            binary, port=self.port, monitor_port=free_port(), store=self.store
+        )
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        until(lambda: asyncio.run(jetstream_answers(f"nats://127.0.0.1:{self.port}")), 10.0)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+def test_a_hub_and_regions_started_while_nats_was_down_connect_later(
+    stack: ExitStack, tmp_path: Path
+) -> None:
+    port = free_port()
+    later = NatsStream(f"nats://127.0.0.1:{port}", "LATER", "later.locator")
+    nats = LaterNats(port, tmp_path / "nats")
+    stack.callback(nats.stop)  # stopped after the hub and the regions
+    with capture_logs() as logs:
+        regions = [start_source(stack, tmp_path, n, later, free_port()) for n in (1, 2)]
+        directory = write_directory(
+            tmp_path / "regions.json", [(r.name, r.hcid, r.fhir, None) for r in regions]
+        )
+        hub = start_hub(stack, directory, later)
+        unavailable = {(e["event"], e.get("asking")) for e in logs}
+        assert ("hub.locator.unavailable", "every region") in unavailable
+        assert ("source.locator.unavailable", None) in unavailable
+        # Registered while NATS is down: no event, ever; the backfill must bring it in.
+        first = publish_one(regions[0])
+        assert found(search(hub)) == {first} and not_asked(search(hub)) == set()
+        nats.start()
+        # Asked everywhere until hub and regions have connected and Region 1 has backfilled;
+        # then Region 2 is spared, and nothing was missed on the way.
+        until(
+            lambda: found(search(hub)) == {first} and not_asked(search(hub)) == {regions[1].hcid},
+            20.0,
+        )
+    # Region 1 brought in what it registered while NATS was down by a backfill.
+    assert [(e.home_community_id.urn, e.entries) for e in backfill_ends(later)] == [
+        (regions[0].hcid, 1)
+    ]

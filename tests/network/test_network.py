@@ -31,7 +31,7 @@ from onerecord.mhd import build_provide_bundle
 from onerecord.search_client import FNR_SYSTEM, HubSession, overview_rows, region_lines
 from onerecord.trust.dpop import make_proof
 from onerecord.trust.publish_proof import PUBLISH_PROOF_HEADER, make_publish_proof
-from tests.factories import make_entry, sample_pdf
+from tests.factories import make_entry, sample_pdf, synthetic_nin
 from tests.network.conftest import Network
 from tests.support.servers import serve_in_thread
 
@@ -307,6 +307,41 @@ def test_paging_stays_exact_while_documents_are_added(network: Network, patient_
     assert not added & set(seen), "documents published meanwhile are not in the snapshot"
     fresh, _ = search(network, network.practitioner(patient_a), patient_a, _count="200")
     assert fresh.json()["total"] == total + len(added)
+
+
+def not_asked(bundle: dict[str, Any]) -> set[str]:
+    """The regions the hub's answer says its locator did not ask."""
+    return {
+        location
+        for entry in bundle.get("entry", [])
+        if entry["resource"]["resourceType"] == "OperationOutcome"
+        for issue in entry["resource"]["issue"]
+        if issue.get("details", {}).get("coding", [{}])[0].get("code") == "not-asked"
+        for location in issue.get("location", [])
+    }
+
+
+def test_the_locator_spares_the_regions_that_hold_nothing_about_the_patient(
+    network: Network,
+) -> None:
+    """The demo runs the locator over NATS: a patient with documents in one region only."""
+    assert network.manifest["locator"] is not None, "the demo started without its locator"
+    patient = synthetic_nin(7, birth="1683")
+    published = publish(network, 2, patient, 1)
+    session = network.practitioner(patient)
+    others = {network.hcid(i) for i in (0, 1, 3)}
+    deadline = time.monotonic() + 5
+    while True:
+        r, _ = search(network, session, patient)
+        assert r.status_code == 200, r.text
+        bundle = r.json()
+        # Every answer holds the document, before and after the index has heard of it.
+        assert {doc_key(d) for d in documents(bundle)} == published
+        if not_asked(bundle) == others or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert not_asked(bundle) == others
+    assert network.hcid(2) not in not_asked(bundle)
 
 
 # --- misbehaving regions (each puts the network back) ---------------------------------------

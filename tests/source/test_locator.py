@@ -3,27 +3,40 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import pytest
 
 from onerecord.domain import DocumentUniqueId, HomeCommunityId
 from onerecord.events import (
+    MAX_CHANGES,
+    BackfillBegin,
+    BackfillEnd,
     EntryStatus,
+    Holdings,
     MemoryEventBus,
     NatsEventBus,
     RegionStreamStart,
+    RegistryChanges,
     RegistryEvent,
+    SequencedEvent,
+    backfill_request_subject,
     decode_event,
     decode_heartbeat,
     event_subject,
     event_subjects,
     heartbeat_subjects,
+    holdings_subject,
     patient_key,
 )
-from onerecord.source.locator import RegistryPublisher
-from onerecord.source.store import RegisterResult, StoredEntry
-from tests.conftest import NatsStream
-from tests.factories import make_entry
+from onerecord.hub.locator_feed import Locator
+from onerecord.source.database import make_engine
+from onerecord.source.locator import Holdings as RegistryRead
+from onerecord.source.locator import RegistryPublisher, registry_holdings
+from onerecord.source.migrate import upgrade
+from onerecord.source.store import RegisterResult, SqlDocumentStore, StoredEntry
+from tests.conftest import Database, NatsStream
+from tests.factories import make_entry, synthetic_nin
 
 pytestmark = pytest.mark.anyio
 
@@ -48,10 +61,17 @@ async def no_entries() -> int:
 
 
 def entry_events(bus: MemoryEventBus) -> list[RegistryEvent]:
-    """The registry events in the stream, after the region's start event."""
+    """The registry changes in the stream, after the region's start event, one per change
+    (the changes sent together carry their event's sequence number)."""
     first, *rest = (decode_event(data) for _, data in bus.events)
     assert first == RegionStreamStart(HCID, 1, 0)
-    return [e for e in rest if isinstance(e, RegistryEvent)]
+    changes: list[RegistryEvent] = []
+    for e in rest:
+        if isinstance(e, RegistryEvent):
+            changes.append(e)
+        elif isinstance(e, RegistryChanges):
+            changes.extend(e.events())
+    return changes
 
 
 def publisher(bus: MemoryEventBus | NatsEventBus, prefix: str = PREFIX) -> RegistryPublisher:
@@ -60,27 +80,50 @@ def publisher(bus: MemoryEventBus | NatsEventBus, prefix: str = PREFIX) -> Regis
     )
 
 
-async def test_each_registration_and_replacement_is_one_numbered_event() -> None:
+async def test_the_changes_of_one_registration_go_together_under_one_number() -> None:
     bus = MemoryEventBus()
     events = publisher(bus)
     await events.start(no_entries)
     try:
         events.registered(registered(("2.25.1", None), ("2.25.2", None)))
+        await events.drain()
         events.registered(registered(("2.25.3", "2.25.1")))
+        await events.drain()
+        events.registered(registered(("2.25.4", None)))
         await events.drain()
     finally:
         await events.close()
     got = entry_events(bus)
     assert [(e.sequence, e.entry_unique_id, e.status) for e in got] == [
         (2, "2.25.1", EntryStatus.CURRENT),
-        (3, "2.25.2", EntryStatus.CURRENT),
-        (4, "2.25.3", EntryStatus.CURRENT),
-        (5, "2.25.1", EntryStatus.SUPERSEDED),
+        (2, "2.25.2", EntryStatus.CURRENT),
+        (3, "2.25.3", EntryStatus.CURRENT),
+        (3, "2.25.1", EntryStatus.SUPERSEDED),
+        (4, "2.25.4", EntryStatus.CURRENT),
     ]
+    assert isinstance(decode_event(bus.events[-1][1]), RegistryEvent)  # one change: plain
     patient = make_entry().patient_id.value
     assert {e.patient for e in got} == {patient_key(patient, KEY)}
     assert all(patient.encode() not in data for _, data in bus.events)
     assert {s for s, _ in bus.events} == {event_subject(HCID)}
+
+
+async def test_registrations_queued_meanwhile_are_sent_as_one_event() -> None:
+    """A group commit: what queued while an append was acknowledged goes in the next one."""
+    bus = MemoryEventBus()
+    events = publisher(bus)
+    await events.start(no_entries)
+    try:
+        for n in range(MAX_CHANGES + 10):
+            events.registered(registered((f"2.25.{n}", None)))
+        await events.drain()
+    finally:
+        await events.close()
+    sent = [decode_event(d) for _, d in bus.events[1:]]
+    assert [type(e) for e in sent] == [RegistryChanges, RegistryChanges]
+    assert [e.sequence for e in sent] == [2, 3]
+    got = entry_events(bus)
+    assert [e.entry_unique_id for e in got] == [f"2.25.{n}" for n in range(MAX_CHANGES + 10)]
 
 
 async def test_the_stream_begins_by_counting_the_entries_registered_before_it() -> None:
@@ -141,8 +184,8 @@ async def test_a_new_process_continues_after_the_last_event_in_the_stream() -> N
     finally:
         await second.close()
     got = [decode_event(d) for _, d in bus.events]
-    assert [e.sequence for e in got] == [1, 2, 3, 4, 5]
-    assert got[3] == RegionStreamStart(HCID, 4, 0)
+    assert [e.sequence for e in got if not isinstance(e, Holdings)] == [1, 2, 3, 4]
+    assert got[2] == RegionStreamStart(HCID, 3, 0)
 
 
 async def test_two_processes_of_one_region_never_reuse_a_number() -> None:
@@ -158,8 +201,13 @@ async def test_two_processes_of_one_region_never_reuse_a_number() -> None:
     finally:
         await one.close()
         await two.close()
-    assert [decode_event(d).sequence for _, d in bus.events] == list(range(1, 13))
-    assert len(entry_events(bus)) == 10
+    sequences = [
+        e.sequence for _, d in bus.events if not isinstance(e := decode_event(d), Holdings)
+    ]
+    assert sequences == list(range(1, len(bus.events) + 1))
+    assert sorted(e.entry_unique_id for e in entry_events(bus)) == sorted(
+        f"2.25.{n}" for n in range(10)
+    )
 
 
 async def test_events_reach_the_real_jetstream_in_order(nats_stream: NatsStream) -> None:
@@ -179,11 +227,19 @@ async def test_events_reach_the_real_jetstream_in_order(nats_stream: NatsStream)
             (one if n % 2 else two).registered(registered((f"2.25.{n}", None)))
         await one.drain()
         await two.drain()
-        seen: list[int] = []
+        seen: list[SequencedEvent | Holdings] = []
         done = asyncio.Event()
-        await bus.follow(lambda data: seen.append(decode_event(data).sequence), done.set)
+        await bus.follow(lambda data: seen.append(decode_event(data)), done.set)
         await asyncio.wait_for(done.wait(), 2)
-        assert seen == [1, 2, 3, 4, 5, 6, 7, 8]
+        numbered = [e for e in seen if not isinstance(e, Holdings)]
+        assert [e.sequence for e in numbered] == list(range(1, len(numbered) + 1))
+        changed = [
+            c
+            for e in numbered
+            for c in (e.events() if isinstance(e, RegistryChanges) else [e])
+            if isinstance(c, RegistryEvent)
+        ]
+        assert sorted(c.entry_unique_id for c in changed) == sorted(f"2.25.{n}" for n in range(6))
     finally:
         await one.close()
         await two.close()
@@ -197,3 +253,176 @@ async def test_closing_sends_what_is_queued_first() -> None:
     events.registered(registered(("2.25.1", None), ("2.25.2", None)))
     await events.close()
     assert [e.entry_unique_id for e in entry_events(bus)] == ["2.25.1", "2.25.2"]
+
+
+# --- backfill ---------------------------------------------------------------------------------
+
+
+def holdings_of(
+    rows: list[tuple[str, str]], during: Callable[[], Awaitable[None]] | None = None
+) -> RegistryRead:
+    """A registry read: `rows` in chunks; `during` runs halfway through (a registration)."""
+
+    async def read() -> AsyncIterator[Sequence[tuple[str, str]]]:
+        for start in range(0, len(rows), 100):
+            if during is not None and start == len(rows) // 200 * 100:
+                await during()
+            yield rows[start : start + 100]
+
+    return read
+
+
+def backfilling_publisher(
+    bus: MemoryEventBus | NatsEventBus,
+    holdings: RegistryRead,
+    prefix: str = PREFIX,
+    pause_s: float = 10.0,
+) -> RegistryPublisher:
+    return RegistryPublisher(
+        bus=bus,
+        home_community_id=HCID,
+        key=KEY,
+        subject_prefix=prefix,
+        heartbeat_s=0.05,
+        holdings=holdings,
+        backfill_pause_s=pause_s,
+    )
+
+
+_PATIENTS = [synthetic_nin(n) for n in range(50)]
+ROWS = [(_PATIENTS[n % 50], f"2.25.{n}") for n in range(300)]
+
+
+async def test_a_registry_filled_before_the_stream_is_backfilled_at_start() -> None:
+    bus = MemoryEventBus()
+    events = backfilling_publisher(bus, holdings_of(ROWS))
+
+    async def count() -> int:
+        return len(ROWS)
+
+    await events.start(count)
+    await events.backfilled()
+    await events.close()
+    got = [decode_event(d) for _, d in bus.events]
+    assert got[0] == RegionStreamStart(HCID, 1, len(ROWS))
+    assert got[1] == BackfillBegin(HCID, 2)
+    parts = [e for e in got if isinstance(e, Holdings)]
+    assert got[-1] == BackfillEnd(HCID, 3, 2, len(parts), len(ROWS))
+    named = {(p, u) for part in parts for p, us in part.patients for u in us}
+    assert named == {(patient_key(p, KEY), u) for p, u in ROWS}
+    assert all(nin.encode() not in d for _, d in bus.events for nin, _ in ROWS)
+    assert {s for s, d in bus.events if isinstance(decode_event(d), Holdings)} == {
+        holdings_subject(HCID)
+    }
+
+
+async def test_a_registration_during_a_backfill_follows_its_begin() -> None:
+    bus = MemoryEventBus()
+
+    async def register() -> None:
+        events.registered(registered(("2.25.999", None)))
+        await events.drain()
+
+    events = backfilling_publisher(bus, holdings_of(ROWS, during=register))
+    await events.start(no_entries)
+    await events.backfill()
+    await events.close()
+    kinds = [type(decode_event(d)).__name__ for _, d in bus.events]
+    assert kinds.index("BackfillBegin") < kinds.index("RegistryEvent") < kinds.index("BackfillEnd")
+
+
+async def test_a_hub_asks_and_the_region_backfills_at_most_once_per_pause() -> None:
+    bus = MemoryEventBus()
+    events = backfilling_publisher(bus, holdings_of(ROWS), pause_s=60.0)
+    await events.start(no_entries)  # an empty registry: nothing to backfill at start
+    assert events.backfills == 0
+    ask = backfill_request_subject(HCID, PREFIX)
+    await bus.announce(ask, b"{}")
+    await events.backfilled()
+    await bus.announce(ask, b"{}")  # within the pause: ignored
+    await events.backfilled()
+    await events.close()
+    assert events.backfills == 1
+
+
+async def test_a_region_whose_events_vanished_from_the_stream_backfills() -> None:
+    bus = MemoryEventBus()
+    events = backfilling_publisher(bus, holdings_of(ROWS))
+    await events.start(no_entries)
+    events.registered(registered(("2.25.1", None)))
+    await events.drain()
+    bus.purge()
+    events.registered(registered(("2.25.2", None)))  # finds the stream without its events
+    await events.drain()
+    await events.backfilled()
+    await events.close()
+    assert events.backfills == 1
+    got = [decode_event(d) for _, d in bus.events]
+    assert isinstance(got[-1], BackfillEnd) and got[-1].entries == len(ROWS)
+    # The region's numbers go on after the purge: a hub that kept its index sees no repeat.
+    assert [e.sequence for e in got if not isinstance(e, Holdings)] == [3, 4, 5]
+
+
+async def test_a_registration_during_a_backfill_reaches_the_hubs_index_over_jetstream(
+    nats_stream: NatsStream,
+) -> None:
+    def connect() -> Awaitable[NatsEventBus]:
+        return NatsEventBus.connect(
+            nats_stream.url,
+            stream=nats_stream.stream,
+            subjects=event_subjects(nats_stream.subject_prefix),
+        )
+
+    region_bus, hub_bus = await connect(), await connect()
+    patients = [synthetic_nin(n) for n in range(100)]
+    rows = [(patients[n % 100], f"2.25.{n}") for n in range(5000)]
+    newcomer = make_entry()  # a patient the registry read does not hold
+
+    async def register() -> None:
+        events.registered(RegisterResult((StoredEntry(1, newcomer),), frozenset(), ()))
+        await events.drain()
+
+    events = backfilling_publisher(
+        region_bus, holdings_of(rows, during=register), nats_stream.subject_prefix
+    )
+    locator = Locator(key=KEY, max_silence_s=5.0)
+    try:
+
+        async def count() -> int:
+            return len(rows)
+
+        await events.start(count)
+        await events.backfilled()
+        await locator.start(hub_bus, subject_prefix=nats_stream.subject_prefix)
+        view = locator.index.regions[HCID.urn]
+        for _ in range(100):
+            if locator.index.ready and view.complete and view.head == view.applied:
+                break
+            await asyncio.sleep(0.05)
+        assert view.complete and view.epoch is None
+        assert view.entries == len(rows) + 1
+        assert locator.index.holds(patient_key(newcomer.patient_id.value, KEY), HCID.urn)
+        assert all(locator.index.holds(patient_key(p, KEY), HCID.urn) for p, _ in rows)
+    finally:
+        await locator.close()
+        await events.close()
+        await region_bus.close()
+        await hub_bus.close()
+
+
+async def test_the_registry_read_names_every_entry_in_pages_on_sqlite_and_postgres(
+    database: Database,
+) -> None:
+    engine = make_engine(database.url, schema=database.schema)
+    await upgrade(engine)
+    store = SqlDocumentStore(engine, owns_engine=True)
+    try:
+        entries = [make_entry(patient_id=_PATIENTS[n % 7]) for n in range(23)]
+        await store.bulk_load(entries, batch_size=10)
+        read = registry_holdings(engine, rows_per_chunk=5)
+        chunks = [chunk async for chunk in read()]
+        assert max(len(c) for c in chunks) == 5
+        got = [row for chunk in chunks for row in chunk]
+        assert sorted(got) == sorted((e.patient_id.value, e.unique_id.value) for e in entries)
+    finally:
+        await store.close()

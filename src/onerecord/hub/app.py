@@ -30,7 +30,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from onerecord import __version__
 from onerecord.audit import AuditAction, AuditSink
 from onerecord.domain import DomainError, NationalIdentityNumber
-from onerecord.events import BusUnavailable, NatsEventBus, event_subjects
 from onerecord.hub.audit import audit_record
 from onerecord.hub.auditdb import create_audit_tables, hub_audit_sink, make_audit_engine
 from onerecord.hub.breaker import BreakerBoard
@@ -39,6 +38,7 @@ from onerecord.hub.directory import RegionDirectory
 from onerecord.hub.errors import HubError
 from onerecord.hub.fanout import PassThroughAuth, RegionAuth, RequestBudget, forward_headers
 from onerecord.hub.locator_feed import Locator
+from onerecord.hub.locator_link import LocatorLink
 from onerecord.hub.metrics import HubMetrics
 from onerecord.hub.redis_snapshot import RedisSnapshotStore
 from onerecord.hub.request_checks import (
@@ -201,39 +201,19 @@ _ROUTES = frozenset(
 )
 
 
-async def _start_locator(settings: HubSettings, service: HubService) -> NatsEventBus | None:
-    """Start the locator when it is on and NATS answers; say at start-up when every region is
-    asked instead (docs/hub.md "Locator")."""
+async def _start_locator(settings: HubSettings, service: HubService) -> LocatorLink | None:
+    """Start the locator when it is on; until NATS answers every region is asked, and the hub
+    says so at start-up (docs/hub.md "Locator")."""
     if not settings.locator_nats_url:
         log.info("hub.locator.off", asking="every region")
         return None
-    assert settings.locator_patient_key is not None  # settings refuse a locator without a key
-    locator = Locator(
-        key=settings.locator_patient_key.get_secret_value().encode(),
-        max_silence_s=settings.locator_max_silence_s,
-    )
-    try:
-        bus = await NatsEventBus.connect(
-            settings.locator_nats_url,
-            stream=settings.locator_stream,
-            subjects=event_subjects(settings.locator_subject_prefix),
-        )
-    except BusUnavailable as exc:
-        log.warning("hub.locator.unavailable", asking="every region", reason=str(exc))
-        return None
-    try:
-        await locator.start(bus, subject_prefix=settings.locator_subject_prefix)
-    except Exception as exc:  # whatever the bus says: fall back to asking every region
-        log.warning("hub.locator.unavailable", asking="every region", reason=str(exc)[:200])
-        await bus.close()
-        return None
-    service.locator = locator
-    log.info(
-        "hub.locator.on",
-        stream=settings.locator_stream,
-        asking="until the index is rebuilt: every region",
-    )
-    return bus
+
+    def attach(locator: Locator | None) -> None:
+        service.locator = locator
+
+    link = LocatorLink(settings, attach)
+    await link.start()
+    return link
 
 
 def create_hub_app(
@@ -333,7 +313,6 @@ def create_hub_app(
             yield
         finally:
             if events is not None:
-                service.locator = None
                 await events.close()
             if late_audit_writes:
                 await asyncio.wait(late_audit_writes, timeout=10)

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from onerecord.events import DEFAULT_SUBJECT_PREFIX
+from onerecord.events import DEFAULT_SUBJECT_PREFIX, is_development_key
 from onerecord.hub.fanout import DEFAULT_FORWARDED_HEADERS, DEFAULT_MAX_PAGES, Deadlines
 from onerecord.trust.caller_limits import CallerQuota
 
@@ -74,6 +74,10 @@ class HubSettings(BaseSettings):
     locator_patient_key: SecretStr | None = None
     # A region not heard from (event or heartbeat) for this long is asked again.
     locator_max_silence_s: float = Field(default=3.0, gt=0)
+    locator_backfill_request_s: float = Field(default=5.0, gt=0)
+    """Least seconds between two requests to one region to backfill."""
+    locator_stream_check_s: float = Field(default=2.0, gt=0)
+    """Seconds between two looks at the stream for a purge or a re-creation."""
 
     @field_validator("public_base_url")
     @classmethod
@@ -95,6 +99,12 @@ class HubSettings(BaseSettings):
             or len(self.locator_patient_key.get_secret_value().encode()) < 16
         ):
             raise ValueError("the locator needs a patient key of at least 16 bytes")
+        if (
+            self.locator_patient_key is not None
+            and is_development_key(self.locator_patient_key.get_secret_value())
+            and not self.dev_mode
+        ):
+            raise ValueError("a development locator patient key (dev-…) needs dev_mode")
         return self
 
     @property

@@ -38,11 +38,9 @@ from onerecord.audit import (
 )
 from onerecord.domain import (
     DomainError,
-    HomeCommunityId,
     InvalidIdentifier,
     NationalIdentityNumber,
 )
-from onerecord.events import BusUnavailable, NatsEventBus, event_subjects
 from onerecord.logs import configure_logging, log_unexpected_error
 from onerecord.mhd import (
     FHIR_JSON,
@@ -69,6 +67,7 @@ from onerecord.source.access import (
 from onerecord.source.content import ContentStore, FolderContentStore
 from onerecord.source.database import make_engine
 from onerecord.source.locator import RegistryPublisher
+from onerecord.source.locator_link import PublisherLink
 from onerecord.source.migrate import upgrade
 from onerecord.source.orphans import run_orphan_sweeps
 from onerecord.source.patient_controls import PatientControlStore
@@ -241,43 +240,6 @@ def _read_jwks(path: Path) -> list[dict[str, Any]]:
     return keys
 
 
-async def _start_locator(
-    settings: SourceSettings, store: SqlDocumentStore
-) -> tuple[RegistryPublisher, NatsEventBus] | None:
-    """Connect the region's registry events to NATS when the locator is on; never fail start-up.
-
-    Without NATS the region publishes nothing and sends no heartbeats, so the hub keeps
-    asking it (docs/hub.md "Locator").
-    """
-    if not settings.locator_nats_url:
-        return None
-    assert settings.locator_patient_key is not None  # settings refuse a locator without a key
-    try:
-        bus = await NatsEventBus.connect(
-            settings.locator_nats_url,
-            stream=settings.locator_stream,
-            subjects=event_subjects(settings.locator_subject_prefix),
-        )
-    except BusUnavailable as exc:
-        log.warning("source.locator.unavailable", reason=str(exc))
-        return None
-    publisher = RegistryPublisher(
-        bus=bus,
-        home_community_id=HomeCommunityId.parse(settings.home_community_id),
-        key=settings.locator_patient_key.get_secret_value().encode(),
-        subject_prefix=settings.locator_subject_prefix,
-        heartbeat_s=settings.locator_heartbeat_s,
-    )
-    try:
-        await publisher.start(prior_entries=store.count)
-    except BusUnavailable as exc:
-        log.warning("source.locator.unavailable", reason=str(exc))
-        await bus.close()
-        return None
-    log.info("source.locator.publishing", stream=settings.locator_stream)
-    return publisher, bus
-
-
 async def _check_publisher(request: Request, body: bytes, settings: SourceSettings) -> None:
     """Let an ITI-65 request through only from a system whose key this source knows.
 
@@ -403,15 +365,22 @@ def create_app(
         )
         app.state.publish_replay = shared_replay
         the_content = content or _content_store(settings)
-        events = await _start_locator(settings, store)
         app.state.source = DocumentSource(
             settings=settings,
             store=store,
             content=the_content,
             guard=the_guard or OpenAccess(),
             recorder=the_recorder or NoAudit(),
-            events=events[0] if events else None,
         )
+        # The locator (docs/hub.md "Locator"): publishing once NATS answers, now or later.
+        events = PublisherLink(settings, store) if settings.locator_nats_url else None
+        if events is not None:
+            source: DocumentSource = app.state.source
+
+            def attach(publisher: RegistryPublisher) -> None:
+                source.events = publisher
+
+            await events.start(attach)
         sweeps = asyncio.create_task(
             run_orphan_sweeps(
                 content=the_content,
@@ -433,8 +402,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeps
             if events is not None:
-                await events[0].close()
-                await events[1].close()
+                await events.close()
             if sink is not None:
                 await sink.close()
             await http.aclose()

@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from onerecord.domain import HomeCommunityId, RepositoryUniqueId
-from onerecord.events import DEFAULT_SUBJECT_PREFIX
+from onerecord.events import DEFAULT_SUBJECT_PREFIX, is_development_key
 from onerecord.trust.caller_limits import CallerQuota
 from onerecord.trust.policy import RegionPolicy
 from onerecord.trust.principal import PurposeOfUse
@@ -116,6 +116,9 @@ class SourceSettings(BaseSettings):
         description="HMAC key (≥ 16 bytes) that names patients on the bus; shared with the hub",
     )
     locator_heartbeat_s: float = Field(default=1.0, gt=0, description="seconds between beats")
+    locator_backfill_pause_s: float = Field(
+        default=10.0, ge=0, description="least seconds between two backfills of the registry"
+    )
 
     @field_validator("home_community_id")
     @classmethod
@@ -151,6 +154,12 @@ class SourceSettings(BaseSettings):
             or len(self.locator_patient_key.get_secret_value().encode()) < 16
         ):
             raise ValueError("the locator needs a patient key of at least 16 bytes")
+        if (
+            self.locator_patient_key is not None
+            and is_development_key(self.locator_patient_key.get_secret_value())
+            and not self.dev_mode
+        ):
+            raise ValueError("a development locator patient key (dev-…) needs dev_mode")
         return self
 
     @property
