@@ -11,8 +11,8 @@ people, the ones without documents included).
 Set-up per backend (`--backends sqlite,postgres`): four regional sources (`onerecord source
 serve`) and the hub (`onerecord hub serve`), each its own process on this machine. Each region's
 registry is bulk-loaded once through the store (`SqlDocumentStore.bulk_load`) and cached — SQLite
-files under bench/.cache/fanout-<shape>-N/, PostgreSQL one schema per region
-(bench_fanout_N_<region>_<shape>) in the database of `ONERECORD_BENCH_POSTGRES` — and reused
+files under bench/.cache/fanout-<shape>-N/ (the folder: `ONERECORD_BENCH_CACHE`), PostgreSQL one
+schema per region (bench_fanout_N_<region>_<shape>) in `ONERECORD_BENCH_POSTGRES` — and reused
 when it holds exactly N entries over the expected people; migrations (`upgrade()`) run on a
 cached registry first. `--prepare-only` builds the caches and stops.
 
@@ -99,7 +99,7 @@ from onerecord.trust.dpop import make_proof  # noqa: E402
 from onerecord.trust.keys import SigningKey  # noqa: E402
 
 FNR = "urn:oid:2.16.578.1.12.4.1.4.1"
-CACHE = ROOT / "bench" / ".cache"
+CACHE = Path(os.environ.get("ONERECORD_BENCH_CACHE", ROOT / "bench" / ".cache"))
 ISSUER = "https://sts.bench.invalid"
 HUB_AUDIENCE = "onerecord:hub"
 PG = os.environ.get("ONERECORD_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -650,11 +650,13 @@ def read_answer(body: bytes) -> Answer:
 
 
 async def ask(
-    fhir: str, patient: str, caller: Caller, *, count: int, proof_url: str | None = None
+    fhir: str, patient: str, caller: Caller, *, count: int, public_fhir: str | None = None
 ) -> Answer:
-    """One untimed hub search; `proof_url` is the URL the DPoP proof names (the hub's public)."""
+    """One untimed hub search; the DPoP proof names the URL under `public_fhir` (the hub's
+    public base URL, which the reference hub shares with the hub), by default `fhir`."""
     url = f"{fhir}/DocumentReference"
-    headers = caller.headers(HUB_AUDIENCE, patient, proof_url or url, direct=False)
+    proof_url = f"{public_fhir or fhir}/DocumentReference"
+    headers = caller.headers(HUB_AUDIENCE, patient, proof_url, direct=False)
     async with aiohttp.ClientSession() as http:
         async with http.get(url, params=_params(patient, count), headers=headers) as r:
             body = await r.read()
@@ -713,7 +715,6 @@ async def check_answers(
     """Regions asked per search, and every answer against the reference hub's full fan-out."""
     assert net.reference is not None
     hub_fhir, ref_fhir = f"{net.hub.base}/fhir", f"{net.reference.base}/fhir"
-    proof_url = hub_fhir  # the reference hub's public URL is the hub's (one assertion issuer)
     asked: Counter[int] = Counter()
     asked_by_class: dict[int, list[int]] = {}
     read: list[tuple[str, Answer]] = []
@@ -731,9 +732,9 @@ async def check_answers(
     truncated = 0
     for patient in sorted({p for p, _ in read}):
         reference_page[patient] = await ask(
-            ref_fhir, patient, net.caller, count=20, proof_url=proof_url
+            ref_fhir, patient, net.caller, count=20, public_fhir=hub_fhir
         )
-        full_ref = await ask(ref_fhir, patient, net.caller, count=200, proof_url=proof_url)
+        full_ref = await ask(ref_fhir, patient, net.caller, count=200, public_fhir=hub_fhir)
         full_on = await ask(hub_fhir, patient, net.caller, count=200)
         truncated += full_ref.has_next or full_on.has_next
         lost = full_ref.documents - full_on.documents
