@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from onerecord.domain import NationalIdentityNumber
 from onerecord.events import (
+    BackfillBegin,
+    BackfillEnd,
     EntryStatus,
+    Holdings,
     MemoryEventBus,
     RegionHeartbeat,
     RegionStreamStart,
@@ -120,10 +125,10 @@ def test_a_superseded_entry_still_counts_a_deleted_one_does_not() -> None:
     assert index.holds(P1, rs[0].hcid)
     index.apply(event(rs[0], 4, P1, "2.25.1", EntryStatus.DELETED), 1.0)
     assert not index.holds(P1, rs[0].hcid)
-    # Nobody holds P1 now: an answer nobody gave is no answer, so everyone is asked.
+    # Nobody holds P1 now: the index no longer knows the patient, so everyone is asked.
     plan = index.plan(P1, rs, 1.0)
     assert plan.regions == rs
-    assert {reason for _, reason in plan.ask} == {AskReason.NONE_LEFT}
+    assert {reason for _, reason in plan.ask} == {AskReason.PATIENT_UNKNOWN}
 
 
 def test_a_region_whose_stream_began_after_its_first_registrations_is_always_asked() -> None:
@@ -239,3 +244,170 @@ async def test_the_feed_rebuilds_the_index_before_anything_is_skipped() -> None:
     plan = locator.plan(nin, rs)
     assert plan.regions == (rs[0],)
     assert plan.skip == rs[1:]
+
+
+# --- backfill: a region's new view of itself ------------------------------------------------
+
+
+def backfill(
+    index: LocatorIndex,
+    region: Region,
+    begin: int,
+    parts: list[list[tuple[str, list[str]]]],
+    *,
+    end: int | None = None,
+    told_parts: int | None = None,
+    told_entries: int | None = None,
+    now: float = 1.0,
+) -> None:
+    """Apply a whole backfill: its begin at `begin`, its parts, its end right after (or `end`)."""
+    hcid = region.home_community_id
+    index.apply(BackfillBegin(hcid, begin), now)
+    for n, part in enumerate(parts):
+        patients = tuple((p, tuple(u)) for p, u in part)
+        index.apply(Holdings(hcid, begin, n, patients), now)
+    entries = sum(len(u) for part in parts for _, u in part)
+    index.apply(
+        BackfillEnd(
+            hcid,
+            end or begin + 1,
+            begin,
+            len(parts) if told_parts is None else told_parts,
+            entries if told_entries is None else told_entries,
+        ),
+        now,
+    )
+
+
+def test_a_backfill_confirms_a_region_whose_history_was_not_in_the_stream() -> None:
+    index, rs = index_with_patient_in_first_region()
+    late = make_region(HCID_NORD, name="Helse Nord")
+    index.apply(RegionStreamStart(late.home_community_id, 1, 3), 1.0)  # 3 entries never named
+    assert asked(index, (*rs, late), P1, 1.0)[late.hcid] == "history-incomplete"
+    assert index.regions[late.hcid].needs_backfill(1.0, 60.0)
+    index.apply(BackfillBegin(late.home_community_id, 2), 1.0)
+    assert asked(index, (*rs, late), P1, 1.0)[late.hcid] == "backfill-under-way"
+    assert not index.regions[late.hcid].needs_backfill(1.0, 60.0)
+    index.apply(Holdings(late.home_community_id, 2, 0, ((P2, ("a", "b")),)), 1.0)
+    index.apply(Holdings(late.home_community_id, 2, 1, ((P1, ("c",)),)), 1.0)
+    index.apply(BackfillEnd(late.home_community_id, 3, 2, 2, 3), 1.0)
+    assert asked(index, (*rs, late), P1, 1.0) == {
+        rs[0].hcid: "holds-documents",
+        late.hcid: "holds-documents",
+    }
+    assert index.plan(P2, (*rs, late), 1.0).regions == (late,)
+    # A later restart counting the same three entries keeps it confirmed.
+    index.apply(RegionStreamStart(late.home_community_id, 4, 3), 1.0)
+    assert index.regions[late.hcid].complete
+
+
+def test_a_backfill_replaces_the_regions_earlier_view() -> None:
+    index, rs = index_with_patient_in_first_region()
+    backfill(index, rs[0], 3, [[(P2, ["2.25.9"])]])
+    assert not index.holds(P1, rs[0].hcid)  # 2.25.1 is no longer held there
+    assert index.holds(P2, rs[0].hcid)
+    assert index.regions[rs[0].hcid].entries == 1
+
+
+def test_a_backfill_with_a_part_missing_or_miscounted_leaves_the_region_asked() -> None:
+    index, rs = index_with_patient_in_first_region()
+    backfill(index, rs[1], 2, [[(P2, ["a"])]], told_parts=2)
+    assert asked(index, rs, P2, 1.0)[rs[1].hcid] == "history-incomplete"
+    backfill(index, rs[1], 4, [[(P2, ["a"])]], told_entries=2)
+    assert asked(index, rs, P2, 1.0)[rs[1].hcid] == "history-incomplete"
+    backfill(index, rs[1], 6, [[(P2, ["a"])]])
+    assert asked(index, rs, P2, 1.0)[rs[1].hcid] == "holds-documents"
+
+
+def test_a_registration_during_a_backfill_is_kept() -> None:
+    """The registry is read after the begin: a registration it missed has its own event."""
+    index, rs = index_with_patient_in_first_region()
+    hcid = rs[1].home_community_id
+    index.apply(BackfillBegin(hcid, 2), 1.0)
+    index.apply(event(rs[1], 3, P1, "2.25.7", EntryStatus.CURRENT), 1.0)
+    index.apply(Holdings(hcid, 2, 0, ((P2, ("a",)),)), 1.0)
+    index.apply(BackfillEnd(hcid, 4, 2, 1, 1), 1.0)
+    assert asked(index, rs, P1, 1.0) == {
+        rs[0].hcid: "holds-documents",
+        rs[1].hcid: "holds-documents",
+    }
+    assert index.regions[rs[1].hcid].entries == 2
+
+
+def test_a_start_during_a_backfill_leaves_the_region_asked() -> None:
+    """Another process's count taken during a backfill cannot be checked: backfill again."""
+    index, rs = index_with_patient_in_first_region()
+    hcid = rs[1].home_community_id
+    index.apply(BackfillBegin(hcid, 2), 1.0)
+    index.apply(RegionStreamStart(hcid, 3, 1), 1.0)
+    index.apply(Holdings(hcid, 2, 0, ((P2, ("a",)),)), 1.0)
+    index.apply(BackfillEnd(hcid, 4, 2, 1, 1), 1.0)
+    assert asked(index, rs, P2, 1.0)[rs[1].hcid] == "history-incomplete"
+    assert index.regions[rs[1].hcid].needs_backfill(1.0, 60.0)
+
+
+def test_a_backfill_clears_a_gap_and_parts_of_an_older_backfill_are_ignored() -> None:
+    index, rs = index_with_patient_in_first_region()
+    hcid = rs[1].home_community_id
+    index.apply(event(rs[1], 5, P2, "2.25.5", EntryStatus.CURRENT), 1.0)  # 2-4 missed
+    assert asked(index, rs, P1, 1.0)[rs[1].hcid] == "events-missed"
+    assert index.regions[rs[1].hcid].needs_backfill(1.0, 60.0)
+    index.apply(BackfillBegin(hcid, 9), 1.0)
+    index.apply(Holdings(hcid, 6, 0, ((P1, ("old",)),)), 1.0)  # an earlier, unfinished backfill
+    index.apply(Holdings(hcid, 9, 0, ((P2, ("2.25.5",)),)), 1.0)
+    index.apply(BackfillEnd(hcid, 10, 9, 1, 1), 1.0)
+    assert rs[1].hcid not in asked(index, rs, P1, 1.0)
+    assert asked(index, rs, P2, 1.0)[rs[1].hcid] == "holds-documents"
+
+
+@pytest.mark.anyio
+async def test_a_purged_stream_makes_the_hub_start_over_and_ask_for_backfills() -> None:
+    key = b"k" * 32
+    nin = NationalIdentityNumber("13116900216")
+    digest = patient_key(nin.value, key)
+    rs = regions()
+    bus = MemoryEventBus()
+    for n, r in enumerate(rs):
+        await bus.append(f"e{n}", RegionStreamStart(r.home_community_id, 1, 0).encode(), after=0)
+    await bus.append("e0", event(rs[0], 2, digest, "2.25.2", EntryStatus.CURRENT).encode(), after=1)
+    requests: list[bytes] = []
+    await bus.listen("p.backfill.", requests.append)
+    locator = Locator(
+        key=key,
+        max_silence_s=SILENCE,
+        clock=lambda: 1.0,
+        backfill_request_s=0.0,
+        stream_check_s=0.01,
+    )
+    await locator.start(bus, subject_prefix="p")
+
+    async def beat(sequences: tuple[int, ...]) -> None:
+        for r, seq in zip(rs, sequences, strict=True):
+            await bus.announce(
+                f"p.heartbeat.{r.hcid}", RegionHeartbeat(r.home_community_id, seq).encode()
+            )
+
+    await beat((2, 1, 1))
+    assert locator.plan(nin, rs).skip == rs[1:]
+    assert requests == []  # every region confirmed: nobody is asked to backfill
+    bus.purge()
+    while locator.resets == 0:
+        await asyncio.sleep(0.01)
+    # Started over from an empty stream: every region asked until each has backfilled.
+    await beat((2, 1, 1))
+    assert locator.plan(nin, rs).skip == ()
+    await asyncio.sleep(0)
+    assert len(requests) == 3
+    for n, r in enumerate(rs):
+        held = ((digest, ("2.25.2",)),) if n == 0 else ()
+        await bus.append(f"e{n}", BackfillBegin(r.home_community_id, 3).encode(), after=0)
+        await bus.store_many(
+            f"e{n}.holdings", [Holdings(r.home_community_id, 3, 0, held).encode()] if held else []
+        )
+        last = await bus.last(f"e{n}")
+        assert last is not None
+        end = BackfillEnd(r.home_community_id, 4, 3, 1 if held else 0, len(held))
+        await bus.append(f"e{n}", end.encode(), after=last.stream_sequence)
+    await beat((4, 4, 4))
+    assert locator.plan(nin, rs).skip == rs[1:]
+    await locator.close()

@@ -7,6 +7,7 @@ matters (it rebuilds the index from the durable stream).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -15,15 +16,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats as nats_client
 import pytest
 from structlog.testing import capture_logs
 
+from onerecord.domain import DocumentEntry
 from onerecord.hub.app import create_hub_app
 from onerecord.hub.settings import HubSettings
 from onerecord.source.app import create_app
+from onerecord.source.database import make_engine
+from onerecord.source.migrate import upgrade
 from onerecord.source.settings import SourceSettings
+from onerecord.source.store import SqlDocumentStore
 from tests.conftest import NatsStream
-from tests.factories import SYNTHETIC_FNR, make_entry, sample_pdf
+from tests.factories import SYNTHETIC_FNR, make_entry, sample_pdf, synthetic_nin
 from tests.hub.test_integration import (
     PATIENT,
     RealRegion,
@@ -68,7 +74,9 @@ def start_source(
     return RealRegion(f"Region {number}", hcid, f"{url}/fhir")
 
 
-def start_hub(stack: ExitStack, directory: Path, nats: NatsStream) -> str:
+def start_hub(
+    stack: ExitStack, directory: Path, nats: NatsStream, *, stream_check_s: float = 2.0
+) -> str:
     port = free_port()
     settings = HubSettings(
         directory_file=directory,
@@ -78,9 +86,24 @@ def start_hub(stack: ExitStack, directory: Path, nats: NatsStream) -> str:
         locator_subject_prefix=nats.subject_prefix,
         locator_patient_key=KEY,
         locator_max_silence_s=SILENCE_S,
+        locator_backfill_request_s=0.5,
+        locator_stream_check_s=stream_check_s,
     )
     url = stack.enter_context(serve_in_thread(create_hub_app(settings), port=port))
     return f"{url}/fhir"
+
+
+def purge(nats: NatsStream) -> None:
+    """Remove every event from the test's stream, as an operator's mistake would."""
+
+    async def run() -> None:
+        client = await nats_client.connect(nats.url, connect_timeout=2, max_reconnect_attempts=0)
+        try:
+            await client.jetstream().purge_stream(nats.stream)
+        finally:
+            await client.close()
+
+    asyncio.run(run())
 
 
 def search(hub: str, params: dict[str, str] = PATIENT) -> dict[str, Any]:
@@ -260,3 +283,76 @@ def test_with_the_locator_off_the_hub_says_it_asks_every_region(
         settings = HubSettings(directory_file=directory)
         stack.enter_context(serve_in_thread(create_hub_app(settings)))
     assert {"event": "hub.locator.off", "asking": "every region", "log_level": "info"} in logs
+
+
+# --- backfill: the index rebuilds from the regions after a loss -----------------------------
+
+
+def bulk_load(db: Path, entries: list[DocumentEntry]) -> None:
+    """Fill a region's registry directly, as a benchmark or an import does (no events)."""
+
+    async def load() -> None:
+        engine = make_engine(f"sqlite:///{db}")
+        try:
+            await upgrade(engine)
+            await SqlDocumentStore(engine).bulk_load(entries)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(load())
+
+
+def by_patient(n: int) -> dict[str, str]:
+    return {"patient.identifier": f"urn:oid:2.16.578.1.12.4.1.4.1|{synthetic_nin(n)}"}
+
+
+def test_a_region_bulk_loaded_before_its_locator_starts_is_skippable_after_backfill(
+    stack: ExitStack, network: Network
+) -> None:
+    r1, r2, r3 = network.regions
+    # Region 1 was filled before its locator was switched on: 40 patients, 3 entries each.
+    network.stacks[0].close()
+    loaded = {n: [make_entry(patient_id=synthetic_nin(n)) for _ in range(3)] for n in range(1, 41)}
+    bulk_load(network.tmp_path / "r1.db", [e for entries in loaded.values() for e in entries])
+    with capture_logs() as logs:
+        network.restart_region(0, locator=True)
+        hub = start_hub(stack, network.directory, network.nats)
+        # The hub knows nothing of Region 1's entries until the backfill; then it spares the
+        # others for every loaded patient, and finds every loaded document.
+        until(lambda: not_asked(search(hub, by_patient(1))) == {r2.hcid, r3.hcid}, 10.0)
+    assert any(e["event"] == "locator.backfill.done" and e["entries"] == 120 for e in logs)
+    for n, entries in loaded.items():
+        bundle = search(hub, by_patient(n))
+        assert found(bundle) == {e.unique_id.urn for e in entries}, n
+        assert not_asked(bundle) == {r2.hcid, r3.hcid}
+    # A registration after the backfill is found within a second, as with any region.
+    later = publish_one(network.regions[0], patient=synthetic_nin(1))
+    until(lambda: later in found(search(hub, by_patient(1))), 1.0)
+
+
+def test_a_purged_stream_is_published_again_and_the_hub_rebuilds(
+    stack: ExitStack, network: Network
+) -> None:
+    r1, r2, r3 = network.regions
+    first, second = publish_one(r1), publish_one(r2, patient=synthetic_nin(5))
+    hub = start_hub(stack, network.directory, network.nats, stream_check_s=0.2)
+    until(lambda: not_asked(search(hub)) == {r2.hcid, r3.hcid}, 5.0)
+
+    with capture_logs() as logs:
+        purge(network.nats)
+        answers: list[dict[str, Any]] = []
+
+        def settled() -> bool:
+            answers.append(search(hub))
+            return any(e["event"] == "hub.locator.reset" for e in logs) and not_asked(
+                answers[-1]
+            ) == {r2.hcid, r3.hcid}
+
+        until(settled, 10.0)
+    # No answer ever missed a document while the hub started over.
+    assert all(found(a) == {first} for a in answers)
+    events = [e["event"] for e in logs]
+    assert "hub.locator.reset" in events
+    assert events.count("locator.backfill.done") >= 2  # Regions 1 and 2 hold entries
+    assert not_asked(search(hub, by_patient(5))) == {r1.hcid, r3.hcid}
+    assert found(search(hub, by_patient(5))) == {second}

@@ -3,27 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
 from onerecord.domain import DocumentUniqueId, HomeCommunityId
 from onerecord.events import (
+    BackfillBegin,
+    BackfillEnd,
     EntryStatus,
+    Holdings,
     MemoryEventBus,
     NatsEventBus,
     RegionStreamStart,
     RegistryEvent,
+    backfill_request_subject,
     decode_event,
     decode_heartbeat,
     event_subject,
     event_subjects,
     heartbeat_subjects,
+    holdings_subject,
     patient_key,
 )
+from onerecord.hub.locator_feed import Locator
+from onerecord.source.locator import Holdings as RegistryRead
 from onerecord.source.locator import RegistryPublisher
 from onerecord.source.store import RegisterResult, StoredEntry
 from tests.conftest import NatsStream
-from tests.factories import make_entry
+from tests.factories import make_entry, synthetic_nin
 
 pytestmark = pytest.mark.anyio
 
@@ -197,3 +205,158 @@ async def test_closing_sends_what_is_queued_first() -> None:
     events.registered(registered(("2.25.1", None), ("2.25.2", None)))
     await events.close()
     assert [e.entry_unique_id for e in entry_events(bus)] == ["2.25.1", "2.25.2"]
+
+
+# --- backfill ---------------------------------------------------------------------------------
+
+
+def holdings_of(
+    rows: list[tuple[str, str]], during: Callable[[], Awaitable[None]] | None = None
+) -> RegistryRead:
+    """A registry read: `rows` by patient; `during` runs halfway through (a registration)."""
+
+    async def read() -> AsyncIterator[tuple[str, str]]:
+        for n, row in enumerate(sorted(rows)):
+            if during is not None and n == len(rows) // 2:
+                await during()
+            yield row
+
+    return read
+
+
+def backfilling_publisher(
+    bus: MemoryEventBus | NatsEventBus,
+    holdings: RegistryRead,
+    prefix: str = PREFIX,
+    pause_s: float = 10.0,
+) -> RegistryPublisher:
+    return RegistryPublisher(
+        bus=bus,
+        home_community_id=HCID,
+        key=KEY,
+        subject_prefix=prefix,
+        heartbeat_s=0.05,
+        holdings=holdings,
+        backfill_pause_s=pause_s,
+    )
+
+
+_PATIENTS = [synthetic_nin(n) for n in range(50)]
+ROWS = [(_PATIENTS[n % 50], f"2.25.{n}") for n in range(300)]
+
+
+async def test_a_registry_filled_before_the_stream_is_backfilled_at_start() -> None:
+    bus = MemoryEventBus()
+    events = backfilling_publisher(bus, holdings_of(ROWS))
+
+    async def count() -> int:
+        return len(ROWS)
+
+    await events.start(count)
+    await events.backfilled()
+    await events.close()
+    got = [decode_event(d) for _, d in bus.events]
+    assert got[0] == RegionStreamStart(HCID, 1, len(ROWS))
+    assert got[1] == BackfillBegin(HCID, 2)
+    parts = [e for e in got if isinstance(e, Holdings)]
+    assert got[-1] == BackfillEnd(HCID, 3, 2, len(parts), len(ROWS))
+    named = {(p, u) for part in parts for p, us in part.patients for u in us}
+    assert named == {(patient_key(p, KEY), u) for p, u in ROWS}
+    assert all(nin.encode() not in d for _, d in bus.events for nin, _ in ROWS)
+    assert {s for s, d in bus.events if isinstance(decode_event(d), Holdings)} == {
+        holdings_subject(HCID)
+    }
+
+
+async def test_a_registration_during_a_backfill_follows_its_begin() -> None:
+    bus = MemoryEventBus()
+
+    async def register() -> None:
+        events.registered(registered(("2.25.999", None)))
+        await events.drain()
+
+    events = backfilling_publisher(bus, holdings_of(ROWS, during=register))
+    await events.start(no_entries)
+    await events.backfill()
+    await events.close()
+    kinds = [type(decode_event(d)).__name__ for _, d in bus.events]
+    assert kinds.index("BackfillBegin") < kinds.index("RegistryEvent") < kinds.index("BackfillEnd")
+
+
+async def test_a_hub_asks_and_the_region_backfills_at_most_once_per_pause() -> None:
+    bus = MemoryEventBus()
+    events = backfilling_publisher(bus, holdings_of(ROWS), pause_s=60.0)
+    await events.start(no_entries)  # an empty registry: nothing to backfill at start
+    assert events.backfills == 0
+    ask = backfill_request_subject(HCID, PREFIX)
+    await bus.announce(ask, b"{}")
+    await events.backfilled()
+    await bus.announce(ask, b"{}")  # within the pause: ignored
+    await events.backfilled()
+    await events.close()
+    assert events.backfills == 1
+
+
+async def test_a_region_whose_events_vanished_from_the_stream_backfills() -> None:
+    bus = MemoryEventBus()
+    events = backfilling_publisher(bus, holdings_of(ROWS))
+    await events.start(no_entries)
+    events.registered(registered(("2.25.1", None)))
+    await events.drain()
+    bus.purge()
+    events.registered(registered(("2.25.2", None)))  # finds the stream without its events
+    await events.drain()
+    await events.backfilled()
+    await events.close()
+    assert events.backfills == 1
+    got = [decode_event(d) for _, d in bus.events]
+    assert isinstance(got[-1], BackfillEnd) and got[-1].entries == len(ROWS)
+    # The region's numbers go on after the purge: a hub that kept its index sees no repeat.
+    assert [e.sequence for e in got if not isinstance(e, Holdings)] == [3, 4, 5]
+
+
+async def test_a_registration_during_a_backfill_reaches_the_hubs_index_over_jetstream(
+    nats_stream: NatsStream,
+) -> None:
+    def connect() -> Awaitable[NatsEventBus]:
+        return NatsEventBus.connect(
+            nats_stream.url,
+            stream=nats_stream.stream,
+            subjects=event_subjects(nats_stream.subject_prefix),
+        )
+
+    region_bus, hub_bus = await connect(), await connect()
+    patients = [synthetic_nin(n) for n in range(100)]
+    rows = [(patients[n % 100], f"2.25.{n}") for n in range(5000)]
+    newcomer = make_entry()  # a patient the registry read does not hold
+
+    async def register() -> None:
+        events.registered(RegisterResult((StoredEntry(1, newcomer),), frozenset(), ()))
+        await events.drain()
+
+    events = backfilling_publisher(
+        region_bus, holdings_of(rows, during=register), nats_stream.subject_prefix
+    )
+    locator = Locator(key=KEY, max_silence_s=5.0)
+    try:
+
+        async def count() -> int:
+            return len(rows)
+
+        await events.start(count)
+        await events.backfilled()
+        await locator.start(hub_bus, subject_prefix=nats_stream.subject_prefix)
+        view = locator.index.regions[HCID.urn]
+        for _ in range(100):
+            if locator.index.ready and view.complete and view.head == view.applied:
+                break
+            await asyncio.sleep(0.05)
+        assert view.complete and view.epoch is None
+        assert view.entries == len(rows) + 1
+        assert locator.index.holds(patient_key(newcomer.patient_id.value, KEY), HCID.urn)
+        assert all(locator.index.holds(patient_key(p, KEY), HCID.urn) for p, _ in rows)
+    finally:
+        await locator.close()
+        await events.close()
+        await region_bus.close()
+        await hub_bus.close()

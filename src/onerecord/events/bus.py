@@ -12,7 +12,8 @@ References: NATS JetStream headers (Nats-Expected-Last-Subject-Sequence), ordere
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -21,6 +22,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js.api import DeliverPolicy, StorageType, StreamConfig
+from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "MemoryEventBus",
     "NatsEventBus",
     "StoredEvent",
+    "StreamPosition",
     "WrongLastEvent",
 ]
 
@@ -53,6 +56,26 @@ class StoredEvent(NamedTuple):
     data: bytes
 
 
+class StreamPosition(NamedTuple):
+    """Where the stream stands: when it was created, its first and last stream sequence.
+
+    A stream created anew, or whose first sequence moved on (purged: this stream keeps every
+    event otherwise), no longer holds what a reader built its view from.
+    """
+
+    created: str
+    first_sequence: int
+    last_sequence: int
+
+    def lost_since(self, earlier: StreamPosition) -> bool:
+        """True when events that were in the stream at `earlier` are gone now."""
+        return (
+            self.created != earlier.created
+            or self.last_sequence < earlier.last_sequence
+            or (earlier.last_sequence > 0 and self.first_sequence > earlier.first_sequence)
+        )
+
+
 class EventPublisher(Protocol):
     """What a region's publisher needs from the bus."""
 
@@ -68,18 +91,32 @@ class EventPublisher(Protocol):
     async def announce(self, subject: str, data: bytes) -> None:
         """Send a message that is not stored (a heartbeat)."""
 
+    async def store_many(self, subject: str, data: Sequence[bytes]) -> None:
+        """Store every message of `data` on `subject`, unconditionally, acknowledgements
+        awaited together; raise BusUnavailable unless every one was stored."""
+
+    async def listen(self, subjects: str, on_message: Callable[[bytes], None]) -> None:
+        """Deliver messages announced on `subjects` from now on."""
+
 
 class EventFeed(Protocol):
     """What the hub's locator needs from the bus."""
 
     async def follow(
         self, on_event: Callable[[bytes], None], on_caught_up: Callable[[], None]
-    ) -> None:
+    ) -> StreamPosition:
         """Deliver every stored event from the first, then new ones; call `on_caught_up` once
-        every event stored when following began has been delivered."""
+        every event stored when following began has been delivered. Following again stops
+        the earlier delivery. Return where the stream stood when following began."""
 
     async def listen(self, subjects: str, on_message: Callable[[bytes], None]) -> None:
         """Deliver messages announced on `subjects` from now on."""
+
+    async def announce(self, subject: str, data: bytes) -> None:
+        """Send a message that is not stored (a backfill request)."""
+
+    async def position(self) -> StreamPosition:
+        """Return where the stream stands, creating it anew if it is gone."""
 
 
 @dataclass
@@ -88,6 +125,9 @@ class MemoryEventBus:
 
     events: list[tuple[str, bytes]] = field(default_factory=list)
     down: bool = False
+    purged: int = 0
+    """How many events were purged: the stream sequence of `events[i]` is `purged + i + 1`."""
+    created: int = 0
     _followers: list[Callable[[bytes], None]] = field(default_factory=list)
     _listeners: list[tuple[str, Callable[[bytes], None]]] = field(default_factory=list)
 
@@ -97,34 +137,53 @@ class MemoryEventBus:
 
     async def last(self, subject: str) -> StoredEvent | None:
         self._check()
-        for seq in range(len(self.events), 0, -1):
-            if self.events[seq - 1][0] == subject:
-                return StoredEvent(seq, self.events[seq - 1][1])
+        for index in range(len(self.events) - 1, -1, -1):
+            if self.events[index][0] == subject:
+                return StoredEvent(self.purged + index + 1, self.events[index][1])
         return None
+
+    def _store(self, subject: str, data: bytes) -> int:
+        self.events.append((subject, data))
+        for follower in list(self._followers):
+            follower(data)
+        return self.purged + len(self.events)
 
     async def append(self, subject: str, data: bytes, *, after: int) -> int:
         last = await self.last(subject)
         if (last.stream_sequence if last else 0) != after:
             raise WrongLastEvent(subject)
-        self.events.append((subject, data))
-        for follower in self._followers:
-            follower(data)
-        return len(self.events)
+        return self._store(subject, data)
+
+    async def store_many(self, subject: str, data: Sequence[bytes]) -> None:
+        self._check()
+        for one in data:
+            self._store(subject, one)
 
     async def announce(self, subject: str, data: bytes) -> None:
         self._check()
-        for prefix, listener in self._listeners:
+        for prefix, listener in list(self._listeners):
             if subject.startswith(prefix.rstrip(">")):
                 listener(data)
 
     async def follow(
         self, on_event: Callable[[bytes], None], on_caught_up: Callable[[], None]
-    ) -> None:
-        self._check()
+    ) -> StreamPosition:
+        position = await self.position()
         for _, data in self.events:
             on_event(data)
         on_caught_up()
-        self._followers.append(on_event)
+        self._followers = [on_event]
+        return position
+
+    async def position(self) -> StreamPosition:
+        self._check()
+        last = self.purged + len(self.events)
+        return StreamPosition(str(self.created), self.purged + 1 if self.events else last + 1, last)
+
+    def purge(self) -> None:
+        """Remove every stored event (the stream's sequence goes on)."""
+        self.purged += len(self.events)
+        self.events.clear()
 
     async def listen(self, subjects: str, on_message: Callable[[bytes], None]) -> None:
         self._check()
@@ -140,6 +199,7 @@ class NatsEventBus:
         self.stream = stream
         self.subjects = subjects
         self.timeout_s = timeout_s
+        self._following: JetStreamContext.PushSubscription | None = None
 
     @classmethod
     async def connect(
@@ -168,9 +228,7 @@ class NatsEventBus:
             raise BusUnavailable(f"NATS at {url} is not reachable: {exc!r}") from exc
         bus = cls(client, stream=stream, subjects=subjects, timeout_s=timeout_s)
         try:
-            await bus._js.add_stream(
-                StreamConfig(name=stream, subjects=[subjects], storage=StorageType.FILE)
-            )
+            await bus._ensure_stream()
         except (OSError, TimeoutError, NatsError) as exc:
             await client.close()
             raise BusUnavailable(f"JetStream stream {stream} is not available: {exc}") from exc
@@ -198,18 +256,52 @@ class NatsEventBus:
         return int(ack.seq)
 
     async def announce(self, subject: str, data: bytes) -> None:
-
         try:
             await self._nc.publish(subject, data)
         except (OSError, TimeoutError, NatsError) as exc:
             raise BusUnavailable(str(exc)) from exc
 
+    async def store_many(self, subject: str, data: Sequence[bytes]) -> None:
+        try:
+            acks = [
+                await self._js.publish_async(
+                    subject, one, stream=self.stream, wait_stall=self.timeout_s
+                )
+                for one in data
+            ]
+            await asyncio.wait_for(asyncio.gather(*acks), self.timeout_s * 5)
+        except (OSError, TimeoutError, NatsError) as exc:
+            raise BusUnavailable(str(exc)) from exc
+
+    async def _ensure_stream(self) -> None:
+        await self._js.add_stream(
+            StreamConfig(name=self.stream, subjects=[self.subjects], storage=StorageType.FILE)
+        )
+
+    async def position(self) -> StreamPosition:
+        try:
+            try:
+                info = await self._js.stream_info(self.stream)
+            except NotFoundError:
+                await self._ensure_stream()
+                info = await self._js.stream_info(self.stream)
+        except (OSError, TimeoutError, NatsError) as exc:
+            raise BusUnavailable(str(exc)) from exc
+        created = info.created.isoformat() if info.created else ""
+        return StreamPosition(created, int(info.state.first_seq), int(info.state.last_seq))
+
     async def follow(
         self, on_event: Callable[[bytes], None], on_caught_up: Callable[[], None]
-    ) -> None:
-        info = await self._js.stream_info(self.stream)
+    ) -> StreamPosition:
+        if self._following is not None:
+            with contextlib.suppress(OSError, TimeoutError, NatsError):
+                await self._following.unsubscribe()
+            self._following = None
+        position = await self.position()
         caught_up = asyncio.Event()
-        last_at_start = int(info.state.last_seq) if info.state.messages else 0
+        last_at_start = (
+            position.last_sequence if position.first_sequence <= position.last_sequence else 0
+        )
 
         async def deliver(msg: Msg) -> None:
             on_event(msg.data)
@@ -219,7 +311,7 @@ class NatsEventBus:
                 caught_up.set()
                 on_caught_up()
 
-        await self._js.subscribe(
+        self._following = await self._js.subscribe(
             self.subjects,
             stream=self.stream,
             cb=deliver,
@@ -229,6 +321,7 @@ class NatsEventBus:
         if last_at_start == 0 and not caught_up.is_set():
             caught_up.set()
             on_caught_up()
+        return position
 
     async def listen(self, subjects: str, on_message: Callable[[bytes], None]) -> None:
 
@@ -240,6 +333,10 @@ class NatsEventBus:
     async def delete_stream(self) -> None:
         """Remove the stream (tests)."""
         await self._js.delete_stream(self.stream)
+
+    async def purge_stream(self) -> None:
+        """Remove every event from the stream (tests, operations)."""
+        await self._js.purge_stream(self.stream)
 
     async def close(self) -> None:
         """Disconnect (every append has been acknowledged already: nothing to drain)."""

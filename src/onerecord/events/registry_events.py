@@ -17,6 +17,14 @@ can tell that it is behind, or that the region has gone silent.
 Invariant: for one region, sequence numbers are consecutive; an event whose number is not the
 next one the reader expects means the reader's view of that region cannot be trusted.
 
+A backfill brings a region's view back after a loss (entries registered before the locator was
+switched on, a start count that disagrees with the stream, a purged or lost stream): a
+`BackfillBegin` (numbered, a reset point: a reader forgets the region's earlier view from here),
+then the registry's holdings in `Holdings` parts (not numbered, on their own subject, so they can
+be sent without waiting for each other), then a `BackfillEnd` (numbered) that says how many parts
+and entries there were. The region reads its registry only after the begin is in the stream, so a
+registration is either in the holdings or has its own event after the begin.
+
 References: Sweden's engagement index (Inera, "Engagemangsindex", one record per care giver
 holding information about a patient); IHE ITI TF-3 4.2.3.2 (DocumentEntry.availabilityStatus).
 """
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -35,6 +44,13 @@ from onerecord.domain import DomainError, HomeCommunityId
 
 __all__ = [
     "DEFAULT_SUBJECT_PREFIX",
+    "MAX_HOLDINGS_BYTES",
+    "BackfillBegin",
+    "BackfillEnd",
+    "Holdings",
+    "SequencedEvent",
+    "backfill_request_subject",
+    "holdings_subject",
     "EntryStatus",
     "InvalidEvent",
     "RegionHeartbeat",
@@ -52,6 +68,8 @@ __all__ = [
 DEFAULT_SUBJECT_PREFIX = "onerecord.locator"
 _VERSION = 1
 _MAX_EVENT_BYTES = 1024
+MAX_HOLDINGS_BYTES = 256 * 1024
+"""The largest holdings part (well under JetStream's default 1 MB message)."""
 _MAX_UNIQUE_ID_CHARS = 128
 _KEY_HEX_CHARS = 64
 
@@ -90,6 +108,20 @@ def heartbeat_subject(
 ) -> str:
     """Return the core NATS subject of a region's heartbeats."""
     return f"{prefix}.heartbeat.{_token(home_community_id)}"
+
+
+def holdings_subject(
+    home_community_id: HomeCommunityId, prefix: str = DEFAULT_SUBJECT_PREFIX
+) -> str:
+    """Return the JetStream subject of a region's backfill holdings (within `event_subjects`)."""
+    return f"{event_subject(home_community_id, prefix)}.holdings"
+
+
+def backfill_request_subject(
+    home_community_id: HomeCommunityId, prefix: str = DEFAULT_SUBJECT_PREFIX
+) -> str:
+    """Return the core NATS subject on which a hub asks a region to backfill."""
+    return f"{prefix}.backfill.{_token(home_community_id)}"
 
 
 def event_subjects(prefix: str = DEFAULT_SUBJECT_PREFIX) -> str:
@@ -159,6 +191,95 @@ class RegionStreamStart:
 
 
 @dataclass(frozen=True, slots=True)
+class BackfillBegin:
+    """A region begins a new view of itself (a reset point): its holdings follow, then the end."""
+
+    home_community_id: HomeCommunityId
+    sequence: int
+
+    def __post_init__(self) -> None:
+        if self.sequence < 1:
+            raise InvalidEvent("a backfill's sequence starts at 1")
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "v": _VERSION,
+                "kind": "backfill-begin",
+                "hcid": self.home_community_id.urn,
+                "seq": self.sequence,
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillEnd:
+    """The end of the backfill that began at `epoch`: it sent `parts` parts naming `entries`."""
+
+    home_community_id: HomeCommunityId
+    sequence: int
+    epoch: int
+    parts: int
+    entries: int
+
+    def __post_init__(self) -> None:
+        if self.sequence <= self.epoch or self.epoch < 1 or min(self.parts, self.entries) < 0:
+            raise InvalidEvent("a backfill end's numbers are out of range")
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "v": _VERSION,
+                "kind": "backfill-end",
+                "hcid": self.home_community_id.urn,
+                "seq": self.sequence,
+                "epoch": self.epoch,
+                "parts": self.parts,
+                "entries": self.entries,
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Holdings:
+    """Part `part` of the backfill that began at `epoch`: per patient digest, its entries."""
+
+    home_community_id: HomeCommunityId
+    epoch: int
+    part: int
+    patients: tuple[tuple[str, tuple[str, ...]], ...]
+
+    def __post_init__(self) -> None:
+        if self.epoch < 1 or self.part < 0:
+            raise InvalidEvent("a holdings part's numbers are out of range")
+        for patient, entries in self.patients:
+            if not _is_hex(patient):
+                raise InvalidEvent("holdings name their patients by 64-digit hex digests")
+            if not entries or not all(0 < len(u) <= _MAX_UNIQUE_ID_CHARS for u in entries):
+                raise InvalidEvent("a holdings entry uniqueId is empty or too long")
+
+    @property
+    def entries(self) -> int:
+        return sum(len(entries) for _, entries in self.patients)
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "v": _VERSION,
+                "kind": "holdings",
+                "hcid": self.home_community_id.urn,
+                "epoch": self.epoch,
+                "part": self.part,
+                "patients": self.patients,
+            }
+        )
+
+
+SequencedEvent = RegistryEvent | RegionStreamStart | BackfillBegin | BackfillEnd
+"""An event that takes the region's next sequence number."""
+
+
+@dataclass(frozen=True, slots=True)
 class RegionHeartbeat:
     """A region's word that it is alive and has published events up to `sequence` (0: none)."""
 
@@ -175,12 +296,15 @@ class RegionHeartbeat:
         )
 
 
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
 def _is_hex(text: str) -> bool:
-    return all(c in "0123456789abcdef" for c in text)
+    return _HEX_DIGEST.fullmatch(text) is not None
 
 
-def _load(data: bytes) -> dict[str, Any]:
-    if len(data) > _MAX_EVENT_BYTES:
+def _load(data: bytes, limit: int = _MAX_EVENT_BYTES) -> dict[str, Any]:
+    if len(data) > limit:
         raise InvalidEvent("a locator message is too large")
     try:
         raw = orjson.loads(data)
@@ -208,12 +332,41 @@ def _int(raw: dict[str, Any], name: str) -> int:
     return value
 
 
-def decode_event(data: bytes) -> RegistryEvent | RegionStreamStart:
-    """Parse and validate one registry or start event; raise InvalidEvent for anything else."""
-    raw = _load(data)
+def _holdings(raw: dict[str, Any]) -> Holdings:
+    patients = raw.get("patients")
+    if not isinstance(patients, list):
+        raise InvalidEvent("a holdings part lacks its patients")
+    parsed: list[tuple[str, tuple[str, ...]]] = []
+    for item in patients:
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+            raise InvalidEvent("a holdings patient is not [digest, [uniqueId, …]]")
+        entries = item[1]
+        if not isinstance(entries, list) or not all(isinstance(u, str) for u in entries):
+            raise InvalidEvent("a holdings patient's entries are not a list of uniqueIds")
+        parsed.append((item[0], tuple(entries)))
+    return Holdings(_hcid(raw), _int(raw, "epoch"), _int(raw, "part"), tuple(parsed))
+
+
+def decode_event(data: bytes) -> SequencedEvent | Holdings:
+    """Parse and validate one stored event; raise InvalidEvent for anything else."""
+    raw = _load(data, MAX_HOLDINGS_BYTES)
     kind = raw.get("kind", "entry")
+    if kind == "holdings":
+        return _holdings(raw)
+    if len(data) > _MAX_EVENT_BYTES:
+        raise InvalidEvent("a locator message is too large")
     if kind == "start":
         return RegionStreamStart(_hcid(raw), _int(raw, "seq"), _int(raw, "prior"))
+    if kind == "backfill-begin":
+        return BackfillBegin(_hcid(raw), _int(raw, "seq"))
+    if kind == "backfill-end":
+        return BackfillEnd(
+            _hcid(raw),
+            _int(raw, "seq"),
+            _int(raw, "epoch"),
+            _int(raw, "parts"),
+            _int(raw, "entries"),
+        )
     if kind != "entry":
         raise InvalidEvent("unknown event kind")
     patient, entry, status = raw.get("patient"), raw.get("entry"), raw.get("status")

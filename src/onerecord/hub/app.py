@@ -211,6 +211,8 @@ async def _start_locator(settings: HubSettings, service: HubService) -> NatsEven
     locator = Locator(
         key=settings.locator_patient_key.get_secret_value().encode(),
         max_silence_s=settings.locator_max_silence_s,
+        backfill_request_s=settings.locator_backfill_request_s,
+        stream_check_s=settings.locator_stream_check_s,
     )
     try:
         bus = await NatsEventBus.connect(
@@ -333,6 +335,8 @@ def create_hub_app(
             yield
         finally:
             if events is not None:
+                if service.locator is not None:
+                    await service.locator.close()
                 service.locator = None
                 await events.close()
             if late_audit_writes:

@@ -74,6 +74,10 @@ class HubSettings(BaseSettings):
     locator_patient_key: SecretStr | None = None
     # A region not heard from (event or heartbeat) for this long is asked again.
     locator_max_silence_s: float = Field(default=3.0, gt=0)
+    locator_backfill_request_s: float = Field(default=5.0, gt=0)
+    """Least seconds between two requests to one region to backfill."""
+    locator_stream_check_s: float = Field(default=2.0, gt=0)
+    """Seconds between two looks at the stream for a purge or a re-creation."""
 
     @field_validator("public_base_url")
     @classmethod

@@ -68,7 +68,7 @@ from onerecord.source.access import (
 )
 from onerecord.source.content import ContentStore, FolderContentStore
 from onerecord.source.database import make_engine
-from onerecord.source.locator import RegistryPublisher
+from onerecord.source.locator import RegistryPublisher, registry_holdings
 from onerecord.source.migrate import upgrade
 from onerecord.source.orphans import run_orphan_sweeps
 from onerecord.source.patient_controls import PatientControlStore
@@ -267,6 +267,8 @@ async def _start_locator(
         key=settings.locator_patient_key.get_secret_value().encode(),
         subject_prefix=settings.locator_subject_prefix,
         heartbeat_s=settings.locator_heartbeat_s,
+        holdings=registry_holdings(store.engine),
+        backfill_pause_s=settings.locator_backfill_pause_s,
     )
     try:
         await publisher.start(prior_entries=store.count)

@@ -109,6 +109,9 @@ class SourceSettings(BaseSettings):
         description="HMAC key (≥ 16 bytes) that names patients on the bus; shared with the hub",
     )
     locator_heartbeat_s: float = Field(default=1.0, gt=0, description="seconds between beats")
+    locator_backfill_pause_s: float = Field(
+        default=10.0, ge=0, description="least seconds between two backfills of the registry"
+    )
 
     @field_validator("home_community_id")
     @classmethod
