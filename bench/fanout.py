@@ -687,7 +687,11 @@ async def wait_for_locator(
         if ready_at is not None:
             confirmed = True
             for slug, person in probe.items():
-                answer = await ask(hub_fhir, person.nin.value, net.caller, count=20)
+                try:
+                    answer = await ask(hub_fhir, person.nin.value, net.caller, count=20)
+                except RuntimeError:  # e.g. 504 while the regions are busy with the backfill
+                    confirmed = False
+                    continue
                 last[slug] = len(answer.not_asked)
                 confirmed &= len(answer.not_asked) == len(DEFAULT_REGIONS) - 1
             if confirmed:
