@@ -162,7 +162,9 @@ class HubService:
         query, _cursor = parse_find_query(params, max_count=self.settings.max_page_size)
         if only_total:
             return await self._count(caller, query, params)
-        region_query = replace(query, count=self.settings.region_page_size)
+        # The hub counts the merged answer itself: a region's total is never read, so never
+        # asked for (`_total` would cost each region a count query).
+        region_query = replace(query, count=self.settings.region_page_size, total=None)
         request = FindRequest(
             path_and_query=f"DocumentReference?{urlencode(render_query(region_query, None))}",
             headers=caller.region_headers(),
