@@ -1196,15 +1196,16 @@ class SqlDocumentStore:
         e = document_entry.c
         order = _Order.of(query)
         where = _conditions(query)
+        counting = query.count <= 0 or query.total in _COUNTED
+        snapshot = None if cursor is None else cursor.snapshot
         async with self.engine.connect() as conn:
-            if cursor is None:
+            if snapshot is None and counting:
                 top = (await conn.execute(select(func.max(e.seq)))).scalar()
                 snapshot = int(top or 0)
-            else:
-                snapshot = cursor.snapshot
-            where.append(e.seq <= snapshot)
+            if snapshot is not None:
+                where.append(e.seq <= snapshot)
             total: int | None = None
-            if query.count <= 0 or query.total in _COUNTED:
+            if counting:
                 total = int(
                     (
                         await conn.execute(
@@ -1218,9 +1219,11 @@ class SqlDocumentStore:
             after = None if cursor is None else cursor.after
             if after is not None:
                 page_where.append(order.after(order.decode(after)))
+            # A first page takes its snapshot in the same statement: one round trip, not two.
+            top_seq = [] if snapshot is not None else [select(func.max(e.seq)).scalar_subquery()]
             rows = (
                 await conn.execute(
-                    select(*_FOUND_COLUMNS, *order.keys)
+                    select(*_FOUND_COLUMNS, *top_seq, *order.keys)
                     .where(*page_where)
                     .order_by(*order.order_by())
                     .limit(query.count + 1)
@@ -1231,9 +1234,12 @@ class SqlDocumentStore:
         if total is None and after is None and not more and query.total is not TotalMode.NONE:
             total = len(rows)  # every match is on this first page: the count costs nothing
         width = len(_FOUND_COLUMNS)
+        keys_at = width + len(top_seq)
+        if snapshot is None:
+            snapshot = int(rows[0][width]) if rows else 0
         entries = tuple(FoundEntry(*r[:width]) for r in rows)
         next_cursor = (
-            PageCursor(snapshot=snapshot, after=order.encode(tuple(rows[-1][width:])))
+            PageCursor(snapshot=snapshot, after=order.encode(tuple(rows[-1][keys_at:])))
             if more and rows
             else None
         )
