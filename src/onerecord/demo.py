@@ -55,6 +55,8 @@ console = Console()
 CLIENT_ID = "onerecord-cli"
 PORTAL_CLIENT_ID = "onerecord-portal"
 HUB_AUDIENCE = "onerecord:hub"
+PDQM_AUDIENCE = "onerecord:pdqm"
+"""The patient lookup (IHE PDQm ITI-78) the STS serves beside its registers at /fhir/Patient."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +139,20 @@ def sts_command(layout: DemoLayout) -> list[str]:
         str(layout.dataset / "population.json"),
         "--clients",
         str(layout.clients_file),
+        *register_args(layout),
         "--dev",
     )
+
+
+def register_args(layout: DemoLayout) -> list[str]:
+    """Serve the patient lookup on the STS, audited into a chain of its own."""
+    audit = layout.workdir / "sts" / "register-audit.db"
+    return ["--register-audit-db", _sqlite(audit)]
+
+
+def register_manifest(layout: DemoLayout) -> dict[str, str]:
+    """Where the portals look a patient up (PDQm ITI-78) and the audience of its tokens."""
+    return {"fhir_base": f"{layout.sts}/fhir", "audience": PDQM_AUDIENCE}
 
 
 def portal_command(layout: DemoLayout) -> list[str]:
@@ -344,6 +358,7 @@ def manifest_body(
             "key_file": str(portal_key.resolve()),
         },
         "portal": {"url": layout.portal},
+        "register": register_manifest(layout),
         "publisher": {
             "issuer": PUBLISHER_ISSUER,
             "key_file": str((layout.keys / "dev-publisher.jwk.json").resolve()),
@@ -490,7 +505,11 @@ async def run_demo(
                     "ONERECORD_STS_KEY_DIR": str(layout.keys),
                     # EHRs may also call a region directly, with a token for that region.
                     "ONERECORD_STS_ALLOWED_AUDIENCES": json.dumps(
-                        [HUB_AUDIENCE, *(i.home_community_id.urn for i in DEFAULT_REGIONS)]
+                        [
+                            HUB_AUDIENCE,
+                            PDQM_AUDIENCE,
+                            *(i.home_community_id.urn for i in DEFAULT_REGIONS),
+                        ]
                     ),
                 },
             )

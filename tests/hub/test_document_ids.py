@@ -50,3 +50,30 @@ def test_an_oid_too_long_for_a_fhir_id_is_not_routed() -> None:
 def test_anything_else_is_not_found(value: str) -> None:
     with pytest.raises(NotFound):
         HubDocumentId.parse(value)
+
+
+@pytest.mark.parametrize(
+    ("hcid", "region_id"),
+    [
+        (HCID, str(ENTRY)),
+        (HCID, ENTRY.hex),
+        (HCID, "{" + str(ENTRY) + "}"),
+        (HCID, f"urn:uuid:{ENTRY}"),
+        (HCID, "masked-0a1b2c"),
+        (HCID, ""),
+        (HCID, 5),
+        (HCID, None),
+        ("urn:oid:2.16.578.1.12.4.5.100.1.2.3.4.5.6.7.8.9.10.11.12", str(ENTRY)),
+        ("not-a-urn", str(ENTRY)),
+    ],
+)
+def test_route_entry_gives_the_id_hub_document_id_gives(hcid: str, region_id: object) -> None:
+    """route_entry builds the id without per-entry objects: it must be the very same id."""
+    resource: dict[str, object] = {"resourceType": "DocumentReference", "id": region_id}
+    full_url = route_entry(resource, hcid, "https://hub.example/fhir")
+    expected = hub_document_id(hcid, region_id)
+    if expected is None:
+        assert full_url.startswith("urn:uuid:") and resource["id"] == region_id
+    else:
+        assert resource["id"] == str(expected)
+        assert full_url == f"https://hub.example/fhir/DocumentReference/{expected}"

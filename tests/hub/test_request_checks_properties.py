@@ -175,3 +175,23 @@ def test_hostile_searches_get_4xx_never_5xx_and_a_refused_one_asks_no_region(
     if r.status_code >= 400:
         assert r.json()["resourceType"] == "OperationOutcome"
         assert len(regions.calls) == before, "a refused search must not reach a region"
+
+
+@settings(max_examples=100, deadline=None)
+@given(params=PARAMS)
+def test_a_checked_search_is_what_the_service_would_parse_itself(
+    params: list[tuple[str, str]],
+) -> None:
+    """The hub parses a search once: what the check hands on is what `find` made of it before."""
+    from onerecord.hub.service import HubService
+
+    service = HubService.__new__(HubService)
+    service.settings = HubSettings(max_page_size=200, region_page_size=200)
+    try:
+        checked = check_find_request(params, max_page_size=200, region_page_size=200)
+    except CALLER_ERRORS:
+        return
+    if any(name == "_snapshot" for name, _ in params):
+        assert checked is None
+        return
+    assert checked == service._check(params)

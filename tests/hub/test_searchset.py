@@ -15,7 +15,14 @@ from onerecord.domain import NationalIdentityNumber, SortField, SortKey
 from onerecord.hub.merge import merge, region_issues
 from onerecord.hub.render import document_entry, outcome_entry, rewrite_for_hub
 from onerecord.hub.results import RegionResult, RegionStatus
-from onerecord.hub.searchset import InvalidSearchset, WrongPatient, parse_searchset
+from onerecord.hub.searchset import (
+    InvalidSearchset,
+    WrongPatient,
+    _check_document_reference,
+    _document_reference_ok,
+    _subject_of,
+    parse_searchset,
+)
 from tests.factories import SYNTHETIC_FNR, synthetic_nin
 from tests.hub.conftest import HCID_HSO, HCID_VEST, make_docref, make_region, ok_result
 
@@ -278,3 +285,41 @@ def test_whatever_a_region_sends_is_refused_or_merges_sorts_and_renders(raw: byt
             document_entry(resource, "http://hub/fhir/DocumentReference/x")
         outcome_entry(merged.issues)
     region_issues([result])
+
+
+# The fast check of each entry --------------------------------------------------------------------
+
+
+@st.composite
+def hostile_docrefs(draw: st.DrawFn) -> dict[str, Any]:
+    """A DocumentReference as a source renders it, with a few elements replaced by any JSON,
+    read back as the hub reads a region's body (orjson)."""
+    patient = OTHER if _rarely(draw) else SYNTHETIC_FNR
+    doc = make_docref("2.25.7", period_start="2024-01-01", patient=patient)
+    for path in draw(st.lists(st.sampled_from(_PATHS), max_size=2)):
+        _set(doc, path, draw(st.text(max_size=30) | _JSON))
+    resource = orjson.loads(json.dumps(doc))
+    assert isinstance(resource, dict)
+    return resource
+
+
+@settings(max_examples=300, deadline=None)
+@given(hostile_docrefs(), st.booleans())
+def test_the_fast_entry_check_passes_exactly_what_the_full_check_passes(
+    resource: dict[str, Any], with_patient: bool
+) -> None:
+    """Property: the hot path's verdict is the full check's, so speed never lets an entry by."""
+    patient = PATIENT if with_patient else None
+    try:
+        _check_document_reference(resource, "DocumentReference", patient)
+        full = True
+    except InvalidSearchset:
+        full = False
+    assert _document_reference_ok(resource, _subject_of(patient)) is full
+
+
+def test_a_malformed_entry_is_still_named_by_the_full_check() -> None:
+    doc = make_docref("2.25.8")
+    doc["content"][0]["attachment"]["size"] = True  # a JSON true is not an integer
+    with pytest.raises(InvalidSearchset, match=r"Bundle.entry\[0\].resource.content\[0\]"):
+        parse_searchset(body(doc), patient=PATIENT)

@@ -81,3 +81,29 @@ def test_snapshot_ids_are_unique_and_url_safe() -> None:
     ids = {new_snapshot_id() for _ in range(1000)}
     assert len(ids) == 1000
     assert all(i.replace("-", "").replace("_", "").isalnum() for i in ids)
+
+
+@pytest.mark.anyio
+async def test_a_snapshot_read_recently_still_expires_by_its_age() -> None:
+    """Reading moves a snapshot to the LRU's end; expiry still goes by creation time."""
+    clock = ManualClock()
+    store = InMemorySnapshotStore(ttl_s=60, clock=clock)
+    old, young = snap(), snap()
+    assert await store.put(old)
+    clock.advance(30)
+    assert await store.put(young)
+    assert await store.get(old.id) is old  # now the most recently used
+    clock.advance(31)
+    assert await store.put(snap())  # expires what is due on the way
+    assert len(store) == 2 and await store.get(young.id) is young
+    assert await store.get(old.id) is None
+    clock.advance(30)
+    assert await store.get(young.id) is None
+
+
+@pytest.mark.anyio
+async def test_storing_a_snapshot_again_counts_its_bytes_once() -> None:
+    store = InMemorySnapshotStore(clock=ManualClock())
+    s = snap(size=10)
+    assert await store.put(s) and await store.put(s)
+    assert len(store) == 1 and store.size_bytes == s.size_bytes

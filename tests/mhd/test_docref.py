@@ -446,7 +446,7 @@ def test_url_without_binary_is_400() -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    title=st.text(min_size=1, max_size=40),
+    title=st.text(min_size=1, max_size=40).filter(str.strip),
     status=st.sampled_from(DocumentStatus),
     extension=st.none() | st.text(alphabet="abcXYZ019^&~_ %/", min_size=1, max_size=16),
     base=st.sampled_from(["http://s/fhir", "https://region.example/r1/fhir/", "http://x/a b"]),

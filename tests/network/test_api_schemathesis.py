@@ -5,16 +5,20 @@ service's own `/openapi.json` is read from the running server, and every operati
 generated requests — valid ones and, in schemathesis' negative mode, ones that break the schema
 (wrong types, missing and extra parameters, odd strings) — sent over real HTTP with real
 credentials: the hub and a region with a health worker's DPoP-bound token (a fresh proof per
-request), the portals with a logged-in session cookie, the token service as anyone reaches it.
+request), the portals with a logged-in session cookie, the token service as anyone reaches it
+and once more with a token for its patient lookup (PDQm ITI-78, a known patient among the
+queries).
 Every answer must be below 500. Bounded: a few examples per operation and mode, a few minutes
 in all (docs/testing.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 import requests
 import schemathesis
@@ -22,7 +26,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis.generation import GenerationMode
 
-from onerecord.search_client import patient_identifier
+from onerecord.search_client import HubSession, patient_identifier, practitioner_session
 from tests.network.conftest import Network
 from tests.portals.test_portal_network import Browser, _open_overview
 
@@ -137,6 +141,36 @@ def test_region_answers_no_generated_request_with_5xx(
 def test_token_service_answers_no_generated_request_with_5xx(network: Network) -> None:
     sts = str(network.manifest["sts"]["issuer"]).rstrip("/")
     assert _fuzz_service(sts, _no_auth) == []
+
+
+@pytest.fixture(scope="module")
+def register_headers(network: Network) -> AuthHeaders:
+    """A doctor's token for the patient lookup on the STS, bound to the cast's adult."""
+    patient = str(network.manifest["patients"]["adult"])
+
+    async def run() -> HubSession:
+        async with httpx.AsyncClient(timeout=30) as http:
+            return await practitioner_session(
+                http,
+                sts_url=network.manifest["sts"]["issuer"],
+                client_id=network.manifest["client"]["client_id"],
+                client_key=network.client_key,
+                staff=network.staff(),
+                patient=patient,
+                audience=network.manifest["register"]["audience"],
+            )
+
+    return asyncio.run(run()).headers
+
+
+def test_patient_lookup_answers_no_generated_request_with_5xx(
+    network: Network, register_headers: AuthHeaders
+) -> None:
+    """The PDQm lookup on the STS, with a real token and a known patient among the queries."""
+    sts = str(network.manifest["sts"]["issuer"]).rstrip("/")
+    adult = str(network.manifest["patients"]["adult"])
+    query = {"identifier": f"urn:oid:2.16.578.1.12.4.1.4.1|{adult}"}
+    assert _fuzz_service(sts, register_headers, fixed_query=query) == []
 
 
 def test_portals_answer_no_generated_request_with_5xx(

@@ -195,3 +195,24 @@ def test_parent_acts_for_a_child_under_12_but_not_for_one_of_13(network: Network
     ):
         assert refused.status_code == 403, refused.text
         assert refused.json()["resourceType"] == "OperationOutcome"
+
+
+def test_a_young_person_reads_their_own_log_through_the_hub_a_child_alone_does_not(
+    network: Network,
+) -> None:
+    # Issue 11: from 12 the own access log is the young person's (citizen_access_log_policy);
+    # the controls stay closed until 16, and under 12 the log is the parents' to read.
+    patients = network.manifest["patients"]
+    teen14, child11 = str(patients["teen14"]), str(patients["child11"])
+    teen = network.citizen(teen14)
+    log = run(access_log(network, teen, teen14))
+    assert log.status_code == 200, log.text
+    assert log.json()["resourceType"] == "Bundle"
+    assert run(controls(network, teen)).status_code == 403
+    alone = run(access_log(network, network.citizen(child11), child11))
+    assert alone.status_code == 403, alone.text
+    issues = alone.json()["issue"]
+    assert len(issues) == len(hcids(network))
+    for issue in issues:
+        codes = {c["code"] for c in issue["details"]["coding"]}
+        assert "citizen-under-age" in codes, issue

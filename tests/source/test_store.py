@@ -316,18 +316,19 @@ async def test_concurrent_race_on_insert_is_retried(
         pytest.skip("SQLite serialises writers with BEGIN IMMEDIATE: this race cannot happen")
     winner = entry()
     loser = replace(winner, entry_uuid=uuid4(), hash_sha256="c" * 64)
-    original = SqlDocumentStore._check_entry_uuids
+    original = SqlDocumentStore._lookup
     raced = False
 
-    async def sneak_in(self: SqlDocumentStore, conn: Any, new: Any) -> None:
+    async def sneak_in(self: SqlDocumentStore, conn: Any, submissions: Any, *, lock: bool) -> Any:
         nonlocal raced
-        if not raced:
+        ledger = await original(self, conn, submissions, lock=lock)
+        if lock and not raced:
             raced = True
             # Another writer commits the same uniqueId between our check and our insert.
             await SqlDocumentStore(self.engine).bulk_load([winner])
-        await original(self, conn, new)
+        return ledger
 
-    monkeypatch.setattr(SqlDocumentStore, "_check_entry_uuids", sneak_in)
+    monkeypatch.setattr(SqlDocumentStore, "_lookup", sneak_in)
     with pytest.raises(DuplicateDocument):
         await store.register([loser], submission_set=None)
     assert raced

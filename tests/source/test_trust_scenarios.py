@@ -577,6 +577,27 @@ def test_E2_citizen_aged_14_gets_empty_list(net: Network) -> None:
     assert r.status_code == 200 and r.json()["total"] == 0
 
 
+def test_E2_a_young_person_reads_their_own_access_log_but_not_controls(net: Network) -> None:
+    # Issue 11: from 12 the log is the young person's to read (nobody else may); controls and
+    # documents stay closed until 16, and under 12 the own log is the parents' to read.
+    teen = net.citizen("teen14")
+    token = net.citizen_token("teen14")
+    log = net.send(token, "GET", "/fhir/AuditEvent", **{"patient.identifier": teen})
+    assert log.status_code == 200, log.text
+    assert log.json()["resourceType"] == "Bundle"
+    assert net.send(token, "GET", "/controls").status_code == 403
+    assert net.send(token, "PUT", "/controls/reservation").status_code == 403
+    child = net.citizen("child11")
+    alone = net.send(
+        net.citizen_token("child11"), "GET", "/fhir/AuditEvent", **{"patient.identifier": child}
+    )
+    assert alone.status_code == 403 and "citizen-under-age" in outcome(alone)
+    reads = [a for a in audit_rows(net) if a.action is AuditAction.ACCESS_LOG_READ]
+    # The log read succeeded (the refused GET /controls is audited under the same action).
+    assert any(a.patient_id == teen and a.outcome is AuditOutcome.SUCCESS for a in reads)
+    assert [(a.patient_id, a.outcome) for a in reads[-1:]] == [(child, AuditOutcome.DENIED)]
+
+
 def test_E3_citizen_aged_17_sees_own(net: Network) -> None:
     assert uid(net, "teen17") in ids(net.search(net.citizen_token("teen17"), net.citizen("teen17")))
 

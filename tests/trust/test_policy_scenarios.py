@@ -13,6 +13,7 @@ from onerecord.trust.policy import (
     PatientControls,
     PopulationFacts,
     RegionPolicy,
+    citizen_access_log_policy,
     citizen_hidden_labels,
     citizen_retrieve_policy,
     citizen_search_policy,
@@ -288,6 +289,62 @@ def test_e2_citizen_aged_14_gets_an_empty_list() -> None:
         citizen(teen), teen, entry(patient=teen), facts=facts_for(teen.birth_date), now=NOW
     )
     assert not retrieve.allowed
+
+
+def _own_log(born: object) -> object:
+    person = synthetic_nin(born)
+    return citizen_access_log_policy(
+        citizen(person), person, facts=facts_for(person.birth_date), now=NOW
+    )
+
+
+def test_e2_a_young_person_of_12_to_15_reads_their_own_access_log() -> None:
+    # Issue 11: the log is theirs from the 12th birthday, when the parents' access ends (E5).
+    for born in (years_ago(14), years_ago(12), years_ago(16, days=-1)):
+        decision = _own_log(born)
+        assert decision.allowed and not decision.empty and decision.reason is None
+    # The documents themselves stay closed until 16 (E2), whatever the log allows.
+    teen = synthetic_nin(years_ago(14))
+    assert csearch(citizen(teen), teen, facts_for(teen.birth_date)).empty
+
+
+def test_e2_under_12_the_own_access_log_stays_closed() -> None:
+    for born in (years_ago(11), years_ago(12, days=-1)):
+        decision = _own_log(born)
+        assert decision.empty and decision.reason is DenialReason.CITIZEN_UNDER_AGE
+
+
+def test_access_log_policy_keeps_every_other_citizen_rule() -> None:
+    teen = synthetic_nin(years_ago(14))
+    # Another person's log: a proxy for a 14-year-old is no more valid for the log (E8).
+    holder = synthetic_nin(years_ago(45), start=100)
+    ctx = citizen(holder, representations=(Representation(teen, RelationKind.PROXY),))
+    facts = facts_for(teen.birth_date, power_of_attorney_registered=True)
+    assert citizen_access_log_policy(ctx, teen, facts=facts, now=NOW).reason is (
+        DenialReason.PROXY_NOT_VALID
+    )
+    # A parent of a 14-year-old (E5) and a level-3 login (E13) stay refused.
+    parent = citizen(holder, representations=(Representation(teen, RelationKind.PARENT),))
+    parental = facts_for(
+        teen.birth_date, parental_responsibility=True, a_parent_at_child_address=True
+    )
+    assert citizen_access_log_policy(parent, teen, facts=parental, now=NOW).reason is (
+        DenialReason.CHILD_TOO_OLD
+    )
+    low = citizen(teen, acr_level=3)
+    assert citizen_access_log_policy(
+        low, teen, facts=facts_for(teen.birth_date), now=NOW
+    ).reason is (DenialReason.INSUFFICIENT_ASSURANCE)
+    # An adult's own log and a parent's reading of a child under 12 are as for the documents.
+    assert citizen_access_log_policy(
+        citizen(ADULT), ADULT, facts=facts_for(ADULT.birth_date), now=NOW
+    ).allowed
+    child = synthetic_nin(years_ago(11))
+    parent_of_11 = citizen(holder, representations=(Representation(child, RelationKind.PARENT),))
+    facts_11 = facts_for(
+        child.birth_date, parental_responsibility=True, a_parent_at_child_address=True
+    )
+    assert citizen_access_log_policy(parent_of_11, child, facts=facts_11, now=NOW).allowed
 
 
 def test_e3_citizen_aged_17_sees_own_documents() -> None:

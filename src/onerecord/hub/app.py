@@ -566,12 +566,12 @@ def create_hub_app(
                 )
                 try:
                     # Refuse what the hub or a region would refuse before asking any region.
-                    check_find_request(
+                    checked = check_find_request(
                         params,
                         max_page_size=settings.max_page_size,
                         region_page_size=settings.region_page_size,
                     )
-                    answer = await service.find(who, params, budget=budget)
+                    answer = await service.find(who, params, budget=budget, checked=checked)
                 except Exception as exc:  # audited, then answered by the exception handlers
                     status = _error_status(exc)
                     await record(

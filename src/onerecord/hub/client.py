@@ -1,7 +1,8 @@
-"""The hub's HTTP edge to the regions: the RegionClient protocol, aiohttp and fake clients.
+"""The hub's HTTP edge to the regions: the RegionClient protocol, the real and fake clients.
 
-One `AiohttpRegionClient` (one aiohttp.ClientSession with a pooled connector) serves a whole hub
-process; `FakeRegionClient` answers from a table in unit tests.
+One `AiohttpRegionClient` (a pooled HTTP/1.1 client for whole answers, hub/http1.py, and one
+aiohttp.ClientSession for streamed retrieves) serves a whole hub process; `FakeRegionClient`
+answers from a table in unit tests.
 """
 
 from __future__ import annotations
@@ -13,6 +14,14 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 import aiohttp
+
+from onerecord.hub.exchange import (
+    RegionConnectError,
+    RegionResponse,
+    RegionTransportError,
+    ResponseTooLarge,
+)
+from onerecord.hub.http1 import Http1Pool
 
 __all__ = [
     "AiohttpRegionClient",
@@ -26,27 +35,6 @@ __all__ = [
 ]
 
 _CHUNK = 64 * 1024
-
-
-class RegionConnectError(Exception):
-    """No connection could be made: nothing was sent, so the request may be retried."""
-
-
-class RegionTransportError(Exception):
-    """The exchange broke after the request was (or may have been) sent; do not retry."""
-
-
-class ResponseTooLarge(RegionTransportError):
-    """A region's JSON answer exceeded the hub's limit (reported `too-large`, not unavailable)."""
-
-
-@dataclass(frozen=True, slots=True)
-class RegionResponse:
-    """A complete answer from a region: status, lower-cased headers, body."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
 
 
 @dataclass(slots=True)
@@ -102,7 +90,8 @@ def _transport_errors() -> Iterator[None]:
 
 
 class AiohttpRegionClient:
-    """A RegionClient over one pooled aiohttp.ClientSession, opened lazily in the running loop."""
+    """The hub's RegionClient: whole answers over a pooled HTTP/1.1 client (hub/http1.py), the
+    streamed retrieves over one pooled aiohttp.ClientSession, opened lazily in the loop."""
 
     def __init__(
         self,
@@ -117,6 +106,9 @@ class AiohttpRegionClient:
         self._keepalive = keepalive_timeout_s
         self.max_body_bytes = max_body_bytes
         self._session: aiohttp.ClientSession | None = None
+        self._pool = Http1Pool(
+            keepalive_timeout_s=keepalive_timeout_s, limit_per_host=limit_per_host
+        )
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -127,9 +119,12 @@ class AiohttpRegionClient:
                 keepalive_timeout=self._keepalive,
                 ttl_dns_cache=300,
             )
-            # Deadlines are set per request; the session itself never times out.
+            # Deadlines are set per request; the session itself never times out. A region's
+            # cookies are never kept nor sent back: the hub's calls carry no session state,
+            # and matching a cookie jar costs every request.
             self._session = aiohttp.ClientSession(
                 connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=aiohttp.ClientTimeout(total=None),
                 auto_decompress=True,
                 raise_for_status=False,
@@ -144,24 +139,11 @@ class AiohttpRegionClient:
     async def send(
         self, method: str, url: str, *, headers: Mapping[str, str], timeout_s: float
     ) -> RegionResponse:
-        with _transport_errors():
-            async with self.session.request(
-                method, url, headers=dict(headers), timeout=aiohttp.ClientTimeout(total=timeout_s)
-            ) as resp:
-                declared = resp.content_length
-                limit = self.max_body_bytes
-                if declared is not None and declared > limit:
-                    raise ResponseTooLarge(
-                        f"the answer of {declared} bytes exceeds the hub's limit of {limit} bytes"
-                    )
-                body = bytearray()
-                async for chunk in resp.content.iter_chunked(_CHUNK):
-                    body += chunk
-                    if len(body) > limit:
-                        raise ResponseTooLarge(
-                            f"the answer exceeds the hub's limit of {limit} bytes"
-                        )
-                return RegionResponse(resp.status, _lower(resp.headers), bytes(body))
+        # Whole answers (every search, read and self-service call) take the lean HTTP/1.1
+        # client: a quarter of aiohttp's CPU per call (hub/http1.py); retrieves stream below.
+        return await self._pool.request(
+            method, url, headers=headers, timeout_s=timeout_s, max_body_bytes=self.max_body_bytes
+        )
 
     async def stream(
         self, url: str, *, headers: Mapping[str, str], timeout_s: float
@@ -185,6 +167,7 @@ class AiohttpRegionClient:
         return RegionStream(resp.status, _lower(resp.headers), chunks(), close)
 
     async def aclose(self) -> None:
+        await self._pool.aclose()
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None

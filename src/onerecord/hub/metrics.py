@@ -64,12 +64,28 @@ class HubMetrics:
             registry=self.registry,
         )
         self.registry.register(_BreakerCollector(board))
+        self._outcomes: dict[tuple[str, RegionStatus], Counter] = {}
+        self._latencies: dict[str, Histogram] = {}
 
     def observe(self, results: Sequence[RegionResult]) -> None:
         for result in results:
             hcid = result.region.hcid
-            self.region_outcomes.labels(hcid, result.status.value).inc()
+            self._outcome(hcid, result.status).inc()
             if result.status is RegionStatus.TIMEOUT:
                 self.region_timeouts.labels(hcid).inc()
             if result.latency_ms > 0:
-                self.region_latency.labels(hcid).observe(result.latency_ms / 1000)
+                self._latency(hcid).observe(result.latency_ms / 1000)
+
+    def _outcome(self, hcid: str, status: RegionStatus) -> Counter:
+        """The counter of one region and status, looked up once (every search counts four)."""
+        key = (hcid, status)
+        child = self._outcomes.get(key)
+        if child is None:
+            child = self._outcomes[key] = self.region_outcomes.labels(hcid, status.value)
+        return child
+
+    def _latency(self, hcid: str) -> Histogram:
+        child = self._latencies.get(hcid)
+        if child is None:
+            child = self._latencies[hcid] = self.region_latency.labels(hcid)
+        return child

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from onerecord.domain import InvalidIdentifier, NationalIdentityNumber
 from onerecord.domain.limits import MAX_CURSOR_LENGTH, MAX_HEADER_LENGTH, MAX_PARAMETERS
+from onerecord.domain.search import DocumentQuery
 from onerecord.mhd import BadRequest, parse_find_query, render_query, split_count_only
 from onerecord.trust.errors import PatientBindingFailed
 from onerecord.trust.patient_binding import PATIENT_NIN_HEADER, PATIENT_SALT_HEADER
@@ -31,10 +32,12 @@ __all__ = [
     "ACCESS_BASIS_HEADER",
     "CREDENTIAL_HEADERS",
     "SNAPSHOT_PARAMS",
+    "CheckedFind",
     "check_credential_headers",
     "check_find_request",
     "check_forwarded_headers",
     "check_snapshot_page",
+    "parse_find_request",
 ]
 
 ACCESS_BASIS_HEADER = "nhn-access-basis"
@@ -138,23 +141,51 @@ def check_snapshot_page(params: Sequence[tuple[str, str]], *, max_page_size: int
         )
 
 
+@dataclass(frozen=True, slots=True)
+class CheckedFind:
+    """An ITI-67 search as the hub checked it, for `HubService.find` to use without parsing it
+    again: the caller's query, whether only its total is asked, the parameters without that
+    ask, and the query each region will receive (already rendered and parsed as a region does).
+    """
+
+    query: DocumentQuery
+    only_total: bool
+    params: list[tuple[str, str]]
+    region_params: list[tuple[str, str]]
+
+
 def check_find_request(
     params: Sequence[tuple[str, str]], *, max_page_size: int, region_page_size: int
-) -> None:
+) -> CheckedFind | None:
     """Refuse an ITI-67 search (or snapshot page) the hub or a region would refuse.
 
     The query is parsed as the caller sent it, then the query each region will receive is
     rendered and parsed again as a region parses it (`HubService.find` sends `render_query`
     with `_count` = `region_page_size`). `parse_find_query` bounds the work first
-    (`domain.limits`: parameters, repeats, lengths, OR-lists, dates).
+    (`domain.limits`: parameters, repeats, lengths, OR-lists, dates). Returns what was parsed
+    (None for a snapshot page), so that the search is not parsed a third time.
     """
     if any(name == "_snapshot" for name, _ in params):
         check_snapshot_page(params, max_page_size=max_page_size)
-        return
-    _only_total, params = split_count_only(params)  # `_summary=count` is the hub's to answer
-    query, _cursor = parse_find_query(params, max_count=max_page_size)
-    region_query = render_query(replace(query, count=region_page_size), None)
-    parse_find_query(region_query, max_count=region_page_size)
+        return None
+    checked = parse_find_request(
+        params, max_page_size=max_page_size, region_page_size=region_page_size
+    )
+    parse_find_query(checked.region_params, max_count=region_page_size)
+    return checked
+
+
+def parse_find_request(
+    params: Sequence[tuple[str, str]], *, max_page_size: int, region_page_size: int
+) -> CheckedFind:
+    """Parse an ITI-67 search (not a snapshot page) and render the query each region receives:
+    the caller's query with `_count` = `region_page_size` (the hub collects every match and
+    pages itself), and no `_total`: the hub counts the merged answer itself, and a region's
+    total would cost it a count query nobody reads."""
+    only_total, rest = split_count_only(params)  # `_summary=count` is the hub's to answer
+    query, _cursor = parse_find_query(rest, max_count=max_page_size)
+    region_params = render_query(replace(query, count=region_page_size, total=None), None)
+    return CheckedFind(query, only_total, rest, region_params)
 
 
 def _too_costly(limit: str, allowed: int, seen: int, expression: str | None) -> BadRequest:

@@ -51,6 +51,7 @@ from onerecord.hub.render import (
     page_bundle,
     rewrite_for_hub,
 )
+from onerecord.hub.request_checks import CheckedFind, parse_find_request
 from onerecord.hub.results import RegionResult, RegionStatus
 from onerecord.hub.searchset import InvalidSearchset, WrongPatient, parse_read_answer
 from onerecord.hub.settings import HubSettings
@@ -65,9 +66,7 @@ from onerecord.mhd import (
     FHIR_JSON,
     BadRequest,
     RetrieveKey,
-    parse_find_query,
     render_query,
-    split_count_only,
 )
 
 __all__ = ["Caller", "HubAnswer", "HubService", "RegionFailure", "Retrieved"]
@@ -151,22 +150,22 @@ class HubService:
         params: Sequence[tuple[str, str]],
         *,
         budget: RequestBudget | None = None,
+        checked: CheckedFind | None = None,
     ) -> HubAnswer:
         """Answer a Find Document References query across every region, or page a snapshot.
 
-        `budget`: the request's deadlines from its arrival (default: from now).
+        `budget`: the request's deadlines from its arrival (default: from now). `checked`: what
+        `check_find_request` made of these `params` (parsed here when not given).
         """
         if any(name == "_snapshot" for name, _ in params):
             return await self._page(caller, params)
-        only_total, params = split_count_only(params)
-        query, _cursor = parse_find_query(params, max_count=self.settings.max_page_size)
-        if only_total:
+        if checked is None:
+            checked = self._check(params)
+        query, params = checked.query, checked.params
+        if checked.only_total:
             return await self._count(caller, query, params)
-        # The hub counts the merged answer itself: a region's total is never read, so never
-        # asked for (`_total` would cost each region a count query).
-        region_query = replace(query, count=self.settings.region_page_size, total=None)
         request = FindRequest(
-            path_and_query=f"DocumentReference?{urlencode(render_query(region_query, None))}",
+            path_and_query=f"DocumentReference?{urlencode(checked.region_params)}",
             headers=caller.region_headers(),
             patient=query.patient_id,
         )
@@ -224,6 +223,13 @@ class HubService:
             log.warning("hub.snapshot.too_large", documents=len(entries))
         page = self._render_page(snapshot, 0, count, pageable=stored)
         return replace(page, regions=outcomes, returned=len(entries))
+
+    def _check(self, params: Sequence[tuple[str, str]]) -> CheckedFind:
+        return parse_find_request(
+            params,
+            max_page_size=self.settings.max_page_size,
+            region_page_size=self.settings.region_page_size,
+        )
 
     async def _count(
         self, caller: Caller, query: DocumentQuery, params: Sequence[tuple[str, str]]

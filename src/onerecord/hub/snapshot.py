@@ -107,8 +107,18 @@ class InMemorySnapshotStore:
         self._bytes -= gone.size_bytes
 
     def _expire(self) -> None:
+        """Drop the snapshots whose time is up: the oldest first, stopping at the first alive.
+
+        `_born` is in creation order (a get reorders only `_items`), so this costs the number
+        of expired snapshots, not the number kept (every search stores one).
+        """
         now = self._clock()
-        for sid in [s for s, born in self._born.items() if now - born >= self.ttl_s]:
+        expired: list[str] = []
+        for sid, born in self._born.items():
+            if now - born < self.ttl_s:
+                break
+            expired.append(sid)
+        for sid in expired:
             self._drop(sid)
 
     async def put(self, snapshot: Snapshot) -> bool:
@@ -118,6 +128,8 @@ class InMemorySnapshotStore:
         self._expire()
         while self._items and self._bytes + size > self.max_bytes:
             self._drop(next(iter(self._items)))
+        if snapshot.id in self._items:
+            self._drop(snapshot.id)  # stored again: born again, at the end of `_born`
         self._items[snapshot.id] = snapshot
         self._born[snapshot.id] = self._clock()
         self._bytes += size

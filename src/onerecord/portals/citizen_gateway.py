@@ -6,7 +6,9 @@ hub and the regions decide whether the token allows it.
 
 - `GET {hub}/fhir/AuditEvent?patient.identifier=…` → the access log merged over the regions;
   a region that failed is an OperationOutcome issue; when all failed the hub answers 502/504
-  with the outcome alone, which is still a log (empty, every region named).
+  with the outcome alone, which is still a log (empty, every region named). A 403 whose
+  regions all gave `citizen-under-age` (a child under 12 asking for their own log) is
+  `UnderAgeRefused`, so the page can explain the rule instead of an error.
 - `GET {hub}/controls[?patient=]` → reservation, blocked documents and health workers, and
   each region's part.
 - `PUT|DELETE {hub}/controls/reservation`, `/controls/practitioner-blocks/{hpr}`,
@@ -28,11 +30,13 @@ import httpx
 from onerecord.domain import DocumentUniqueId, HomeCommunityId, HprNumber, InvalidIdentifier
 from onerecord.portals.access_log import AccessLog, build_access_log
 from onerecord.portals.errors import HubRefused, HubUnavailable
+from onerecord.portals.overview import CITIZEN_UNDER_AGE
 from onerecord.search_client import (
     HubSession,
     hub_access_log,
     hub_change_control,
     hub_controls,
+    refusal_reasons,
 )
 
 __all__ = [
@@ -41,6 +45,7 @@ __all__ = [
     "ControlOutcome",
     "InvalidControl",
     "PatientControls",
+    "UnderAgeRefused",
     "change_control",
     "fetch_access_log",
     "fetch_controls",
@@ -171,6 +176,22 @@ def parse_controls(body: Any) -> PatientControls:
     )
 
 
+class UnderAgeRefused(HubRefused):
+    """Every region that refused said the person is too young for this (`citizen-under-age`)."""
+
+
+def _under_age(response: httpx.Response) -> bool:
+    """True when a 403's regions all gave `citizen-under-age` as their reason."""
+    try:
+        outcome = response.json()
+    except ValueError:
+        return False
+    if not isinstance(outcome, Mapping):
+        return False
+    reasons = refusal_reasons(outcome)
+    return bool(reasons) and all(reason == CITIZEN_UNDER_AGE for reason in reasons)
+
+
 def _json(response: httpx.Response) -> Any:
     try:
         return response.json()
@@ -200,6 +221,8 @@ async def fetch_access_log(
 ) -> AccessLog:
     """Ask the hub who has looked at `patient`'s documents, in every region."""
     response = await _answer(hub_access_log(http, session, hub_fhir=hub_fhir, patient=patient))
+    if response.status_code == 403 and _under_age(response):
+        raise UnderAgeRefused("citizen.error.refused", advice_key="citizen.error.refused.advice")
     if response.status_code in (401, 403):
         raise _refused()
     if response.status_code not in (200, 502, 504):

@@ -5,8 +5,10 @@ Flow: `/innbygger/logg-inn` → the STS (authorization code + PKCE, level 4, a c
 `/innbygger/dokumenter` (the overview across regions, with a block form per document),
 `/innbygger/tilgangslogg` (who has looked), `/innbygger/representasjon` (act for a child under
 12 or a proxy giver) and `/innbygger/personvern` (reservation, blocked documents and health
-workers). Every page names the person whose documents it shows; every change is a POST with
-the session's CSRF token, sent to the hub with the citizen's own token.
+workers). A citizen under 16 on their own gets, in place of what the rules close to them, a
+page that explains those rules and when they change (`young_person.py`, E2). Every page
+names the person whose documents it shows; every change is a POST with the session's CSRF
+token, sent to the hub with the citizen's own token.
 Routes stay thin: check the session, call one gateway function, render.
 References: TRUST-FRAMEWORK §5.2 (representation), §5.4 (access log), §4.5 (blocks, reservation).
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -25,6 +28,7 @@ from onerecord.portals.citizen_gateway import (
     ControlChange,
     InvalidControl,
     PatientControls,
+    UnderAgeRefused,
     change_control,
     fetch_access_log,
     fetch_controls,
@@ -57,6 +61,7 @@ from onerecord.portals.oauth import refresh, userinfo
 from onerecord.portals.overview import DocumentRow
 from onerecord.portals.sessions import PortalSession
 from onerecord.portals.web import Portal, safe_next
+from onerecord.portals.young_person import AgeRule, age_rule
 from onerecord.search_client import HubSession
 
 __all__ = ["CITIZEN_BASE", "CITIZEN_PAGES", "install_citizen_routes"]
@@ -157,6 +162,26 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             **context,
         )
 
+    def rule_for(person: Person) -> AgeRule | None:
+        """The age rule of a citizen under 16 looking at their own pages; None otherwise.
+
+        Counted on the UTC date, as the regions count it (`onerecord.source.security`).
+        """
+        return age_rule(person.nin, datetime.now(UTC).date()) if person.is_self else None
+
+    def young_page(
+        request: Request, session: PortalSession, person: Person, *, active: str
+    ) -> Response:
+        """Explain the rules for a citizen under 16 where a page is closed to them (E2)."""
+        return page(
+            request,
+            session,
+            "citizen/young_person.html",
+            active=active,
+            person=person,
+            rule=rule_for(person),
+        )
+
     # -- login --------------------------------------------------------------------------------
 
     @app.get(_BASE)
@@ -240,6 +265,12 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             raise HubRefused(
                 "citizen.error.refused", advice_key="citizen.error.refused.advice"
             ) from None
+        if overview.under_age and person.is_self:
+            # Empty by rule, not by chance or outage: say the rule (and ask for no controls,
+            # which are closed until 16 too, so no false "try again" either).
+            if acting(session) == person:
+                session.rows = {}
+            return young_page(request, session, person, active="dokumenter")
         controls = await read_controls_quietly(session, hub, person)
         blocked = controls.blocked_documents if controls is not None else None
         states = {r.unique_id: block_state(r, blocked) for r in overview.rows if r.unique_id}
@@ -421,12 +452,18 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
         hpr_value: str = "",
     ) -> Response:
         person = acting(session)  # whom the page is about, whatever another tab does meanwhile
-        controls = await fetch_controls(
-            portal.client(),
-            await hub_of(session),
-            hub_fhir=settings.hub_fhir,
-            patient=patient_param(session, person),
-        )
+        try:
+            controls = await fetch_controls(
+                portal.client(),
+                await hub_of(session),
+                hub_fhir=settings.hub_fhir,
+                patient=patient_param(session, person),
+            )
+        except HubRefused:
+            # Refused for the citizen themselves under 16: the controls open at 16 (§5.2).
+            if rule_for(person) is None:
+                raise
+            return young_page(request, session, person, active="personvern")
         rows = session.rows.values() if acting(session) == person else ()
         by_unique_id = {r.unique_id: r for r in rows if r.unique_id}
         return page(
@@ -453,13 +490,19 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
     async def access_log(request: Request) -> Response:
         session = citizen(portal.session(request))
         person = acting(session)  # whom the page is about, whatever another tab does meanwhile
-        log = await fetch_access_log(
-            portal.client(),
-            await hub_of(session),
-            hub_fhir=settings.hub_fhir,
-            regions=settings.regions,
-            patient=person.nin,
-        )
+        try:
+            log = await fetch_access_log(
+                portal.client(),
+                await hub_of(session),
+                hub_fhir=settings.hub_fhir,
+                regions=settings.regions,
+                patient=person.nin,
+            )
+        except UnderAgeRefused:
+            # A child under 12 on their own: the log is the parents' to read (§5.2).
+            if not person.is_self:
+                raise
+            return young_page(request, session, person, active="tilgangslogg")
         raw = request.query_params.get("side", "1")
         # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
         number = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 7 else 1
@@ -472,6 +515,7 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             log=log,
             log_page=log.page(number),
             region_key=region_message_key,
+            rule=rule_for(person),
         )
 
     # -- representation -----------------------------------------------------------------------

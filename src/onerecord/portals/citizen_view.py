@@ -8,6 +8,8 @@
   read.
 - Which documents a block may name: one of the person's last overview; lifting a block also
   any of their blocked uniqueIds.
+- The words of a page about someone acted for: where a page would say "you" or "my", the
+  person is named (`Person.key`: the message's `-other` form, with `{name}`).
 - Notices: the one-off message after a change, kept in the session as JSON (message id,
   parameters, whether it reports a problem) and translated when shown.
 
@@ -31,6 +33,7 @@ from onerecord.portals.oauth import CITIZEN_ACR
 from onerecord.portals.overview import DocumentRow
 
 __all__ = [
+    "NAMED_WHEN_ACTING",
     "REFUSAL_REASONS",
     "REFUSED_CLAIM",
     "RELATIONS",
@@ -62,6 +65,31 @@ REFUSAL_REASONS = (
 )
 
 
+NAMED_WHEN_ACTING = frozenset(
+    {
+        "citizen.nav.documents",
+        "citizen.documents.title",
+        "citizen.documents.block-intro",
+        "citizen.documents.controls-unknown",
+        "citizen.documents.state.blocked",
+        "citizen.log.title",
+        "citizen.privacy.title",
+        "citizen.privacy.intro",
+        "citizen.reservation.explain",
+        "citizen.reservation.is-on",
+        "citizen.reservation.is-off",
+        "citizen.reservation.legend",
+        "citizen.reservation.choice-on",
+        "citizen.privacy.documents.explain",
+        "citizen.privacy.documents.none",
+        "citizen.privacy.practitioners.explain",
+        "citizen.privacy.practitioners.none",
+    }
+)
+"""Messages that say "you"/"my" of the person the page is about: each has a `-other` form
+naming that person (`{name}`), used when the citizen acts for someone (issue 11)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Person:
     """Someone whose documents the citizen sees or asked to see: self, represented, refused."""
@@ -82,6 +110,14 @@ class Person:
         """The message id naming the relation («barn», «fullmakt»)."""
         known = self.relation in RELATIONS or self.is_self
         return f"citizen.relation.{self.relation if known else 'other'}"
+
+    def key(self, message: str) -> str:
+        """The message id to say `message` of this person: its `-other` form (with `{name}`)
+        when this is someone the citizen acts for and the message says "you" (`NAMED_WHEN_ACTING`).
+        """
+        if self.is_self or message not in NAMED_WHEN_ACTING:
+            return message
+        return f"{message}-other"
 
     @property
     def refusal_key(self) -> str:

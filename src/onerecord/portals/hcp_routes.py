@@ -2,8 +2,9 @@
 
 Flow: `/helsepersonell/logg-inn` → the STS (authorization code + PKCE) →
 `/helsepersonell/innlogget` → workplace (`/arbeidssted`) → patient and basis for access
-(`/pasient`) → the national overview (`/oversikt`), with the emergency override
-(`/nodtilgang`) and documents opened in place (`/dokument/{ref}`).
+(`/pasient`; the number looked up in the population register, `patient_lookup.py`) → the
+national overview (`/oversikt`) under a header saying who the patient is, with the emergency
+override (`/nodtilgang`) and documents opened in place (`/dokument/{ref}`).
 Routes stay thin: check the session and CSRF token, call one gateway function, render.
 """
 
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -38,6 +40,7 @@ from onerecord.portals.override_log import (
     reason_problem,
 )
 from onerecord.portals.overview import DocumentRow
+from onerecord.portals.patient_lookup import LookupStatus, PatientLookupResult, look_up_patient
 from onerecord.portals.sessions import PortalSession
 from onerecord.portals.web import Portal
 from onerecord.portals.workplaces import Workplace, workplaces_of
@@ -52,6 +55,7 @@ EMERGENCY_BASIS = "FORHOYET_AKUTT"
 """The elevated access basis sent with the override (§4.3 item 3)."""
 _REFRESH_MARGIN_S = 30.0
 _BASE = "/helsepersonell"
+_OSLO = ZoneInfo("Europe/Oslo")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,8 @@ class _OpenPatient:
     access: AccessRequest
     emergency_reason: str | None
     hub: HubSession
+    lookup: PatientLookupResult | None = None
+    """Who the population register says the patient is (None: no register configured)."""
 
     @property
     def access_basis(self) -> str:
@@ -74,6 +80,11 @@ class _OpenPatient:
     def held_by(self, session: PortalSession) -> bool:
         """True while the session still states this basis (rows fetched with it belong)."""
         return session.access == self.access and session.emergency_reason == self.emergency_reason
+
+
+def _today() -> date:
+    """Today in Norway, for the patient's age in the header."""
+    return datetime.now(_OSLO).date()
 
 
 def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
@@ -118,6 +129,7 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
         session.access = None
         session.emergency_reason = None
         session.hub = None
+        session.patient_lookup = None
         session.rows = {}
         return portal.redirect(f"{_BASE}/arbeidssted", session)
 
@@ -171,6 +183,7 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
         session.access = None
         session.emergency_reason = None
         session.hub = None
+        session.patient_lookup = None
         session.rows = {}
         return portal.redirect(f"{_BASE}/pasient", session)
 
@@ -202,7 +215,16 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
             access = parse_access_request(form)
         except InvalidAccessRequest as exc:
             return patient_form(request, session, 400, error=exc, form=form)
-        if await open_for_patient(session, access) is None:
+        lookup = None
+        if settings.register_fhir is not None:
+            lookup = await look_up(session, access, settings.register_fhir)
+            if lookup is None:
+                return portal.redirect(f"{_BASE}/pasient", session)
+            if lookup.status is LookupStatus.UNKNOWN:
+                # A number with valid check digits that nobody has: say so, open no record.
+                unknown = InvalidAccessRequest("hcp.patient.unknown")
+                return patient_form(request, session, 404, error=unknown, form=form)
+        if await open_for_patient(session, access, lookup=lookup) is None:
             # Another workplace or login meanwhile: state the basis again for that one.
             return portal.redirect(f"{_BASE}/pasient", session)
         return portal.redirect(f"{_BASE}/oversikt", session)
@@ -211,20 +233,56 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
         """Return what the session states now, read in one go (no await in between)."""
         if session.hub is None or session.access is None:
             return None
-        return _OpenPatient(session.access, session.emergency_reason, session.hub)
+        return _OpenPatient(
+            session.access, session.emergency_reason, session.hub, session.patient_lookup
+        )
+
+    async def look_up(
+        session: PortalSession, access: AccessRequest, register_fhir: str
+    ) -> PatientLookupResult | None:
+        """Ask the population register who `access.patient` is (IHE PDQm ITI-78).
+
+        With a token of the register's own audience whose attestation states this basis and
+        is bound to this number, like the hub's. None when a new login or another workplace
+        came in meanwhile.
+        """
+        async with session.refresh_lock:
+            staff, tokens = session.staff, session.tokens
+            if staff is None or tokens is None:
+                return None
+            new_tokens, register = await open_patient(
+                portal.client(),
+                sts_url=settings.sts_url,
+                client_id=settings.client_id,
+                client_key=portal.client_key,
+                audience=settings.register_audience,
+                tokens=tokens,
+                staff=staff,
+                request=access,
+            )
+            if session.tokens is not tokens:
+                return None
+            session.tokens = new_tokens  # the refresh token has rotated
+            if session.staff is not staff:
+                return None
+        return await look_up_patient(
+            portal.client(), register, register_fhir=register_fhir, patient=access.patient
+        )
 
     async def open_for_patient(
         session: PortalSession,
         access: AccessRequest | None,
         *,
         emergency_reason: str | None = None,
+        lookup: PatientLookupResult | None = None,
     ) -> _OpenPatient | None:
         """Get a token stating `access` (the emergency purpose with a reason) for its patient.
 
         `access` None renews the token of the basis the session states when the lock is taken,
         and only when it expires within the margin. One renewal at a time per session (the
         refresh token rotates); the token, the basis and the override change together once the
-        STS has answered, so no request pairs one patient's token with another's basis. Return
+        STS has answered, so no request pairs one patient's token with another's basis; a new
+        patient's register `lookup` changes with them (renewals keep the one held). Return
         what the session states afterwards; None when a new login or another workplace came
         in meanwhile, since the token then states neither.
         """
@@ -237,6 +295,7 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
                 if session.access is None or left >= _REFRESH_MARGIN_S:
                     return open_patient_of(session)
                 access, emergency_reason = session.access, session.emergency_reason
+                lookup = session.patient_lookup
             new_tokens, hub = await open_patient(
                 portal.client(),
                 sts_url=settings.sts_url,
@@ -256,6 +315,7 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
             if session.access != access:
                 session.rows = {}  # the last overview was of another patient or basis
             session.hub, session.access, session.emergency_reason = hub, access, emergency_reason
+            session.patient_lookup = lookup
             return open_patient_of(session)
 
     async def patient_view(session: PortalSession) -> _OpenPatient | None:
@@ -298,6 +358,8 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
             page_sizes=PAGE_SIZES,
             access=opened.access,
             emergency=opened.emergency_reason is not None,
+            patient=opened.lookup,
+            today=_today(),
         )
         elapsed_ms = (time.perf_counter() - started) * 1000
         response.headers["server-timing"] = f"portal;dur={elapsed_ms:.1f}"
@@ -308,12 +370,21 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
         session = logged_in(request)
         if session.access is None:
             return portal.redirect(f"{_BASE}/pasient", session)
-        return portal.render(request, "hcp/emergency.html", session, error=None, reason="")
+        return portal.render(
+            request,
+            "hcp/emergency.html",
+            session,
+            error=None,
+            reason="",
+            patient=session.patient_lookup,
+            today=_today(),
+        )
 
     @app.post(f"{_BASE}/nodtilgang")
     async def emergency_override(request: Request) -> Response:
         session, form = await portal.checked_form(request)
-        access = session.access  # the patient whose page sent the form, whatever comes next
+        # The patient whose page sent the form, and who they are, whatever comes next.
+        access, lookup = session.access, session.patient_lookup
         if not session.logged_in or access is None or session.tokens is None:
             raise NotLoggedIn()
         reason = normalise_reason(form.get("reason", ""))
@@ -326,8 +397,10 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
                 status_code=400,
                 error=problem,
                 reason=reason[:MAX_REASON],
+                patient=session.patient_lookup,
+                today=_today(),
             )
-        opened = await open_for_patient(session, access, emergency_reason=reason)
+        opened = await open_for_patient(session, access, emergency_reason=reason, lookup=lookup)
         if opened is None or session.staff is None or session.tokens is None:
             # Another workplace or login meanwhile: nothing was opened, nothing is logged.
             return portal.redirect(f"{_BASE}/pasient", session)
@@ -372,6 +445,9 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
             access_basis=opened.access_basis,
             back_url=f"{_BASE}/oversikt",
             content_url=f"{_BASE}/dokument/{ref}/innhold",
+            template="hcp/document.html",
+            patient=opened.lookup,
+            today=_today(),
         )
 
     @app.get(f"{_BASE}/dokument/{{ref}}/innhold")

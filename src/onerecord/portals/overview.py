@@ -15,6 +15,7 @@ from typing import Any
 from onerecord.search_client import OverviewRow, overview_rows, region_lines
 
 __all__ = [
+    "CITIZEN_UNDER_AGE",
     "KNOWN_STATUSES",
     "PATIENT_RESERVED",
     "PRACTITIONER_BLOCKED",
@@ -28,6 +29,8 @@ _NORS = "NORS"
 KNOWN_STATUSES = frozenset(
     {"ok", "timeout", "unavailable", "denied", "rejected", "too-large", "invalid-response", "error"}
 )
+CITIZEN_UNDER_AGE = "citizen-under-age"
+"""A region's reason for an empty answer: a citizen under 16 asked for themselves (E2)."""
 PATIENT_RESERVED = "patient-reserved"
 """A region's reason for an empty answer: the patient reserved against sharing (D4)."""
 PRACTITIONER_BLOCKED = "practitioner-blocked"
@@ -103,6 +106,15 @@ class Overview:
     def reserved(self) -> bool:
         """True when a region answered empty because the patient reserved against sharing."""
         return any(r.reason == PATIENT_RESERVED for r in self.regions)
+
+    @property
+    def under_age(self) -> bool:
+        """True when the list is empty because the citizen is under 16 (a region said so).
+
+        The rule is the same in every region, so one region saying it is enough: a region that
+        did not answer would have said the same.
+        """
+        return not self.rows and any(r.reason == CITIZEN_UNDER_AGE for r in self.regions)
 
     def find(self, ref: str) -> DocumentRow | None:
         """Return the row whose retrieve token is `ref` (only listed documents can be opened)."""

@@ -18,6 +18,7 @@ from typing import Any
 from onerecord.portals.basis import AccessRequest
 from onerecord.portals.oauth import PendingLogin, TokenSet
 from onerecord.portals.overview import DocumentRow
+from onerecord.portals.patient_lookup import PatientLookupResult
 from onerecord.search_client import HubSession, StaffMember
 
 __all__ = [
@@ -55,6 +56,8 @@ class PortalSession:
     access: AccessRequest | None = None
     emergency_reason: str | None = None
     hub: HubSession | None = field(default=None, repr=False)
+    patient_lookup: PatientLookupResult | None = field(default=None, repr=False)
+    """Who the population register says `access.patient` is; set together with `access`."""
     citizen_nin: str | None = None
     acting_for: str | None = None
     representations: tuple[dict[str, Any], ...] = ()

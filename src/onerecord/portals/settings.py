@@ -24,6 +24,9 @@ class PortalSettings(BaseSettings):
     public_url: str = "http://127.0.0.1:8200"
     hub_fhir: str = "http://127.0.0.1:8000/fhir"
     hub_audience: str = "onerecord:hub"
+    # The patient lookup (IHE PDQm ITI-78) beside the token service; None: no lookup, no header.
+    register_fhir: str | None = None
+    register_audience: str = "onerecord:pdqm"
     sts_url: str = "http://127.0.0.1:8005"
     client_id: str = "onerecord-portal"
     client_key_file: Path = Path("var/portal/dev-client.jwk.json")
@@ -45,6 +48,11 @@ class PortalSettings(BaseSettings):
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("register_fhir")
+    @classmethod
+    def _register_no_trailing_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else None
 
     @model_validator(mode="after")
     def _refuse_dev_secret(self) -> PortalSettings:
@@ -77,6 +85,10 @@ class PortalSettings(BaseSettings):
                 for r in manifest.get("regions", [])
             ),
         }
+        register = manifest.get("register")
+        if isinstance(register, dict) and register.get("fhir_base"):
+            values["register_fhir"] = register["fhir_base"]
+            values["register_audience"] = register.get("audience", "onerecord:pdqm")
         if manifest.get("workdir"):
             values["override_log_file"] = (
                 Path(manifest["workdir"]) / "portal" / "emergency-overrides.jsonl"

@@ -341,7 +341,11 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.db_url, schema=settings.db_schema)
         await upgrade(engine)
-        store = SqlDocumentStore(engine)
+        store = SqlDocumentStore(
+            engine,
+            group_commit=settings.registry_group_commit,
+            max_group_documents=settings.registry_group_max_documents,
+        )
         http = httpx.AsyncClient()
         redis: RedisReplayCache | None = None
         sink: SqlAuditSink | None = None

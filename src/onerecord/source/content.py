@@ -69,6 +69,12 @@ class ContentStore(Protocol):
     async def put(self, data: bytes | AsyncIterable[bytes]) -> ContentRef:
         """Store bytes (at once or streamed) and return their SHA-256 and size."""
 
+    async def add(self, blob: bytes) -> bool:
+        """Store bytes held in memory, durably; True if they were not stored before.
+
+        One step where `exists` then `put` would be two (on a folder: one worker-thread trip).
+        """
+
     async def open(
         self, sha256: str, *, expected_size: int, chunk_size: int = DEFAULT_CHUNK
     ) -> AsyncIterator[bytes]:
@@ -142,7 +148,8 @@ class FolderContentStore:
         """Stream to a temp file, fsync, and rename into place under its SHA-256."""
         if isinstance(data, bytes | bytearray | memoryview):
             # Bytes already in memory: the whole write is one trip to a worker thread.
-            return await anyio.to_thread.run_sync(self._put_bytes, bytes(data))
+            ref, _created = await anyio.to_thread.run_sync(self._put_bytes, bytes(data))
+            return ref
         await anyio.to_thread.run_sync(lambda: self.tmp.mkdir(parents=True, exist_ok=True))
         temp = self.tmp / f"{uuid.uuid4().hex}.part"
         digest = hashlib.sha256()
@@ -164,14 +171,20 @@ class FolderContentStore:
             raise
         return ContentRef(sha256=sha256, size=size)
 
-    def _put_bytes(self, blob: bytes) -> ContentRef:
+    async def add(self, blob: bytes) -> bool:
+        """Store in-memory bytes (fsynced, renamed, directory fsynced); True if new."""
+        _ref, created = await anyio.to_thread.run_sync(self._put_bytes, bytes(blob))
+        return created
+
+    def _put_bytes(self, blob: bytes) -> tuple[ContentRef, bool]:
         sha256 = hashlib.sha256(blob).hexdigest()
         final = self.path_of(sha256)
-        if final.is_file() and final.stat().st_size == len(blob):
+        existed = final.is_file()
+        if existed and final.stat().st_size == len(blob):
             # Content-addressed: already here. Renew its time, so that the orphan sweep's grace
             # period protects it until this upload is registered.
             os.utime(final)
-            return ContentRef(sha256=sha256, size=len(blob))
+            return ContentRef(sha256=sha256, size=len(blob)), False
         self.tmp.mkdir(parents=True, exist_ok=True)
         temp = self.tmp / f"{uuid.uuid4().hex}.part"
         try:
@@ -182,7 +195,7 @@ class FolderContentStore:
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
-        return ContentRef(sha256=sha256, size=len(blob))
+        return ContentRef(sha256=sha256, size=len(blob)), not existed
 
     @staticmethod
     def _place(temp: Path, final: Path) -> None:
@@ -311,6 +324,11 @@ class MemoryContentStore:
         self.stored_at[sha256] = datetime.now(UTC)  # renewed, as a folder renews the mtime
         return ContentRef(sha256=sha256, size=len(blob))
 
+    async def add(self, blob: bytes) -> bool:
+        created = hashlib.sha256(blob).hexdigest() not in self.blobs
+        await self.put(blob)
+        return created
+
     async def open(
         self, sha256: str, *, expected_size: int, chunk_size: int = DEFAULT_CHUNK
     ) -> AsyncIterator[bytes]:
@@ -396,6 +414,11 @@ class ObstoreContentStore:
         finally:
             await obstore.delete_async(self.store, temp)
         return ContentRef(sha256=sha256, size=size)
+
+    async def add(self, blob: bytes) -> bool:
+        created = not await self.exists(hashlib.sha256(blob).hexdigest())
+        await self.put(blob)
+        return created
 
     async def open(
         self, sha256: str, *, expected_size: int, chunk_size: int = DEFAULT_CHUNK

@@ -85,6 +85,7 @@ from onerecord.trust.policy import (
     RegionPolicy,
     RetrieveDecision,
     SearchDecision,
+    citizen_access_log_policy,
     citizen_search_policy,
     hcp_search_policy,
     retrieve_policy,
@@ -414,12 +415,14 @@ class PolicyGuard:
         return RetrieveGrant(emergency=decision.emergency_access)
 
     async def authorize_citizen_self_service(
-        self, caller: CallerContext, patient: NationalIdentityNumber
+        self, caller: CallerContext, patient: NationalIdentityNumber, *, access_log: bool = False
     ) -> Citizen:
         """Allow a citizen to read the access log of / set controls for `patient`.
 
         The same rules as reading that person's documents (§5.2): self from 16, a parent for a
-        child under 12, a valid proxy; health personnel are refused.
+        child under 12, a valid proxy; health personnel are refused. Reading the access log
+        (`access_log`) is also allowed to a young person of 12–15 for their own log
+        (`citizen_access_log_policy`).
         """
         principal = self.principal(caller)
         if not isinstance(principal, Citizen):
@@ -427,9 +430,8 @@ class PolicyGuard:
                 "only the citizen (or a representative) may do this", reason="not-citizen"
             )
         ctx = principal.context()
-        decision = citizen_search_policy(
-            ctx, patient, facts=population_facts(ctx, patient), now=self.clock()
-        )
+        policy = citizen_access_log_policy if access_log else citizen_search_policy
+        decision = policy(ctx, patient, facts=population_facts(ctx, patient), now=self.clock())
         if not decision.allowed or decision.empty:
             raise _refuse(decision)
         return principal

@@ -167,10 +167,15 @@ class SelfService:
         await self.recorder.write(record)
 
     async def _authorize(
-        self, caller: CallerContext, patient: NationalIdentityNumber, action: AuditAction
+        self,
+        caller: CallerContext,
+        patient: NationalIdentityNumber,
+        action: AuditAction,
+        *,
+        access_log: bool = False,
     ) -> None:
         try:
-            await self.guard.authorize_citizen_self_service(caller, patient)
+            await self.guard.authorize_citizen_self_service(caller, patient, access_log=access_log)
         except Exception as exc:
             reason = getattr(exc, "reason", None) or getattr(exc, "error", "denied")
             await self._audit(caller, patient, action, AuditOutcome.DENIED, reason=str(reason))
@@ -186,8 +191,8 @@ class SelfService:
     async def access_log(
         self, caller: CallerContext, patient: NationalIdentityNumber, *, self_url: str
     ) -> dict[str, Any]:
-        """Return who has looked at `patient`'s documents here (F2, F3)."""
-        await self._authorize(caller, patient, AuditAction.ACCESS_LOG_READ)
+        """Return who has looked at `patient`'s documents here (F2, F3); own log from 12."""
+        await self._authorize(caller, patient, AuditAction.ACCESS_LOG_READ, access_log=True)
         entries = await self.sink.citizen_log([patient.value])
         await self._audit(
             caller,

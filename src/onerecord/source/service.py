@@ -279,11 +279,12 @@ class DocumentSource:
         """Store every document's bytes; add to `created` the SHA-256s that were not there."""
 
         async def put(doc: SubmittedDocument) -> None:
-            existed = await self.content.exists(doc.entry.hash_sha256)
-            await self.content.put(doc.content)
-            if not existed:
+            if await self.content.add(doc.content):
                 created.append(doc.entry.hash_sha256)
 
+        if len(documents) == 1:  # the common case: no task group to set up
+            await put(documents[0])
+            return
         async with anyio.create_task_group() as tg:
             for doc in documents:
                 tg.start_soon(put, doc)
@@ -311,8 +312,12 @@ class DocumentSource:
                 log.warning("content.restored_after_commit")
                 await self.content.put(doc.content)
 
+        unique = list({d.entry.hash_sha256: d for d in documents}.values())
+        if len(unique) == 1:  # the common case: no task group to set up
+            await ensure(unique[0])
+            return
         async with anyio.create_task_group() as tg:
-            for doc in {d.entry.hash_sha256: d for d in documents}.values():
+            for doc in unique:
                 tg.start_soon(ensure, doc)
 
     # ITI-67 ---------------------------------------------------------------------------------

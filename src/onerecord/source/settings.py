@@ -94,6 +94,13 @@ class SourceSettings(BaseSettings):
         default=True,
         description="write concurrent audit appends in one transaction (off: one per append)",
     )
+    registry_group_commit: bool = Field(
+        default=True,
+        description="register concurrent ITI-65 bundles in one transaction (off: one per bundle)",
+    )
+    registry_group_max_documents: int = Field(
+        default=500, ge=1, description="most documents one group-committed transaction registers"
+    )
 
     # The locator (docs/hub.md "Locator"): off unless a NATS URL is set. The region publishes an
     # event per registry change to the JetStream stream; the patient key names patients there.

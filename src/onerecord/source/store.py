@@ -15,7 +15,7 @@ References: IHE ITI TF-2 3.42.4.1.3 (Register: uniqueId reuse, RPLC), ITI TF-3 4
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
@@ -69,6 +69,7 @@ from onerecord.domain import (
 )
 from onerecord.domain.limits import check_moment
 from onerecord.mhd.docref import document_reference_template
+from onerecord.source.group_register import GroupRegister
 from onerecord.source.schema import (
     NO_PERIOD,
     document_code,
@@ -928,6 +929,194 @@ _FOUND_COLUMNS = (
     document_entry.c.rendered,
     type_coerce(document_entry.c.metadata, Text),
 )
+# --- registration: the checks of one transaction, over what it read and what it admitted ------
+
+
+@dataclass(frozen=True, slots=True)
+class _Submission:
+    """One register call: its entries (repeats dropped) and its SubmissionSet."""
+
+    documents: tuple[DocumentEntry, ...]
+    submission_set: SubmissionSetRecord | None
+
+
+@dataclass(slots=True)
+class _Known:
+    """A registered row as the transaction sees it; `seq` is None until an insert is flushed."""
+
+    seq: int | None
+    unique_id: str
+    entry_uuid: str
+    patient_id: str
+    hash_sha256: str
+    status: str
+    metadata: Any = None  # the row's JSON, for a row read from the registry
+    entry: DocumentEntry | None = None  # the entry, for a row this transaction inserts
+
+    def stored(self) -> StoredEntry:
+        assert self.seq is not None
+        if self.entry is not None:
+            entry = self.entry
+            if entry.status.value != self.status:
+                entry = replace(entry, status=DocumentStatus(self.status))
+            return StoredEntry(self.seq, entry)
+        return StoredEntry(self.seq, _from_row(self.metadata, self.status))
+
+
+@dataclass(slots=True)
+class _Admitted:
+    """A submission that passed its checks: its rows, new or already present, in order."""
+
+    submission: _Submission
+    rows: list[_Known]
+    present: frozenset[DocumentUniqueId]
+    targets: list[_Known]
+
+    def result(self) -> RegisterResult:
+        return RegisterResult(
+            stored=tuple(k.stored() for k in self.rows),
+            already_present=self.present,
+            superseded=tuple(
+                d.replaces
+                for d in self.submission.documents
+                if d.replaces is not None and d.unique_id not in self.present
+            ),
+        )
+
+
+@dataclass(slots=True)
+class _Plan:
+    """Writes the admitted submissions need and that are not flushed yet."""
+
+    new: list[_Known] = field(default_factory=list)
+    superseded: set[int] = field(default_factory=set)
+    sets: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, admitted: _Admitted) -> None:
+        present = {p.value for p in admitted.present}
+        self.new.extend(k for k in admitted.rows if k.unique_id not in present)
+        for target in admitted.targets:
+            assert target.seq is not None
+            self.superseded.add(target.seq)
+        record = admitted.submission.submission_set
+        if record is not None:
+            self.sets.append(
+                {
+                    "unique_id": record.unique_id,
+                    "source_id": record.source_id,
+                    "submission_time": record.submission_time,
+                    "entry_count": record.entry_count,
+                }
+            )
+
+    def clear(self) -> None:
+        self.new.clear()
+        self.superseded.clear()
+        self.sets.clear()
+
+
+class _Ledger:
+    """The registry rows one transaction has read, updated by every submission it admits."""
+
+    def __init__(self) -> None:
+        self.by_unique_id: dict[str, _Known] = {}
+        self.by_entry_uuid: dict[str, _Known] = {}
+
+    def know(self, row: _Known) -> None:
+        self.by_unique_id[row.unique_id] = row
+        self.by_entry_uuid[row.entry_uuid] = row
+
+    def needs_flush(self, submission: _Submission) -> bool:
+        """True if the submission names a row admitted earlier whose seq is not known yet."""
+        for doc in submission.documents:
+            for uid in (doc.unique_id.value, doc.replaces.value if doc.replaces else None):
+                row = self.by_unique_id.get(uid) if uid is not None else None
+                if row is not None and row.seq is None:
+                    return True
+        return False
+
+    def admit(self, submission: _Submission, *, record: bool = True) -> _Admitted:
+        """Check one submission; if it passes, record its effects (unless not `record`).
+
+        Raises DuplicateDocument or InvalidReplacement, in the order and with the messages of
+        a registration on its own; a refused submission changes nothing.
+        """
+        rows: list[_Known | None] = []
+        present: set[DocumentUniqueId] = set()
+        new: list[DocumentEntry] = []
+        for doc in submission.documents:
+            old = self.by_unique_id.get(doc.unique_id.value)
+            if old is None:
+                new.append(doc)
+                rows.append(None)
+            elif old.hash_sha256 != doc.hash_sha256 or old.patient_id != doc.patient_id.value:
+                raise DuplicateDocument(
+                    f"uniqueId {doc.unique_id} is already registered for other content",
+                    unique_id=doc.unique_id,
+                )
+            else:
+                present.add(doc.unique_id)
+                rows.append(old)
+        for doc in new:
+            if str(doc.entry_uuid) in self.by_entry_uuid:
+                raise DuplicateDocument(
+                    f"entryUUID {doc.entry_uuid} is already registered for another document",
+                    unique_id=doc.unique_id,
+                )
+        targets = self._replacement_targets(new)
+        if not record:
+            return _Admitted(submission, [], frozenset(present), targets)
+        fresh = iter(new)
+        admitted: list[_Known] = []
+        for row in rows:
+            if row is None:
+                doc = next(fresh)
+                row = _Known(
+                    seq=None,
+                    unique_id=doc.unique_id.value,
+                    entry_uuid=str(doc.entry_uuid),
+                    patient_id=doc.patient_id.value,
+                    hash_sha256=doc.hash_sha256,
+                    status=doc.status.value,
+                    entry=doc,
+                )
+                self.know(row)
+            admitted.append(row)
+        for target in targets:
+            target.status = DocumentStatus.SUPERSEDED.value
+        return _Admitted(submission, admitted, frozenset(present), targets)
+
+    def _replacement_targets(self, new: Sequence[DocumentEntry]) -> list[_Known]:
+        """Check every RPLC target. References: ITI TF-3 4.2.2.2."""
+        wanted: dict[str, DocumentEntry] = {}
+        for doc in new:
+            if doc.replaces is None:
+                continue
+            if doc.replaces.value in wanted:
+                raise InvalidReplacement(
+                    f"document {doc.replaces} is replaced twice in one submission",
+                    unique_id=doc.unique_id,
+                )
+            wanted[doc.replaces.value] = doc
+        targets: list[_Known] = []
+        for target, doc in wanted.items():
+            hit = self.by_unique_id.get(target)
+            if hit is None:
+                raise InvalidReplacement(
+                    f"replaced document {target} is not registered here", unique_id=doc.unique_id
+                )
+            if hit.patient_id != doc.patient_id.value:
+                raise InvalidReplacement(
+                    f"replaced document {target} belongs to another patient",
+                    unique_id=doc.unique_id,
+                )
+            if hit.status != DocumentStatus.CURRENT.value:
+                raise InvalidReplacement(
+                    f"replaced document {target} is {hit.status}, not current",
+                    unique_id=doc.unique_id,
+                )
+            targets.append(hit)
+        return targets
 
 
 # --- the store -------------------------------------------------------------------------------
@@ -936,10 +1125,29 @@ _FOUND_COLUMNS = (
 class SqlDocumentStore:
     """DocumentStore over SQLAlchemy Core: SQLite (aiosqlite) or PostgreSQL (asyncpg)."""
 
-    def __init__(self, engine: AsyncEngine, *, owns_engine: bool = False) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        owns_engine: bool = False,
+        group_commit: bool = False,
+        max_group_documents: int = 500,
+    ) -> None:
         self.engine = engine
         self._owns_engine = owns_engine
         self._sqlite = engine.dialect.name == "sqlite"
+        # Concurrent register calls in one transaction (group_register.py); off: one each.
+        self._group: GroupRegister[_Submission, RegisterResult] | None = (
+            GroupRegister(self._commit_group, max_documents=max_group_documents)
+            if group_commit
+            else None
+        )
+        # The pre-checks of concurrent publishes share one read (check_registrable).
+        self._checks: GroupRegister[_Submission, None] | None = (
+            GroupRegister(self._check_group, max_documents=max_group_documents)
+            if group_commit
+            else None
+        )
 
     async def _writer(self) -> AsyncConnection:
         conn = await self.engine.connect()
@@ -963,19 +1171,70 @@ class SqlDocumentStore:
         be registered before, current, and the same patient's (else InvalidReplacement).
         A concurrent register of the same uniqueId that wins the race makes this one retry and
         then answer as above.
+
+        With group commit on, concurrent calls share one transaction (`_commit_group`); each
+        is checked as if alone, in queue order, and answered only after that transaction has
+        committed. A refused submission writes nothing and refuses no other.
         """
         batch = _dedupe(documents)
+        submission = _Submission(tuple(batch), submission_set)
+        if self._group is not None:
+            result = await self._group.submit(submission, size=max(1, len(batch)))
+        else:
+            result = await self._register_alone(submission)
+        # Answer in input order, repeats within the batch included.
+        by_id = {s.entry.unique_id.value: s for s in result.stored}
+        return replace(result, stored=tuple(by_id[d.unique_id.value] for d in documents))
+
+    async def _register_alone(self, submission: _Submission) -> RegisterResult:
+        """One submission in its own transaction, retried when a concurrent writer won a race."""
         last: IntegrityError | None = None
         for _ in range(_RETRIES):
             try:
-                result = await self._register_once(batch, submission_set)
+                return await self._register_once(submission)
             except IntegrityError as exc:
                 last = exc
-                continue
-            # Answer in input order, repeats within the batch included.
-            by_id = {s.entry.unique_id.value: s for s in result.stored}
-            return replace(result, stored=tuple(by_id[d.unique_id.value] for d in documents))
         raise StoreError("registration kept colliding with concurrent writers") from last
+
+    async def _register_once(self, submission: _Submission) -> RegisterResult:
+        (outcome,) = await self._register_in_one_transaction([submission])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def _register_in_one_transaction(
+        self, submissions: Sequence[_Submission]
+    ) -> list[RegisterResult | StoreError]:
+        conn = await self._writer()
+        try:
+            async with conn.begin():
+                admitted = await self._apply(conn, submissions, write=True)
+        finally:
+            await conn.close()
+        return [a if isinstance(a, StoreError) else a.result() for a in admitted]
+
+    async def _commit_group(
+        self, submissions: Sequence[_Submission]
+    ) -> list[RegisterResult | Exception]:
+        """Register a batch of concurrent submissions in one transaction; an outcome each.
+
+        A submission the registry refuses is answered with its refusal and the others commit.
+        Anything else that fails the transaction (a concurrent writer's uniqueId on
+        PostgreSQL, a lost connection) rolls the whole batch back; each submission is then
+        registered alone, as without group commit, so one cannot fail the others.
+        """
+        if len(submissions) > 1:
+            try:
+                return list(await self._register_in_one_transaction(submissions))
+            except Exception:
+                pass  # nothing of the batch was committed: one by one below
+        outcomes: list[RegisterResult | Exception] = []
+        for submission in submissions:
+            try:
+                outcomes.append(await self._register_alone(submission))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
 
     async def check_registrable(self, documents: Sequence[DocumentEntry]) -> None:
         """Raise DuplicateDocument or InvalidReplacement as `register` would now; write nothing.
@@ -984,152 +1243,123 @@ class SqlDocumentStore:
         would refuse leaves no bytes behind. `register` checks again under its locks: a
         concurrent writer can still win in between.
         """
-        batch = _dedupe(documents)
-        e = document_entry.c
+        submission = _Submission(tuple(_dedupe(documents)), None)
+        if self._checks is not None:
+            await self._checks.submit(submission, size=max(1, len(submission.documents)))
+            return
+        (outcome,) = await self._check_group([submission])
+        if isinstance(outcome, Exception):
+            raise outcome
+
+    async def _check_group(self, submissions: Sequence[_Submission]) -> list[None | Exception]:
+        """Check submissions each on its own against the registry, in one read transaction."""
         async with self.engine.connect() as conn:
-            existing: dict[str, DocumentEntry] = {}
-            for part in _chunks([d.unique_id.value for d in batch]):
-                rows = await conn.execute(
-                    select(e.unique_id, e.metadata, e.status).where(e.unique_id.in_(part))
-                )
-                for uid, meta, status in rows:
-                    existing[uid] = _from_row(meta, status)
-            new: list[DocumentEntry] = []
-            for doc in batch:
-                old = existing.get(doc.unique_id.value)
-                if old is None:
-                    new.append(doc)
-                elif old.hash_sha256 != doc.hash_sha256 or old.patient_id != doc.patient_id:
-                    raise DuplicateDocument(
-                        f"uniqueId {doc.unique_id} is already registered for other content",
-                        unique_id=doc.unique_id,
-                    )
-            await self._check_entry_uuids(conn, new)
-            await self._check_replacements(conn, new, lock=False)
+            ledger = await self._lookup(conn, submissions, lock=False)
             await conn.rollback()
-
-    async def _register_once(
-        self, documents: Sequence[DocumentEntry], submission_set: SubmissionSetRecord | None
-    ) -> RegisterResult:
-        e = document_entry.c
-        conn = await self._writer()
-        try:
-            async with conn.begin():
-                existing: dict[str, tuple[int, DocumentEntry]] = {}
-                ids = [d.unique_id.value for d in documents]
-                for part in _chunks(ids):
-                    rows = await conn.execute(
-                        select(e.seq, e.unique_id, e.metadata, e.status).where(
-                            e.unique_id.in_(part)
-                        )
-                    )
-                    for seq, uid, meta, status in rows:
-                        existing[uid] = (seq, _from_row(meta, status))
-                present: dict[str, StoredEntry] = {}
-                new: list[DocumentEntry] = []
-                for doc in documents:
-                    found = existing.get(doc.unique_id.value)
-                    if found is None:
-                        new.append(doc)
-                        continue
-                    seq, old = found
-                    if old.hash_sha256 != doc.hash_sha256 or old.patient_id != doc.patient_id:
-                        raise DuplicateDocument(
-                            f"uniqueId {doc.unique_id} is already registered for other content",
-                            unique_id=doc.unique_id,
-                        )
-                    present[doc.unique_id.value] = StoredEntry(seq, old)
-                await self._check_entry_uuids(conn, new)
-                targets = await self._check_replacements(conn, new)
-                seqs = await self._insert(conn, new)
-                if targets:
-                    result = await conn.execute(
-                        update(document_entry)
-                        .where(e.seq.in_(sorted(targets)), e.status == DocumentStatus.CURRENT.value)
-                        .values(status=DocumentStatus.SUPERSEDED.value)
-                    )
-                    if result.rowcount != len(targets):
-                        # Unreachable while the targets are locked (FOR UPDATE / IMMEDIATE).
-                        raise StoreError("a replaced document changed during registration")
-                if submission_set is not None:
-                    await conn.execute(self._insert_submission_set(submission_set))
-        finally:
-            await conn.close()
-        stored: list[StoredEntry] = []
-        fresh = iter(zip(seqs, new, strict=True))
-        for doc in documents:
-            if doc.unique_id.value in present:
-                stored.append(present[doc.unique_id.value])
+        outcomes: list[None | Exception] = []
+        for submission in submissions:
+            try:
+                ledger.admit(submission, record=False)
+            except (DuplicateDocument, InvalidReplacement) as exc:
+                outcomes.append(exc)
             else:
-                seq, entry = next(fresh)
-                stored.append(StoredEntry(seq, entry))
-        return RegisterResult(
-            stored=tuple(stored),
-            already_present=frozenset(DocumentUniqueId(u) for u in present),
-            superseded=tuple(d.replaces for d in new if d.replaces is not None),
-        )
+                outcomes.append(None)
+        return outcomes
 
-    async def _check_entry_uuids(self, conn: AsyncConnection, new: Sequence[DocumentEntry]) -> None:
-        """Refuse an entryUUID already registered for another document (409, not a race).
+    async def _apply(
+        self, conn: AsyncConnection, submissions: Sequence[_Submission], *, write: bool
+    ) -> list[_Admitted | StoreError]:
+        """Check each submission in order against the registry as the earlier ones left it.
 
-        `new` comes from `_dedupe`, which already refused one entryUUID twice in a submission.
+        One query reads every row any submission names (uniqueId, entryUUID, RPLC target);
+        the checks then run in memory over a `_Ledger` that the admitted submissions update.
+        With `write`, the admitted entries are inserted with one multi-row statement per table
+        (flushed early only when a later submission needs the sequence number of an entry an
+        earlier one added). References: ITI TF-2 3.42.4.1.3, ITI TF-3 4.2.2.2.
+        """
+        ledger = await self._lookup(conn, submissions, lock=write)
+        plan = _Plan()
+        admitted: list[_Admitted | StoreError] = []
+        for submission in submissions:
+            if write and ledger.needs_flush(submission):
+                await self._flush(conn, plan)
+            try:
+                admission = ledger.admit(submission)
+            except (DuplicateDocument, InvalidReplacement) as exc:
+                admitted.append(exc)
+                continue
+            plan.add(admission)
+            admitted.append(admission)
+        if write:
+            await self._flush(conn, plan)
+        return admitted
+
+    async def _lookup(
+        self, conn: AsyncConnection, submissions: Sequence[_Submission], *, lock: bool
+    ) -> _Ledger:
+        """Read the registered rows every submission names, in one query per 500 values.
+
+        With `lock` on PostgreSQL the rows are locked (FOR UPDATE) when a replacement is among
+        them, so an RPLC target stays current until this transaction ends; SQLite's writers
+        already hold the database lock (BEGIN IMMEDIATE).
         """
         e = document_entry.c
-        by_uuid = {str(doc.entry_uuid): doc for doc in new}
-        for part in _chunks(list(by_uuid)):
-            taken = (await conn.execute(select(e.entry_uuid).where(e.entry_uuid.in_(part)))).first()
-            if taken is not None:
-                doc = by_uuid[taken[0]]
-                raise DuplicateDocument(
-                    f"entryUUID {taken[0]} is already registered for another document",
-                    unique_id=doc.unique_id,
-                )
-
-    async def _check_replacements(
-        self, conn: AsyncConnection, new: Sequence[DocumentEntry], *, lock: bool = True
-    ) -> set[int]:
-        """Check every RPLC target; return their sequence numbers. References: ITI TF-3 4.2.2.2."""
-        e = document_entry.c
-        wanted: dict[str, DocumentEntry] = {}
-        for doc in new:
-            if doc.replaces is None:
-                continue
-            if doc.replaces.value in wanted:
-                raise InvalidReplacement(
-                    f"document {doc.replaces} is replaced twice in one submission",
-                    unique_id=doc.unique_id,
-                )
-            wanted[doc.replaces.value] = doc
-        if not wanted:
-            return set()
-        found: dict[str, tuple[int, str, str]] = {}
-        for part in _chunks(list(wanted)):
-            targets = select(e.unique_id, e.seq, e.patient_id, e.status).where(
-                e.unique_id.in_(part)
+        ids: dict[str, None] = {}
+        uuids: dict[str, None] = {}
+        replacing = False
+        for submission in submissions:
+            for doc in submission.documents:
+                ids[doc.unique_id.value] = None
+                uuids[str(doc.entry_uuid)] = None
+                if doc.replaces is not None:
+                    ids[doc.replaces.value] = None
+                    replacing = True
+        ledger = _Ledger()
+        id_parts = list(_chunks(list(ids)))
+        uuid_parts = list(_chunks(list(uuids)))
+        for i in range(max(len(id_parts), len(uuid_parts))):
+            wanted = or_(
+                e.unique_id.in_(id_parts[i] if i < len(id_parts) else []),
+                e.entry_uuid.in_(uuid_parts[i] if i < len(uuid_parts) else []),
             )
-            rows = await conn.execute(targets.with_for_update() if lock else targets)
-            for uid, seq, patient, status in rows:
-                found[uid] = (seq, patient, status)
-        seqs: set[int] = set()
-        for target, doc in wanted.items():
-            hit = found.get(target)
-            if hit is None:
-                raise InvalidReplacement(
-                    f"replaced document {target} is not registered here", unique_id=doc.unique_id
+            query = select(
+                e.seq, e.unique_id, e.entry_uuid, e.patient_id, e.hash_sha256, e.status, e.metadata
+            ).where(wanted)
+            if lock and replacing and not self._sqlite:
+                query = query.with_for_update()
+            for seq, uid, entry_uuid, patient, sha256, status, meta in await conn.execute(query):
+                ledger.know(
+                    _Known(
+                        seq=int(seq),
+                        unique_id=uid,
+                        entry_uuid=entry_uuid,
+                        patient_id=patient,
+                        hash_sha256=sha256,
+                        status=status,
+                        metadata=meta,
+                    )
                 )
-            seq, patient, status = hit
-            if patient != doc.patient_id.value:
-                raise InvalidReplacement(
-                    f"replaced document {target} belongs to another patient",
-                    unique_id=doc.unique_id,
-                )
-            if status != DocumentStatus.CURRENT.value:
-                raise InvalidReplacement(
-                    f"replaced document {target} is {status}, not current",
-                    unique_id=doc.unique_id,
-                )
-            seqs.add(seq)
-        return seqs
+        return ledger
+
+    async def _flush(self, conn: AsyncConnection, plan: _Plan) -> None:
+        """Write what the admitted submissions planned: entries, supersessions, sets."""
+        e = document_entry.c
+        if plan.new:
+            seqs = await self._insert(conn, [k.entry for k in plan.new if k.entry is not None])
+            for known, seq in zip(plan.new, seqs, strict=True):
+                known.seq = seq
+        if plan.superseded:
+            result = await conn.execute(
+                update(document_entry)
+                .where(e.seq.in_(sorted(plan.superseded)), e.status == DocumentStatus.CURRENT.value)
+                .values(status=DocumentStatus.SUPERSEDED.value)
+            )
+            if result.rowcount != len(plan.superseded):
+                # Unreachable while the targets are locked (FOR UPDATE / IMMEDIATE).
+                raise StoreError("a replaced document changed during registration")
+        if plan.sets:
+            await conn.execute(self._insert_submission_set(), plan.sets)
+        plan.clear()
 
     async def _insert(self, conn: AsyncConnection, new: Sequence[DocumentEntry]) -> list[int]:
         """Insert entries, labels and codes: one multi-row statement per table."""
@@ -1148,16 +1378,10 @@ class SqlDocumentStore:
             await conn.execute(document_code.insert(), codes)
         return seqs
 
-    def _insert_submission_set(self, record: SubmissionSetRecord) -> Any:
-        values = {
-            "unique_id": record.unique_id,
-            "source_id": record.source_id,
-            "submission_time": record.submission_time,
-            "entry_count": record.entry_count,
-        }
+    def _insert_submission_set(self) -> Any:
         insert = sqlite_insert if self._sqlite else pg_insert
         # A resent bundle repeats its SubmissionSet; the first record stands.
-        return insert(submission_set).values(values).on_conflict_do_nothing()
+        return insert(submission_set).on_conflict_do_nothing()
 
     async def bulk_load(self, documents: Iterable[DocumentEntry], batch_size: int = 5000) -> int:
         """Insert many entries fast, one transaction per batch; return how many.
@@ -1287,7 +1511,10 @@ class SqlDocumentStore:
         return int(n)
 
     async def close(self) -> None:
-        """Dispose of the engine if this store created it."""
+        """Finish the registrations queued for group commit; dispose of an engine it created."""
+        for group in (self._checks, self._group):
+            if group is not None:
+                await group.wait_idle()
         if self._owns_engine:
             await self.engine.dispose()
 

@@ -1,4 +1,5 @@
-"""The development token service: stands in for HelseID (health personnel) and the citizen login."""
+"""The development token service: stands in for HelseID (health personnel) and the citizen login,
+and beside its registers the patient lookup (IHE PDQm ITI-78, docs/pdqm.md)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from onerecord.sts.client_auth import (
     verify_request_object,
 )
 from onerecord.sts.login import AuthorizationRedirect, LoginProblem, LoginPrompt
+from onerecord.sts.pdqm_query import InvalidPatientQuery, PatientQuery, parse_patient_query
+from onerecord.sts.pdqm_service import PDQM_AUDIENCE, PatientLookup, PatientRegister
 from onerecord.sts.representation import (
     CitizenRegisters,
     PersonRecord,
@@ -33,13 +36,18 @@ from onerecord.sts.users import SyntheticUser, UserDirectory, UserKind
 __all__ = [
     "CLIENT_ASSERTION_TYP",
     "CLIENT_ASSERTION_TYPE",
+    "PDQM_AUDIENCE",
     "REFRESH_TOKEN_GRANT",
     "TEST_USER_GRANT",
     "AuthorizationRedirect",
     "CitizenRegisters",
     "ClientConfig",
+    "InvalidPatientQuery",
     "LoginProblem",
     "LoginPrompt",
+    "PatientLookup",
+    "PatientQuery",
+    "PatientRegister",
     "PersonRecord",
     "RefusalReason",
     "RefusedRepresentation",
@@ -53,6 +61,7 @@ __all__ = [
     "assess_representation",
     "create_sts_app",
     "load_signing_key",
+    "parse_patient_query",
     "pkce_challenge",
     "representation_claim",
     "representations_for",

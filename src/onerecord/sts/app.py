@@ -13,9 +13,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from onerecord.audit import AuditSink
 from onerecord.logs import log_unexpected_error
 from onerecord.sts.login import AuthorizationRedirect, LoginPrompt, LoginRequestExpired
 from onerecord.sts.login_page import PAGE_HEADERS, error_page, login_page, stylesheet
+from onerecord.sts.pdqm_routes import install_pdqm_routes
+from onerecord.sts.pdqm_service import PatientLookup, PatientRegister
 from onerecord.sts.service import (
     REFRESH_TOKEN_GRANT,
     TEST_USER_GRANT,
@@ -23,9 +26,11 @@ from onerecord.sts.service import (
     TokenService,
 )
 from onerecord.sts.settings import StsSettings
+from onerecord.trust.access_token import AuthSettings
 from onerecord.trust.errors import DevelopmentKeyRefused, InvalidRequest, TrustError
 from onerecord.trust.keys import (
     SigningKey,
+    StaticJwks,
     load_or_create_dev_key,
     require_usable_key,
 )
@@ -99,8 +104,14 @@ def create_sts_app(
     key: SigningKey | None = None,
     replay: ReplayCache | None = None,
     clock: Callable[[], float] = time.time,
+    patient_register: PatientRegister | None = None,
+    patient_audit: AuditSink | None = None,
 ) -> FastAPI:
-    """Build the STS; refuses a development key unless settings.dev_mode."""
+    """Build the STS; refuses a development key unless settings.dev_mode.
+
+    With a `patient_register` and its `patient_audit` sink the STS also serves the patient
+    lookup (IHE PDQm ITI-78) at /fhir/Patient, for tokens of `settings.pdqm_audience`.
+    """
     signing_key = require_usable_key(key or load_signing_key(settings), dev_mode=settings.dev_mode)
     service = TokenService(
         settings=settings,
@@ -246,4 +257,17 @@ def create_sts_app(
             return _json(exc.oauth_body(), status_code=status, headers=headers)
         return _json(body, headers=_NO_STORE)
 
+    if patient_register is not None:
+        if patient_audit is None:
+            raise ValueError("the patient lookup is served only with an audit sink")
+        lookup = PatientLookup(
+            register=patient_register,
+            audit=patient_audit,
+            auth=AuthSettings(issuer=settings.issuer, audience=settings.pdqm_audience),
+            keys=StaticJwks([signing_key]),
+            replay=MemoryReplayCache(),
+            clock=clock,
+        )
+        app.state.patient_lookup = lookup
+        install_pdqm_routes(app, lookup, public_base=settings.issuer)
     return app

@@ -16,6 +16,7 @@ from itertools import islice
 from onerecord.domain import HprNumber, code_tables
 from onerecord.sts.users import SyntheticUser, UserKind
 from onerecord.synth import places
+from onerecord.synth.demographics import date_of_death, general_practitioner, sex_of
 from onerecord.synth.population import (
     HPR_CATEGORY_SYSTEM,
     AddressProtection,
@@ -25,7 +26,15 @@ from onerecord.synth.population import (
 )
 from onerecord.trust.principal import RelationKind
 
-__all__ = ["PopulationRegisters", "RegisterOrganisation", "RegisterPerson", "RegisterPractitioner"]
+__all__ = [
+    "PopulationRegisters",
+    "RegisterAddress",
+    "RegisterGp",
+    "RegisterOrganisation",
+    "RegisterPatient",
+    "RegisterPerson",
+    "RegisterPractitioner",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +68,50 @@ class RegisterPerson:
     address: str | None
     address_protection: str | None
     deceased: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterAddress:
+    """A home address (bostedsadresse) as the register gives it out."""
+
+    street: str
+    postal_code: str
+    city: str
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterGp:
+    """A person's regular GP (fastlege) and the office whose list the person is on."""
+
+    name: str
+    hpr: str
+    office: str
+    office_orgnr: str
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterPatient:
+    """A person as the patient lookup (PDQm) gives them out: who they are, not where they live
+    when the address is protected.
+
+    `address` is None whenever `address_protection` is set ("6" strengt fortrolig, "7"
+    fortrolig): a protected address never leaves the register.
+    """
+
+    nin: str
+    given: str
+    family: str
+    birth_date: date
+    sex: str
+    deceased: bool
+    deceased_on: date | None
+    address_protection: str | None
+    address: RegisterAddress | None
+    gp: RegisterGp | None
+
+    def __post_init__(self) -> None:
+        if self.address_protection is not None and self.address is not None:
+            raise ValueError("a protected address is never given out")
 
 
 def _today() -> date:
@@ -112,6 +165,41 @@ class PopulationRegisters:
             None if citizen.protection is AddressProtection.NONE else citizen.protection.value
         )
         return RegisterPerson(citizen.name, citizen.address_id, protection, citizen.deceased)
+
+    def patient(self, nin: str) -> RegisterPatient | None:
+        """Return what the patient lookup may give out about `nin` (None: not in the register)."""
+        try:
+            citizen = self.population.citizen(nin)
+        except KeyError:
+            return None
+        protection = (
+            None if citizen.protection is AddressProtection.NONE else citizen.protection.value
+        )
+        address = None
+        if protection is None:
+            home = self.population.address(citizen.address_id)
+            address = RegisterAddress(home.street, home.postal_code, home.city)
+        gp = None
+        found = general_practitioner(self.population, citizen)
+        if found is not None and found.practitioner.hpr is not None:
+            gp = RegisterGp(
+                found.practitioner.name,
+                found.practitioner.hpr.value,
+                found.office.name,
+                found.office.orgnr.value,
+            )
+        return RegisterPatient(
+            nin=citizen.nin.value,
+            given=citizen.given,
+            family=citizen.family,
+            birth_date=citizen.birth_date,
+            sex=sex_of(citizen.nin).value,
+            deceased=citizen.deceased,
+            deceased_on=date_of_death(citizen, self.population.reference_date),
+            address_protection=protection,
+            address=address,
+            gp=gp,
+        )
 
     def children(self, nin: str) -> Sequence[str]:
         return [c.nin.value for c in self.population.children_of(nin)]

@@ -32,7 +32,19 @@ class StsSettings(BaseSettings):
     key_file: Path | None = Field(default=None, description="private JWK of a production key")
     clients: dict[str, ClientConfig] = Field(default_factory=dict)
     default_audience: str = "nhn:phr"
-    allowed_audiences: tuple[str, ...] = ("nhn:phr", "onerecord:hub", "onerecord:source")
+    allowed_audiences: tuple[str, ...] = (
+        "nhn:phr",
+        "onerecord:hub",
+        "onerecord:source",
+        "onerecord:pdqm",
+    )
+    pdqm_audience: str = Field(
+        default="onerecord:pdqm", description="audience of tokens for the patient lookup"
+    )
+    register_audit_db: str | None = Field(
+        default=None,
+        description="sqlite:///FILE or postgresql://… for the patient lookup's audit chain",
+    )
     token_lifetime: int = 600
     assertion_max_lifetime: int = 60
     skew: int = 5

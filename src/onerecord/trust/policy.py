@@ -49,6 +49,7 @@ __all__ = [
     "CONCEALING_REASONS",
     "KJ_FORSKRIFT_CLASS_LIMITS",
     "MASKED_TITLE",
+    "OWN_ACCESS_LOG_MIN_AGE",
     "PARENT_ACCESS_BELOW_AGE",
     "DenialReason",
     "EntryFacts",
@@ -59,6 +60,7 @@ __all__ = [
     "RegionPolicy",
     "RetrieveDecision",
     "SearchDecision",
+    "citizen_access_log_policy",
     "citizen_hidden_labels",
     "citizen_retrieve_policy",
     "citizen_search_policy",
@@ -74,6 +76,14 @@ CITIZEN_MIN_AGE = 16
 
 PARENT_ACCESS_BELOW_AGE = 12
 """Parents see a child's documents until the 12th birthday ("< 12", §5.2 boundary note)."""
+
+OWN_ACCESS_LOG_MIN_AGE = PARENT_ACCESS_BELOW_AGE
+"""A young person reads their own access log from the 12th birthday, when parents lose access.
+
+Project decision (issue 11): from 12 to 16 nobody could otherwise read the log — the parents'
+access has ended (§5.2, E5) and the young person's own access to the documents has not begun
+(E2) — while the log is the person's own (§5.4: it shows who looked, never what was read).
+"""
 
 PROXY_HOLDER_MIN_AGE = 18
 """A power-of-attorney holder must be 18 (§5.2, E10)."""
@@ -685,6 +695,32 @@ def citizen_search_policy(
     hidden = citizen_hidden_labels()
     rules = _EntryRules(hidden_labels=hidden, hide_label_prefix=_NORN_PREFIX, released_by=now)
     return SearchDecision(allowed=True, hidden_labels=hidden, released_by=now, rules=rules)
+
+
+def citizen_access_log_policy(
+    ctx: CitizenContext,
+    patient: NationalIdentityNumber,
+    *,
+    facts: PopulationFacts,
+    now: datetime,
+) -> SearchDecision:
+    """Decide whether a citizen may read the access log of `patient`.
+
+    The rules of `citizen_search_policy`, with one difference: a young person aged 12–15 asking
+    for their own log is allowed (`OWN_ACCESS_LOG_MIN_AGE`), since nobody else may read it
+    then. Under 12 the own log stays closed (the parents read it, §5.2); the documents stay
+    closed until 16 (E2). The answer never carries entry rules: a log holds no documents.
+    References: TRUST-FRAMEWORK §5.2 (Self, 12–15; Parent of child 12–15), §5.4, F2; E2, E5.
+    """
+    decision = citizen_search_policy(ctx, patient, facts=facts, now=now)
+    if (
+        decision.empty
+        and decision.reason is DenialReason.CITIZEN_UNDER_AGE
+        and ctx.nin == patient
+        and _age(facts.patient_birth_date, now.date()) >= OWN_ACCESS_LOG_MIN_AGE
+    ):
+        return SearchDecision(allowed=True)
+    return decision
 
 
 def citizen_retrieve_policy(

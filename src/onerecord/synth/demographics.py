@@ -1,0 +1,82 @@
+"""What the population register says about one person beyond the access rules: sex, death, GP.
+
+The population (`population.py`) holds each citizen's name, address, address protection and a
+deceased flag. The patient lookup (IHE PDQm) also shows legal sex, the date of death and the
+regular GP (fastlege). They are derived here from the person's synthetic identity number, never
+drawn from the population's random generator, so that adding them changes no person, address or
+document that the demo and the tests already rely on:
+
+- sex: the third digit of the individual number (odd: male), as Folkeregisteret encodes it;
+- date of death: a stable day within the three years before the register's reference date;
+- GP: a physician at a GP office (fastlegekontor) in the person's home region, chosen by a
+  stable digest of the number (the fastlegeordning lists every resident with one GP).
+
+References: Skatteetaten, "Fødselsnummer" (individual number, sex digit); Forskrift om
+fastlegeordning i kommunene §§ 5, 12 (every resident is offered a GP, one list per GP).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from onerecord.domain import NationalIdentityNumber
+from onerecord.synth.numbers import Sex, ensure_synthetic
+from onerecord.synth.population import Citizen, Organisation, Population, Practitioner
+
+__all__ = ["GeneralPractitioner", "date_of_death", "general_practitioner", "sex_of"]
+
+_GP_OFFICE = "86.211"
+"""Volven 1303 facility type of a GP office (allmennlegetjeneste)."""
+_DEATH_WINDOW_DAYS = 3 * 365
+
+
+@dataclass(frozen=True, slots=True)
+class GeneralPractitioner:
+    """A person's fastlege: the physician and the office whose list the person is on."""
+
+    practitioner: Practitioner
+    office: Organisation
+
+
+def _stable(nin: NationalIdentityNumber, purpose: str) -> int:
+    """A number fixed by the identity number and the purpose; no random state is consumed."""
+    digest = hashlib.sha256(f"{purpose}:{nin.value}".encode("ascii")).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def sex_of(nin: NationalIdentityNumber) -> Sex:
+    """Return the legal sex a synthetic identity number encodes (odd ninth digit: male)."""
+    ensure_synthetic(nin)
+    return Sex.MALE if int(nin.value[8]) % 2 else Sex.FEMALE
+
+
+def date_of_death(citizen: Citizen, reference_date: date) -> date | None:
+    """Return the date of death of a deceased citizen (None for the living).
+
+    A stable day within the three years before `reference_date`, never before the birth date.
+    """
+    if not citizen.deceased:
+        return None
+    earliest = max(citizen.birth_date, reference_date - timedelta(days=_DEATH_WINDOW_DAYS))
+    span = (reference_date - earliest).days
+    if span <= 0:
+        return reference_date
+    return earliest + timedelta(days=_stable(citizen.nin, "death") % span)
+
+
+def general_practitioner(population: Population, citizen: Citizen) -> GeneralPractitioner | None:
+    """Return the citizen's fastlege, or None when the home region has no GP with an HPR number."""
+    region = population.address_of(citizen.nin).region_slug
+    offices = [o for o in population.organisations_in(region) if o.facility_type.code == _GP_OFFICE]
+    office_ids = {o.orgnr.value: o for o in offices}
+    doctors = [
+        p
+        for p in population.practitioners
+        if p.organisation.value in office_ids and p.hpr is not None and "LE" in p.categories
+    ]
+    if not doctors:
+        return None
+    chosen = doctors[_stable(citizen.nin, "fastlege") % len(doctors)]
+    return GeneralPractitioner(chosen, office_ids[chosen.organisation.value])
