@@ -70,3 +70,23 @@ async def test_an_unexpected_failure_of_the_search_is_still_audited() -> None:
     (row,) = audit.records
     assert row.action is AuditAction.SEARCH and row.outcome is AuditOutcome.ERROR
     assert row.reason == "http-500"
+
+
+async def test_total_is_answered_by_the_hub_and_not_asked_of_regions() -> None:
+    """`_total` costs a region a count query; the hub counts the merged answer itself."""
+    asked: list[str] = []
+
+    async def empty(url: str, _headers: Mapping[str, str]) -> RegionResponse:
+        asked.append(url)
+        body = {"resourceType": "Bundle", "type": "searchset", "link": []}
+        return RegionResponse(200, {"content-type": "application/fhir+json"}, orjson.dumps(body))
+
+    client = FakeRegionClient()
+    client.route("http://region1.test/fhir", empty)
+    client.route("http://region2.test/fhir", empty)
+    app = _hub(client, MemoryAuditSink())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as http:
+        r = await http.get("/fhir/DocumentReference", params={**QUERY, "_total": "accurate"})
+    assert r.status_code == 200, r.text
+    assert r.json()["total"] == 0
+    assert len(asked) == 2 and not any("_total" in url for url in asked)

@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -38,6 +39,11 @@ from onerecord.mhd import (
     entry_from_document_reference,
     parse_retrieve_path,
     retrieve_url,
+)
+from onerecord.mhd.docref import (
+    document_reference_template,
+    fill_document_reference,
+    retrieve_url_prefix,
 )
 from tests.factories import make_entry, sample_pdf, synthetic_nin
 from tests.mhd.oracle import validate
@@ -436,3 +442,30 @@ def test_bad_retrieve_tokens_are_400(token: str) -> None:
 def test_url_without_binary_is_400() -> None:
     with pytest.raises(BadRequest):
         parse_retrieve_path("http://h/fhir/DocumentReference/1")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    title=st.text(min_size=1, max_size=40).filter(str.strip),
+    status=st.sampled_from(DocumentStatus),
+    extension=st.none() | st.text(alphabet="abcXYZ019^&~_ %/", min_size=1, max_size=16),
+    base=st.sampled_from(["http://s/fhir", "https://region.example/r1/fhir/", "http://x/a b"]),
+)
+def test_filled_template_is_the_rendered_reference(
+    title: str, status: DocumentStatus, extension: str | None, base: str
+) -> None:
+    """The stored rendering, filled in, is byte for byte what `document_reference` renders."""
+    unique_id = "2.25.42" if extension is None else f"2.25.42^{extension}"
+    entry = replace(make_entry(), title=title, status=status, unique_id=DocumentUniqueId(unique_id))
+    hcid = HomeCommunityId.parse("urn:oid:2.16.578.1.12.4.5.100.1")
+    repository = RepositoryUniqueId.parse("2.16.578.1.12.4.5.100.1.2")
+    template = document_reference_template(entry)
+    if template is None:  # text that looks like a slot: rendered per answer instead
+        assert title.startswith(("\x00status\x00", "\x00retrieve-url\x00"))
+        return
+    filled = fill_document_reference(
+        template, status=status.value, url_prefix=retrieve_url_prefix(base, hcid, repository)
+    )
+    url = f"{base}/Binary/{RetrieveKey(hcid, repository, entry.unique_id).token()}"
+    want = document_reference(entry, id=str(entry.entry_uuid), attachment_url=url)
+    assert filled == orjson.dumps(want)

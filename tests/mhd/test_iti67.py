@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,6 +18,7 @@ from onerecord.domain import (
     SortKey,
     TimeRange,
     TokenParam,
+    TotalMode,
 )
 from onerecord.mhd import (
     BadRequest,
@@ -29,7 +31,7 @@ from onerecord.mhd import (
     render_query,
     searchset_bundle,
 )
-from onerecord.mhd.iti67 import LOCAL_ZONE
+from onerecord.mhd.iti67 import LOCAL_ZONE, searchset_bundle_bytes
 from tests.factories import SYNTHETIC_FNR, make_entry, synthetic_nin
 from tests.mhd.oracle import validate
 
@@ -240,10 +242,23 @@ def test_format_and_ignored_and_unknown_parameters() -> None:
         parse(("_format", fmt))
     with pytest.raises(NotAcceptable):
         parse(("_format", "xml"))
-    parse(("_total", "accurate"), ("_pretty", "true"))
-    assert bad(("_total", "maybe")).expression == "_total"
+    parse(("_pretty", "true"))
+    assert bad(("_pretty", "maybe")).expression == "_pretty"
     exc = bad(("_summary", "count"), ("type:text", "epikrise"))
     assert "_summary" in exc.message and "type:text" in exc.message
+
+
+def test_total_is_parsed_checked_and_rendered() -> None:
+    """`_total` (FHIR R4 search.html#total): none, estimate or accurate, once; else a 400."""
+    assert parse().total is None
+    for mode in TotalMode:
+        query = parse(("_total", mode.value))
+        assert query.total is mode
+        assert ("_total", mode.value) in render_query(query, None)
+    assert ("_total", "accurate") not in render_query(parse(), None)
+    for value in ("maybe", "ACCURATE", "", "accurate "):
+        assert bad(("_total", value)).expression == "_total"
+    assert bad(("_total", "none"), ("_total", "none")).expression == "_total"
 
 
 def test_render_query_round_trips_a_full_query() -> None:
@@ -261,6 +276,7 @@ def test_render_query_round_trips_a_full_query() -> None:
         ("author.family", "Nord\\,mann,Hansen"),
         ("_sort", "-date,title"),
         ("_count", "7"),
+        ("_total", "accurate"),
         ("_cursor", cursor.encode()),
     ]
     query, parsed_cursor = parse_find_query(params, max_count=10)
@@ -300,6 +316,7 @@ _tokens = st.builds(
         st.lists(st.text(min_size=1, max_size=6), min_size=1, max_size=2).map(tuple), max_size=2
     ),
     count=st.integers(1, 50),
+    total=st.none() | st.sampled_from(TotalMode),
     snapshot=st.none() | st.integers(0, 10**9),
 )
 def test_render_then_parse_is_identity(
@@ -308,6 +325,7 @@ def test_render_then_parse_is_identity(
     category: list[tuple[TokenParam, ...]],
     family: list[tuple[str, ...]],
     count: int,
+    total: TotalMode | None,
     snapshot: int | None,
 ) -> None:
     from dataclasses import replace
@@ -318,6 +336,7 @@ def test_render_then_parse_is_identity(
         category=tuple(category),
         author_family=tuple(family),
         count=count,
+        total=total,
     )
     cursor = None if snapshot is None else PageCursor(snapshot=snapshot, after=(snapshot, "k"))
     assert parse_find_query(render_query(query, cursor), max_count=50) == (query, cursor)
@@ -351,3 +370,36 @@ def test_searchset_bundle_validates_and_carries_links_and_outcomes() -> None:
     )
     validate(empty)
     assert "entry" not in empty and "total" not in empty and len(empty["link"]) == 1
+
+
+@pytest.mark.parametrize("matches", [0, 1, 3])
+@pytest.mark.parametrize("with_outcome", [False, True])
+@pytest.mark.parametrize("total", [None, 0, 12])
+def test_searchset_bundle_bytes_equal_the_dumped_bundle(
+    matches: int, with_outcome: bool, total: int | None
+) -> None:
+    """Resources spliced in as bytes give exactly `orjson.dumps(searchset_bundle(...))`."""
+    entries = [make_entry() for _ in range(matches)]
+    resources = [
+        document_reference(e, id=str(e.entry_uuid), attachment_url="http://s/fhir/Binary/t")
+        for e in entries
+    ]
+    outcomes = (
+        [operation_outcome([Issue(code="timeout", diagnostics="x", severity="warning")])]
+        if with_outcome
+        else []
+    )
+    kwargs: dict[str, Any] = {
+        "self_url": 'http://s/fhir/DocumentReference?patient.identifier=x&title="q"',
+        "next_url": None if matches < 3 else "http://s/fhir/DocumentReference?_cursor=abc",
+        "total": total,
+        "outcomes": outcomes,
+    }
+    body = searchset_bundle_bytes(matches=[(r["id"], orjson.dumps(r)) for r in resources], **kwargs)
+    got = orjson.loads(body)
+    want = searchset_bundle(resources=resources, **kwargs)
+    want["id"] = got["id"]
+    if with_outcome:  # its fullUrl is a fresh urn:uuid
+        want["entry"][-1]["fullUrl"] = got["entry"][-1]["fullUrl"]
+    assert body == orjson.dumps(want)
+    validate(got)

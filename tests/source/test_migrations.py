@@ -41,7 +41,10 @@ def test_migration_files_ship_inside_the_package() -> None:
     assert first.down_revision is None
     second = importlib.import_module("onerecord.source.migrations.versions.0002_audit_and_controls")
     assert second.down_revision == "0001_registry"
-    assert second.revision == head_revision()
+    assert second.revision == "0002_audit_and_controls"
+    third = importlib.import_module("onerecord.source.migrations.versions.0003_stored_rendering")
+    assert third.down_revision == "0002_audit_and_controls"
+    assert third.revision == head_revision()
 
 
 async def test_upgrade_creates_schema_and_twice_is_a_no_op(database: Database) -> None:

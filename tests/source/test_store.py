@@ -35,6 +35,7 @@ from onerecord.domain import (
     SortKey,
     TimeRange,
     TokenParam,
+    TotalMode,
 )
 from onerecord.source.database import make_engine
 from onerecord.source.migrate import upgrade
@@ -535,7 +536,8 @@ async def test_sort_and_page(store: SqlDocumentStore, sort: str, count: int) -> 
         page = await store.find(query(identifier=((TokenParam(None, e.unique_id.urn),),)), None)
         seqs[uid(e)] = page.entries[0].seq
     keys = [SortKey(SortField(k.lstrip("-")), k.startswith("-")) for k in sort.split(",")]
-    q = query(sort=tuple(keys), count=count)
+    # `_total=accurate`: the total of every page, not only of a first page that holds all.
+    q = query(sort=tuple(keys), count=count, total=TotalMode.ACCURATE)
     seen: list[str] = []
     cursor: PageCursor | None = None
     while True:
@@ -554,7 +556,7 @@ async def test_paging_snapshot_ignores_entries_registered_meanwhile(
 ) -> None:
     first = [entry(creation_time=T0 + timedelta(minutes=i)) for i in range(25)]
     await store.register(first, submission_set=None)
-    q = query(count=7)
+    q = query(count=7, total=TotalMode.ACCURATE)  # the total of every page over the snapshot
     seen: list[str] = []
     cursor: PageCursor | None = None
     pages = 0

@@ -31,6 +31,7 @@ from onerecord.domain import (
     SortKey,
     TimeRange,
     TokenParam,
+    TotalMode,
 )
 from onerecord.source.database import make_engine
 from onerecord.source.migrate import upgrade
@@ -165,6 +166,7 @@ def test_every_query_field_is_classified_for_placeholders() -> None:
         "statuses",
         "sort",
         "count",
+        "total",
         "hidden_labels",
         "released_by",
         "shown_classes",
@@ -280,7 +282,7 @@ async def test_total_counts_only_what_policy_lets_through(store: SqlDocumentStor
     )
     shown, total = await listed(store, query(shown_classes=windows))
     assert set(shown) == {uid(recent_lab), uid(summary)} and total == 2
-    page = await store.find(query(shown_classes=windows, count=1), None)
+    page = await store.find(query(shown_classes=windows, count=1, total=TotalMode.ACCURATE), None)
     assert page.total == 2 and page.next_cursor is not None
     assert (await listed(store, query(shown_classes=())))[1] == 0
     masked = query(masked_documents=frozenset({DocumentUniqueId(uid(note))}))
@@ -342,6 +344,7 @@ def _decisions(blocked_ids: frozenset[DocumentUniqueId]) -> dict[str, SearchDeci
 
 async def _all_pages(store: SqlDocumentStore, q: DocumentQuery) -> tuple[list[str], int]:
     seen: list[str] = []
+    q = replace(q, total=TotalMode.ACCURATE)  # a total over several pages is counted when asked
     page = await store.find(q, None)
     total = page.total
     while True:

@@ -54,6 +54,7 @@ from onerecord.domain.search import (
     SortKey,
     TimeRange,
     TokenParam,
+    TotalMode,
 )
 
 __all__ = [
@@ -95,6 +96,7 @@ __all__ = [
     "SortKey",
     "TimeRange",
     "TokenParam",
+    "TotalMode",
     "UnknownCode",
     "code_tables",
     "normalise_system",

@@ -35,6 +35,7 @@ __all__ = [
     "SortKey",
     "TimeRange",
     "TokenParam",
+    "TotalMode",
 ]
 
 DEFAULT_PAGE_SIZE = 20
@@ -76,6 +77,19 @@ class TokenParam:
         return (self.system is None or self.system == system) and (
             self.code is None or self.code == code
         )
+
+
+class TotalMode(StrEnum):
+    """FHIR R4 `_total`: whether a searchset carries the number of matches.
+
+    Without `_total` the total is given only when it costs nothing (a first page that holds
+    every match); `accurate` and `estimate` count (an accurate count is a fine estimate);
+    `none` never gives it. References: FHIR R4 search.html#total.
+    """
+
+    NONE = "none"
+    ESTIMATE = "estimate"
+    ACCURATE = "accurate"
 
 
 class SortField(StrEnum):
@@ -134,6 +148,7 @@ class DocumentQuery:
     author_family: tuple[tuple[str, ...], ...] = ()
     sort: tuple[SortKey, ...] = (SortKey(SortField.DATE, descending=True),)
     count: int = DEFAULT_PAGE_SIZE
+    total: TotalMode | None = None
     # Set by access policy, never by the client: entries carrying any of these labels are left
     # out, and so are entries whose citizen release time lies after `released_by`.
     hidden_labels: frozenset[str] = field(default=frozenset())

@@ -180,10 +180,11 @@ def parse_find_request(
 ) -> CheckedFind:
     """Parse an ITI-67 search (not a snapshot page) and render the query each region receives:
     the caller's query with `_count` = `region_page_size` (the hub collects every match and
-    pages itself)."""
+    pages itself), and no `_total`: the hub counts the merged answer itself, and a region's
+    total would cost it a count query nobody reads."""
     only_total, rest = split_count_only(params)  # `_summary=count` is the hub's to answer
     query, _cursor = parse_find_query(rest, max_count=max_page_size)
-    region_params = render_query(replace(query, count=region_page_size), None)
+    region_params = render_query(replace(query, count=region_page_size, total=None), None)
     return CheckedFind(query, only_total, rest, region_params)
 
 

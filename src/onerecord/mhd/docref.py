@@ -60,6 +60,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
+
 from onerecord.domain.codes import Coding
 from onerecord.domain.document_entry import (
     Author,
@@ -104,9 +106,12 @@ __all__ = [
     "RFC3986",
     "RetrieveKey",
     "document_reference",
+    "document_reference_template",
     "entry_from_document_reference",
+    "fill_document_reference",
     "parse_retrieve_path",
     "retrieve_url",
+    "retrieve_url_prefix",
 ]
 
 COMPREHENSIVE_PROFILE = (
@@ -301,6 +306,56 @@ def document_reference(
         context["related"] = [{"identifier": {"value": r}} for r in entry.reference_ids]
     resource["context"] = context
     return resource
+
+
+# --- stored rendering: rendered once at registration, filled in per answer ---------------------
+
+# A NUL character never reaches a rendered string from outside (the parsers refuse control
+# characters), so its JSON escape, right after an opening quote, marks a slot unambiguously;
+# a template is only kept when each slot occurs exactly once.
+_STATUS_SLOT = "\x00status\x00"
+_URL_SLOT = "\x00retrieve-url\x00"
+_STATUS_SLOT_JSON = b'"\\u0000status\\u0000"'
+_URL_SLOT_JSON = b'"\\u0000retrieve-url\\u0000'
+_STATUS_JSON = {s.value: b'"' + s.value.encode("ascii") + b'"' for s in DocumentStatus}
+
+
+def document_reference_template(entry: DocumentEntry) -> bytes | None:
+    """Render `entry` once as DocumentReference JSON with two slots left open, or None.
+
+    The slots are what may change after registration or differs per source: `status`
+    (replacement and entered-in-error change it in the registry) and the start of the
+    attachment URL ("<fhir_base>/Binary/<homeCommunityId>~<repositoryUniqueId>~"); the rest of
+    the retrieve token (the escaped uniqueId) is rendered. `fill_document_reference` fills
+    them; the result is byte for byte `orjson.dumps(document_reference(entry, ...))`. None when
+    the entry's own text would make a slot ambiguous: render such an entry per answer instead.
+    """
+    resource = document_reference(
+        entry, id=str(entry.entry_uuid), attachment_url=_URL_SLOT + _escape(entry.unique_id.value)
+    )
+    resource["status"] = _STATUS_SLOT
+    rendered = orjson.dumps(resource)
+    if rendered.count(_STATUS_SLOT_JSON) != 1 or rendered.count(_URL_SLOT_JSON) != 1:
+        return None
+    return rendered
+
+
+def retrieve_url_prefix(
+    base: str, home_community_id: HomeCommunityId, repository_unique_id: RepositoryUniqueId
+) -> bytes:
+    """Return the JSON-escaped start of every ITI-68 URL of a source, for the URL slot."""
+    prefix = f"{base}/Binary/{home_community_id.oid.value}~{repository_unique_id.oid.value}~"
+    return b'"' + orjson.dumps(prefix)[1:-1]
+
+
+def fill_document_reference(template: bytes, *, status: str, url_prefix: bytes) -> bytes:
+    """Fill a `document_reference_template` with the registry's status and the URL's start.
+
+    `url_prefix` comes from `retrieve_url_prefix`. References: IHE MHD ITI-67 §2:3.67.4.2.
+    """
+    return template.replace(_STATUS_SLOT_JSON, _STATUS_JSON[status], 1).replace(
+        _URL_SLOT_JSON, url_prefix, 1
+    )
 
 
 # --- parsing -----------------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 Parameter handling is strict: a parameter this server does not know is a 400 naming it, so a
 client never mistakes an ignored filter for an applied one (FHIR R4 §3.1.1.2 allows a server to
 refuse with `Prefer: handling=strict`; onerecord always is strict). `_total` (none, estimate,
-accurate) and `_pretty` are accepted and ignored: the total is always counted and the output is
-never pretty. `_summary=count` and `_count=0` ask for the total only (`split_count_only`);
+accurate) says whether the answer counts its matches (`TotalMode`: without it, `total` is given
+only when the first page holds every match); `_pretty` is accepted and ignored (the output is
+never pretty). `_summary=count` and `_count=0` ask for the total only (`split_count_only`);
 other `_summary` values, `_elements`, `_include` and modifiers (`type:text`) are refused.
 
 Bounded work: before anything else the parameters are counted (MAX_PARAMETERS, all names;
@@ -32,6 +33,8 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 from uuid import uuid4
 from zoneinfo import ZoneInfo
+
+import orjson
 
 from onerecord.domain.codes import normalise_system
 from onerecord.domain.document_entry import DocumentStatus
@@ -62,6 +65,7 @@ from onerecord.domain.search import (
     SortKey,
     TimeRange,
     TokenParam,
+    TotalMode,
 )
 from onerecord.mhd.errors import BadRequest, NotAcceptable
 
@@ -72,6 +76,7 @@ __all__ = [
     "parse_token",
     "render_query",
     "searchset_bundle",
+    "searchset_bundle_bytes",
     "split_count_only",
 ]
 
@@ -92,9 +97,9 @@ _TOKEN_PARAMS = {
 _DATE_PARAMS = {"date": "date", "creation": "creation", "period": "period"}
 _STRING_PARAMS = {"author.given": "author_given", "author.family": "author_family"}
 _JSON_FORMATS = {"json", "application/json", "application/fhir+json", "application/json+fhir"}
-_IGNORED = {"_total": {"none", "estimate", "accurate"}, "_pretty": {"true", "false"}}
+_IGNORED = {"_pretty": {"true", "false"}}
 _KNOWN = (
-    {"patient.identifier", "status", "_count", "_sort", "_cursor", "_format"}
+    {"patient.identifier", "status", "_count", "_sort", "_cursor", "_format", "_total"}
     | set(_TOKEN_PARAMS)
     | set(_DATE_PARAMS)
     | set(_STRING_PARAMS)
@@ -373,6 +378,21 @@ def _count(values: list[str], max_count: int) -> int:
     return int(raw)
 
 
+def _total(values: list[str]) -> TotalMode | None:
+    """Parse `_total` (FHIR R4 search.html#total): none, estimate or accurate, at most once."""
+    if not values:
+        return None
+    if len(values) > 1:
+        raise BadRequest("_total may be given once", expression="_total")
+    try:
+        return TotalMode(values[0])
+    except ValueError:
+        allowed = ", ".join(m.value for m in TotalMode)
+        raise BadRequest(
+            f"_total={values[0][:40]} is not one of {allowed}", code="value", expression="_total"
+        ) from None
+
+
 _TOTAL_METHODS = frozenset({"count", "accurate", "estimate"})
 
 
@@ -495,6 +515,7 @@ def _parse(
         patient_id=_patient(grouped.get("patient.identifier", [])),
         statuses=_statuses(grouped.get("status", [])),
         count=_count(grouped.get("_count", []), max_count),
+        total=_total(grouped.get("_total", [])),
     )
     changes: dict[str, Any] = {}
     for name, attr in _DATE_PARAMS.items():
@@ -565,6 +586,8 @@ def render_query(query: DocumentQuery, cursor: PageCursor | None) -> list[tuple[
             out.append((name, ",".join(_escape(s) for s in strings)))
     out.append(("_sort", ",".join(k.render() for k in query.sort)))
     out.append(("_count", str(query.count)))
+    if query.total is not None:
+        out.append(("_total", query.total.value))
     if cursor is not None:
         out.append(("_cursor", cursor.encode()))
     return out
@@ -601,3 +624,35 @@ def searchset_bundle(
     if entries:
         bundle["entry"] = entries
     return bundle
+
+
+def searchset_bundle_bytes(
+    *,
+    matches: Sequence[tuple[str, bytes]],
+    self_url: str,
+    next_url: str | None,
+    total: int | None,
+    outcomes: Sequence[dict[str, Any]] = (),
+) -> bytes:
+    """Build `searchset_bundle` as JSON bytes around resources that are already JSON.
+
+    `matches` holds (id, resource JSON) per match, spliced in as they are: no resource is
+    parsed or encoded again. The bytes are those `orjson.dumps(searchset_bundle(...))` gives.
+    """
+    head = searchset_bundle(resources=[], self_url=self_url, next_url=next_url, total=total)
+    if not matches and not outcomes:
+        return orjson.dumps(head)
+    base = self_url.split("?", 1)[0].rstrip("/")
+    parts: list[bytes] = []
+    for resource_id, resource in matches:
+        parts += (b'{"fullUrl":', orjson.dumps(f"{base}/{resource_id}"), b',"resource":')
+        parts += (resource, b',"search":{"mode":"match"}},')
+    for outcome in outcomes:
+        entry = {
+            "fullUrl": f"urn:uuid:{uuid4()}",
+            "resource": outcome,
+            "search": {"mode": "outcome"},
+        }
+        parts += (orjson.dumps(entry), b",")
+    parts[-1] = parts[-1][:-1]  # the last entry's comma
+    return orjson.dumps(head)[:-1] + b',"entry":[' + b"".join(parts) + b"]}"

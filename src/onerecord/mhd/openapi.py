@@ -36,7 +36,11 @@ _QUERY_PARAMETERS: dict[str, tuple[str, dict[str, Any]]] = {
     "_sort": ("date, -date, title, -title …", _STRING),
     "_cursor": ("The opaque cursor of a `next` link.", _STRING),
     "_summary": ("`count`: only the total.", _STRING),
-    "_total": ("none, estimate or accurate.", _STRING),
+    "_total": (
+        "none, estimate or accurate: whether `total` is counted (without it, only when the "
+        "first page holds every match).",
+        _STRING,
+    ),
     "_format": ("json or a FHIR JSON media type.", _STRING),
 }
 

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from onerecord.domain import DocumentEntry, DocumentQuery
 from onerecord.mhd import MhdError
+from onerecord.trust.policy import EntryFacts
 
 __all__ = [
     "AccessGuard",
@@ -73,15 +74,16 @@ class DocumentNotShown(AccessRefused):
 class EntryView:
     """How one entry may be shown: in full or as a masked placeholder (hidden → no view).
 
-    `emergency`: shown only because of an emergency or elevated access (D2, D3).
+    `emergency`: shown only because of an emergency or elevated access (D2, D3). `entry` is what
+    the policy read: a DocumentEntry, or a registry row that answers the same fields (a search).
     """
 
-    entry: DocumentEntry
+    entry: EntryFacts
     masked: bool = False
     emergency: bool = False
 
 
-def _show_all(entry: DocumentEntry) -> EntryView | None:
+def _show_all(entry: EntryFacts) -> EntryView | None:
     return EntryView(entry)
 
 
@@ -94,11 +96,11 @@ class SearchGrant:
     """
 
     query: DocumentQuery
-    viewer: Callable[[DocumentEntry], EntryView | None] = _show_all
+    viewer: Callable[[EntryFacts], EntryView | None] = _show_all
     empty: bool = False
     empty_reason: str | None = None
 
-    def view(self, entry: DocumentEntry) -> EntryView | None:
+    def view(self, entry: EntryFacts) -> EntryView | None:
         return self.viewer(entry)
 
 

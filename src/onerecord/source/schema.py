@@ -1,6 +1,8 @@
 """The registry's tables: one row per DocumentEntry, its labels and codes, submission sets.
 
 `document_entry.metadata` holds the whole entry as JSON so reading never needs the side tables;
+`rendered` its DocumentReference, ready to splice into a search answer, and the columns hold
+what the access rules read of an entry, so a search decodes no metadata (docs/source.md);
 `document_label` and `document_code` exist only for WHERE clauses on multi-valued attributes.
 `seq` is the registry sequence number: it only grows, and paging snapshots are taken on it.
 `patient_control` (blocks, citizen rules) belongs to the trust framework and is not defined here.
@@ -24,6 +26,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -128,6 +131,11 @@ document_entry = Table(
     Column("repository_unique_id", String(64), nullable=True),
     Column("author_search", Text, nullable=False),
     Column("metadata", _Json, nullable=False),
+    # The bare confidentiality codes as a JSON array: what the access rules read of the labels.
+    Column("confidentiality_codes", Text, nullable=True),
+    # The DocumentReference JSON rendered once (onerecord.mhd.docref.document_reference_template),
+    # status and retrieve URL left as slots; NULL: render from `metadata` per answer.
+    Column("rendered", LargeBinary, nullable=True),
     CheckConstraint("status IN ('current', 'superseded', 'entered-in-error')", name="status_known"),
     CheckConstraint("size >= 0", name="size_not_negative"),
 )

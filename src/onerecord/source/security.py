@@ -80,9 +80,7 @@ from onerecord.trust.patient_binding import (
     verify_binding,
 )
 from onerecord.trust.policy import (
-    EntryView as PolicyView,
-)
-from onerecord.trust.policy import (
+    EntryFacts,
     PopulationFacts,
     RegionPolicy,
     RetrieveDecision,
@@ -91,6 +89,9 @@ from onerecord.trust.policy import (
     citizen_search_policy,
     hcp_search_policy,
     retrieve_policy,
+)
+from onerecord.trust.policy import (
+    EntryView as PolicyView,
 )
 from onerecord.trust.principal import (
     AccessBasis,
@@ -308,8 +309,8 @@ def _refuse(decision: SearchDecision | RetrieveDecision) -> AccessRefused:
     return AccessRefused(f"access denied by policy: {reason}", reason=reason)
 
 
-def _entry_view(decision: SearchDecision) -> Callable[[DocumentEntry], EntryView | None]:
-    def view(entry: DocumentEntry) -> EntryView | None:
+def _entry_view(decision: SearchDecision) -> Callable[[EntryFacts], EntryView | None]:
+    def view(entry: EntryFacts) -> EntryView | None:
         shown = decision.view(entry)
         if shown is PolicyView.HIDDEN:
             return None

@@ -51,7 +51,8 @@ from onerecord.mhd import (
     split_count_only,
     transaction_response,
 )
-from onerecord.mhd.docref import RFC3986
+from onerecord.mhd.docref import RFC3986, fill_document_reference, retrieve_url_prefix
+from onerecord.mhd.iti67 import searchset_bundle_bytes
 from onerecord.source.access import (
     NO_SUCH_DOCUMENT,
     AccessGuard,
@@ -69,6 +70,7 @@ from onerecord.source.settings import SourceSettings
 from onerecord.source.store import (
     DocumentStore,
     DuplicateDocument,
+    FoundEntry,
     InvalidReplacement,
     SubmissionSetRecord,
 )
@@ -145,6 +147,11 @@ def masked_document_reference(entry: DocumentEntry) -> dict[str, Any]:
     return resource
 
 
+def _shown(grant: SearchGrant, found: Sequence[FoundEntry]) -> list[tuple[FoundEntry, EntryView]]:
+    """Each entry the grant's viewer shows (in full or masked), with its view; hidden ones go."""
+    return [(f, v) for f, v in ((f, grant.view(f)) for f in found) if v is not None]
+
+
 def _empty_outcome(reason: str) -> dict[str, Any]:
     """Say why a searchset is empty by rule (reservation D4, citizen 12–15 E2), not by chance.
 
@@ -205,6 +212,9 @@ class DocumentSource:
         self.recorder = recorder
         self.home_community_id = HomeCommunityId.parse(settings.home_community_id)
         self.repository_unique_id = RepositoryUniqueId.parse(settings.repository_unique_id)
+        self._url_prefix = retrieve_url_prefix(
+            settings.fhir_base, self.home_community_id, self.repository_unique_id
+        )
         # SHA-256s being published by this process: a failed publish leaves them in place.
         self._in_flight: Counter[str] = Counter()
 
@@ -324,7 +334,10 @@ class DocumentSource:
     async def find(self, caller: CallerContext, params: Sequence[tuple[str, str]]) -> FoundPage:
         """Answer a Find Document References query with a searchset Bundle.
 
-        `_summary=count` / `_count=0` answer the same `total` with no entries.
+        `_summary=count` / `_count=0` answer the same `total` with no entries. Otherwise `total`
+        is counted only when `_total` asks for it, or given when free (`SqlDocumentStore.find`).
+        Each match is its stored rendering filled in (`fill_document_reference`) and spliced
+        into the Bundle's bytes; only masked placeholders and rows without one are rendered here.
         """
         only_total, params = split_count_only(params)
         query, cursor = parse_find_query(params, max_count=self.settings.max_page_size)
@@ -355,18 +368,19 @@ class DocumentSource:
                 )
             )
         page = await self.store.find(grant.query, cursor)
-        views = [v for v in (grant.view(s.entry) for s in page.entries) if v is not None]
+        shown = _shown(grant, page.entries)
+        views = [v for _, v in shown]
         await self.recorder.searched(caller, query, views)
-        resources = [self._render(v) for v in views]
         next_url = (
             f"{base}?{urlencode(render_query(query, page.next_cursor))}"
             if page.next_cursor is not None
             else None
         )
-        body = orjson.dumps(
-            searchset_bundle(
-                resources=resources, self_url=self_url, next_url=next_url, total=page.total
-            )
+        body = searchset_bundle_bytes(
+            matches=[self._rendered(found, view) for found, view in shown],
+            self_url=self_url,
+            next_url=next_url,
+            total=page.total,
         )
         return FoundPage(body, masked_count=sum(1 for v in views if v.masked))
 
@@ -395,23 +409,30 @@ class DocumentSource:
         ]
         query, _cursor = parse_find_query(params, max_count=self.settings.max_page_size)
         grant = await self._authorize_search(caller, query)
-        views: list[EntryView] = []
+        shown: list[tuple[FoundEntry, EntryView]] = []
         if not grant.empty:
             page = await self.store.find(grant.query, None)
-            views = [v for v in (grant.view(s.entry) for s in page.entries) if v is not None]
-        shown = [v for v in views if not v.masked]
-        await self.recorder.searched(caller, query, shown)
+            shown = [(f, v) for f, v in _shown(grant, page.entries) if not v.masked]
+        await self.recorder.searched(caller, query, [v for _, v in shown])
         if not shown:
             raise NotFound(f"no DocumentReference with id {entry_uuid}")
-        return orjson.dumps(self._render(shown[0]))
+        return self._rendered(*shown[0])[1]
 
-    def _render(self, view: EntryView) -> dict[str, Any]:
+    def _rendered(self, found: FoundEntry, view: EntryView) -> tuple[str, bytes]:
+        """The id and JSON of one match: the stored rendering filled in, else rendered now."""
         if view.masked:
-            return masked_document_reference(view.entry)
-        entry = view.entry
-        return document_reference(
+            placeholder = masked_document_reference(found.entry)
+            return placeholder["id"], orjson.dumps(placeholder)
+        if found.rendered is not None:
+            body = fill_document_reference(
+                found.rendered, status=found.status, url_prefix=self._url_prefix
+            )
+            return found.entry_uuid, body
+        entry = found.entry
+        resource = document_reference(
             entry, id=str(entry.entry_uuid), attachment_url=self.attachment_url(entry)
         )
+        return resource["id"], orjson.dumps(resource)
 
     def attachment_url(self, entry: DocumentEntry) -> str:
         key = RetrieveKey(self.home_community_id, self.repository_unique_id, entry.unique_id)

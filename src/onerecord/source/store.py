@@ -20,9 +20,12 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
+import orjson
 from sqlalchemy import (
     ColumnElement,
+    Text,
     and_,
+    bindparam,
     case,
     exists,
     false,
@@ -37,6 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -60,9 +64,11 @@ from onerecord.domain import (
     ReshId,
     SortField,
     TokenParam,
+    TotalMode,
     normalise_system,
 )
 from onerecord.domain.limits import check_moment
+from onerecord.mhd.docref import document_reference_template
 from onerecord.source.group_register import GroupRegister
 from onerecord.source.schema import (
     NO_PERIOD,
@@ -79,6 +85,7 @@ __all__ = [
     "PLACEHOLDER_FILTERS",
     "DocumentStore",
     "DuplicateDocument",
+    "FoundEntry",
     "InvalidReplacement",
     "Page",
     "RegisterResult",
@@ -89,8 +96,10 @@ __all__ = [
     "author_search_text",
     "entry_from_json",
     "entry_to_json",
+    "fill_stored_renderings",
     "identifier_codes",
     "related_codes",
+    "render_stored",
 ]
 
 IDENTIFIER_SYSTEM = "urn:ietf:rfc:3986"
@@ -129,13 +138,100 @@ class StoredEntry:
     entry: DocumentEntry
 
 
+class FoundEntry:
+    """One entry a find returned, read from its row's columns: no metadata decoded up front.
+
+    It answers what the access rules read (`onerecord.trust.policy.EntryFacts`) and carries
+    the stored rendering (`rendered`, None when there is none); `entry`, the whole
+    DocumentEntry, is decoded from the metadata only when something asks for it (a masked
+    placeholder, a row without a rendering).
+    """
+
+    __slots__ = (
+        "_class",
+        "_codes",
+        "_entry",
+        "_metadata",
+        "_unique_id",
+        "citizen_release_time",
+        "creation_time",
+        "entry_uuid",
+        "rendered",
+        "seq",
+        "service_start_time",
+        "status",
+    )
+
+    def __init__(
+        self,
+        seq: int,
+        unique_id: str,
+        entry_uuid: str,
+        status: str,
+        class_system: str,
+        class_code: str,
+        creation_time: datetime,
+        service_start_time: datetime | None,
+        citizen_release_time: datetime | None,
+        confidentiality_codes: str | None,
+        rendered: bytes | None,
+        metadata: str | dict[str, Any],
+    ) -> None:
+        self.seq = seq
+        self._unique_id: str | DocumentUniqueId = unique_id
+        self.entry_uuid = entry_uuid
+        self.status = status
+        self._class: tuple[str, str] | Coding = (class_system, class_code)
+        self.creation_time = creation_time
+        self.service_start_time = service_start_time
+        self.citizen_release_time = citizen_release_time
+        self._codes: str | frozenset[str] | None = confidentiality_codes
+        self.rendered = rendered
+        self._metadata = metadata
+        self._entry: DocumentEntry | None = None
+
+    @property
+    def unique_id(self) -> DocumentUniqueId:
+        if isinstance(self._unique_id, str):
+            self._unique_id = DocumentUniqueId(self._unique_id)
+        return self._unique_id
+
+    @property
+    def class_code(self) -> Coding:
+        """classCode without its display (the rules compare system and code only)."""
+        if isinstance(self._class, tuple):
+            self._class = Coding(*self._class)
+        return self._class
+
+    @property
+    def confidentiality_code_values(self) -> frozenset[str]:
+        if self._codes is None:
+            self._codes = self.entry.confidentiality_code_values
+        elif isinstance(self._codes, str):
+            self._codes = frozenset(orjson.loads(self._codes))
+        return self._codes
+
+    @property
+    def entry(self) -> DocumentEntry:
+        """The whole entry, decoded from the metadata on first use."""
+        if self._entry is None:
+            meta = self._metadata
+            self._entry = _from_row(
+                orjson.loads(meta) if isinstance(meta, str) else meta, self.status
+            )
+        return self._entry
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One page of a find: entries in sort order, the cursor of the next page, the total."""
+    """One page of a find: entries in sort order, the cursor of the next page, the total.
 
-    entries: tuple[StoredEntry, ...]
+    `total` is None when it was not counted (`DocumentQuery.total`, see `SqlDocumentStore.find`).
+    """
+
+    entries: tuple[FoundEntry, ...]
     next_cursor: PageCursor | None
-    total: int
+    total: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,7 +534,53 @@ def _entry_row(entry: DocumentEntry) -> dict[str, Any]:
         ),
         "author_search": author_search_text(entry),
         "metadata": entry_to_json(entry),
+        **render_stored(entry),
     }
+
+
+def render_stored(entry: DocumentEntry) -> dict[str, Any]:
+    """The columns a search reads instead of the metadata: the label codes and the rendering."""
+    return {
+        "confidentiality_codes": orjson.dumps(
+            sorted({c.code for c in entry.confidentiality_codes})
+        ).decode("utf-8"),
+        "rendered": document_reference_template(entry),
+    }
+
+
+def fill_stored_renderings(connection: Connection, *, batch_size: int = 1000) -> int:
+    """Fill `render_stored` for every row that lacks it, in batches by `seq`; return how many.
+
+    For the migration that added the columns (and for any later one that changes the rendering:
+    set `confidentiality_codes` to NULL, then call this). Runs in the caller's transaction.
+    """
+    e = document_entry.c
+    done = 0
+    last = 0
+    while True:
+        rows = connection.execute(
+            select(e.seq, e.metadata, e.status)
+            .where(e.seq > last, e.confidentiality_codes.is_(None))
+            .order_by(e.seq)
+            .limit(batch_size)
+        ).all()
+        if not rows:
+            return done
+        values = [
+            {"b_seq": seq, **{f"b_{k}": v for k, v in render_stored(entry).items()}}
+            for seq, entry in ((r[0], _from_row(r[1], r[2])) for r in rows)
+        ]
+        connection.execute(
+            update(document_entry)
+            .where(e.seq == bindparam("b_seq"))
+            .values(
+                confidentiality_codes=bindparam("b_confidentiality_codes"),
+                rendered=bindparam("b_rendered"),
+            ),
+            values,
+        )
+        done += len(rows)
+        last = rows[-1][0]
 
 
 def _label_rows(seq: int, entry: DocumentEntry) -> list[dict[str, Any]]:
@@ -769,6 +911,24 @@ def _placeholder_sort(field: SortField, column: Any, masked: ColumnElement[bool]
     return type_coerce(case((masked, shown), else_=column), column.type)
 
 
+_COUNTED = frozenset({TotalMode.ACCURATE, TotalMode.ESTIMATE})
+
+# What a find reads of each row, in FoundEntry's argument order; the metadata as raw text
+# (asyncpg's own JSON codec decodes it on PostgreSQL), made an entry only when asked for whole.
+_FOUND_COLUMNS = (
+    document_entry.c.seq,
+    document_entry.c.unique_id,
+    document_entry.c.entry_uuid,
+    document_entry.c.status,
+    document_entry.c.class_system,
+    document_entry.c.class_code,
+    document_entry.c.creation_time,
+    document_entry.c.service_start_time,
+    document_entry.c.citizen_release_time,
+    document_entry.c.confidentiality_codes,
+    document_entry.c.rendered,
+    type_coerce(document_entry.c.metadata, Text),
+)
 # --- registration: the checks of one transaction, over what it read and what it admitted ------
 
 
@@ -1250,32 +1410,44 @@ class SqlDocumentStore:
     # read ----------------------------------------------------------------------------------
 
     async def find(self, query: DocumentQuery, cursor: PageCursor | None) -> Page:
-        """Return one page of matches over a stable snapshot (keyset pagination)."""
+        """Return one page of matches over a stable snapshot (keyset pagination).
+
+        The total is counted (a second query) only when `query.total` asks for it (accurate or
+        estimate) or `query.count` is 0 (`_summary=count`); without `_total` it is given only
+        when it is free, on a first page that holds every match; with `_total=none` never.
+        References: FHIR R4 search.html#total.
+        """
         e = document_entry.c
         order = _Order.of(query)
         where = _conditions(query)
+        counting = query.count <= 0 or query.total in _COUNTED
+        snapshot = None if cursor is None else cursor.snapshot
         async with self.engine.connect() as conn:
-            if cursor is None:
+            if snapshot is None and counting:
                 top = (await conn.execute(select(func.max(e.seq)))).scalar()
                 snapshot = int(top or 0)
-            else:
-                snapshot = cursor.snapshot
-            where.append(e.seq <= snapshot)
-            total = int(
-                (
-                    await conn.execute(
-                        select(func.count()).select_from(document_entry).where(*where)
-                    )
-                ).scalar_one()
-            )
+            if snapshot is not None:
+                where.append(e.seq <= snapshot)
+            total: int | None = None
+            if counting:
+                total = int(
+                    (
+                        await conn.execute(
+                            select(func.count()).select_from(document_entry).where(*where)
+                        )
+                    ).scalar_one()
+                )
             if query.count <= 0:
                 return Page(entries=(), next_cursor=None, total=total)
             page_where = list(where)
-            if cursor is not None and cursor.after is not None:
-                page_where.append(order.after(order.decode(cursor.after)))
+            after = None if cursor is None else cursor.after
+            if after is not None:
+                page_where.append(order.after(order.decode(after)))
+            # A first page takes its snapshot in the same statement: one round trip, not two.
+            top_seq = [] if snapshot is not None else [select(func.max(e.seq)).scalar_subquery()]
             rows = (
                 await conn.execute(
-                    select(e.metadata, e.status, *order.keys)
+                    select(*_FOUND_COLUMNS, *top_seq, *order.keys)
                     .where(*page_where)
                     .order_by(*order.order_by())
                     .limit(query.count + 1)
@@ -1283,9 +1455,15 @@ class SqlDocumentStore:
             ).all()
         more = len(rows) > query.count
         rows = rows[: query.count]
-        entries = tuple(StoredEntry(int(r[-1]), _from_row(r[0], r[1])) for r in rows)
+        if total is None and after is None and not more and query.total is not TotalMode.NONE:
+            total = len(rows)  # every match is on this first page: the count costs nothing
+        width = len(_FOUND_COLUMNS)
+        keys_at = width + len(top_seq)
+        if snapshot is None:
+            snapshot = int(rows[0][width]) if rows else 0
+        entries = tuple(FoundEntry(*r[:width]) for r in rows)
         next_cursor = (
-            PageCursor(snapshot=snapshot, after=order.encode(tuple(rows[-1][2:])))
+            PageCursor(snapshot=snapshot, after=order.encode(tuple(rows[-1][keys_at:])))
             if more and rows
             else None
         )

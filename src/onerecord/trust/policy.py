@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from functools import cache
+from typing import Protocol
 
 from onerecord.domain import (
     CONFIDENTIALITY_VOLVEN,
@@ -51,6 +52,7 @@ __all__ = [
     "OWN_ACCESS_LOG_MIN_AGE",
     "PARENT_ACCESS_BELOW_AGE",
     "DenialReason",
+    "EntryFacts",
     "EntryView",
     "MaskedEntry",
     "PatientControls",
@@ -131,6 +133,32 @@ class DenialReason(StrEnum):
     NO_PARENT_AT_ADDRESS = "no-parent-at-address"
     PROXY_NOT_VALID = "proxy-not-valid"
     PROTECTED_ADDRESS = "protected-address"
+
+
+class EntryFacts(Protocol):
+    """What the per-entry rules read of a DocumentEntry, and nothing more.
+
+    A DocumentEntry has all of it; the registry's search answers it from a row's columns
+    without decoding the whole entry (onerecord.source.store.FoundEntry).
+    """
+
+    @property
+    def unique_id(self) -> DocumentUniqueId: ...
+
+    @property
+    def class_code(self) -> Coding: ...
+
+    @property
+    def confidentiality_code_values(self) -> frozenset[str]: ...
+
+    @property
+    def creation_time(self) -> datetime: ...
+
+    @property
+    def service_start_time(self) -> datetime | None: ...
+
+    @property
+    def citizen_release_time(self) -> datetime | None: ...
 
 
 class EntryView(StrEnum):
@@ -238,7 +266,7 @@ class _EntryRules:
     kj_forskrift_on: date | None = None
     released_by: datetime | None = None
 
-    def view(self, entry: DocumentEntry) -> EntryView:
+    def view(self, entry: EntryFacts) -> EntryView:
         labels = entry.confidentiality_code_values
         if not labels.isdisjoint(self.hidden_labels):
             return EntryView.HIDDEN
@@ -254,7 +282,7 @@ class _EntryRules:
             return EntryView.MASKED
         return EntryView.FULL
 
-    def is_blocked(self, entry: DocumentEntry) -> bool:
+    def is_blocked(self, entry: EntryFacts) -> bool:
         return (
             not entry.confidentiality_code_values.isdisjoint(self.masked_labels)
             or entry.unique_id in self.blocked_documents
@@ -307,13 +335,13 @@ class SearchDecision:
         )
         return self.rules.restrict(narrowed)
 
-    def view(self, entry: DocumentEntry) -> EntryView:
+    def view(self, entry: EntryFacts) -> EntryView:
         """How `entry` may be shown (HIDDEN for every entry when access is refused or empty)."""
         if not self.allowed or self.empty:
             return EntryView.HIDDEN
         return self.rules.view(entry)
 
-    def unlocks(self, entry: DocumentEntry) -> bool:
+    def unlocks(self, entry: EntryFacts) -> bool:
         """True when `entry` is shown only because of an emergency or elevated access (D2, D3).
 
         The audit marks such access, and the citizen's access log shows it explicitly.
@@ -360,7 +388,7 @@ def _years_before(day: date, years: int) -> date:
         return day.replace(year=day.year - years, day=28)
 
 
-def _entry_date(entry: DocumentEntry) -> datetime:
+def _entry_date(entry: EntryFacts) -> datetime:
     return entry.service_start_time or entry.creation_time
 
 
@@ -382,7 +410,7 @@ def kj_forskrift_windows(today: date) -> tuple[ClassWindow, ...]:
     )
 
 
-def _kj_forskrift_shows(entry: DocumentEntry, today: date) -> bool:
+def _kj_forskrift_shows(entry: EntryFacts, today: date) -> bool:
     """Kjernejournalforskriften: show only the listed classes, each within its age limit."""
     for window in kj_forskrift_windows(today):
         if (entry.class_code.system, entry.class_code.code) == (window.system, window.code):
@@ -390,7 +418,7 @@ def _kj_forskrift_shows(entry: DocumentEntry, today: date) -> bool:
     return False
 
 
-def _released(entry: DocumentEntry, now: datetime) -> bool:
+def _released(entry: EntryFacts, now: datetime) -> bool:
     """NORU: delayed citizen access until the entry's release time (E12).
 
     An entry marked NORU without a release time stays hidden; an entry with a future release
