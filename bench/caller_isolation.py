@@ -80,9 +80,18 @@ def start_demo(workdir: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     manifest = workdir / "manifest.json"
     demo = subprocess.Popen(
         [
-            sys.executable, "-m", "onerecord.cli", "demo",
-            "--workdir", str(workdir), "--base-port", str(base),
-            "--citizens", "4", "--manifest", str(manifest),
+            sys.executable,
+            "-m",
+            "onerecord.cli",
+            "demo",
+            "--workdir",
+            str(workdir),
+            "--base-port",
+            str(base),
+            "--citizens",
+            "4",
+            "--manifest",
+            str(manifest),
         ],
         env={**os.environ, "COLUMNS": "120"},
         stdout=subprocess.DEVNULL,
@@ -107,8 +116,9 @@ def stop_demo(demo: subprocess.Popen[bytes]) -> None:
         demo.wait()
 
 
-async def log_in(http: httpx.AsyncClient, manifest: dict[str, Any], staff: str,
-                 patient: str) -> HubSession:
+async def log_in(
+    http: httpx.AsyncClient, manifest: dict[str, Any], staff: str, patient: str
+) -> HubSession:
     key = SigningKey.from_jwk(json.loads(Path(manifest["client"]["key_file"]).read_bytes()))
     return await practitioner_session(
         http,
@@ -125,11 +135,13 @@ def _b64(data: bytes) -> str:
 
 
 def _jws(header: dict[str, Any], claims: dict[str, Any]) -> str:
-    return ".".join([
-        _b64(json.dumps(header).encode()),
-        _b64(json.dumps(claims, allow_nan=True).encode()),
-        _b64(b"\0" * 64),
-    ])
+    return ".".join(
+        [
+            _b64(json.dumps(header).encode()),
+            _b64(json.dumps(claims, allow_nan=True).encode()),
+            _b64(b"\0" * 64),
+        ]
+    )
 
 
 Attack = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
@@ -143,15 +155,19 @@ def attacks(hub_fhir: str, session: HubSession, patient: str) -> list[tuple[str,
     def get(params: dict[str, str], extra: dict[str, str] | None = None) -> Attack:
         async def send(http: httpx.AsyncClient) -> httpx.Response:
             headers = {**session.headers("GET", url), **(extra or {})}
-            return await http.get(url, params={"patient.identifier": ident, **params},
-                                  headers=headers)
+            return await http.get(
+                url, params={"patient.identifier": ident, **params}, headers=headers
+            )
+
         return send
 
     async def huge_post(http: httpx.AsyncClient) -> httpx.Response:
         post_url = f"{url}/_search"
         body = "&".join(f"p{i}=x" for i in range(100_000))
-        headers = {**session.headers("POST", post_url),
-                   "content-type": "application/x-www-form-urlencoded"}
+        headers = {
+            **session.headers("POST", post_url),
+            "content-type": "application/x-www-form-urlencoded",
+        }
         return await http.post(post_url, content=body, headers=headers)
 
     async def list_alg(http: httpx.AsyncClient) -> httpx.Response:
@@ -160,8 +176,10 @@ def attacks(hub_fhir: str, session: HubSession, patient: str) -> list[tuple[str,
         return await http.get(url, params={"patient.identifier": ident}, headers=headers)
 
     async def nan_iat(http: httpx.AsyncClient) -> httpx.Response:
-        proof = _jws({"alg": "ES256", "typ": "dpop+jwt", "jwk": {"kty": "EC"}},
-                     {"iat": float("nan"), "htm": "GET", "htu": url, "jti": "x"})
+        proof = _jws(
+            {"alg": "ES256", "typ": "dpop+jwt", "jwk": {"kty": "EC"}},
+            {"iat": float("nan"), "htm": "GET", "htu": url, "jti": "x"},
+        )
         headers = {"authorization": f"DPoP {session.token}", "dpop": proof}
         return await http.get(url, params={"patient.identifier": ident}, headers=headers)
 
@@ -209,8 +227,9 @@ async def normal_searches(
     return times, statuses
 
 
-async def hostile(http: httpx.AsyncClient, shapes: list[tuple[str, Attack]], rate: float,
-                  seconds: float) -> dict[str, collections.Counter[int]]:
+async def hostile(
+    http: httpx.AsyncClient, shapes: list[tuple[str, Attack]], rate: float, seconds: float
+) -> dict[str, collections.Counter[int]]:
     seen: dict[str, collections.Counter[int]] = {name: collections.Counter() for name, _ in shapes}
     interval = 1.0 / rate
     end = time.monotonic() + seconds
@@ -252,8 +271,10 @@ async def run(
     hub_base = hub_fhir.rsplit("/fhir", 1)[0]
     patient = str(manifest["patients"]["adult"])
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-    async with httpx.AsyncClient(timeout=30) as normal_http, \
-            httpx.AsyncClient(timeout=30, limits=limits) as bad_http:
+    async with (
+        httpx.AsyncClient(timeout=30) as normal_http,
+        httpx.AsyncClient(timeout=30, limits=limits) as bad_http,
+    ):
         normal = await log_in(normal_http, manifest, "doctor", patient)
         bad = await log_in(bad_http, manifest, "nurse", patient)
         await normal_searches(normal_http, hub_fhir, normal, patient, 2.0, normal_rate)  # warm-up
@@ -309,19 +330,27 @@ def main() -> None:
             result = asyncio.run(run(manifest, args.seconds, args.rate, args.normal_rate))
         finally:
             stop_demo(demo)
-    result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
-                         "load_before": os.getloadavg()}
+    result["machine"] = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_before": os.getloadavg(),
+    }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     for label, key in (("alone", "normal_baseline"), ("under attack", "normal_under_attack")):
         f = result[key]
-        print(f"normal caller {label:12s} p50 {f['p50_ms']:8.2f} ms  p99 {f['p99_ms']:8.2f} ms"
-              f"  (n={f['n']})")
+        print(
+            f"normal caller {label:12s} p50 {f['p50_ms']:8.2f} ms  p99 {f['p99_ms']:8.2f} ms"
+            f"  (n={f['n']})"
+        )
     print(f"p99 ratio {result['p99_ratio']} (target ≤ 1.5)  p50 ratio {result['p50_ratio']}")
-    print(f"hostile answers by status: {result['hostile_by_status']}"
-          f"  (5xx: {result['hostile_5xx']})")
-    print(f"breakers open after the attack: {result['breakers_open_after']}"
-          f" of {len(result['breakers_after'])}")
+    print(
+        f"hostile answers by status: {result['hostile_by_status']}  (5xx: {result['hostile_5xx']})"
+    )
+    print(
+        f"breakers open after the attack: {result['breakers_open_after']}"
+        f" of {len(result['breakers_after'])}"
+    )
     for shape, counts in result["hostile_by_shape"].items():
         print(f"  {shape:30s} {counts}")
     print(f"wrote {RESULTS.relative_to(ROOT)}")

@@ -218,8 +218,11 @@ def _set(target: Any, path: tuple[Any, ...], value: Any) -> None:
             target = target[step]
         except (KeyError, IndexError, TypeError):
             return
+    key = path[-1]
+    if isinstance(target, dict) and not isinstance(key, str):
+        return  # an object's keys are strings: an int here would make the body unencodable
     try:
-        target[path[-1]] = value
+        target[key] = value
     except (IndexError, TypeError):
         return
 

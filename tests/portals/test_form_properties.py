@@ -38,15 +38,48 @@ from tests.portals.test_app import (
     _key_file,
 )
 
-FIELDS = ("csrf_token", "workplace", "patient", "healthcare_service", "purpose_of_use",
-          "purpose_of_use_details", "access_basis", "reason", "fra", "til", "type", "side",
-          "antall", "sorter", "region", "x")
+FIELDS = (
+    "csrf_token",
+    "workplace",
+    "patient",
+    "healthcare_service",
+    "purpose_of_use",
+    "purpose_of_use_details",
+    "access_basis",
+    "reason",
+    "fra",
+    "til",
+    "type",
+    "side",
+    "antall",
+    "sorter",
+    "region",
+    "x",
+)
 
 _text = st.one_of(
     st.text(max_size=40),
     st.text(alphabet=st.characters(codec="utf-8"), max_size=300),
-    st.sampled_from(["", " ", "\x00", "0" * 11, "9" * 40, "1e309", "NaN", "-1", "²", "٣",
-                     "2024-13-40", "0001-01-01", "9999-12-31", "<script>", "%", "a" * 5000]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "\x00",
+            "0" * 11,
+            "9" * 40,
+            "1e309",
+            "NaN",
+            "-1",
+            "²",
+            "٣",
+            "2024-13-40",
+            "0001-01-01",
+            "9999-12-31",
+            "<script>",
+            "%",
+            "a" * 5000,
+        ]
+    ),
 )
 _forms = st.lists(st.tuples(st.sampled_from(FIELDS) | st.text(max_size=20), _text), max_size=12)
 
@@ -100,9 +133,7 @@ def test_hostile_form_fields_never_give_5xx_and_keep_the_patient(
         data = [("csrf_token", token), *fields] if with_token else fields
         body = urlencode(data).encode()
         headers = {"content-type": "application/x-www-form-urlencoded"}
-        answer = runner.run(
-            browser.post(f"/helsepersonell/{form}", content=body, headers=headers)
-        )
+        answer = runner.run(browser.post(f"/helsepersonell/{form}", content=body, headers=headers))
         assert answer.status_code < 500, (form, data, answer.text[:500])
 
     post()
