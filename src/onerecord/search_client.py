@@ -75,6 +75,8 @@ _PURPOSE = "urn:oid:2.16.840.1.113883.1.11.20448"
 _CARE_RELATION = "urn:AuditEventHL7Norway/CodeSystem/carerelation"
 _EXT_HCID = "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-HomeCommunityId"
 _EXT_STATUS = "https://onerecord.no/fhir/StructureDefinition/region-status"
+NOT_ASKED = "not-asked"
+"""The region status of a region the hub's locator spared (docs/hub.md "Locator")."""
 _EXT_LATENCY = "https://onerecord.no/fhir/StructureDefinition/region-latency-ms"
 
 
@@ -454,12 +456,18 @@ def region_reasons(bundle: Mapping[str, Any]) -> dict[str, str]:
 
 
 def refusal_reasons(outcome: Mapping[str, Any]) -> list[str | None]:
-    """Return, for each region the hub names as failed, the reason it gave (None: none given)."""
+    """Return, for each region the hub names as failed, the reason it gave (None: none given).
+
+    A region the hub's locator did not ask (status `not-asked`) refused nothing and is left out.
+    """
     return [
         denial_reason(issue)
         for issue in _outcome_issues(outcome)
         if _issue_hcid(issue) is not None
-        and any(e.get("url") == _EXT_STATUS for e in issue.get("extension", []))
+        and any(
+            e.get("url") == _EXT_STATUS and e.get("valueCode") != NOT_ASKED
+            for e in issue.get("extension", [])
+        )
     ]
 
 

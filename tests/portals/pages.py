@@ -16,11 +16,21 @@ __all__ = [
     "csrf_token",
     "follow_redirects",
     "login_through_sts",
+    "region_answered_or_spared",
     "set_cookie_header",
     "table_rows",
 ]
 
 _MAX_REDIRECTS = 10
+
+
+def region_answered_or_spared(html: str, name: str) -> bool:
+    """True when the page says region `name` answered, or that the hub's locator spared it.
+
+    With the locator on (the demo network), a region that holds nothing about the patient is
+    not asked, and the page says so in its own words (never as a failure).
+    """
+    return re.search(rf"{re.escape(name)} (svarte\.|ble ikke spurt:)", unescape(html)) is not None
 
 
 def csrf_token(page: httpx.Response) -> str:

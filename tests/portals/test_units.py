@@ -10,6 +10,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from onerecord.mhd import DENIAL_REASON_SYSTEM
 from onerecord.portals.basis import (
     InvalidAccessRequest,
     build_attestation,
@@ -25,7 +26,7 @@ from onerecord.portals.override_log import (
     normalise_reason,
     reason_problem,
 )
-from onerecord.portals.overview import RegionNotice, build_overview
+from onerecord.portals.overview import Overview, RegionNotice, build_overview
 from onerecord.portals.sessions import (
     PortalSession,
     SessionStore,
@@ -34,7 +35,7 @@ from onerecord.portals.sessions import (
 )
 from onerecord.portals.settings import DEV_SESSION_SECRET, PortalSettings
 from onerecord.portals.workplaces import workplaces_of
-from onerecord.search_client import HubSession, StaffMember
+from onerecord.search_client import HubSession, StaffMember, refusal_reasons
 from onerecord.trust.attestation import parse_attestation_claim
 from onerecord.trust.keys import SigningKey
 
@@ -490,3 +491,42 @@ def test_the_hubs_newer_region_statuses_are_told_truthfully_and_a_refusal_offers
     too_large = RegionNotice("Helse Nord", "too-large")
     assert "for stort svar" in nb(too_large.message_key, name="Helse Nord")
     assert too_large.retry_helps
+
+
+def test_a_region_the_locator_spared_is_said_so_and_leaves_the_list_complete() -> None:
+    """Issue 12: "not asked" is never confused with "no answer" or "no documents there"."""
+    spared = RegionNotice("Helse Nord", "not-asked")
+    down = RegionNotice("Helse Vest", "unavailable")
+    assert spared.ok and not spared.retry_helps
+    for lang, words in (("nb", "ble ikke spurt"), ("nn", "vart ikkje spurd"), ("en", "not asked")):
+        sentence = Translator(lang)(spared.message_key, name=spared.name)
+        assert sentence.startswith("Helse Nord") and words in sentence
+    overview = Overview(rows=(), regions=(spared,), total=0, blocked_count=0)
+    assert overview.complete
+    assert not Overview(rows=(), regions=(spared, down), total=0, blocked_count=0).complete
+
+
+def test_a_region_the_locator_did_not_ask_refused_nothing() -> None:
+    """A refusal by every asked region is the patient's block, however many regions were spared."""
+    status = "https://onerecord.no/fhir/StructureDefinition/region-status"
+    hcid_url = "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-HomeCommunityId"
+
+    def issue(hcid: str, code: str, reason: str | None) -> dict[str, object]:
+        extension: list[dict[str, object]] = [
+            {"url": hcid_url, "valueUri": f"urn:oid:{hcid}"},
+            {"url": status, "valueCode": code},
+        ]
+        out: dict[str, object] = {"severity": "error", "code": "forbidden", "extension": extension}
+        if reason:
+            out["details"] = {"coding": [{"system": DENIAL_REASON_SYSTEM, "code": reason}]}
+        return out
+
+    outcome = {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            issue("1.1", "denied", "practitioner-blocked"),
+            issue("1.2", "not-asked", None),
+            issue("1.3", "not-asked", None),
+        ],
+    }
+    assert refusal_reasons(outcome) == ["practitioner-blocked"]

@@ -27,8 +27,20 @@ __all__ = [
 
 _NORS = "NORS"
 KNOWN_STATUSES = frozenset(
-    {"ok", "timeout", "unavailable", "denied", "rejected", "too-large", "invalid-response", "error"}
+    {
+        "ok",
+        "not-asked",
+        "timeout",
+        "unavailable",
+        "denied",
+        "rejected",
+        "too-large",
+        "invalid-response",
+        "error",
+    }
 )
+NOT_ASKED = "not-asked"
+"""A region the hub's locator spared: it holds nothing about the patient (docs/hub.md "Locator")."""
 CITIZEN_UNDER_AGE = "citizen-under-age"
 """A region's reason for an empty answer: a citizen under 16 asked for themselves (E2)."""
 PATIENT_RESERVED = "patient-reserved"
@@ -74,7 +86,9 @@ class RegionNotice:
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        """The region's part of the list is complete: it answered, or the locator knew it holds
+        nothing about the patient (never confused with a region that could not be reached)."""
+        return self.status in {"ok", NOT_ASKED}
 
     @property
     def message_key(self) -> str:
