@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from onerecord.events import BusUnavailable, NatsEventBus, event_subjects
+from onerecord.events.reconnect import retry_with_backoff
 from onerecord.hub.locator_feed import Locator
 from onerecord.hub.settings import HubSettings
 
@@ -54,12 +55,11 @@ class LocatorLink:
             self._retry = asyncio.create_task(self._keep_trying(), name="locator-connect")
 
     async def _keep_trying(self) -> None:
-        wait = self.first_wait_s
-        while True:
-            await asyncio.sleep(wait)
-            if await self._try(quiet=True):
-                return
-            wait = min(wait * 2, self.max_wait_s)
+        await retry_with_backoff(
+            lambda: self._try(quiet=True),
+            first_wait_s=self.first_wait_s,
+            max_wait_s=self.max_wait_s,
+        )
 
     async def _try(self, *, quiet: bool = False) -> bool:
         s = self.settings

@@ -18,6 +18,7 @@ import structlog
 
 from onerecord.domain import HomeCommunityId
 from onerecord.events import BusUnavailable, NatsEventBus, event_subjects
+from onerecord.events.reconnect import retry_with_backoff
 from onerecord.source.locator import RegistryPublisher, registry_holdings
 from onerecord.source.settings import SourceSettings
 from onerecord.source.store import SqlDocumentStore
@@ -59,12 +60,11 @@ class PublisherLink:
             self._retry = asyncio.create_task(self._keep_trying(), name="locator-connect")
 
     async def _keep_trying(self) -> None:
-        wait = self.first_wait_s
-        while True:
-            await asyncio.sleep(wait)
-            if await self._try(quiet=True):
-                return
-            wait = min(wait * 2, self.max_wait_s)
+        await retry_with_backoff(
+            lambda: self._try(quiet=True),
+            first_wait_s=self.first_wait_s,
+            max_wait_s=self.max_wait_s,
+        )
 
     async def _try(self, *, quiet: bool = False) -> bool:
         s = self.settings
