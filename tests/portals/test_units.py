@@ -16,8 +16,8 @@ from onerecord.portals.basis import (
     build_attestation,
     parse_access_request,
 )
-from onerecord.portals.errors import HubUnavailable
-from onerecord.portals.gateway import MASKED_COUNT_HEADER, fetch_overview
+from onerecord.portals.errors import DocumentUnavailable, HubUnavailable, RegionUnreachable
+from onerecord.portals.gateway import MASKED_COUNT_HEADER, fetch_document, fetch_overview
 from onerecord.portals.i18n import Translator
 from onerecord.portals.override_log import (
     EmergencyOverride,
@@ -530,3 +530,62 @@ def test_a_region_the_locator_did_not_ask_refused_nothing() -> None:
         ],
     }
     assert refusal_reasons(outcome) == ["practitioner-blocked"]
+
+
+def _retrieve_token() -> str:
+    from onerecord.domain import DocumentUniqueId, HomeCommunityId, RepositoryUniqueId
+    from onerecord.mhd import RetrieveKey
+
+    return RetrieveKey(
+        HomeCommunityId.parse("urn:oid:2.16.578.1.12.4.5.100.4"),
+        RepositoryUniqueId.parse("2.16.578.1.12.4.5.100.4.2"),
+        DocumentUniqueId("2.16.578.1.99.7"),
+    ).token()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("status", [502, 503, 504])
+async def test_a_document_whose_region_is_down_names_the_region_not_a_withdrawal(
+    status: int,
+) -> None:
+    """Issue 11, defect 5: «kan være trukket tilbake, sperret…» was said for a region outage."""
+
+    def hub(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json={"resourceType": "OperationOutcome", "issue": []})
+
+    session = HubSession("token", SigningKey.generate(kid="dpop-test"))
+    async with httpx.AsyncClient(transport=httpx.MockTransport(hub)) as http:
+        with pytest.raises(RegionUnreachable) as raised:
+            await fetch_document(
+                http,
+                session,
+                hub_fhir="http://hub.test/fhir",
+                ref=_retrieve_token(),
+                region="Helse Nord",
+            )
+    error = raised.value
+    for lang, said in (
+        ("nb", "Helse Nord svarer ikke nå"),
+        ("nn", "Helse Nord svarar ikkje no"),
+        ("en", "Helse Nord is not answering now"),
+    ):
+        t = Translator(lang)
+        assert t(error.message_key, **error.params).startswith(said)
+        assert "trukket tilbake" not in t(error.advice_key)
+
+
+@pytest.mark.anyio
+async def test_a_document_the_hub_does_not_find_is_still_said_to_be_unavailable() -> None:
+    def hub(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, json={"resourceType": "OperationOutcome", "issue": []})
+
+    session = HubSession("token", SigningKey.generate(kid="dpop-test"))
+    async with httpx.AsyncClient(transport=httpx.MockTransport(hub)) as http:
+        with pytest.raises(DocumentUnavailable):
+            await fetch_document(
+                http,
+                session,
+                hub_fhir="http://hub.test/fhir",
+                ref=_retrieve_token(),
+                region="Helse Nord",
+            )

@@ -55,6 +55,7 @@ async def document_page(
             hub_fhir=portal.settings.hub_fhir,
             ref=row.ref or "",
             access_basis=access_basis,
+            region=row.region,
         )
         # Never on the event loop: a large document would stall every other page.
         view = await portal.renderer.render(
@@ -107,6 +108,7 @@ async def document_content(
         hub_fhir=portal.settings.hub_fhir,
         ref=row.ref or "",
         access_basis=access_basis,
+        region=row.region,
     )
     inline = not download and got.media_type in _INLINE
     name = _filename(row)

@@ -8,6 +8,7 @@
     ├── HubRefused          403: the hub refused the request (policy, patient binding)
     ├── HubUnavailable      502: the hub did not answer, or answered with an error
     ├── DocumentUnavailable 404: the document is gone, withheld or not in this overview
+    ├── RegionUnreachable   502: the region that holds the document does not answer now
     └── DocumentNotListed   403: a citizen's block names a document not of the person acted for
 
 Each error names message ids (`messages/*.toml`) for what happened and what to do; the error
@@ -25,6 +26,7 @@ __all__ = [
     "LoginFailed",
     "NotLoggedIn",
     "PortalError",
+    "RegionUnreachable",
     "TokenRefused",
 ]
 
@@ -87,6 +89,18 @@ class DocumentUnavailable(PortalError):
     status_code = 404
     message_key = "error.document-unavailable"
     advice_key = "error.document-unavailable.advice"
+
+
+class RegionUnreachable(PortalError):
+    """The hub could not reach the region that holds the document (502/503/504 from the hub).
+
+    Said as such, naming the region (issue 11, defect 5): the document is not withdrawn or
+    blocked, and trying again later may work. Needs the `region` parameter (its name).
+    """
+
+    status_code = 502
+    message_key = "error.region-unreachable"
+    advice_key = "error.region-unreachable.advice"
 
 
 class DocumentNotListed(PortalError):

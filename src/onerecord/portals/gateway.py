@@ -18,7 +18,12 @@ import orjson
 from onerecord.domain import DomainError
 from onerecord.mhd import MhdError, RetrieveKey
 from onerecord.portals.basis import AccessRequest, build_attestation
-from onerecord.portals.errors import DocumentUnavailable, HubRefused, HubUnavailable
+from onerecord.portals.errors import (
+    DocumentUnavailable,
+    HubRefused,
+    HubUnavailable,
+    RegionUnreachable,
+)
 from onerecord.portals.oauth import TokenSet, refresh
 from onerecord.portals.overview import PRACTITIONER_BLOCKED, Overview, build_overview
 from onerecord.search_client import (
@@ -200,8 +205,14 @@ async def fetch_document(
     ref: str,
     access_basis: str | None = None,
     max_bytes: int = MAX_DOCUMENT_BYTES,
+    region: str | None = None,
 ) -> RetrievedDocument:
-    """Retrieve one document (ITI-68) through the hub; refuse a malformed reference."""
+    """Retrieve one document (ITI-68) through the hub; refuse a malformed reference.
+
+    `region`: the name of the region that holds it (from the overview row). When the hub
+    cannot reach that region (502, 503, 504) the user is told so by name, not that the
+    document may be withdrawn.
+    """
     try:
         key = RetrieveKey.parse(ref)
     except (DomainError, MhdError, ValueError):
@@ -212,6 +223,8 @@ async def fetch_document(
         async with http.stream("GET", url, headers=headers) as response:
             if response.status_code in (401, 403, 404, 410):
                 raise DocumentUnavailable()
+            if response.status_code in (502, 503, 504) and region:
+                raise RegionUnreachable(region=region)
             if response.status_code != 200:
                 raise HubUnavailable("error.hub-status", status=response.status_code)
             chunks: list[bytes] = []
