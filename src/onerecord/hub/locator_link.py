@@ -9,14 +9,12 @@ itself; the locator's heartbeat silence covers the time it is away (docs/hub.md 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 
 import structlog
 
 from onerecord.events import BusUnavailable, NatsEventBus, event_subjects
-from onerecord.events.reconnect import retry_with_backoff
+from onerecord.events.reconnect import Reconnecting
 from onerecord.hub.locator_feed import Locator
 from onerecord.hub.settings import HubSettings
 
@@ -43,23 +41,15 @@ class LocatorLink:
         self.settings = settings
         self._attach = attach
         self._connect = connect
-        self.first_wait_s = first_wait_s
-        self.max_wait_s = max_wait_s
+        self._reconnect = Reconnecting(
+            lambda quiet: self._try(quiet=quiet), first_wait_s=first_wait_s, max_wait_s=max_wait_s
+        )
         self.locator: Locator | None = None
         self.bus: NatsEventBus | None = None
-        self._retry: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Try once now; if NATS is not there, keep trying in the background."""
-        if not await self._try():
-            self._retry = asyncio.create_task(self._keep_trying(), name="locator-connect")
-
-    async def _keep_trying(self) -> None:
-        await retry_with_backoff(
-            lambda: self._try(quiet=True),
-            first_wait_s=self.first_wait_s,
-            max_wait_s=self.max_wait_s,
-        )
+        await self._reconnect.start()
 
     async def _try(self, *, quiet: bool = False) -> bool:
         s = self.settings
@@ -98,10 +88,7 @@ class LocatorLink:
 
     async def close(self) -> None:
         """Stop trying, detach the locator and disconnect."""
-        if self._retry is not None:
-            self._retry.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retry
+        await self._reconnect.stop()
         self._attach(None)
         if self.locator is not None:
             await self.locator.close()

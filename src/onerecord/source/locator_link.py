@@ -10,15 +10,13 @@ brings them in (docs/hub.md "Locator").
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 
 import structlog
 
 from onerecord.domain import HomeCommunityId
 from onerecord.events import BusUnavailable, NatsEventBus, event_subjects
-from onerecord.events.reconnect import retry_with_backoff
+from onerecord.events.reconnect import Reconnecting
 from onerecord.source.locator import RegistryPublisher, registry_holdings
 from onerecord.source.settings import SourceSettings
 from onerecord.source.store import SqlDocumentStore
@@ -46,25 +44,17 @@ class PublisherLink:
         self.settings = settings
         self.store = store
         self._connect = connect
-        self.first_wait_s = first_wait_s
-        self.max_wait_s = max_wait_s
+        self._reconnect = Reconnecting(
+            lambda quiet: self._try(quiet=quiet), first_wait_s=first_wait_s, max_wait_s=max_wait_s
+        )
         self.publisher: RegistryPublisher | None = None
         self.bus: NatsEventBus | None = None
         self._attach: Callable[[RegistryPublisher], None] = lambda _: None
-        self._retry: asyncio.Task[None] | None = None
 
     async def start(self, attach: Callable[[RegistryPublisher], None]) -> None:
         """Try once now; if NATS is not there, keep trying in the background."""
         self._attach = attach
-        if not await self._try():
-            self._retry = asyncio.create_task(self._keep_trying(), name="locator-connect")
-
-    async def _keep_trying(self) -> None:
-        await retry_with_backoff(
-            lambda: self._try(quiet=True),
-            first_wait_s=self.first_wait_s,
-            max_wait_s=self.max_wait_s,
-        )
+        await self._reconnect.start()
 
     async def _try(self, *, quiet: bool = False) -> bool:
         s = self.settings
@@ -101,10 +91,7 @@ class PublisherLink:
 
     async def close(self) -> None:
         """Stop trying; send what is queued (briefly) and disconnect."""
-        if self._retry is not None:
-            self._retry.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retry
+        await self._reconnect.stop()
         if self.publisher is not None:
             await self.publisher.close()
         if self.bus is not None:
