@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import random
 import re
@@ -156,9 +157,10 @@ class App:
     override_log: Path
 
 
-@pytest.fixture
-async def portal(tmp_path: Path) -> AsyncIterator[App]:
-    settings = PortalSettings(
+@contextlib.asynccontextmanager
+async def running_portal(tmp_path: Path, fakes: Fakes, **settings: Any) -> AsyncIterator[App]:
+    """The portal over ASGI with its outgoing calls answered by `fakes` (extra `settings`)."""
+    portal_settings = PortalSettings(
         public_url=PORTAL,
         sts_url=STS,
         hub_fhir=HUB,
@@ -167,15 +169,21 @@ async def portal(tmp_path: Path) -> AsyncIterator[App]:
         override_log_file=tmp_path / "portal" / "emergency-overrides.jsonl",
         staff=STAFF,
         regions=({"name": "Helse Sør-Øst", "home_community_id": HSO},),
+        **settings,
     )
-    app = create_portal_app(settings)
-    fakes = Fakes()
+    app = create_portal_app(portal_settings)
     # No lifespan over an ASGI transport: give the portal its outgoing client here.
     app.state.portal.http = httpx.AsyncClient(transport=httpx.MockTransport(fakes.handler))
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url=PORTAL) as client:
-        yield App(app, client, fakes, settings.override_log_file)
+        yield App(app, client, fakes, portal_settings.override_log_file)
     await app.state.portal.http.aclose()
+
+
+@pytest.fixture
+async def portal(tmp_path: Path) -> AsyncIterator[App]:
+    async with running_portal(tmp_path, Fakes()) as app:
+        yield app
 
 
 def _browser(portal: App, cookies: dict[str, str] | None = None) -> httpx.AsyncClient:

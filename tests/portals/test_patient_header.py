@@ -17,7 +17,6 @@ import httpx
 import pytest
 
 from onerecord.domain import NationalIdentityNumber
-from onerecord.portals import PortalSettings, create_portal_app
 from onerecord.portals.patient_lookup import (
     ADDRESS_PROTECTION_EXTENSION,
     LookupStatus,
@@ -27,17 +26,12 @@ from onerecord.portals.patient_lookup import (
 from tests.portals.pages import csrf_token
 from tests.portals.test_app import (
     BASIS,
-    HSO,
-    HUB,
     PATIENT_NIN,
-    PORTAL,
-    SECRET,
-    STAFF,
     STS,
     App,
     Fakes,
-    _key_file,
     _log_in,
+    running_portal,
 )
 
 pytestmark = pytest.mark.anyio
@@ -90,24 +84,8 @@ class RegisterFakes(Fakes):
 
 @pytest.fixture
 async def portal(tmp_path: Path) -> AsyncIterator[App]:
-    settings = PortalSettings(
-        public_url=PORTAL,
-        sts_url=STS,
-        hub_fhir=HUB,
-        register_fhir=REGISTER,
-        session_secret=SECRET,
-        client_key_file=_key_file(tmp_path, "portal-test"),
-        override_log_file=tmp_path / "portal" / "emergency-overrides.jsonl",
-        staff=STAFF,
-        regions=({"name": "Helse Sør-Øst", "home_community_id": HSO},),
-    )
-    app = create_portal_app(settings)
-    fakes = RegisterFakes()
-    app.state.portal.http = httpx.AsyncClient(transport=httpx.MockTransport(fakes.handler))
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url=PORTAL) as client:
-        yield App(app, client, fakes, settings.override_log_file)
-    await app.state.portal.http.aclose()
+    async with running_portal(tmp_path, RegisterFakes(), register_fhir=REGISTER) as app:
+        yield app
 
 
 def _fakes(portal: App) -> RegisterFakes:
