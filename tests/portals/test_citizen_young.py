@@ -10,29 +10,23 @@ hub answers (see test_citizen_network.py and tests/browser for the real network)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from onerecord.mhd import DENIAL_REASON_SYSTEM
-from onerecord.portals import PortalSettings, create_portal_app
 from onerecord.portals.overview import DocumentRow, Overview, RegionNotice
 from onerecord.portals.young_person import Stage, age_rule, birthday
+from tests.portals import test_citizen_app
 from tests.portals.test_citizen_app import (
     _EXT_HCID,
     _EXT_STATUS,
-    HPR_DOCTOR,
     HUB,
-    PORTAL,
     REGIONS,
-    STS,
     FakeNetwork,
-    _key_file,
     access_event,
     log_in,
 )
@@ -136,24 +130,8 @@ def fake() -> UnderAgeHub:
     return UnderAgeHub(userinfo=userinfo(TEEN, "Iben Ung"))
 
 
-@pytest.fixture
-async def browser(tmp_path: Path, fake: UnderAgeHub) -> AsyncIterator[httpx.AsyncClient]:
-    settings = PortalSettings(
-        public_url=PORTAL,
-        hub_fhir=f"{HUB}/fhir",
-        sts_url=STS,
-        session_secret="a-production-secret-of-some-length",
-        client_key_file=_key_file(tmp_path),
-        regions=REGIONS,
-        staff={"doctor": {"hpr": HPR_DOCTOR, "name": "Ane Aasen", "nin": "04837317679"}},
-        override_log_file=tmp_path / "overrides.jsonl",
-    )
-    app = create_portal_app(settings)
-    async with httpx.AsyncClient(transport=httpx.MockTransport(fake.handle)) as upstream:
-        app.state.portal.http = upstream
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=PORTAL) as client:
-            yield client
+# The portal over ASGI as test_citizen_app runs it, in front of this module's `fake`.
+browser = test_citizen_app.browser
 
 
 async def logged_in(browser: httpx.AsyncClient, language: str = "nb") -> None:
