@@ -101,6 +101,18 @@ def is_development_key(key: str) -> bool:
     return key.startswith(DEV_PATIENT_KEY_PREFIX)
 
 
+def check_patient_key_setting(nats_url: str | None, key: str | None, *, dev_mode: bool) -> None:
+    """Refuse a locator configuration the hub or a region must not start with (ValueError).
+
+    With NATS set the patient key must be there and hold at least 16 bytes; a development key
+    (`dev-…`) only in development mode.
+    """
+    if nats_url and (key is None or len(key.encode()) < 16):
+        raise ValueError("the locator needs a patient key of at least 16 bytes")
+    if key is not None and is_development_key(key) and not dev_mode:
+        raise ValueError("a development locator patient key (dev-…) needs dev_mode")
+
+
 def patient_key(patient_id: str, key: bytes) -> str:
     """Return the keyed digest that names a patient on the bus (HMAC-SHA256, hex)."""
     if len(key) < 16:

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from onerecord.events import DEFAULT_SUBJECT_PREFIX, is_development_key
+from onerecord.events import DEFAULT_SUBJECT_PREFIX, check_patient_key_setting
 from onerecord.hub.fanout import DEFAULT_FORWARDED_HEADERS, DEFAULT_MAX_PAGES, Deadlines
 from onerecord.trust.caller_limits import CallerQuota
 
@@ -94,17 +94,12 @@ class HubSettings(BaseSettings):
         if (self.audit_checkpoint_file is None) != (self.audit_checkpoint_key_file is None):
             raise ValueError("audit checkpoints need both a checkpoint file and a key file")
         self.caller_quota  # noqa: B018 - validates the per-caller limits
-        if self.locator_nats_url and (
-            self.locator_patient_key is None
-            or len(self.locator_patient_key.get_secret_value().encode()) < 16
-        ):
-            raise ValueError("the locator needs a patient key of at least 16 bytes")
-        if (
-            self.locator_patient_key is not None
-            and is_development_key(self.locator_patient_key.get_secret_value())
-            and not self.dev_mode
-        ):
-            raise ValueError("a development locator patient key (dev-…) needs dev_mode")
+        key = self.locator_patient_key
+        check_patient_key_setting(
+            self.locator_nats_url,
+            key.get_secret_value() if key is not None else None,
+            dev_mode=self.dev_mode,
+        )
         return self
 
     @property
