@@ -7,20 +7,37 @@ the initiating gateway (hub) will both use it without importing each other.
 from __future__ import annotations
 
 from onerecord.xca.errors import ParseProblem, SamlProblem, SamlRefused, XcaError, XcaParseError
+from onerecord.xca.saml import (
+    SamlAssertion,
+    TrustedIssuer,
+    XuaSettings,
+    read_assertion,
+    verify_assertion,
+)
 from onerecord.xca.soap import ANONYMOUS, SoapEnvelope, parse_envelope, read_envelope
 from onerecord.xca.xml import MAX_MESSAGE_BYTES, NS, parse_xml
+from onerecord.xca.xua import SamlPatient, XuaCaller, caller_from_assertion, patient_matches
 
 __all__ = [
     "ANONYMOUS",
     "MAX_MESSAGE_BYTES",
     "NS",
     "ParseProblem",
+    "SamlAssertion",
+    "SamlPatient",
     "SamlProblem",
     "SamlRefused",
     "SoapEnvelope",
+    "TrustedIssuer",
     "XcaError",
     "XcaParseError",
+    "XuaCaller",
+    "XuaSettings",
+    "caller_from_assertion",
     "parse_envelope",
     "parse_xml",
+    "patient_matches",
+    "read_assertion",
     "read_envelope",
+    "verify_assertion",
 ]
