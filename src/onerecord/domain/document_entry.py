@@ -58,12 +58,18 @@ class AuthorPerson:
 
 @dataclass(frozen=True, slots=True)
 class AuthorInstitution:
-    """XDS authorInstitution: the organisation (orgnr) and, in Norway, its department (RESH)."""
+    """XDS authorInstitution: the organisation (orgnr) and, in Norway, its department (RESH).
+
+    `unit_name` is the level between them that the national answers carry as a second XON
+    without an identifier (the hospital, e.g. "Haukeland universitetssjukehus"); only the XCA
+    wire carries it so far.
+    """
 
     name: str
     organisation_number: OrganisationNumber
     department_name: str | None = None
     department_resh: ReshId | None = None
+    unit_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

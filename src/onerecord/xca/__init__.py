@@ -6,6 +6,15 @@ the initiating gateway (hub) will both use it without importing each other.
 
 from __future__ import annotations
 
+from onerecord.xca.ebrim import (
+    ExtrinsicEntry,
+    QueryResponse,
+    ebrim_from_entry,
+    entry_from_ebrim,
+    obfuscate,
+    parse_query_response,
+    render_query_response,
+)
 from onerecord.xca.errors import ParseProblem, SamlProblem, SamlRefused, XcaError, XcaParseError
 from onerecord.xca.saml import (
     SamlAssertion,
@@ -22,7 +31,9 @@ __all__ = [
     "ANONYMOUS",
     "MAX_MESSAGE_BYTES",
     "NS",
+    "ExtrinsicEntry",
     "ParseProblem",
+    "QueryResponse",
     "SamlAssertion",
     "SamlPatient",
     "SamlProblem",
@@ -34,10 +45,15 @@ __all__ = [
     "XuaCaller",
     "XuaSettings",
     "caller_from_assertion",
+    "ebrim_from_entry",
+    "entry_from_ebrim",
+    "obfuscate",
     "parse_envelope",
+    "parse_query_response",
     "parse_xml",
     "patient_matches",
     "read_assertion",
     "read_envelope",
+    "render_query_response",
     "verify_assertion",
 ]
