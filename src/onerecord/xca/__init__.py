@@ -16,6 +16,14 @@ from onerecord.xca.ebrim import (
     render_query_response,
 )
 from onerecord.xca.errors import ParseProblem, SamlProblem, SamlRefused, XcaError, XcaParseError
+from onerecord.xca.query import StoredQuery, parse_adhoc_query
+from onerecord.xca.response import (
+    RegistryErrorCode,
+    ResponseStatus,
+    community_error,
+    consolidated_status,
+    render_registry_response,
+)
 from onerecord.xca.saml import (
     SamlAssertion,
     TrustedIssuer,
@@ -34,26 +42,33 @@ __all__ = [
     "ExtrinsicEntry",
     "ParseProblem",
     "QueryResponse",
+    "RegistryErrorCode",
+    "ResponseStatus",
     "SamlAssertion",
     "SamlPatient",
     "SamlProblem",
     "SamlRefused",
     "SoapEnvelope",
+    "StoredQuery",
     "TrustedIssuer",
     "XcaError",
     "XcaParseError",
     "XuaCaller",
     "XuaSettings",
     "caller_from_assertion",
+    "community_error",
+    "consolidated_status",
     "ebrim_from_entry",
     "entry_from_ebrim",
     "obfuscate",
+    "parse_adhoc_query",
     "parse_envelope",
     "parse_query_response",
     "parse_xml",
     "patient_matches",
     "read_assertion",
     "read_envelope",
+    "render_registry_response",
     "render_query_response",
     "verify_assertion",
 ]

@@ -47,9 +47,17 @@ class XcaParseError(XcaError):
 
     fault = "env:Sender"
 
-    def __init__(self, message: str, *, problem: ParseProblem = ParseProblem.SHAPE) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        problem: ParseProblem = ParseProblem.SHAPE,
+        code: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.problem = problem
+        if code is not None:
+            self.code = code  # e.g. XDSUnknownStoredQuery, XDSStoredQueryParamNumber
 
 
 class SamlProblem(StrEnum):
