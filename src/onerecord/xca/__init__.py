@@ -68,7 +68,7 @@ __all__ = [
     "patient_matches",
     "read_assertion",
     "read_envelope",
-    "render_registry_response",
     "render_query_response",
+    "render_registry_response",
     "verify_assertion",
 ]
