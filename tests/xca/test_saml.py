@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from lxml import etree
 
 from onerecord.trust import Citizen, HealthPersonnel, RelationKind
 from onerecord.trust.principal import READ_DOCUMENTREFERENCES_SCOPE, AccessBasis
@@ -43,6 +44,9 @@ from tests.xca.vectors import vector
 HELSEID = "https://helseid-xdssaml.test.nhn.no"
 HELSENORGE = "sikkerhet.helsenorge.no"
 HPR_CAT = "2.16.578.1.12.4.1.1.9060"
+SAML_NS = "urn:oasis:names:tc:SAML:2.0:assertion"
+GENUINE_PATIENT = "12119000465^^^&amp;2.16.578.1.12.4.1.4.1&amp;ISO"
+OTHER_PATIENT = "17855599120^^^&amp;2.16.578.1.12.4.1.4.1&amp;ISO"
 
 
 @dataclass(frozen=True)
@@ -427,18 +431,36 @@ def test_security_level_three_is_refused() -> None:
         caller_from_assertion(verify_assertion(signed, settings_, now=ISSUED))
 
 
-def test_a_wrapped_assertion_lends_no_attributes() -> None:
-    # Signature wrapping: a signed assertion whose ID the attacker's copy reuses.
+def test_a_tampered_copy_with_the_same_signature_is_refused() -> None:
     signed, settings_ = _own()
-    from lxml import etree
-
     evil = etree.fromstring(etree.tostring(signed))
-    for value in evil.iter("{urn:oasis:names:tc:SAML:2.0:assertion}AttributeValue"):
-        if value.text == "12119000465^^^&amp;2.16.578.1.12.4.1.4.1&amp;ISO":
-            value.text = "17855599120^^^&amp;2.16.578.1.12.4.1.4.1&amp;ISO"
+    for value in evil.iter(f"{{{SAML_NS}}}AttributeValue"):
+        if value.text == GENUINE_PATIENT:
+            value.text = OTHER_PATIENT
     with pytest.raises(SamlRefused) as info:
         verify_assertion(evil, settings_, now=ISSUED)
     assert info.value.problem is SamlProblem.SIGNATURE
+
+
+def test_signature_wrapping_lends_no_attributes() -> None:
+    # XSW: an unsigned assertion with another patient and the same ID wraps the genuine signed
+    # one (in saml:Advice). Either the signature fails, or only the signed element is read.
+    signed, settings_ = _own()
+    evil = etree.fromstring(etree.tostring(signed))
+    for sig in evil.findall("{http://www.w3.org/2000/09/xmldsig#}Signature"):
+        evil.remove(sig)
+    for value in evil.iter(f"{{{SAML_NS}}}AttributeValue"):
+        if value.text == GENUINE_PATIENT:
+            value.text = OTHER_PATIENT
+    advice = etree.SubElement(evil, f"{{{SAML_NS}}}Advice")
+    advice.append(etree.fromstring(etree.tostring(signed)))
+    wrapped = parse_xml(etree.tostring(evil))
+    try:
+        assertion = verify_assertion(wrapped, settings_, now=ISSUED)
+    except SamlRefused as exc:
+        assert exc.problem is SamlProblem.SIGNATURE
+        return
+    assert caller_from_assertion(assertion).patient.id == "12119000465"  # type: ignore[union-attr]
 
 
 # --- the lenient but unambiguous HL7 v3 reader -----------------------------------------------
