@@ -28,8 +28,8 @@ from onerecord.portals.hcp_routes import install_hcp_routes
 from onerecord.portals.i18n import LANGUAGE_COOKIE, LANGUAGES, Translator
 from onerecord.portals.override_log import FileOverrideLog
 from onerecord.portals.sessions import SessionStore
-from onerecord.portals.static_files import StaticFolder
 from onerecord.portals.settings import PortalSettings
+from onerecord.portals.static_files import StaticFolder
 from onerecord.portals.web import Portal, language_of, load_client_key, make_templates, safe_next
 
 __all__ = ["create_portal_app"]
