@@ -24,18 +24,24 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from onerecord.portals.i18n import Translator
+from onerecord.portals.i18n import LANGUAGES, Translator
 from onerecord.portals.listing import PAGE_SIZES
 from tests.browser.artefacts import ARTEFACTS_DIR, screenshot
 from tests.browser.axe import assert_accessible
 from tests.browser.conftest import LOCALE
 from tests.browser.sizes import SIZES, fits_the_viewport
-from tests.browser.test_accessibility import log_in, state_basis
+from tests.browser.test_accessibility import in_language, log_in, state_basis
 from tests.network.conftest import Network
 
 pytestmark = pytest.mark.slow
 
 T = Translator("nb")
+TS = {code: Translator(code) for code in LANGUAGES}
+PRINTED = {
+    "nb": r"Side hentet \d\d\.\d\d\.\d{4} kl\. \d\d\.\d\d",
+    "nn": r"Side henta \d\d\.\d\d\.\d{4} kl\. \d\d\.\d\d",
+    "en": r"Page fetched \d{1,2} [A-Z][a-z]+ \d{4}, \d\d:\d\d",
+}
 OVERVIEW = "/helsepersonell/oversikt"
 LAB = "urn:no:kith:xmlstds:svarrapport"
 FIRST_DOCUMENT = "table.documents tbody tr.document a"
@@ -217,9 +223,7 @@ def test_print_has_no_menus_and_says_whose_page_and_when(
             expect(page.locator(hidden).first).to_be_hidden()
         assert page.locator("button:visible, form:visible, nav:visible").count() == 0
         expect(printed).to_be_visible()
-        expect(printed).to_contain_text(
-            re.compile(r"Side hentet \d\d\.\d\d\.\d{4} kl\. \d\d\.\d\d")
-        )
+        expect(printed).to_have_text(re.compile(PRINTED["nb"]))
         header = page.locator(".patient-header")
         expect(header).to_be_visible()
         expect(header).to_contain_text(adult)
@@ -233,6 +237,10 @@ def test_print_has_no_menus_and_says_whose_page_and_when(
         expect(page.locator(".patient-header")).to_contain_text(adult)
         expect(printed).to_be_visible()
         assert page.locator("button:visible, form:visible, nav:visible").count() == 0
+        for language in ("nn", "en"):
+            in_language(page, portal_url, language, OVERVIEW)
+            expect(printed).to_have_text(re.compile(PRINTED[language]))
+            expect(page.locator(".patient-header")).to_contain_text(adult)
     finally:
         page.context.close()
 
@@ -302,6 +310,14 @@ def test_a_skip_link_leads_to_the_documents(
         expect(page.locator(":focus")).to_have_attribute(
             "href", page.locator(FIRST_DOCUMENT).first.get_attribute("href") or ""
         )
+        for language in ("nn", "en"):
+            in_language(page, portal_url, language, OVERVIEW)
+            expect(page.locator('a.skip[href="#dokumenter"]')).to_have_text(
+                TS[language]("site.skip-documents")
+            )
+        # Not on a page without documents to skip to.
+        in_language(page, portal_url, "nb", "/helsepersonell/nodtilgang")
+        expect(page.locator('a.skip[href="#dokumenter"]')).to_have_count(0)
     finally:
         page.context.close()
 
