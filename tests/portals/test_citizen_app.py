@@ -809,7 +809,7 @@ async def test_block_a_health_worker_by_hpr_number(
         assert done.status_code == 303
     after = await browser.get("/innbygger/personvern")
     assert "heller ikke i en nødsituasjon" in notice(after)[1]
-    rows = re.findall(r"<tr>\s*<td>([^<]*)</td>\s*<td>(\d+)</td>", after.text)
+    rows = re.findall(r"<tr>\s*<td[^>]*>([^<]*)</td>\s*<td[^>]*>(\d+)</td>", after.text)
     assert rows == [("Navn ikke kjent", "1234567"), ("Ane Aasen", HPR_DOCTOR)]
     undo = re.search(
         r'<form method="post" action="/innbygger/sperringer/helsepersonell" class="row-action">'
@@ -830,8 +830,8 @@ async def test_privacy_lists_blocked_documents_with_their_titles_and_undo(
     await logged_in(browser)
     page = await browser.get("/innbygger/personvern")
     assert "<caption>2 sperrede dokumenter</caption>" in page.text
-    assert "<td>Brev fra fastlegen</td>" in page.text
-    assert "<td>Dokument 2.16.578.1.99.9</td>" in page.text
+    assert re.search(r"<td[^>]*>Brev fra fastlegen</td>", page.text)
+    assert re.search(r"<td[^>]*>Dokument 2\.16\.578\.1\.99\.9</td>", page.text)
     fields = undo_form(page)
     assert fields["handling"] == "opphev" and fields["neste"] == "/innbygger/personvern"
     done = await browser.post("/innbygger/sperringer/dokument", data=fields)

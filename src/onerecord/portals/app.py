@@ -11,6 +11,7 @@ import asyncio
 import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -18,7 +19,6 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from onerecord.logs import log_unexpected_error
@@ -29,6 +29,7 @@ from onerecord.portals.i18n import LANGUAGE_COOKIE, LANGUAGES, Translator
 from onerecord.portals.override_log import FileOverrideLog
 from onerecord.portals.sessions import SessionStore
 from onerecord.portals.settings import PortalSettings
+from onerecord.portals.static_files import StaticFolder
 from onerecord.portals.web import Portal, language_of, load_client_key, make_templates, safe_next
 
 __all__ = ["create_portal_app"]
@@ -37,7 +38,8 @@ log = structlog.get_logger("onerecord.portals")
 _HERE = Path(__file__).parent
 _SECURITY_HEADERS = {
     "content-security-policy": (
-        "default-src 'self'; object-src 'self'; frame-ancestors 'none'; form-action 'self' {sts}"
+        "default-src 'self'; img-src 'self' data:; object-src 'self'; frame-ancestors 'none'; "
+        "form-action 'self' {sts}"
     ),
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
@@ -78,7 +80,11 @@ def create_portal_app(settings: PortalSettings) -> FastAPI:
         redoc_url=None,
     )
     app.state.portal = portal
-    app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
+    # Versioned, cached, gzipped static files (issue 11, defect 8); pages stay no-store below.
+    static = StaticFolder(_HERE / "static")
+    static.install(app)
+    portal.templates.globals["static_url"] = static.url
+    portal.templates.globals["page_time"] = lambda: datetime.now(UTC)
     headers = {
         name: value.format(sts=settings.sts_url) for name, value in _SECURITY_HEADERS.items()
     }

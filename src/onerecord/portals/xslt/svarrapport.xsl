@@ -3,6 +3,9 @@
   KITH svarrapport (laboratory report) as an HTML fragment: heading, parties, then one table
   per ServReport with analysis, value, unit, reference range and a written flag for results
   outside the range (DevResultInd, or computed from the range when the message has none).
+  Each cell carries data-label="<column header>" so that on a phone the table becomes one card
+  per analysis with the header before each value (portal.css, table.lab-results; issue 11,
+  defect 6: the out-of-range remark must not fall off the screen).
   References: KITH Svarrapport (http://www.kith.no/xmlstds/svar/2012-02-15, root Svarrapport;
   the labsvar namespaces, root Message with the patient inside ServReport); any namespace
   version is accepted because elements are matched by local name. Values are read from
@@ -127,7 +130,7 @@
           <xsl:with-param name="default" select="'Ukjent analyse'"/>
         </xsl:call-template>
       </th>
-      <td>
+      <td data-label="Resultat">
         <xsl:choose>
           <xsl:when test="$flag != ''">
             <strong>
@@ -139,10 +142,10 @@
           </xsl:otherwise>
         </xsl:choose>
       </td>
-      <td>
+      <td data-label="Enhet">
         <xsl:value-of select="normalize-space(($result/@U | $low/@U | $high/@U)[1])"/>
       </td>
-      <td>
+      <td data-label="Referanseområde">
         <xsl:choose>
           <xsl:when test="$low/@V and $high/@V">
             <xsl:call-template name="kith-number"><xsl:with-param name="value" select="$low/@V"/></xsl:call-template>
@@ -162,7 +165,7 @@
           </xsl:otherwise>
         </xsl:choose>
       </td>
-      <td>
+      <td data-label="Merknad">
         <xsl:choose>
           <xsl:when test="$flag = 'H'">Høy – utenfor referanseområdet</xsl:when>
           <xsl:when test="$flag = 'L'">Lav – utenfor referanseområdet</xsl:when>
