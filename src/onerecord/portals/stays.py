@@ -12,7 +12,7 @@ and the facility type and practice setting. The rule, per institution:
    are one stay.
 3. A document of that institution whose own period starts (else: whose date falls) within a
    stay belongs to it — a lab result taken during the admission sits under the admission.
-4. Everything else of the institution is "other documents" of that institution (no stay).
+4. Everything else of the institution stands under the institution alone (no stay).
 
 Dates are compared as calendar days (YYYY-MM-DD, the first ten characters of the ISO text).
 A blocked placeholder shows no institution and no period (docs/policy.md), so it has none.
