@@ -475,3 +475,13 @@ async def test_new_since_the_last_visit_is_marked_in_a_later_session(tmp_path: P
         db = sqlite3.connect(tmp_path / "portal" / "visits.sqlite3")
         dump = "\n".join(db.iterdump())
         assert PATIENT_NIN not in dump and fakes.subject not in dump
+
+
+async def test_an_empty_list_says_so_in_grouped_and_flat_views(tmp_path: Path) -> None:
+    none = Translator("nb")("overview.none")
+    async with running_portal(tmp_path, ListFakes(docs=[])) as app:
+        grouped = await _at_overview(app.client)
+        flat = await app.client.get("/helsepersonell/oversikt", params={"gruppering": "ingen"})
+        for page in (grouped, flat):
+            assert page.status_code == 200 and none in unescape(page.text)
+            assert "<tbody>" in page.text and 'scope="rowgroup"' not in page.text
