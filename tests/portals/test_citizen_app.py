@@ -567,7 +567,8 @@ async def test_a_person_switched_while_the_documents_load_is_not_mixed_in(
     people = await browser.get("/innbygger/representasjon")
     asked, release = asyncio.Event(), asyncio.Event()
     fake.search_gate = (asked, release)
-    loading = asyncio.create_task(browser.get("/innbygger/dokumenter"))
+    # «Oppdater»: the list is fetched afresh (else the rows of the login's page would serve).
+    loading = asyncio.create_task(browser.get("/innbygger/dokumenter?oppdater=1"))
     await asyncio.wait_for(asked.wait(), 5)
     # Meanwhile, in another tab: act for the child.
     switched = await browser.post(

@@ -54,6 +54,10 @@ FIELDS = (
     "antall",
     "sorter",
     "region",
+    "klasse",
+    "retning",
+    "gruppering",
+    "oppdater",
     "x",
 )
 
@@ -151,5 +155,20 @@ def test_hostile_overview_filters_never_give_5xx(
     def get(params: list[tuple[str, str]]) -> None:
         answer = runner.run(browser.get("/helsepersonell/oversikt", params=params))
         assert answer.status_code < 500, (params, answer.text[:500])
+
+    get()
+
+
+def test_hostile_document_page_views_never_give_5xx(
+    browser: httpx.AsyncClient, runner: asyncio.Runner
+) -> None:
+    """The document page reads the overview's view from its query (its way back, defect 8)."""
+
+    @PROPERTY
+    @given(params=_forms)
+    def get(params: list[tuple[str, str]]) -> None:
+        answer = runner.run(browser.get("/helsepersonell/dokument/t1", params=params))
+        assert answer.status_code < 500, (params, answer.text[:500])
+        assert answer.status_code == 200
 
     get()

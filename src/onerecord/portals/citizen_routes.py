@@ -46,6 +46,7 @@ from onerecord.portals.citizen_view import (
     practitioner_names,
     read_people,
 )
+from onerecord.portals.code_labels import CodeLabels
 from onerecord.portals.document_pages import document_content, document_page
 from onerecord.portals.errors import (
     DocumentNotListed,
@@ -56,11 +57,21 @@ from onerecord.portals.errors import (
     PortalError,
 )
 from onerecord.portals.gateway import fetch_overview
-from onerecord.portals.listing import PAGE_SIZES, SORT_KEYS, apply_listing, parse_listing_query
+from onerecord.portals.i18n import Translator
+from onerecord.portals.listing import (
+    PAGE_SIZES,
+    SORT_KEYS,
+    ListingQuery,
+    apply_listing,
+    parse_listing_query,
+    refresh_url,
+)
+from onerecord.portals.listing_cache import REFRESH_PARAM, CachedOverview
 from onerecord.portals.oauth import refresh, userinfo
 from onerecord.portals.overview import DocumentRow
 from onerecord.portals.sessions import PortalSession
-from onerecord.portals.web import Portal, safe_next
+from onerecord.portals.visits import arrived_after
+from onerecord.portals.web import Portal, language_of, safe_next
 from onerecord.portals.young_person import AgeRule, age_rule
 from onerecord.search_client import HubSession
 
@@ -251,37 +262,56 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
         session = citizen(portal.session(request))
         # Whom this page is about, read once: another tab may switch person while it loads.
         person = acting(session)
-        hub = await hub_of(session)
-        try:
-            overview = await fetch_overview(
-                portal.client(),
-                hub,
-                hub_fhir=settings.hub_fhir,
-                regions=settings.regions,
-                patient=person.nin,
+        query = parse_listing_query(dict(request.query_params))
+        owner = ("citizen", session.citizen_nin, person.nin)
+        refresh = REFRESH_PARAM in request.query_params
+        cached = session.overview_cache
+        if (
+            not refresh
+            and cached is not None
+            and cached.usable(owner, time.monotonic(), settings.listing_max_age_s)
+        ):
+            # Sorting, filtering, paging and back links: the rows already fetched (defect 4).
+            overview, controls = cached.overview, cached.extra
+            since, fetched = cached.since, cached.fetched_wall
+        else:
+            hub = await hub_of(session)
+            try:
+                overview = await fetch_overview(
+                    portal.client(),
+                    hub,
+                    hub_fhir=settings.hub_fhir,
+                    regions=settings.regions,
+                    patient=person.nin,
+                )
+            except HubRefused:
+                # Said for a citizen: the advice is whom to choose, not a basis for access.
+                raise HubRefused(
+                    "citizen.error.refused", advice_key="citizen.error.refused.advice"
+                ) from None
+            if overview.under_age and person.is_self:
+                # Empty by rule, not by chance or outage: say the rule (and ask for no
+                # controls, which are closed until 16 too, so no false "try again" either).
+                if acting(session) == person:
+                    session.rows = {}
+                    session.overview_cache = None
+                return young_page(request, session, person, active="dokumenter")
+            controls = await read_controls_quietly(session, hub, person)
+            overview = replace(overview, rows=tuple(citizen_row(r) for r in overview.rows))
+            since = await portal.visits.since(
+                session.visits_seen, user=session.citizen_nin or "", patient=person.nin
             )
-        except HubRefused:
-            # Said for a citizen: the advice is whom to choose, not a basis for access.
-            raise HubRefused(
-                "citizen.error.refused", advice_key="citizen.error.refused.advice"
-            ) from None
-        if overview.under_age and person.is_self:
-            # Empty by rule, not by chance or outage: say the rule (and ask for no controls,
-            # which are closed until 16 too, so no false "try again" either).
+            fetched = datetime.now(UTC)
             if acting(session) == person:
-                session.rows = {}
-            return young_page(request, session, person, active="dokumenter")
-        controls = await read_controls_quietly(session, hub, person)
+                # Else the person was switched meanwhile: these rows are not theirs, and the
+                # next page fetches afresh.
+                session.rows = {r.ref: r for r in overview.rows if r.ref}
+                session.overview_cache = CachedOverview(
+                    owner, time.monotonic(), fetched, overview, since, extra=controls
+                )
         blocked = controls.blocked_documents if controls is not None else None
         states = {r.unique_id: block_state(r, blocked) for r in overview.rows if r.unique_id}
-        rows = tuple(citizen_row(r) for r in overview.rows)
-        overview = replace(overview, rows=rows)
-        if acting(session) == person:
-            # Else the person was switched meanwhile: these rows are not theirs, and the next
-            # page fetches afresh.
-            session.rows = {r.ref: r for r in rows if r.ref}
-        query = parse_listing_query(dict(request.query_params))
-        listing = apply_listing(rows, query)
+        listing = apply_listing(overview.rows, query)
         return page(
             request,
             session,
@@ -296,7 +326,17 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             states=states,
             controls=controls,
             block=BlockState,
+            codes=CodeLabels(Translator(language_of(request))),
+            new_since=since,
+            is_new=arrived_after,
+            fetched=fetched,
+            refresh_url=refresh_url(f"{_BASE}/dokumenter", query),
         )
+
+    def documents_url(query: ListingQuery) -> str:
+        """«Mine dokumenter» in the view `query` states (the document page's way back)."""
+        params = query.params()
+        return f"{_BASE}/dokumenter?{params}" if params else f"{_BASE}/dokumenter"
 
     def listed(session: PortalSession, ref: str) -> DocumentRow:
         row = session.rows.get(ref)
@@ -326,9 +366,10 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             hub=hub,
             row=row,
             access_basis=None,
-            back_url=f"{_BASE}/dokumenter",
+            back_url=documents_url(parse_listing_query(dict(request.query_params))),
             content_url=f"{_BASE}/dokument/{ref}/innhold",
             template="citizen/document.html",
+            codes=CodeLabels(Translator(language_of(request))),
             **frame(session, "dokumenter", person),
         )
 
@@ -348,6 +389,7 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
 
     async def apply(session: PortalSession, change: ControlChange, done_key: str) -> None:
         """Send one change to the hub and leave a notice saying whether it is in place."""
+        session.overview_cache = None  # the next list shows the change (listing_cache.py)
         try:
             outcome = await change_control(
                 portal.client(), await hub_of(session), hub_fhir=settings.hub_fhir, change=change

@@ -28,10 +28,20 @@ from onerecord.portals.basis import (
     healthcare_services,
     parse_access_request,
 )
+from onerecord.portals.code_labels import CodeLabels
 from onerecord.portals.document_pages import document_content, document_page
 from onerecord.portals.errors import DocumentUnavailable, NotLoggedIn
 from onerecord.portals.gateway import fetch_overview, open_patient
-from onerecord.portals.listing import PAGE_SIZES, SORT_KEYS, apply_listing, parse_listing_query
+from onerecord.portals.i18n import Translator
+from onerecord.portals.listing import (
+    PAGE_SIZES,
+    SORT_KEYS,
+    ListingQuery,
+    apply_listing,
+    parse_listing_query,
+    refresh_url,
+)
+from onerecord.portals.listing_cache import REFRESH_PARAM, CachedOverview
 from onerecord.portals.oauth import token_claims
 from onerecord.portals.override_log import (
     MAX_REASON,
@@ -42,7 +52,8 @@ from onerecord.portals.override_log import (
 from onerecord.portals.overview import DocumentRow
 from onerecord.portals.patient_lookup import LookupStatus, PatientLookupResult, look_up_patient
 from onerecord.portals.sessions import PortalSession
-from onerecord.portals.web import Portal
+from onerecord.portals.visits import arrived_after
+from onerecord.portals.web import Portal, language_of
 from onerecord.portals.workplaces import Workplace, workplaces_of
 from onerecord.search_client import HubSession, StaffMember
 from onerecord.trust.access_token import PID_CLAIM
@@ -333,19 +344,38 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
         opened = await patient_view(session)
         if opened is None:
             return portal.redirect(f"{_BASE}/pasient", session)
-        overview = await fetch_overview(
-            portal.client(),
-            opened.hub,
-            hub_fhir=settings.hub_fhir,
-            regions=settings.regions,
-            patient=opened.access.patient,
-            access_basis=opened.access_basis,
-        )
-        if opened.held_by(session):
-            # Else another patient or basis was chosen meanwhile: these rows are not theirs,
-            # and the next overview fetches afresh.
-            session.rows = {r.ref: r for r in overview.rows if r.ref}
         query = parse_listing_query(dict(request.query_params))
+        # Whose rows these are: the worker at this workplace, the patient, basis and override.
+        owner = ("hcp", session.staff, opened.access, opened.emergency_reason)
+        refresh = REFRESH_PARAM in request.query_params
+        cached = session.overview_cache
+        if (
+            not refresh
+            and cached is not None
+            and cached.usable(owner, time.monotonic(), settings.listing_max_age_s)
+        ):
+            # Sorting, filtering, paging and back links: the rows already fetched (defect 4).
+            overview, since, fetched = cached.overview, cached.since, cached.fetched_wall
+        else:
+            overview = await fetch_overview(
+                portal.client(),
+                opened.hub,
+                hub_fhir=settings.hub_fhir,
+                regions=settings.regions,
+                patient=opened.access.patient,
+                access_basis=opened.access_basis,
+            )
+            since = await portal.visits.since(
+                session.visits_seen, user=session.user_nin or "", patient=opened.access.patient
+            )
+            fetched = datetime.now(UTC)
+            if opened.held_by(session):
+                # Else another patient or basis was chosen meanwhile: these rows are not
+                # theirs, and the next overview fetches afresh.
+                session.rows = {r.ref: r for r in overview.rows if r.ref}
+                session.overview_cache = CachedOverview(
+                    owner, time.monotonic(), fetched, overview, since
+                )
         page = apply_listing(overview.rows, query)
         response = portal.render(
             request,
@@ -360,10 +390,20 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
             emergency=opened.emergency_reason is not None,
             patient=opened.lookup,
             today=_today(),
+            codes=CodeLabels(Translator(language_of(request))),
+            new_since=since,
+            is_new=arrived_after,
+            fetched=fetched,
+            refresh_url=refresh_url(f"{_BASE}/oversikt", query),
         )
         elapsed_ms = (time.perf_counter() - started) * 1000
         response.headers["server-timing"] = f"portal;dur={elapsed_ms:.1f}"
         return response
+
+    def overview_url(query: ListingQuery) -> str:
+        """The overview in the view `query` states (the document page's way back)."""
+        params = query.params()
+        return f"{_BASE}/oversikt?{params}" if params else f"{_BASE}/oversikt"
 
     @app.get(f"{_BASE}/nodtilgang")
     async def emergency_page(request: Request) -> Response:
@@ -443,9 +483,10 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
             hub=opened.hub,
             row=row,
             access_basis=opened.access_basis,
-            back_url=f"{_BASE}/oversikt",
+            back_url=overview_url(parse_listing_query(dict(request.query_params))),
             content_url=f"{_BASE}/dokument/{ref}/innhold",
             template="hcp/document.html",
+            codes=CodeLabels(Translator(language_of(request))),
             patient=opened.lookup,
             today=_today(),
         )

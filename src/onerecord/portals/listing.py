@@ -1,10 +1,16 @@
 """Filter, sort and page the document overview (both portals), as pure functions.
 
 The query string is the page's state, so every view can be bookmarked and works without
-JavaScript: `klasse`, `type`, `region`, `fra`, `til` (YYYY-MM-DD), `sorter` (dato, tittel, type,
-klasse, forfatter, virksomhet, region), `retning` (synkende, stigende), `side`, `antall`.
-Unknown or malformed values fall back to the default and are reported in `problems`, so the
-page can say what it ignored instead of failing.
+JavaScript: `klasse`, `type` (a Volven code, or the text a region sent), `region`, `fra`, `til`
+(YYYY-MM-DD), `sorter` (dato, tittel, type, klasse, forfatter, virksomhet, region), `retning`
+(synkende, stigende), `side`, `antall`, `gruppering` (`ingen`: one flat list; default: grouped
+by institution and stay, see `stays.py`). Unknown or malformed values fall back to the default
+and are reported in `problems`, so the page can say what it ignored instead of failing.
+
+Grouping applies to the list in date order (the default): newest first inside each group, the
+groups ordered by their newest document (or oldest, ascending). Sorting by another column gives
+one flat list in that order, which is what a click on «Tittel» asks for. The page is cut from
+the grouped list, so a group may continue on the next page (its header is repeated there).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ __all__ = [
     "Listable",
     "apply_listing",
     "parse_listing_query",
+    "refresh_url",
 ]
 
 PAGE_SIZES = (25, 50, 100, 200)
@@ -50,6 +57,15 @@ class Listable(Protocol):
     def region(self) -> str: ...
 
 
+def _code_or_text(row: Any, code: str, text: str) -> tuple[str, str]:
+    return (str(getattr(row, code, "") or ""), str(getattr(row, text, "") or ""))
+
+
+def _group(row: Any) -> Any:
+    """The row's group (institution, stay) when it has one (`overview.DocumentRow.group`)."""
+    return getattr(row, "group", None)
+
+
 _SORT: Mapping[str, Callable[[Any], str]] = {
     "dato": lambda r: r.date,
     "tittel": lambda r: r.title.casefold(),
@@ -74,6 +90,7 @@ class ListingQuery:
     descending: bool = True
     page: int = 1
     per_page: int = 25
+    grouped: bool = True
     problems: tuple[str, ...] = ()
 
     def params(self, **changes: Any) -> str:
@@ -89,6 +106,7 @@ class ListingQuery:
             "retning": "stigende" if not q.descending else None,
             "side": str(q.page) if q.page != 1 else None,
             "antall": str(q.per_page) if q.per_page != 25 else None,
+            "gruppering": None if q.grouped else "ingen",
         }
         return urlencode({k: v for k, v in values.items() if v})
 
@@ -96,6 +114,11 @@ class ListingQuery:
         """Return the query string that sorts by `key` (reversing when already sorted by it)."""
         descending = not self.descending if key == self.sort else key == "dato"
         return self.params(sort=key, descending=descending, page=1)
+
+    @property
+    def grouping(self) -> bool:
+        """True when the rows are shown in groups (institution, stay): date order, not `ingen`."""
+        return self.grouped and self.sort == "dato"
 
     @property
     def filtered(self) -> bool:
@@ -150,6 +173,10 @@ def parse_listing_query(params: Mapping[str, str]) -> ListingQuery:
     elif page < 1:
         problems.append("side")
         page = 1
+    grouping = params.get("gruppering") or ""
+    if grouping not in ("", "ingen"):
+        problems.append("gruppering")
+        grouping = ""
     date_from = _date(params.get("fra"), "fra", problems)
     date_to = _date(params.get("til"), "til", problems)
     if date_from and date_to and date_from > date_to:
@@ -165,6 +192,7 @@ def parse_listing_query(params: Mapping[str, str]) -> ListingQuery:
         descending=direction == "synkende",
         page=page,
         per_page=per_page,
+        grouped=grouping != "ingen",
         problems=tuple(problems),
     )
 
@@ -180,13 +208,25 @@ class ListingPage(Generic[T]):
     matching: int
     page: int
     pages: int
-    classes: tuple[str, ...]
-    types: tuple[str, ...]
+    classes: tuple[tuple[str, str], ...]
+    """(value, text) of each class in the whole overview: the code, else the region's text."""
+    types: tuple[tuple[str, str], ...]
     regions: tuple[str, ...]
 
     def first_number(self, per_page: int) -> int:
         """Return the 1-based number of the page's first row (0 when empty)."""
         return 0 if not self.rows else 1 + (self.page - 1) * per_page
+
+    def runs(self) -> list[tuple[Any, tuple[T, ...]]]:
+        """The page's rows in runs of one group each: (group, rows), in page order."""
+        runs: list[tuple[Any, list[T]]] = []
+        for row in self.rows:
+            key = _group(row)
+            if runs and runs[-1][0] == key:
+                runs[-1][1].append(row)
+            else:
+                runs.append((key, [row]))
+        return [(key, tuple(rows)) for key, rows in runs]
 
     def pages_around(self, width: int = 2) -> list[int]:
         """Return the page numbers to link: first, last and `width` either side of the page."""
@@ -201,13 +241,23 @@ def _in_period(row_date: str, query: ListingQuery) -> bool:
     return not (query.date_to and (not day or day > query.date_to.isoformat()))
 
 
+def _choices(rows: Sequence[Any], code: str, text: str) -> tuple[tuple[str, str], ...]:
+    """The filter's choices: (value for the URL, the region's text), code first when there."""
+    found: dict[str, str] = {}
+    for r in rows:
+        value, shown = _code_or_text(r, code, text)
+        if value or shown:
+            found.setdefault(value or shown, shown or value)
+    return tuple(sorted(found.items(), key=lambda item: item[1].casefold()))
+
+
 def apply_listing(rows: Sequence[T], query: ListingQuery) -> ListingPage[T]:
     """Filter, sort and cut one page of `rows` as `query` says."""
     matching = [
         r
         for r in rows
-        if (query.class_ is None or r.class_ == query.class_)
-        and (query.type is None or r.type == query.type)
+        if (query.class_ is None or query.class_ in _code_or_text(r, "class_code", "class_"))
+        and (query.type is None or query.type in _code_or_text(r, "type_code", "type"))
         and (query.region is None or r.region == query.region)
         and _in_period(r.date, query)
     ]
@@ -216,6 +266,11 @@ def apply_listing(rows: Sequence[T], query: ListingQuery) -> ListingPage[T]:
     ordered = sorted(matching, key=lambda r: r.date, reverse=True)
     if query.sort != "dato" or not query.descending:
         ordered = sorted(ordered, key=key, reverse=query.descending)
+    if query.grouping:
+        first: dict[Any, int] = {}
+        for index, row in enumerate(ordered):
+            first.setdefault(_group(row), index)
+        ordered = sorted(ordered, key=lambda r: first[_group(r)])  # stable: order kept inside
     pages = max(1, -(-len(ordered) // query.per_page))
     page = min(query.page, pages)
     start = (page - 1) * query.per_page
@@ -224,7 +279,13 @@ def apply_listing(rows: Sequence[T], query: ListingQuery) -> ListingPage[T]:
         matching=len(ordered),
         page=page,
         pages=pages,
-        classes=tuple(sorted({r.class_ for r in rows if r.class_})),
-        types=tuple(sorted({r.type for r in rows if r.type})),
+        classes=_choices(rows, "class_code", "class_"),
+        types=_choices(rows, "type_code", "type"),
         regions=tuple(sorted({r.region for r in rows if r.region})),
     )
+
+
+def refresh_url(base: str, query: ListingQuery) -> str:
+    """The link that fetches the list afresh and comes back to this view («Oppdater»)."""
+    params = query.params()
+    return f"{base}?{params}&oppdater=1" if params else f"{base}?oppdater=1"

@@ -9,9 +9,10 @@ TRUST-FRAMEWORK §4.5 (masked "Sperret" placeholders).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from onerecord.portals.stays import Stay, StayFacts, assign_stays
 from onerecord.search_client import OverviewRow, overview_rows, region_lines
 
 __all__ = [
@@ -71,6 +72,30 @@ class DocumentRow:
     unique_id: str = ""
     home_community_id: str = ""
     emergency: bool = False
+    class_code: str = ""
+    type_code: str = ""
+    department: str = ""
+    setting_code: str = ""
+    facility_code: str = ""
+    security_labels: tuple[str, ...] = ()
+    submitted: str = ""
+    """When the document reached its region (ISO instant; "" when not said): «Ny» compares it."""
+    period_start: str = ""
+    period_end: str = ""
+    stay: Stay | None = None
+    """The stay (opphold) at `organisation` the document belongs to (`stays.py`)."""
+
+    @property
+    def arrived(self) -> str:
+        """When the document became available: its submission time, else its date."""
+        return self.submitted or self.date
+
+    @property
+    def group(self) -> tuple[str, str, str]:
+        """The list's group: institution, then stay (first and last day; "" for none)."""
+        if self.stay is None:
+            return (self.organisation, "", "")
+        return (self.organisation, self.stay.start, self.stay.end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,9 +209,58 @@ def _unique_id(doc: Mapping[str, Any]) -> str:
     return value.removeprefix("urn:oid:")
 
 
+def _code(concept: Any) -> str:
+    if not isinstance(concept, Mapping):
+        return ""
+    codings = concept.get("coding") or []
+    first = codings[0] if isinstance(codings, list) and codings else {}
+    return str(first.get("code") or "") if isinstance(first, Mapping) else ""
+
+
+def _department(doc: Mapping[str, Any]) -> str:
+    """The author's department: a contained Organization that is `partOf` the institution."""
+    names = [
+        str(res["name"])
+        for res in doc.get("contained", [])
+        if isinstance(res, Mapping)
+        and res.get("resourceType") == "Organization"
+        and "partOf" in res
+        and res.get("name")
+    ]
+    return ", ".join(dict.fromkeys(names))
+
+
+def _extension(doc: Mapping[str, Any], suffix: str) -> str:
+    for ext in doc.get("extension", []):
+        if isinstance(ext, Mapping) and str(ext.get("url", "")).endswith(suffix):
+            return str(ext.get("valueInstant") or ext.get("valueDateTime") or "")
+    return ""
+
+
+def _context(doc: Mapping[str, Any]) -> Mapping[str, Any]:
+    context = doc.get("context")
+    return context if isinstance(context, Mapping) else {}
+
+
+def _period(doc: Mapping[str, Any]) -> tuple[str, str]:
+    period = _context(doc).get("period")
+    if not isinstance(period, Mapping):
+        return "", ""
+    return str(period.get("start") or ""), str(period.get("end") or "")
+
+
+def _encounter(doc: Mapping[str, Any]) -> str:
+    encounters = _context(doc).get("encounter") or []
+    if isinstance(encounters, list) and encounters and isinstance(encounters[0], Mapping):
+        return str(encounters[0].get("reference") or "")
+    return ""
+
+
 def _row(doc: Mapping[str, Any], row: OverviewRow, hcid: str) -> DocumentRow:
     attachment = _attachment(doc)
     blocked = _is_blocked(doc)
+    start, end = _period(doc)
+    categories = doc.get("category") or [None]
     return DocumentRow(
         date=row.date,
         title=row.title,
@@ -202,7 +276,26 @@ def _row(doc: Mapping[str, Any], row: OverviewRow, hcid: str) -> DocumentRow:
         unique_id=_unique_id(doc),
         home_community_id=hcid,
         emergency=_NORS in _labels(doc) and not blocked,
+        class_code=_code(categories[0]),
+        type_code=_code(doc.get("type")),
+        department=_department(doc),
+        setting_code=_code(_context(doc).get("practiceSetting")),
+        facility_code=_code(_context(doc).get("facilityType")),
+        security_labels=tuple(sorted(_labels(doc))),
+        submitted=_extension(doc, "/submission-time"),
+        period_start=start,
+        period_end=end,
     )
+
+
+def _with_stays(
+    rows: Sequence[DocumentRow], docs: Sequence[Mapping[str, Any]]
+) -> tuple[DocumentRow, ...]:
+    facts = [
+        StayFacts(r.organisation, r.date, r.period_start, r.period_end, _encounter(d))
+        for r, d in zip(rows, docs, strict=True)
+    ]
+    return tuple(replace(r, stay=s) for r, s in zip(rows, assign_stays(facts), strict=True))
 
 
 def _hcid(doc: Mapping[str, Any]) -> str:
@@ -222,8 +315,9 @@ def build_overview(
     """Return the overview of a hub searchset Bundle; `regions` name the known regions."""
     names = {r["home_community_id"]: r["name"] for r in regions}
     docs = _documents(bundle)
-    rows = tuple(
-        _row(d, r, _hcid(d)) for d, r in zip(docs, overview_rows(bundle, names), strict=True)
+    rows = _with_stays(
+        [_row(d, r, _hcid(d)) for d, r in zip(docs, overview_rows(bundle, names), strict=True)],
+        docs,
     )
     notices = tuple(
         RegionNotice(line.name, line.status, line.reason) for line in region_lines(bundle, regions)

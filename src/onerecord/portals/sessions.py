@@ -13,9 +13,11 @@ import hmac
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from onerecord.portals.basis import AccessRequest
+from onerecord.portals.listing_cache import CachedOverview
 from onerecord.portals.oauth import PendingLogin, TokenSet
 from onerecord.portals.overview import DocumentRow
 from onerecord.portals.patient_lookup import PatientLookupResult
@@ -65,6 +67,10 @@ class PortalSession:
     flash: str | None = None
     workplace_name: str | None = None
     rows: dict[str, DocumentRow] = field(default_factory=dict, repr=False)
+    overview_cache: CachedOverview | None = field(default=None, repr=False)
+    """The last overview, reused for sorting, paging and back links (`listing_cache.py`)."""
+    visits_seen: dict[str, datetime | None] = field(default_factory=dict, repr=False)
+    """Per (user, patient) key: the last visit before this session («Ny», `visits.py`)."""
     refresh_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
     """Held while a token is renewed: the refresh token rotates, so one renewal at a time."""
 

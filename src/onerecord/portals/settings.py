@@ -40,6 +40,10 @@ class PortalSettings(BaseSettings):
     render_max_bytes: int = Field(default=5 * 1024 * 1024, ge=0, le=50 * 1024 * 1024)
     dev_mode: bool = False
     override_log_file: Path = Path("var/portal/emergency-overrides.jsonl")
+    # «Ny» since the last visit (visits.py): None keeps it beside the override log.
+    visits_file: Path | None = None
+    # How long a fetched overview serves sorting, paging and back links (listing_cache.py).
+    listing_max_age_s: float = Field(default=120.0, ge=0, le=3600)
     # From the demo manifest: the synthetic staff to log in as, and the regions by name.
     staff: dict[str, dict[str, Any]] = Field(default_factory=dict)
     regions: tuple[dict[str, str], ...] = ()
@@ -62,6 +66,11 @@ class PortalSettings(BaseSettings):
         if len(secret) < 16:
             raise ValueError("the session secret must have at least 16 characters")
         return self
+
+    @property
+    def visits_path(self) -> Path:
+        """Where the last-visit times are kept (`visits.py`)."""
+        return self.visits_file or self.override_log_file.parent / "visits.sqlite3"
 
     @property
     def secure_cookies(self) -> bool:

@@ -40,6 +40,7 @@ from onerecord.portals.sessions import (
     unsign_session_id,
 )
 from onerecord.portals.settings import PortalSettings
+from onerecord.portals.visits import Visits, VisitStore
 from onerecord.trust.keys import SigningKey, require_usable_key
 
 __all__ = [
@@ -116,6 +117,8 @@ class Portal:
     discovery: dict[str, Any] = field(default_factory=dict)
     renderer: RenderPool = field(init=False)
     """Renders documents off the event loop, within the settings' limits."""
+    visits: Visits = field(init=False)
+    """When each user last saw each patient's overview («Ny», `visits.py`)."""
 
     def __post_init__(self) -> None:
         self.renderer = RenderPool(
@@ -123,6 +126,8 @@ class Portal:
             timeout_s=self.settings.render_timeout_s,
             max_bytes=self.settings.render_max_bytes,
         )
+        secret = self.settings.session_secret.get_secret_value()
+        self.visits = Visits(VisitStore(self.settings.visits_path, secret))
 
     def render(
         self,
