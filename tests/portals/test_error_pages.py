@@ -282,6 +282,7 @@ async def test_a_block_on_the_document_page_is_said_as_on_the_overview(
         page = await client.get(path)
         assert page.status_code == 403, path
         assert heading(page) == t("error.practitioner-blocked.title")
+        assert '<p class="who">' in page.text  # still logged in: who, where, and log out
         assert t("error.practitioner-blocked") in unescape(page.text)
         assert t("error.document-unavailable.advice") not in unescape(page.text)
     # Any other refusal of the retrieve keeps the document's own sentence.

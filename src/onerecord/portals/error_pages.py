@@ -71,7 +71,6 @@ def install_error_pages(app: FastAPI, portal: Portal, headers: Mapping[str, str]
     ) -> HTMLResponse:
         t = Translator(language_of(request))
         body = portal.templates.get_template("error.html").render(
-            session=None,
             t=t,
             lang=t.language,
             languages=LANGUAGES,
@@ -80,7 +79,7 @@ def install_error_pages(app: FastAPI, portal: Portal, headers: Mapping[str, str]
             message=message,
             advice=advice,
             status_code=status_code,
-            **({"relogin": None, "back": None} | extra),
+            **({"session": None, "relogin": None, "back": None} | extra),
         )
         return HTMLResponse(body, status_code=status_code, headers=dict(headers))
 
@@ -135,11 +134,13 @@ def install_error_pages(app: FastAPI, portal: Portal, headers: Mapping[str, str]
         assert isinstance(exc, PortalError)
         if isinstance(exc, NotLoggedIn):
             return log_in_again(request, exc)
+        # Still logged in: the header says who, at which workplace, with the way to log out.
+        live = portal.session(request)
         if isinstance(exc, CsrfRejected):
             if session_ended(request):
                 return log_in_again(request, SessionEnded())
-            return said(request, exc, back=page_of(request))
-        return said(request, exc)
+            return said(request, exc, back=page_of(request), session=live)
+        return said(request, exc, session=live)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
