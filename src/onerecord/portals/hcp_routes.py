@@ -1,7 +1,8 @@
 """The health-personnel portal (the Kjernejournal view): log in, workplace, basis, overview.
 
 Flow: `/helsepersonell/logg-inn` → the STS (authorization code + PKCE) →
-`/helsepersonell/innlogget` → workplace (`/arbeidssted`) → patient and basis for access
+`/helsepersonell/innlogget` → workplace (`/arbeidssted`; changed later from the header's
+«Bytt arbeidssted», which asks for the basis again and comes back) → patient and basis for access
 (`/pasient`; the number looked up in the population register, `patient_lookup.py`) → the
 national overview (`/oversikt`) under a header saying who the patient is, with the emergency
 override (`/nodtilgang`) and documents opened in place (`/dokument/{ref}`).
