@@ -22,7 +22,14 @@ from onerecord.hub.directory import Region, RegionDirectory
 from onerecord.hub.security import HubSecurity
 from onerecord.hub.self_service import EXT_AUDIT_HOME_COMMUNITY_ID
 from onerecord.hub.settings import HubSettings
-from onerecord.search_client import HubSession, hub_access_log, hub_change_control, hub_controls
+from onerecord.mhd import Issue
+from onerecord.search_client import (
+    HubSession,
+    hub_access_log,
+    hub_change_control,
+    hub_controls,
+    refusal_reasons,
+)
 from onerecord.source.self_service import access_log_bundle, controls_json
 from onerecord.trust.access_token import AuthSettings
 from onerecord.trust.assertion import HUB_ASSERTION_HEADER, verify_hub_assertion
@@ -66,6 +73,8 @@ class FakeSource:
     log: list[CitizenLogEntry] = field(default_factory=list)
     refuse: frozenset[str] = frozenset()
     """Patients this region refuses (403), as a source does for, say, a 13-year-old's parent."""
+    reason: str | None = None
+    """The denial-reason code its refusals carry (None: none, as an older source)."""
     status: int | None = None
     """Answer every call with this HTTP status instead."""
     hang: bool = False
@@ -98,10 +107,8 @@ class FakeSource:
         else:
             patient = query.get("patient", caller)
         if patient in self.refuse:
-            outcome = {
-                "resourceType": "OperationOutcome",
-                "issue": [{"severity": "error", "code": "forbidden", "diagnostics": "not allowed"}],
-            }
+            issue = Issue(code="forbidden", diagnostics="not allowed", reason=self.reason)
+            outcome = {"resourceType": "OperationOutcome", "issue": [issue.render()]}
             return RegionResponse(403, {}, orjson.dumps(outcome))
         if parts.path.endswith("/fhir/AuditEvent"):
             return RegionResponse(200, {}, orjson.dumps(access_log_bundle(self.log, self_url=url)))
@@ -281,6 +288,21 @@ async def test_every_region_refusing_is_403(sts_key: SigningKey, hub_key: Signin
         assert r.json()["resourceType"] == "OperationOutcome"
         assert hub.audit.records[-1].action is AuditAction.CONTROL_CHANGE
         assert hub.audit.records[-1].outcome is AuditOutcome.DENIED
+
+
+async def test_a_controls_refusal_passes_on_each_regions_reason(
+    sts_key: SigningKey, hub_key: SigningKey
+) -> None:
+    # The citizen's portal says why in words (issue 11, defect 8): the child has turned 12.
+    sources = [
+        FakeSource(r, hub_key, refuse=frozenset({CHILD_8}), reason="child-too-old") for r in REGIONS
+    ]
+    async for hub in _hub(sources, sts_key, hub_key):
+        read = await _get(hub, CONTROLS, _citizen(hub), patient=CHILD_8)
+        change = await _send(hub, "PUT", f"{CONTROLS}/reservation", _citizen(hub), patient=CHILD_8)
+        for answer in (read, change):
+            assert answer.status_code == 403
+            assert refusal_reasons(answer.json()) == ["child-too-old"] * len(REGIONS)
 
 
 async def test_every_region_timing_out_is_504(sts_key: SigningKey, hub_key: SigningKey) -> None:

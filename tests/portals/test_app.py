@@ -56,7 +56,10 @@ STAFF = {
         "point_of_care": "974000024",
         "organisation": "Test<i>sykehuset</i> HF",
         "department": "111",
-        "departments": [{"resh": "111", "name": "Medisinsk klinikk"}],
+        "departments": [
+            {"resh": "111", "name": "Medisinsk klinikk"},
+            {"resh": "222", "name": "Akuttmottaket"},
+        ],
     }
 }
 BASIS = {
@@ -428,7 +431,7 @@ async def test_post_without_or_with_wrong_csrf_token_is_403(client: httpx.AsyncC
     token = csrf_token(page)
     missing = await client.post("/helsepersonell/logg-inn", data={})
     assert missing.status_code == 403
-    assert "sikkerhetsnøkkelen" in missing.text
+    assert "Skjemaet er for gammelt" in missing.text  # said in words (issue 11, defect 8)
     wrong = await client.post("/helsepersonell/logg-inn", data={"csrf_token": token + "x"})
     assert wrong.status_code == 403
     odd = await client.post("/helsepersonell/logg-inn", data={"csrf_token": "søt-nøkkel"})
@@ -489,7 +492,7 @@ async def test_a_new_workplace_asks_for_the_basis_again(portal: App) -> None:
     workplace = await client.get("/helsepersonell/arbeidssted")
     changed = await client.post(
         "/helsepersonell/arbeidssted",
-        data={"csrf_token": csrf_token(workplace), "workplace": "974000024:111"},
+        data={"csrf_token": csrf_token(workplace), "workplace": "974000024:222"},
     )
     assert changed.status_code == 303
     # The old patient token names the old workplace; it is not used any more.
@@ -605,7 +608,7 @@ async def test_error_page_in_english_when_the_language_cookie_says_so(
     assert "The page does not exist." in missing.text and "What you can do:" in missing.text
     assert "Siden finnes ikke" not in missing.text
     refused = await client.get("/helsepersonell/pasient")
-    assert refused.status_code == 401 and "Log in again." in refused.text
+    assert refused.status_code == 401 and "You must log in to see this page." in refused.text
     client.cookies.set(LANGUAGE_COOKIE, "klingon", domain="portal.example")
     fallback = await client.get("/finnes-ikke")
     assert '<html lang="nb">' in fallback.text and "Siden finnes ikke" in fallback.text

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from onerecord.portals.errors import LoginFailed, TokenRefused
+from onerecord.portals.errors import LoginFailed, SessionEnded, TokenRefused
 from onerecord.portals.oauth import (
     CITIZEN_ACR,
     HCP_ACR,
@@ -307,11 +307,11 @@ async def test_refresh_carries_the_attestation_and_keeps_the_dpop_key() -> None:
     assert second.access_token != first.access_token
 
 
-async def test_refresh_without_a_refresh_token_is_refused_without_asking() -> None:
+async def test_refresh_without_a_refresh_token_ends_the_login_without_asking() -> None:
     tokens = TokenSet("a.b.c", None, SigningKey.generate(kid="d"), time.time() + 60)
     sts = FakeSts()
     async with sts.client() as http:
-        with pytest.raises(TokenRefused):
+        with pytest.raises(SessionEnded):
             await refresh(
                 http, sts_url=STS, client_id=CLIENT_ID, client_key=CLIENT_KEY, tokens=tokens
             )

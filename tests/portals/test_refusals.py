@@ -90,7 +90,6 @@ def test_the_hub_refusing_because_of_a_block_gets_its_own_error() -> None:
         _hub_refusal([_denied(HCID_HSO, "practitioner-blocked"), _denied(HCID_VEST, None)]),
         _hub_refusal([_denied(HCID_HSO, "patient-binding-mismatch")]),
         httpx.Response(403, content=b"not json"),
-        httpx.Response(401, content=b"{}"),
     ],
 )
 def test_other_refusals_keep_the_general_message(response: httpx.Response) -> None:

@@ -52,6 +52,7 @@ from onerecord.hub.fanout import (
     call_region,
     fan_out,
     gather_regions,
+    refusal_reason,
     status_for_http,
 )
 from onerecord.hub.merge import HubStatus, consolidate, region_issues
@@ -541,7 +542,10 @@ async def _controls_exchange(
         failure = status_for_http(resp.status) or RegionStatus.ERROR
         said = _diagnostics(resp.body)
         detail = f"HTTP {resp.status}" + (f": {said}" if said else "")
-        raise RegionCallFailed(failure, detail, resp.status)
+        # A refusal's reason (e.g. child-too-old) goes on to the caller, as for a search, so
+        # the citizen's portal can say why in words (issue 11, defect 8).
+        reason = refusal_reason(resp.body) if failure is RegionStatus.DENIED else None
+        raise RegionCallFailed(failure, detail, resp.status, reason)
     try:
         controls = parse_controls(resp.body)
     except ValueError as exc:

@@ -1,40 +1,35 @@
 """The portals' ASGI app: the health-personnel portal and the citizen portal on one server.
 
 Both are ordinary hub clients behind server-side sessions (`sessions.py`). This module wires
-what they share: static files, security headers, the language switch, logout and the error
-pages; the pages themselves live in `hcp_routes.py` and `citizen_routes.py`.
+what they share: static files, security headers, the language switch and logout; the error
+pages live in `error_pages.py`, the pages themselves in `hcp_routes.py` and `citizen_routes.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import structlog
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi.responses import JSONResponse, Response
 
-from onerecord.logs import log_unexpected_error
 from onerecord.portals.citizen_routes import install_citizen_routes
-from onerecord.portals.errors import PortalError
+from onerecord.portals.error_pages import install_error_pages
 from onerecord.portals.hcp_routes import install_hcp_routes
-from onerecord.portals.i18n import LANGUAGE_COOKIE, LANGUAGES, Translator
+from onerecord.portals.i18n import LANGUAGE_COOKIE, LANGUAGES
 from onerecord.portals.override_log import FileOverrideLog
 from onerecord.portals.sessions import SessionStore
 from onerecord.portals.settings import PortalSettings
 from onerecord.portals.static_files import StaticFolder
-from onerecord.portals.web import Portal, language_of, load_client_key, make_templates, safe_next
+from onerecord.portals.web import Portal, load_client_key, make_templates, safe_next
 
 __all__ = ["create_portal_app"]
 
-log = structlog.get_logger("onerecord.portals")
 _HERE = Path(__file__).parent
 _SECURITY_HEADERS = {
     "content-security-policy": (
@@ -88,7 +83,7 @@ def create_portal_app(settings: PortalSettings) -> FastAPI:
     headers = {
         name: value.format(sts=settings.sts_url) for name, value in _SECURITY_HEADERS.items()
     }
-    _install_error_pages(app, portal, headers)
+    install_error_pages(app, portal, headers)
 
     @app.middleware("http")
     async def security_headers(
@@ -143,58 +138,3 @@ def create_portal_app(settings: PortalSettings) -> FastAPI:
     install_hcp_routes(app, portal)
     install_citizen_routes(app, portal)
     return app
-
-
-def _install_error_pages(app: FastAPI, portal: Portal, headers: Mapping[str, str]) -> None:
-    """Turn every failure into the error page: what happened, what to do; no stack trace.
-
-    The page carries the security headers itself: an unexpected error is answered outside
-    the middleware that adds them to every other response.
-    """
-
-    def page(request: Request, status_code: int, message: str, advice: str) -> HTMLResponse:
-        t = Translator(language_of(request))
-        body = portal.templates.get_template("error.html").render(
-            session=None,
-            t=t,
-            lang=t.language,
-            languages=LANGUAGES,
-            here="/",
-            message=message,
-            advice=advice,
-            status_code=status_code,
-        )
-        return HTMLResponse(body, status_code=status_code, headers=dict(headers))
-
-    async def portal_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, PortalError)
-        t = Translator(language_of(request))
-        return page(request, exc.status_code, t(exc.message_key, **exc.params), t(exc.advice_key))
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)
-        t = Translator(language_of(request))
-        key = f"error.http.{exc.status_code}"
-        if exc.status_code not in (400, 404, 405):
-            key = "error.http.other"
-        return page(request, exc.status_code, t(key), t(f"{key}.advice"))
-
-    async def validation_error(request: Request, _exc: Exception) -> Response:
-        t = Translator(language_of(request))
-        return page(request, 400, t("error.http.400"), t("error.http.400.advice"))
-
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        log_unexpected_error(
-            log,
-            "portal.unexpected_error",
-            exc,
-            correlation_id=request.headers.get("x-correlation-id", "")[:64] or None,
-            path=request.url.path,
-        )
-        t = Translator(language_of(request))
-        return page(request, 500, t("error.internal"), t("error.internal.advice"))
-
-    app.add_exception_handler(PortalError, portal_error)
-    app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(Exception, unexpected)

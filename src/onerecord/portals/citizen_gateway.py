@@ -14,7 +14,9 @@ hub and the regions decide whether the token allows it.
 - `PUT|DELETE {hub}/controls/reservation`, `/controls/practitioner-blocks/{hpr}`,
   `/controls/document-blocks/{uniqueId}[?homeCommunityId=]` → 200 when every region made the
   change, 502 with the same controls object when some did not.
-Failures become `portals.errors` (as in `gateway.py`), so the page says what to do.
+Failures become `portals.errors` (as in `gateway.py`), so the page says what to do: a 401 ends
+the login (`SessionEnded`); a 403 keeps the regions' denial-reason codes (`HubRefused.reasons`)
+so the page can say why in words (`citizen_view.refusal_message`).
 
 References: RFC 9449 (DPoP); FHIR R4 AuditEvent search; docs/hub.md (self-service).
 """
@@ -29,7 +31,7 @@ import httpx
 
 from onerecord.domain import DocumentUniqueId, HomeCommunityId, HprNumber, InvalidIdentifier
 from onerecord.portals.access_log import AccessLog, build_access_log
-from onerecord.portals.errors import HubRefused, HubUnavailable
+from onerecord.portals.errors import HubRefused, HubUnavailable, SessionEnded
 from onerecord.portals.overview import CITIZEN_UNDER_AGE
 from onerecord.search_client import (
     HubSession,
@@ -199,8 +201,18 @@ def _json(response: httpx.Response) -> Any:
         raise HubUnavailable("error.hub-garbled") from None
 
 
-def _refused() -> HubRefused:
-    return HubRefused("citizen.error.refused", advice_key="citizen.error.refused.advice")
+def _refused(response: httpx.Response) -> HubRefused:
+    """A citizen's refusal (401: the login ended), with the reason each region gave."""
+    if response.status_code == 401:
+        raise SessionEnded()
+    refused = HubRefused("citizen.error.refused", advice_key="citizen.error.refused.advice")
+    try:
+        outcome = response.json()
+    except ValueError:
+        outcome = None
+    if isinstance(outcome, Mapping):
+        refused.reasons = tuple(refusal_reasons(outcome))
+    return refused
 
 
 async def _answer(call: Awaitable[httpx.Response]) -> httpx.Response:
@@ -224,7 +236,7 @@ async def fetch_access_log(
     if response.status_code == 403 and _under_age(response):
         raise UnderAgeRefused("citizen.error.refused", advice_key="citizen.error.refused.advice")
     if response.status_code in (401, 403):
-        raise _refused()
+        raise _refused(response)
     if response.status_code not in (200, 502, 504):
         raise HubUnavailable("error.hub-status", status=response.status_code)
     body = _json(response)
@@ -244,7 +256,7 @@ async def fetch_controls(
         hub_controls(http, session, hub_base=hub_root(hub_fhir), patient=patient)
     )
     if response.status_code in (401, 403):
-        raise _refused()
+        raise _refused(response)
     if response.status_code != 200:
         raise HubUnavailable("error.hub-status", status=response.status_code)
     try:
@@ -269,7 +281,7 @@ async def change_control(
         )
     )
     if response.status_code in (401, 403):
-        raise _refused()
+        raise _refused(response)
     if response.status_code not in (200, 502):
         raise HubUnavailable("error.hub-status", status=response.status_code)
     try:

@@ -33,6 +33,7 @@ from onerecord.portals.citizen_gateway import (
     fetch_access_log,
     fetch_controls,
 )
+from onerecord.portals.citizen_refusals import citizen_refusal
 from onerecord.portals.citizen_view import (
     BlockState,
     Notice,
@@ -55,6 +56,7 @@ from onerecord.portals.errors import (
     LoginFailed,
     NotLoggedIn,
     PortalError,
+    SessionEnded,
 )
 from onerecord.portals.gateway import fetch_overview
 from onerecord.portals.i18n import Translator
@@ -69,6 +71,7 @@ from onerecord.portals.listing import (
 from onerecord.portals.listing_cache import REFRESH_PARAM, CachedOverview
 from onerecord.portals.oauth import refresh, userinfo
 from onerecord.portals.overview import DocumentRow
+from onerecord.portals.return_to import CITIZEN_AREA, after_login
 from onerecord.portals.sessions import PortalSession
 from onerecord.portals.visits import arrived_after
 from onerecord.portals.web import Portal, language_of, safe_next
@@ -122,7 +125,7 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             tokens = session.tokens or tokens
             if tokens.expires_at - time.time() < _REFRESH_MARGIN_S:
                 if tokens.refresh_token is None:
-                    raise NotLoggedIn()
+                    raise SessionEnded()
                 tokens = await refresh(
                     portal.client(),
                     sts_url=settings.sts_url,
@@ -211,7 +214,9 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
 
     @app.post(f"{_BASE}/logg-inn")
     async def login(request: Request) -> Response:
-        session, _form = await portal.checked_form(request)
+        session, form = await portal.checked_form(request)
+        # Logging in again from «Økten din er avsluttet»: come back to that page (defect 8).
+        session.return_to = after_login(CITIZEN_AREA, form.get("neste"))
         return portal.begin_login(session, role="citizen", callback_path=f"{_BASE}/innlogget")
 
     @app.get(f"{_BASE}/innlogget")
@@ -239,7 +244,8 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
         session.staff = session.access = session.staff_key = None
         session.staff_name = session.hpr_number = session.workplace_name = None
         session.emergency_reason = None
-        return portal.redirect(f"{_BASE}/dokumenter", session)
+        back, session.return_to = session.return_to, None
+        return portal.redirect(back or f"{_BASE}/dokumenter", session)
 
     # -- documents ----------------------------------------------------------------------------
 
@@ -284,11 +290,10 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
                     regions=settings.regions,
                     patient=person.nin,
                 )
-            except HubRefused:
-                # Said for a citizen: the advice is whom to choose, not a basis for access.
-                raise HubRefused(
-                    "citizen.error.refused", advice_key="citizen.error.refused.advice"
-                ) from None
+            except HubRefused as exc:
+                # Said for a citizen: why, naming the person; the advice is whom to choose, not
+                # a basis for access.
+                raise citizen_refusal(exc, person) from None
             if overview.under_age and person.is_self:
                 # Empty by rule, not by chance or outage: say the rule (and ask for no
                 # controls, which are closed until 16 too, so no false "try again" either).
@@ -387,14 +392,24 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
 
     # -- controls -----------------------------------------------------------------------------
 
-    async def apply(session: PortalSession, change: ControlChange, done_key: str) -> None:
-        """Send one change to the hub and leave a notice saying whether it is in place."""
+    async def apply(
+        session: PortalSession, change: ControlChange, done_key: str, person: Person
+    ) -> None:
+        """Send one change to the hub and leave a notice saying whether it is in place.
+
+        `person`: whom the change is for, to name them if the hub refuses it. An ended login is
+        not a notice but the page that asks to log in again.
+        """
         session.overview_cache = None  # the next list shows the change (listing_cache.py)
         try:
             outcome = await change_control(
                 portal.client(), await hub_of(session), hub_fhir=settings.hub_fhir, change=change
             )
+        except NotLoggedIn:
+            raise
         except PortalError as exc:
+            if isinstance(exc, HubRefused):
+                exc = citizen_refusal(exc, person)
             params = {k: str(v) for k, v in exc.params.items()}
             session.flash = Notice(exc.message_key, params, problem=True).encode()
             return
@@ -449,9 +464,10 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
                 blocked=controls.blocked_documents,
             )
         if not allowed:
-            raise DocumentNotListed()
+            advice = person.key("citizen.block.not-listed.advice")
+            raise DocumentNotListed(advice_key=advice, name=person.name)
         done = "citizen.block.document.on" if change.on else "citizen.block.document.off"
-        await apply(session, change, done)
+        await apply(session, change, done, person)
         return portal.redirect(back, session)
 
     @app.post(f"{_BASE}/sperringer/reservasjon")
@@ -461,28 +477,32 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
         if action not in ("reserver", "opphev"):
             session.flash = Notice("citizen.privacy.choose", problem=True).encode()
             return portal.redirect(f"{_BASE}/personvern", session)
-        change = ControlChange.reservation(on=action == "reserver", patient=patient_param(session))
+        person = acting(session)
+        change = ControlChange.reservation(
+            on=action == "reserver", patient=patient_param(session, person)
+        )
         done = "citizen.reservation.on" if change.on else "citizen.reservation.off"
-        await apply(session, change, done)
+        await apply(session, change, done, person)
         return portal.redirect(f"{_BASE}/personvern", session)
 
     @app.post(f"{_BASE}/sperringer/helsepersonell")
     async def change_practitioner_block(request: Request) -> Response:
         session, form = await checked_citizen_form(request)
+        person = acting(session)
         action = form.get("handling")
         hpr = form.get("hpr", "")
         try:
             if action not in ("sperr", "opphev"):
                 raise InvalidControl("citizen.privacy.choose")
             change = ControlChange.practitioner_block(
-                hpr, on=action == "sperr", patient=patient_param(session)
+                hpr, on=action == "sperr", patient=patient_param(session, person)
             )
         except InvalidControl as exc:
             return await privacy_page(
                 request, session, status_code=400, hpr_error=exc.message_key, hpr_value=hpr[:20]
             )
         done = "citizen.block.practitioner.on" if change.on else "citizen.block.practitioner.off"
-        await apply(session, change, done)
+        await apply(session, change, done, person)
         return portal.redirect(f"{_BASE}/personvern", session)
 
     async def privacy_page(
@@ -501,10 +521,10 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
                 hub_fhir=settings.hub_fhir,
                 patient=patient_param(session, person),
             )
-        except HubRefused:
+        except HubRefused as exc:
             # Refused for the citizen themselves under 16: the controls open at 16 (§5.2).
             if rule_for(person) is None:
-                raise
+                raise citizen_refusal(exc, person) from None
             return young_page(request, session, person, active="personvern")
         rows = session.rows.values() if acting(session) == person else ()
         by_unique_id = {r.unique_id: r for r in rows if r.unique_id}
@@ -540,11 +560,13 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
                 regions=settings.regions,
                 patient=person.nin,
             )
-        except UnderAgeRefused:
+        except UnderAgeRefused as exc:
             # A child under 12 on their own: the log is the parents' to read (§5.2).
             if not person.is_self:
-                raise
+                raise citizen_refusal(exc, person) from None
             return young_page(request, session, person, active="tilgangslogg")
+        except HubRefused as exc:
+            raise citizen_refusal(exc, person) from None
         raw = request.query_params.get("side", "1")
         # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
         number = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 7 else 1

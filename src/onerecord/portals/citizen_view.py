@@ -84,6 +84,7 @@ NAMED_WHEN_ACTING = frozenset(
         "citizen.privacy.documents.none",
         "citizen.privacy.practitioners.explain",
         "citizen.privacy.practitioners.none",
+        "citizen.block.not-listed.advice",
     }
 )
 """Messages that say "you"/"my" of the person the page is about: each has a `-other` form

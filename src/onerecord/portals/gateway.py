@@ -16,13 +16,15 @@ import httpx
 import orjson
 
 from onerecord.domain import DomainError
-from onerecord.mhd import MhdError, RetrieveKey
+from onerecord.mhd import MhdError, RetrieveKey, denial_reason
 from onerecord.portals.basis import AccessRequest, build_attestation
 from onerecord.portals.errors import (
     DocumentUnavailable,
     HubRefused,
     HubUnavailable,
+    PractitionerBlocked,
     RegionUnreachable,
+    SessionEnded,
 )
 from onerecord.portals.oauth import TokenSet, refresh
 from onerecord.portals.overview import PRACTITIONER_BLOCKED, Overview, build_overview
@@ -49,6 +51,7 @@ MASKED_COUNT_HEADER = "x-onerecord-masked-count"
 ACCESS_BASIS_HEADER = "nhn-access-basis"
 MAX_DOCUMENT_BYTES = 50 * 1024 * 1024
 _MAX_ENTRIES = 2000
+_MAX_REFUSAL_BYTES = 64 * 1024
 _PAGE = 200
 
 
@@ -126,27 +129,44 @@ async def _get_bundle(
         raise HubUnavailable() from None
 
 
-def _refusal(response: httpx.Response) -> HubRefused:
-    """Say why the hub refused: the patient's block of this health worker has its own message.
+def _refusal_reasons(content: bytes) -> tuple[str | None, ...]:
+    """The denial-reason code each region gave in a 403's OperationOutcome (nothing if none).
+
+    A search refusal names its regions (`refusal_reasons`); a retrieve refusal is the one
+    region's own OperationOutcome, passed on by the hub, whose issues carry the code alone.
+    """
+    try:
+        outcome = orjson.loads(content) if len(content) <= _MAX_REFUSAL_BYTES else None
+    except orjson.JSONDecodeError:
+        outcome = None
+    if not isinstance(outcome, dict):
+        return ()
+    reasons = refusal_reasons(outcome)
+    if reasons:
+        return tuple(reasons)
+    issues = outcome.get("issue")
+    return tuple(denial_reason(i) for i in issues) if isinstance(issues, list) else ()
+
+
+def _refusal(content: bytes) -> HubRefused:
+    """Say why the hub refused: the patient's block of this health worker has its own page.
 
     The hub answers 403 when every region refused; each region's issue carries its reason.
     """
-    try:
-        outcome = orjson.loads(response.content) if response.status_code == 403 else None
-    except orjson.JSONDecodeError:
-        outcome = None
-    if isinstance(outcome, dict):
-        reasons = refusal_reasons(outcome)
-        if reasons and all(reason == PRACTITIONER_BLOCKED for reason in reasons):
-            return HubRefused(
-                "error.practitioner-blocked", advice_key="error.practitioner-blocked.advice"
-            )
-    return HubRefused()
+    reasons = _refusal_reasons(content)
+    if reasons and all(reason == PRACTITIONER_BLOCKED for reason in reasons):
+        refused: HubRefused = PractitionerBlocked()
+    else:
+        refused = HubRefused()
+    refused.reasons = reasons
+    return refused
 
 
 def _checked(response: httpx.Response) -> dict[str, Any]:
-    if response.status_code in (401, 403):
-        raise _refusal(response)
+    if response.status_code == 401:
+        raise SessionEnded()  # the hub no longer accepts the login's token
+    if response.status_code == 403:
+        raise _refusal(response.content)
     if response.status_code != 200:
         raise HubUnavailable("error.hub-status", status=response.status_code)
     try:
@@ -211,7 +231,8 @@ async def fetch_document(
 
     `region`: the name of the region that holds it (from the overview row). When the hub
     cannot reach that region (502, 503, 504) the user is told so by name, not that the
-    document may be withdrawn.
+    document may be withdrawn. A 401 ends the login (`SessionEnded`); a 403 because the patient
+    has blocked this health worker says so (`PractitionerBlocked`), as the overview does.
     """
     try:
         key = RetrieveKey.parse(ref)
@@ -221,7 +242,19 @@ async def fetch_document(
     headers = _headers(session, "GET", url, access_basis)
     try:
         async with http.stream("GET", url, headers=headers) as response:
-            if response.status_code in (401, 403, 404, 410):
+            if response.status_code == 401:
+                raise SessionEnded()
+            if response.status_code == 403:
+                # The region's OperationOutcome, passed on by the hub: read a small one only.
+                content = b""
+                async for chunk in response.aiter_bytes():
+                    content += chunk
+                    if len(content) > _MAX_REFUSAL_BYTES:
+                        break
+                if isinstance(_refusal(content), PractitionerBlocked):
+                    raise PractitionerBlocked()
+                raise DocumentUnavailable()
+            if response.status_code in (404, 410):
                 raise DocumentUnavailable()
             if response.status_code in (502, 503, 504) and region:
                 raise RegionUnreachable(region=region)

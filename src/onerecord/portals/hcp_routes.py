@@ -1,7 +1,8 @@
 """The health-personnel portal (the Kjernejournal view): log in, workplace, basis, overview.
 
 Flow: `/helsepersonell/logg-inn` → the STS (authorization code + PKCE) →
-`/helsepersonell/innlogget` → workplace (`/arbeidssted`) → patient and basis for access
+`/helsepersonell/innlogget` → workplace (`/arbeidssted`; changed later from the header's
+«Bytt arbeidssted», which asks for the basis again and comes back) → patient and basis for access
 (`/pasient`; the number looked up in the population register, `patient_lookup.py`) → the
 national overview (`/oversikt`) under a header saying who the patient is, with the emergency
 override (`/nodtilgang`) and documents opened in place (`/dokument/{ref}`).
@@ -14,6 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Request
@@ -51,6 +53,13 @@ from onerecord.portals.override_log import (
 )
 from onerecord.portals.overview import DocumentRow
 from onerecord.portals.patient_lookup import LookupStatus, PatientLookupResult, look_up_patient
+from onerecord.portals.return_to import (
+    HCP_AREA,
+    after_basis,
+    after_login,
+    local_page,
+    needs_patient,
+)
 from onerecord.portals.sessions import PortalSession
 from onerecord.portals.visits import arrived_after
 from onerecord.portals.web import Portal, language_of
@@ -98,6 +107,26 @@ def _today() -> date:
     return datetime.now(_OSLO).date()
 
 
+def _is_current(place: Workplace, staff: StaffMember | None) -> bool:
+    """True when `place` is the workplace the worker acts for now."""
+    return (
+        staff is not None
+        and staff.legal_entity == place.legal_entity
+        and staff.point_of_care == place.point_of_care
+        and staff.department == place.department
+    )
+
+
+def _with_next(url: str, back: str | None) -> str:
+    return f"{url}?neste={quote(back, safe='')}" if back else url
+
+
+def _patient_form_url(back: str | None) -> str:
+    """The patient form, going on afterwards to the patient page the worker came from."""
+    onward = after_basis(back) if back is not None and needs_patient(back) else None
+    return _with_next(f"{_BASE}/pasient", onward)
+
+
 def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
     """Add the health-personnel pages to `app`."""
     settings = portal.settings
@@ -122,7 +151,9 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
 
     @app.post(f"{_BASE}/logg-inn")
     async def login(request: Request) -> Response:
-        session, _form = await portal.checked_form(request)
+        session, form = await portal.checked_form(request)
+        # Logging in again from «Økten din er avsluttet»: come back to that page (defect 8).
+        session.return_to = after_login(HCP_AREA, form.get("neste"))
         return portal.begin_login(session, role="hcp", callback_path=f"{_BASE}/innlogget")
 
     @app.get(f"{_BASE}/innlogget")
@@ -142,7 +173,9 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
         session.hub = None
         session.patient_lookup = None
         session.rows = {}
-        return portal.redirect(f"{_BASE}/arbeidssted", session)
+        session.kept_patient = None  # never carried over to another login
+        back, session.return_to = session.return_to, None
+        return portal.redirect(_with_next(f"{_BASE}/arbeidssted", back), session)
 
     def staff_record(session: PortalSession) -> tuple[str, dict[str, Any]] | None:
         for key, data in settings.staff.items():
@@ -151,10 +184,15 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
         return None
 
     def workplace_page(
-        request: Request, session: PortalSession, status_code: int = 200, error: str | None = None
+        request: Request,
+        session: PortalSession,
+        status_code: int = 200,
+        error: str | None = None,
+        back: str | None = None,
     ) -> Response:
         found = staff_record(session)
         places = workplaces_of(found[1]) if found else ()
+        current = next((p.key for p in places if _is_current(p, session.staff)), None)
         return portal.render(
             request,
             "hcp/workplace.html",
@@ -162,22 +200,32 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
             status_code=status_code,
             workplaces=places,
             error=error,
+            current=current,
+            neste=back,
         )
 
     @app.get(f"{_BASE}/arbeidssted")
     async def workplace_get(request: Request) -> Response:
-        return workplace_page(request, identified(request))
+        """Choose (after login) or change (the header's «Bytt arbeidssted») the workplace."""
+        back = local_page(request.query_params.get("neste"), HCP_AREA)
+        return workplace_page(request, identified(request), back=back)
 
     @app.post(f"{_BASE}/arbeidssted")
     async def workplace_post(request: Request) -> Response:
         session, form = await portal.checked_form(request)
         if session.role != "hcp" or session.tokens is None:
             raise NotLoggedIn()
+        back = local_page(form.get("neste"), HCP_AREA)
         found = staff_record(session)
         places: tuple[Workplace, ...] = workplaces_of(found[1]) if found else ()
         chosen = next((p for p in places if p.key == form.get("workplace")), None)
         if found is None or chosen is None:
-            return workplace_page(request, session, 400, "hcp.workplace.choose")
+            return workplace_page(request, session, 400, "hcp.workplace.choose", back)
+        if _is_current(chosen, session.staff):
+            # The same workplace again: nothing changes, the basis stands; back to the page.
+            if session.access is not None:
+                return portal.redirect(back or f"{_BASE}/oversikt", session)
+            return portal.redirect(_patient_form_url(back), session)
         key, data = found
         session.staff_key = key
         session.staff = StaffMember(
@@ -190,13 +238,16 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
         session.staff_name = str(data.get("name") or session.user_name or key)
         session.hpr_number = str(data["hpr"]) if data.get("hpr") else None
         session.workplace_name = chosen.label
-        # The patient token's attestation names the old workplace: state the basis anew.
+        # The patient token's attestation names the old workplace: state the basis anew, for
+        # the same patient (their number is filled in), then back to where the worker was.
+        if session.access is not None:
+            session.kept_patient = session.access.patient
         session.access = None
         session.emergency_reason = None
         session.hub = None
         session.patient_lookup = None
         session.rows = {}
-        return portal.redirect(f"{_BASE}/pasient", session)
+        return portal.redirect(_patient_form_url(back), session)
 
     def patient_form(
         request: Request, session: PortalSession, status_code: int = 200, **extra: Any
@@ -215,7 +266,11 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
 
     @app.get(f"{_BASE}/pasient")
     async def patient_page(request: Request) -> Response:
-        return patient_form(request, logged_in(request))
+        session = logged_in(request)
+        # `neste`: the overview to go on to; the number a workplace change kept, filled in.
+        back = local_page(request.query_params.get("neste"), HCP_AREA)
+        form = {"patient": session.kept_patient or "", "neste": back or ""}
+        return patient_form(request, session, form=form)
 
     @app.post(f"{_BASE}/pasient")
     async def choose_patient(request: Request) -> Response:
@@ -238,7 +293,8 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
         if await open_for_patient(session, access, lookup=lookup) is None:
             # Another workplace or login meanwhile: state the basis again for that one.
             return portal.redirect(f"{_BASE}/pasient", session)
-        return portal.redirect(f"{_BASE}/oversikt", session)
+        session.kept_patient = None
+        return portal.redirect(after_basis(form.get("neste")), session)
 
     def open_patient_of(session: PortalSession) -> _OpenPatient | None:
         """Return what the session states now, read in one go (no await in between)."""

@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from onerecord.portals.errors import LoginFailed, TokenRefused
+from onerecord.portals.errors import LoginFailed, SessionEnded, TokenRefused
 from onerecord.search_client import CLIENT_ASSERTION_TYPE, HubSession, client_assertion
 from onerecord.trust.dpop import make_proof
 from onerecord.trust.keys import SigningKey
@@ -125,6 +125,11 @@ async def _token_request(
     form: dict[str, str],
     assertion_extra: Mapping[str, Any] | None = None,
 ) -> TokenSet:
+    """POST to the STS token endpoint; on the refresh grant `invalid_grant` ends the login.
+
+    RFC 6749 §5.2: the refresh token is invalid, expired or revoked (its login ended, or was
+    revoked after a reuse) — the user must log in again (`SessionEnded`), not read "no access".
+    """
     token_url = f"{sts_url.rstrip('/')}/token"
     form = form | {
         "client_assertion_type": CLIENT_ASSERTION_TYPE,
@@ -138,6 +143,8 @@ async def _token_request(
     except httpx.HTTPError:
         raise TokenRefused("error.token-unreachable") from None
     if response.status_code != 200:
+        if form.get("grant_type") == "refresh_token" and _oauth_error(response) == "invalid_grant":
+            raise SessionEnded()
         raise TokenRefused()
     try:
         body = response.json()
@@ -152,6 +159,16 @@ async def _token_request(
         dpop_key=dpop_key,
         expires_at=time.time() + lifetime,
     )
+
+
+def _oauth_error(response: httpx.Response) -> str | None:
+    """The `error` code of an OAuth error answer (RFC 6749 §5.2), if it has one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, str) else None
 
 
 async def finish_login(
@@ -201,7 +218,7 @@ async def refresh(
 ) -> TokenSet:
     """Return a new token set from the refresh token, with a new attestation when given."""
     if tokens.refresh_token is None:
-        raise TokenRefused()
+        raise SessionEnded()  # nothing to continue the login with
     form = {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token}
     if audience is not None:
         form["resource"] = audience

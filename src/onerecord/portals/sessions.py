@@ -66,6 +66,12 @@ class PortalSession:
     refused: tuple[dict[str, Any], ...] = ()
     flash: str | None = None
     workplace_name: str | None = None
+    kept_patient: str | None = None
+    """The patient whose basis a workplace change dropped: filled in on the patient form."""
+    return_to: str | None = None
+    """The page to come back to after a login started from «Økten din er avsluttet»."""
+    ended_login: bool = False
+    """An anonymous session started where a login had ended: its page says so until login."""
     rows: dict[str, DocumentRow] = field(default_factory=dict, repr=False)
     overview_cache: CachedOverview | None = field(default=None, repr=False)
     """The last overview, reused for sorting, paging and back links (`listing_cache.py`)."""
