@@ -13,7 +13,10 @@ hub and the regions decide whether the token allows it.
   each region's part.
 - `PUT|DELETE {hub}/controls/reservation`, `/controls/practitioner-blocks/{hpr}`,
   `/controls/document-blocks/{uniqueId}[?homeCommunityId=]` → 200 when every region made the
-  change, 502 with the same controls object when some did not.
+  change, 202 when the hub keeps it for a region that failed and re-sends it until that region
+  confirms, 502 with the same controls object when some did not.
+Both controls answers carry `pending`: each change not yet confirmed, and by which region; the
+portal shows it as waiting for that region, never as done (issue 11 defect 5).
 Failures become `portals.errors` (as in `gateway.py`), so the page says what to do.
 
 References: RFC 9449 (DPoP); FHIR R4 AuditEvent search; docs/hub.md (self-service).
@@ -45,12 +48,14 @@ __all__ = [
     "ControlOutcome",
     "InvalidControl",
     "PatientControls",
+    "PendingControl",
     "UnderAgeRefused",
     "change_control",
     "fetch_access_log",
     "fetch_controls",
     "hub_root",
     "parse_controls",
+    "parse_pending",
 ]
 
 
@@ -121,6 +126,18 @@ class ControlChange:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingControl:
+    """One change the hub keeps for a region that has not confirmed it (or has refused it)."""
+
+    kind: str
+    target: str | None
+    on: bool
+    region: str
+    """The region's name, as the hub's directory gives it."""
+    refused: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class PatientControls:
     """A person's controls as the hub merged them, and the regions that did not answer."""
 
@@ -129,14 +146,25 @@ class PatientControls:
     blocked_documents: frozenset[str]
     blocked_practitioners: tuple[str, ...]
     failed_regions: tuple[str, ...]
+    pending: tuple[PendingControl, ...] = ()
+
+    def waiting_for(self, kind: str, target: str | None = None) -> tuple[str, ...]:
+        """The regions a change of this control still waits for (refused ones not included)."""
+        return tuple(
+            p.region
+            for p in self.pending
+            if p.kind == kind and p.target == target and not p.refused
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class ControlOutcome:
-    """What a change did: `applied` everywhere, else the regions that did not make it."""
+    """What a change did: `applied` everywhere, `pending` (kept by the hub for the regions that
+    have not confirmed it), else the regions that did not make it."""
 
     applied: bool
     controls: PatientControls
+    pending: bool = False
 
 
 def hub_root(hub_fhir: str) -> str:
@@ -173,7 +201,35 @@ def parse_controls(body: Any) -> PatientControls:
         blocked_documents=frozenset(d.removeprefix("urn:oid:") for d in documents),
         blocked_practitioners=tuple(sorted(set(practitioners))),
         failed_regions=failed,
+        pending=parse_pending(body.get("pending")),
     )
+
+
+_KINDS = frozenset(
+    {ControlKind.RESERVATION, ControlKind.DOCUMENT_BLOCK, ControlKind.PRACTITIONER_BLOCK}
+)
+
+
+def parse_pending(value: Any) -> tuple[PendingControl, ...]:
+    """Read the hub's `pending` list (absent: none); raise ValueError when it is malformed."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > 1000:
+        raise ValueError("pending is not a list")
+    out: list[PendingControl] = []
+    for item in value:
+        if not isinstance(item, Mapping):
+            raise ValueError("a pending change is not an object")
+        kind, target, on = item.get("kind"), item.get("target"), item.get("on")
+        name = item.get("name") or item.get("homeCommunityId")
+        if kind not in _KINDS or not isinstance(on, bool) or not isinstance(name, str):
+            raise ValueError("a pending change lacks kind, on or region")
+        if target is not None and not isinstance(target, str):
+            raise ValueError("a pending change's target is not a string")
+        if isinstance(target, str):
+            target = target.removeprefix("urn:oid:")
+        out.append(PendingControl(kind, target, on, name, item.get("state") == "refused"))
+    return tuple(out)
 
 
 class UnderAgeRefused(HubRefused):
@@ -270,10 +326,14 @@ async def change_control(
     )
     if response.status_code in (401, 403):
         raise _refused()
-    if response.status_code not in (200, 502):
+    if response.status_code not in (200, 202, 502):
         raise HubUnavailable("error.hub-status", status=response.status_code)
     try:
         controls = parse_controls(_json(response))
     except ValueError:
         raise HubUnavailable("error.hub-garbled") from None
-    return ControlOutcome(applied=response.status_code == 200, controls=controls)
+    return ControlOutcome(
+        applied=response.status_code == 200,
+        controls=controls,
+        pending=response.status_code == 202,
+    )

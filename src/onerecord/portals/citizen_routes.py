@@ -26,6 +26,7 @@ from fastapi.responses import Response
 from onerecord.portals.access_log import region_message_key
 from onerecord.portals.citizen_gateway import (
     ControlChange,
+    ControlKind,
     InvalidControl,
     PatientControls,
     UnderAgeRefused,
@@ -59,6 +60,7 @@ from onerecord.portals.gateway import fetch_overview
 from onerecord.portals.listing import PAGE_SIZES, SORT_KEYS, apply_listing, parse_listing_query
 from onerecord.portals.oauth import refresh, userinfo
 from onerecord.portals.overview import DocumentRow
+from onerecord.portals.pending_view import pending_lines
 from onerecord.portals.sessions import PortalSession
 from onerecord.portals.web import Portal, safe_next
 from onerecord.portals.young_person import AgeRule, age_rule
@@ -346,8 +348,14 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
 
     # -- controls -----------------------------------------------------------------------------
 
-    async def apply(session: PortalSession, change: ControlChange, done_key: str) -> None:
-        """Send one change to the hub and leave a notice saying whether it is in place."""
+    async def apply(
+        session: PortalSession,
+        change: ControlChange,
+        done_key: str,
+        done_params: dict[str, str] | None = None,
+    ) -> None:
+        """Send one change to the hub and leave a notice saying whether it is in place, or
+        which regions it still waits for (the hub re-sends it there; issue 11 defect 5)."""
         try:
             outcome = await change_control(
                 portal.client(), await hub_of(session), hub_fhir=settings.hub_fhir, change=change
@@ -357,7 +365,11 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             session.flash = Notice(exc.message_key, params, problem=True).encode()
             return
         if outcome.applied:
-            session.flash = Notice(done_key).encode()
+            session.flash = Notice(done_key, done_params or {}).encode()
+        elif outcome.pending:
+            waiting = outcome.controls.waiting_for(change.kind, change.target)
+            regions = ", ".join(waiting or outcome.controls.failed_regions)
+            session.flash = Notice("citizen.change.pending", {"regions": regions}).encode()
         else:
             failed = ", ".join(outcome.controls.failed_regions)
             session.flash = Notice("citizen.change.partial", {"regions": failed}, True).encode()
@@ -427,8 +439,16 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
     @app.post(f"{_BASE}/sperringer/helsepersonell")
     async def change_practitioner_block(request: Request) -> Response:
         session, form = await checked_citizen_form(request)
-        action = form.get("handling")
-        hpr = form.get("hpr", "")
+        return await practitioner_block(
+            request, session, hpr=form.get("hpr", ""), action=form.get("handling")
+        )
+
+    async def practitioner_block(
+        request: Request, session: PortalSession, *, hpr: str, action: str | None
+    ) -> Response:
+        """Block (`sperr`) or unblock (`opphev`) one health worker by HPR number, then show the
+        privacy page. A block names someone the portal knows (the synthetic HPR, `staff`), or
+        the form comes back with 422 and nothing is sent (issue 11 defect 8)."""
         try:
             if action not in ("sperr", "opphev"):
                 raise InvalidControl("citizen.privacy.choose")
@@ -439,8 +459,28 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             return await privacy_page(
                 request, session, status_code=400, hpr_error=exc.message_key, hpr_value=hpr[:20]
             )
-        done = "citizen.block.practitioner.on" if change.on else "citizen.block.practitioner.off"
-        await apply(session, change, done)
+        assert change.target is not None
+        name = staff_names.get(change.target)
+        if change.on and name is None and staff_names:
+            return await privacy_page(
+                request,
+                session,
+                status_code=422,
+                hpr_error="citizen.privacy.hpr-unknown",
+                hpr_value=change.target,
+            )
+        if name is not None:
+            done = (
+                "citizen.block.practitioner.on-named"
+                if change.on
+                else ("citizen.block.practitioner.off-named")
+            )
+            await apply(session, change, done, {"name": name, "hpr": change.target})
+        else:
+            done = (
+                "citizen.block.practitioner.on" if change.on else ("citizen.block.practitioner.off")
+            )
+            await apply(session, change, done)
         return portal.redirect(f"{_BASE}/personvern", session)
 
     async def privacy_page(
@@ -466,6 +506,7 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             return young_page(request, session, person, active="personvern")
         rows = session.rows.values() if acting(session) == person else ()
         by_unique_id = {r.unique_id: r for r in rows if r.unique_id}
+        titles = {uid: r.title for uid, r in by_unique_id.items() if r.title}
         return page(
             request,
             session,
@@ -478,6 +519,8 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             practitioners=[(hpr, staff_names.get(hpr)) for hpr in controls.blocked_practitioners],
             hpr_error=hpr_error,
             hpr_value=hpr_value,
+            pending=pending_lines(controls, staff_names=staff_names, titles=titles),
+            kinds=ControlKind,
         )
 
     @app.get(f"{_BASE}/personvern")
