@@ -33,6 +33,7 @@ import httpx
 from onerecord.domain import DocumentUniqueId, HomeCommunityId, HprNumber, InvalidIdentifier
 from onerecord.portals.access_log import AccessLog, build_access_log
 from onerecord.portals.errors import HubRefused, HubUnavailable
+from onerecord.portals.gateway import within_deadline
 from onerecord.portals.overview import CITIZEN_UNDER_AGE
 from onerecord.search_client import (
     HubSession,
@@ -274,9 +275,12 @@ async def fetch_access_log(
     hub_fhir: str,
     regions: Sequence[Mapping[str, str]],
     patient: str,
+    deadline_s: float | None = None,
 ) -> AccessLog:
     """Ask the hub who has looked at `patient`'s documents, in every region."""
-    response = await _answer(hub_access_log(http, session, hub_fhir=hub_fhir, patient=patient))
+    response = await within_deadline(
+        deadline_s, _answer(hub_access_log(http, session, hub_fhir=hub_fhir, patient=patient))
+    )
     if response.status_code == 403 and _under_age(response):
         raise UnderAgeRefused("citizen.error.refused", advice_key="citizen.error.refused.advice")
     if response.status_code in (401, 403):
@@ -293,11 +297,17 @@ async def fetch_access_log(
 
 
 async def fetch_controls(
-    http: httpx.AsyncClient, session: HubSession, *, hub_fhir: str, patient: str | None
+    http: httpx.AsyncClient,
+    session: HubSession,
+    *,
+    hub_fhir: str,
+    patient: str | None,
+    deadline_s: float | None = None,
 ) -> PatientControls:
     """Read the controls of the citizen (`patient` None) or of the person they act for."""
-    response = await _answer(
-        hub_controls(http, session, hub_base=hub_root(hub_fhir), patient=patient)
+    response = await within_deadline(
+        deadline_s,
+        _answer(hub_controls(http, session, hub_base=hub_root(hub_fhir), patient=patient)),
     )
     if response.status_code in (401, 403):
         raise _refused()
@@ -310,19 +320,27 @@ async def fetch_controls(
 
 
 async def change_control(
-    http: httpx.AsyncClient, session: HubSession, *, hub_fhir: str, change: ControlChange
+    http: httpx.AsyncClient,
+    session: HubSession,
+    *,
+    hub_fhir: str,
+    change: ControlChange,
+    deadline_s: float | None = None,
 ) -> ControlOutcome:
     """Make one change at every region (one region for a named document); say where it failed."""
-    response = await _answer(
-        hub_change_control(
-            http,
-            session,
-            hub_base=hub_root(hub_fhir),
-            method=change.method,
-            path=change.path,
-            patient=change.patient,
-            home_community_id=change.home_community_id,
-        )
+    response = await within_deadline(
+        deadline_s,
+        _answer(
+            hub_change_control(
+                http,
+                session,
+                hub_base=hub_root(hub_fhir),
+                method=change.method,
+                path=change.path,
+                patient=change.patient,
+                home_community_id=change.home_community_id,
+            )
+        ),
     )
     if response.status_code in (401, 403):
         raise _refused()

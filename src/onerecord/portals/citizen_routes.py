@@ -15,6 +15,7 @@ References: TRUST-FRAMEWORK §5.2 (representation), §5.4 (access log), §4.5 (b
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -243,6 +244,7 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
                 portal.client(),
                 hub,
                 hub_fhir=settings.hub_fhir,
+                deadline_s=settings.hub_deadline_s,
                 patient=patient_param(session, person),
             )
         except PortalError:
@@ -254,26 +256,35 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
         # Whom this page is about, read once: another tab may switch person while it loads.
         person = acting(session)
         hub = await hub_of(session)
+        # The controls are read while the documents are searched, not after: the page waits
+        # for the hub at most one deadline (issue 11 defect 5: 8.3 s with one region hanging).
+        reading = asyncio.create_task(read_controls_quietly(session, hub, person))
         try:
             overview = await fetch_overview(
                 portal.client(),
                 hub,
                 hub_fhir=settings.hub_fhir,
+                deadline_s=settings.hub_deadline_s,
                 regions=settings.regions,
                 patient=person.nin,
             )
         except HubRefused:
+            reading.cancel()
             # Said for a citizen: the advice is whom to choose, not a basis for access.
             raise HubRefused(
                 "citizen.error.refused", advice_key="citizen.error.refused.advice"
             ) from None
+        except BaseException:
+            reading.cancel()
+            raise
         if overview.under_age and person.is_self:
-            # Empty by rule, not by chance or outage: say the rule (and ask for no controls,
-            # which are closed until 16 too, so no false "try again" either).
+            # Empty by rule, not by chance or outage: say the rule (the controls are closed
+            # until 16 too, and what they said is not shown, so no false "try again" either).
+            reading.cancel()
             if acting(session) == person:
                 session.rows = {}
             return young_page(request, session, person, active="dokumenter")
-        controls = await read_controls_quietly(session, hub, person)
+        controls = await reading
         blocked = controls.blocked_documents if controls is not None else None
         states = {r.unique_id: block_state(r, blocked) for r in overview.rows if r.unique_id}
         rows = tuple(citizen_row(r) for r in overview.rows)
@@ -358,7 +369,11 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
         which regions it still waits for (the hub re-sends it there; issue 11 defect 5)."""
         try:
             outcome = await change_control(
-                portal.client(), await hub_of(session), hub_fhir=settings.hub_fhir, change=change
+                portal.client(),
+                await hub_of(session),
+                hub_fhir=settings.hub_fhir,
+                change=change,
+                deadline_s=settings.hub_deadline_s,
             )
         except PortalError as exc:
             params = {k: str(v) for k, v in exc.params.items()}
@@ -409,6 +424,7 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
                 portal.client(),
                 await hub_of(session),
                 hub_fhir=settings.hub_fhir,
+                deadline_s=settings.hub_deadline_s,
                 patient=change.patient,
             )
             allowed = may_change_document_block(
@@ -497,6 +513,7 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
                 portal.client(),
                 await hub_of(session),
                 hub_fhir=settings.hub_fhir,
+                deadline_s=settings.hub_deadline_s,
                 patient=patient_param(session, person),
             )
         except HubRefused:
@@ -538,6 +555,7 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
                 portal.client(),
                 await hub_of(session),
                 hub_fhir=settings.hub_fhir,
+                deadline_s=settings.hub_deadline_s,
                 regions=settings.regions,
                 patient=person.nin,
             )
