@@ -97,6 +97,7 @@ def test_backoff_never_exceeds_the_cap_and_never_shrinks(n: int, base: float, ca
         (RegionStatus.TIMEOUT, None, Verdict.RETRY),
         (RegionStatus.ERROR, 503, Verdict.RETRY),
         (RegionStatus.REJECTED, 429, Verdict.RETRY),
+        (RegionStatus.DENIED, 401, Verdict.RETRY),
         (RegionStatus.DENIED, 403, Verdict.REFUSED),
         (RegionStatus.REJECTED, 400, Verdict.REFUSED),
     ],

@@ -16,7 +16,7 @@ Invariants:
   control's lock (`ControlLocks`), and the row is re-read under the lock before it is sent:
   the region sees the changes of one control in the order the hub accepted them. The locks are
   in-process: one hub process retries (docs/hub.md "Pending control changes").
-- A region that refuses a row (401/403/other 4xx, not 429) is not asked again: the row is kept
+- A region that refuses a row (403, another 4xx but 401 and 429) is not asked again: the row is kept
   as `refused` so that the citizen is told, until a newer change of the control replaces it.
 
 References: issue 11 defect 5; TRUST-FRAMEWORK §4.5 (blocks, reservation); the transactional
@@ -112,10 +112,12 @@ class Verdict(StrEnum):
 
 
 def verdict(result: RegionResult) -> Verdict:
-    """Confirmed (2xx), refused for good (401/403/4xx but 429), or worth trying again."""
+    """Confirmed (2xx), refused for good (403, or another 4xx but 401 and 429), or worth
+    trying again: a 401 is the region not (yet) trusting the assertion — its copy of the hub's
+    keys out of date, or fetched while the hub was restarting — which passes."""
     if result.status is RegionStatus.OK:
         return Verdict.CONFIRMED
-    if result.status.caused_by_caller and result.http_status != 429:
+    if result.status.caused_by_caller and result.http_status not in (401, 429):
         return Verdict.REFUSED
     return Verdict.RETRY
 

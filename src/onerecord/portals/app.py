@@ -62,7 +62,7 @@ def create_portal_app(settings: PortalSettings) -> FastAPI:
         # collections, which otherwise walk it in the middle of a request (bench/portal.py).
         gc.freeze()
         warming = asyncio.create_task(portal.renderer.warm())
-        async with httpx.AsyncClient(timeout=settings.hub_deadline_s) as http:
+        async with httpx.AsyncClient(timeout=settings.hub_timeout_s) as http:
             portal.http = http
             try:
                 yield
