@@ -17,9 +17,11 @@ import pytest
 from onerecord.audit import AuditAction, AuditOutcome, CitizenLogEntry, MemoryAuditSink
 from onerecord.domain import DocumentUniqueId, NationalIdentityNumber
 from onerecord.hub.app import create_hub_app
+from onerecord.hub.auditdb import make_audit_engine
 from onerecord.hub.client import FakeRegionClient, RegionResponse
 from onerecord.hub.directory import Region, RegionDirectory
 from onerecord.hub.outbox import OutboxWorker
+from onerecord.hub.outbox_db import SqlOutbox, create_outbox_table
 from onerecord.hub.security import HubSecurity
 from onerecord.hub.self_service import EXT_AUDIT_HOME_COMMUNITY_ID
 from onerecord.hub.settings import HubSettings
@@ -30,6 +32,7 @@ from onerecord.trust.assertion import HUB_ASSERTION_HEADER, verify_hub_assertion
 from onerecord.trust.keys import SigningKey, StaticJwks
 from onerecord.trust.policy import PatientControls
 from onerecord.trust.replay import MemoryReplayCache
+from tests.conftest import Database
 from tests.hub.conftest import HCID_HSO, HCID_MIDT, HCID_NORD, HCID_VEST, make_region
 from tests.hub.tokens import HUB_AUDIENCE, ISSUER, ApiCaller
 from tests.sts.fakes import CHILD_8, DOCTOR, PARENT
@@ -173,7 +176,12 @@ async def _hub(
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
         sources_by_id = {s.region.hcid: s for s in sources}
-        yield Hub(http, sources_by_id, audit, ApiCaller(sts_key), app.state.outbox_worker)
+        try:
+            yield Hub(http, sources_by_id, audit, ApiCaller(sts_key), app.state.outbox_worker)
+        finally:
+            outbox = app.state.citizens.outbox
+            if isinstance(outbox, SqlOutbox):  # the lifespan that would dispose it is not run
+                await outbox.engine.dispose()
 
 
 @pytest.fixture
@@ -541,3 +549,31 @@ async def test_the_portals_client_helpers_speak_to_the_hub(hub: Hub) -> None:
     assert r.status_code == 200 and r.json()["blockedDocuments"] == ["2.25.79^x"]
     r = await hub_access_log(hub.http, session, hub_fhir=f"{BASE}/fhir", patient=PARENT)
     assert r.status_code == 200 and r.json()["total"] == 3
+
+
+async def test_a_pending_change_survives_a_new_hub_on_the_same_database(
+    sts_key: SigningKey, hub_key: SigningKey, database: Database
+) -> None:
+    """Durable: a hub accepts a change Midt cannot take, stops; a new hub process (a new app on
+    the same database, SQLite or PostgreSQL) sends it when Midt is back (issue 11 defect 5)."""
+    sources = [FakeSource(HSO, hub_key), FakeSource(MIDT, hub_key)]
+    store = {
+        "audit_db_url": database.url,
+        "audit_db_schema": database.schema,
+        "outbox_retry_base_s": 0.01,
+    }
+    engine = make_audit_engine(database.url, schema=database.schema)
+    try:
+        await create_outbox_table(engine)  # what the hub's start-up does (no lifespan here)
+    finally:
+        await engine.dispose()
+    async for hub in _hub(sources, sts_key, hub_key, **store):
+        sources[1].status = 503
+        r = await _send(hub, "PUT", f"{CONTROLS}/practitioner-blocks/1234567", _citizen(hub))
+        assert r.status_code == 202, r.text
+    sources[1].status = None
+    async for hub in _hub(sources, sts_key, hub_key, **store):
+        await asyncio.sleep(0.05)
+        assert await hub.worker.run_once() == 1
+        assert sources[1].controls[PARENT].blocked_practitioners == frozenset({"1234567"})
+        assert (await _get(hub, CONTROLS, _citizen(hub))).json()["pending"] == []
