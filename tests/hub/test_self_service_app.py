@@ -17,8 +17,11 @@ import pytest
 from onerecord.audit import AuditAction, AuditOutcome, CitizenLogEntry, MemoryAuditSink
 from onerecord.domain import DocumentUniqueId, NationalIdentityNumber
 from onerecord.hub.app import create_hub_app
+from onerecord.hub.auditdb import make_audit_engine
 from onerecord.hub.client import FakeRegionClient, RegionResponse
 from onerecord.hub.directory import Region, RegionDirectory
+from onerecord.hub.outbox import OutboxWorker
+from onerecord.hub.outbox_db import SqlOutbox, create_outbox_table
 from onerecord.hub.security import HubSecurity
 from onerecord.hub.self_service import EXT_AUDIT_HOME_COMMUNITY_ID
 from onerecord.hub.settings import HubSettings
@@ -36,6 +39,7 @@ from onerecord.trust.assertion import HUB_ASSERTION_HEADER, verify_hub_assertion
 from onerecord.trust.keys import SigningKey, StaticJwks
 from onerecord.trust.policy import PatientControls
 from onerecord.trust.replay import MemoryReplayCache
+from tests.conftest import Database
 from tests.hub.conftest import HCID_HSO, HCID_MIDT, HCID_NORD, HCID_VEST, make_region
 from tests.hub.tokens import HUB_AUDIENCE, ISSUER, ApiCaller
 from tests.sts.fakes import CHILD_8, DOCTOR, PARENT
@@ -141,6 +145,7 @@ class Hub:
     sources: dict[str, FakeSource]
     audit: MemoryAuditSink
     caller: ApiCaller
+    worker: OutboxWorker
 
 
 def _security(sts_key: SigningKey, hub_key: SigningKey) -> HubSecurity:
@@ -177,7 +182,13 @@ async def _hub(
     )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
-        yield Hub(http, {s.region.hcid: s for s in sources}, audit, ApiCaller(sts_key))
+        sources_by_id = {s.region.hcid: s for s in sources}
+        try:
+            yield Hub(http, sources_by_id, audit, ApiCaller(sts_key), app.state.outbox_worker)
+        finally:
+            outbox = app.state.citizens.outbox
+            if isinstance(outbox, SqlOutbox):  # the lifespan that would dispose it is not run
+                await outbox.engine.dispose()
 
 
 @pytest.fixture
@@ -394,7 +405,7 @@ async def test_controls_are_read_from_every_region_and_merged(hub: Hub) -> None:
     assert record.patient_id == PARENT
 
 
-async def test_control_change_reaches_every_region_and_a_failure_is_502(
+async def test_control_change_reaches_every_region_and_a_failure_is_pending(
     sts_key: SigningKey, hub_key: SigningKey
 ) -> None:
     sources = [FakeSource(HSO, hub_key), FakeSource(VEST, hub_key), FakeSource(MIDT, hub_key)]
@@ -415,11 +426,15 @@ async def test_control_change_reaches_every_region_and_a_failure_is_502(
         assert record.query == "practitioner-blocks:set:1234567"
         assert record.patient_id == CHILD_8
 
-        # Midt stops answering: the change is in place in two regions, and the body says so.
+        # Midt stops answering: the change is in place in two regions, and the body says so;
+        # the hub keeps it for Midt and answers 202 (issue 11 defect 5).
         sources[2].status = 503
         r = await _send(hub, "DELETE", url, token, patient=CHILD_8)
-        assert r.status_code == 502
+        assert r.status_code == 202
         body = r.json()
+        assert [(p["name"], p["on"], p["state"], p["target"]) for p in body["pending"]] == [
+            (MIDT.name, False, "pending", "1234567")
+        ]
         assert body["blockedPractitioners"] == []
         states = {x["homeCommunityId"]: (x["status"], x["detail"]) for x in body["regions"]}
         assert states[HCID_HSO] == ("ok", None) and states[HCID_VEST] == ("ok", None)
@@ -429,7 +444,65 @@ async def test_control_change_reaches_every_region_and_a_failure_is_502(
             (HCID_VEST, "ok"),
             (HCID_MIDT, "error"),
         }
-        assert hub.audit.records[-1].outcome is AuditOutcome.ERROR
+        # Read back: still pending for Midt until it confirms.
+        r = await _get(hub, CONTROLS, token, patient=CHILD_8)
+        assert [p["homeCommunityId"] for p in r.json()["pending"]] == [HCID_MIDT]
+
+
+async def test_a_pending_change_is_resent_in_order_as_the_citizen_when_the_region_returns(
+    sts_key: SigningKey, hub_key: SigningKey
+) -> None:
+    """Block, then unblock, while Midt is down: Midt later gets only the unblock, asserted as
+    the citizen with `deferred_since`, and nothing is pending after (issue 11 defect 5)."""
+    sources = [FakeSource(HSO, hub_key), FakeSource(VEST, hub_key), FakeSource(MIDT, hub_key)]
+    async for hub in _hub(sources, sts_key, hub_key, outbox_retry_base_s=0.01):
+        token = _citizen(hub)
+        url = f"{CONTROLS}/practitioner-blocks/1234567"
+        sources[2].status = 503
+        assert (await _send(hub, "PUT", url, token)).status_code == 202
+        r = await _send(hub, "DELETE", url, token)
+        assert r.status_code == 202
+        assert [(p["on"], p["name"]) for p in r.json()["pending"]] == [(False, MIDT.name)]
+        sources[2].status = None
+        sources[2].seen.clear()
+        await asyncio.sleep(0.05)
+        assert await hub.worker.run_once() == 1
+        [(method, sent, headers)] = sources[2].seen
+        assert method == "DELETE" and sent.endswith("/controls/practitioner-blocks/1234567")
+        claims = await verify_hub_assertion(
+            headers[HUB_ASSERTION_HEADER],
+            keys=StaticJwks([hub_key]),
+            issuer=BASE,
+            audience=MIDT.hcid,
+            now=time.time(),
+            replay=MemoryReplayCache(),
+        )
+        assert claims.pid == PARENT and isinstance(claims.raw["deferred_since"], int)
+        assert sources[2].controls[PARENT].blocked_practitioners == frozenset()
+        r = await _get(hub, CONTROLS, token)
+        assert r.json()["pending"] == []
+
+
+async def test_a_refused_retry_is_kept_as_refused_and_not_sent_again(
+    sts_key: SigningKey, hub_key: SigningKey
+) -> None:
+    sources = [FakeSource(HSO, hub_key), FakeSource(MIDT, hub_key)]
+    async for hub in _hub(sources, sts_key, hub_key, outbox_retry_base_s=0.01):
+        token = _citizen(hub)
+        sources[1].status = 504
+        r = await _send(hub, "PUT", f"{CONTROLS}/reservation", token)
+        assert r.status_code == 202
+        sources[1].status = 403
+        await asyncio.sleep(0.05)
+        assert await hub.worker.run_once() == 0
+        r = await _get(hub, CONTROLS, token)
+        assert [(p["kind"], p["state"]) for p in r.json()["pending"]] == [
+            ("reservation", "refused")
+        ]
+        sources[1].seen.clear()
+        await asyncio.sleep(0.05)
+        await hub.worker.run_once()
+        assert sources[1].seen == []
 
 
 async def test_document_block_in_one_region_only(hub: Hub) -> None:
@@ -498,3 +571,31 @@ async def test_the_portals_client_helpers_speak_to_the_hub(hub: Hub) -> None:
     assert r.status_code == 200 and r.json()["blockedDocuments"] == ["2.25.79^x"]
     r = await hub_access_log(hub.http, session, hub_fhir=f"{BASE}/fhir", patient=PARENT)
     assert r.status_code == 200 and r.json()["total"] == 3
+
+
+async def test_a_pending_change_survives_a_new_hub_on_the_same_database(
+    sts_key: SigningKey, hub_key: SigningKey, database: Database
+) -> None:
+    """Durable: a hub accepts a change Midt cannot take, stops; a new hub process (a new app on
+    the same database, SQLite or PostgreSQL) sends it when Midt is back (issue 11 defect 5)."""
+    sources = [FakeSource(HSO, hub_key), FakeSource(MIDT, hub_key)]
+    store = {
+        "audit_db_url": database.url,
+        "audit_db_schema": database.schema,
+        "outbox_retry_base_s": 0.01,
+    }
+    engine = make_audit_engine(database.url, schema=database.schema)
+    try:
+        await create_outbox_table(engine)  # what the hub's start-up does (no lifespan here)
+    finally:
+        await engine.dispose()
+    async for hub in _hub(sources, sts_key, hub_key, **store):
+        sources[1].status = 503
+        r = await _send(hub, "PUT", f"{CONTROLS}/practitioner-blocks/1234567", _citizen(hub))
+        assert r.status_code == 202, r.text
+    sources[1].status = None
+    async for hub in _hub(sources, sts_key, hub_key, **store):
+        await asyncio.sleep(0.05)
+        assert await hub.worker.run_once() == 1
+        assert sources[1].controls[PARENT].blocked_practitioners == frozenset({"1234567"})
+        assert (await _get(hub, CONTROLS, _citizen(hub))).json()["pending"] == []

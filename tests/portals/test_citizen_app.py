@@ -116,6 +116,9 @@ class FakeNetwork:
     blocked_documents: dict[str, set[str]] = field(default_factory=dict)
     blocked_practitioners: dict[str, set[str]] = field(default_factory=dict)
     failing_change: str | None = None
+    pending_region: str | None = None
+    """A region's name: every change is kept pending for it (202) until this is cleared."""
+    pending: list[dict[str, Any]] = field(default_factory=list)
     controls_broken: bool = False
     refuse_search: bool = False
     requests: list[httpx.Request] = field(default_factory=list)
@@ -189,6 +192,7 @@ class FakeNetwork:
             "reserved": self.reserved.get(patient, False),
             "blockedDocuments": sorted(self.blocked_documents.get(patient, set())),
             "blockedPractitioners": sorted(self.blocked_practitioners.get(patient, set())),
+            "pending": list(self.pending) if self.pending_region else [],
             "regions": [
                 {
                     "homeCommunityId": r["home_community_id"],
@@ -217,6 +221,12 @@ class FakeNetwork:
             target = unquote(parts[3])
             values = store.setdefault(patient, set())
             (values.add if on else values.discard)(target)
+        if self.pending_region is not None:
+            target = unquote(parts[3]) if len(parts) > 3 else None
+            self.pending.append(
+                {"kind": kind, "target": target, "on": on, "name": self.pending_region}
+            )
+            return httpx.Response(202, json=self.controls_of(patient))
         if self.failing_change is not None:
             return httpx.Response(502, json=self.controls_of(patient, (self.failing_change,)))
         return httpx.Response(200, json=self.controls_of(patient))
@@ -802,13 +812,24 @@ async def test_block_a_health_worker_by_hpr_number(
     assert 'role="alert">HPR-nummeret må ha 4 til 9 siffer' in bad.text
     assert 'aria-invalid="true"' in bad.text and 'value="12ab"' in bad.text
     assert not fake.hub_calls("/controls/practitioner-blocks", "PUT")
-    for hpr in (HPR_DOCTOR, "1234567"):
-        done = await browser.post(
-            "/innbygger/sperringer/helsepersonell",
-            data={"csrf_token": token, "handling": "sperr", "hpr": hpr},
-        )
-        assert done.status_code == 303
+    # An HPR number of no health worker the portal knows: said so, nothing sent (defect 8).
+    unknown = await browser.post(
+        "/innbygger/sperringer/helsepersonell",
+        data={"csrf_token": token, "handling": "sperr", "hpr": "1234567"},
+    )
+    assert unknown.status_code == 422
+    assert 'role="alert">Finner ingen helsepersonell med HPR-nummer 1234567' in unknown.text
+    assert 'aria-invalid="true"' in unknown.text and 'value="1234567"' in unknown.text
+    assert not fake.hub_calls("/controls/practitioner-blocks", "PUT")
+    done = await browser.post(
+        "/innbygger/sperringer/helsepersonell",
+        data={"csrf_token": token, "handling": "sperr", "hpr": HPR_DOCTOR},
+    )
+    assert done.status_code == 303
+    # A block set elsewhere, of someone the portal does not know, is still listed.
+    fake.blocked_practitioners[PARENT].add("1234567")
     after = await browser.get("/innbygger/personvern")
+    assert notice(after)[1].startswith(f"Ane Aasen (HPR {HPR_DOCTOR}) er sperret.")
     assert "heller ikke i en nødsituasjon" in notice(after)[1]
     rows = re.findall(r"<tr>\s*<td[^>]*>([^<]*)</td>\s*<td[^>]*>(\d+)</td>", after.text)
     assert rows == [("Navn ikke kjent", "1234567"), ("Ane Aasen", HPR_DOCTOR)]

@@ -10,6 +10,7 @@ becomes an OperationOutcome; nothing internal reaches the client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -40,6 +41,8 @@ from onerecord.hub.fanout import PassThroughAuth, RegionAuth, RequestBudget, for
 from onerecord.hub.locator_feed import Locator
 from onerecord.hub.locator_link import LocatorLink
 from onerecord.hub.metrics import HubMetrics
+from onerecord.hub.outbox import MemoryOutbox, Outbox, OutboxWorker, PendingChange
+from onerecord.hub.outbox_db import SqlOutbox, create_outbox_table
 from onerecord.hub.redis_snapshot import RedisSnapshotStore
 from onerecord.hub.request_checks import (
     check_credential_headers,
@@ -263,13 +266,6 @@ def create_hub_app(
         snapshots=snapshot_store,
         metrics=metrics,
     )
-    citizens = CitizenServices(
-        settings=settings,
-        directory=service.directory,
-        client=client,
-        breakers=breakers,
-        metrics=metrics,
-    )
     make_auth = auth or _pass_through
     limiter = CallerLimiter(settings.caller_quota)
     identity_of = _identity_of(caller_identity)
@@ -282,6 +278,28 @@ def create_hub_app(
         make_audit_engine(settings.audit_db_url, schema=settings.audit_db_schema)
         if audit is None and settings.audit_db_url
         else None
+    )
+    outbox_url = settings.outbox_db_url or settings.audit_db_url
+    outbox_engine = (
+        make_audit_engine(outbox_url, schema=settings.audit_db_schema) if outbox_url else None
+    )
+    outbox: Outbox = SqlOutbox(outbox_engine) if outbox_engine is not None else MemoryOutbox()
+    citizens = CitizenServices(
+        settings=settings,
+        directory=service.directory,
+        client=client,
+        breakers=breakers,
+        metrics=metrics,
+        outbox=outbox,
+        deferred_auth=_deferred_auth(security),
+    )
+    outbox_worker = OutboxWorker(
+        outbox,
+        citizens.locks,
+        citizens.send_pending,
+        base_s=settings.outbox_retry_base_s,
+        cap_s=settings.outbox_retry_cap_s,
+        poll_s=settings.outbox_poll_s,
     )
     sink: AuditSink | None = audit
     hub_sink = hub_audit_sink(audit_engine, settings) if audit_engine is not None else None
@@ -303,6 +321,11 @@ def create_hub_app(
             await create_audit_tables(audit_engine)
             await hub_sink.checkpoint_head()
         events = await _start_locator(settings, service)
+        if outbox_engine is not None:
+            await create_outbox_table(outbox_engine)
+        else:
+            log.warning("hub.outbox.memory", durable=False)
+        retries = asyncio.create_task(outbox_worker.run(), name="hub outbox")
         log.info(
             "hub.started",
             regions=len(service.directory),
@@ -312,6 +335,11 @@ def create_hub_app(
         try:
             yield
         finally:
+            retries.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await retries
+            if outbox_engine is not None:
+                await outbox_engine.dispose()
             if events is not None:
                 await events.close()
             if late_audit_writes:
@@ -335,6 +363,7 @@ def create_hub_app(
     )
     app.state.hub = service
     app.state.citizens = citizens
+    app.state.outbox_worker = outbox_worker
     app.state.security = security
 
     def correlation_of(request: Request) -> str:
@@ -810,6 +839,20 @@ def create_hub_app(
     app.add_middleware(ReleaseCallerPermits)
     app.add_middleware(CorrelationAndMetrics, metrics=metrics)
     return app
+
+
+def _deferred_auth(security: HubSecurity | None) -> Callable[[PendingChange], RegionAuth]:
+    """How the outbox asserts the citizen of a re-sent change: a deferred hub assertion, or
+    nothing in development open access (where the regions ask for no token)."""
+
+    def auth(row: PendingChange) -> RegionAuth:
+        if security is None or row.asserted is None:
+            return PassThroughAuth()
+        return security.deferred_auth(
+            row.asserted, correlation_id=row.correlation_id, since=row.accepted_at
+        )
+
+    return auth
 
 
 def _sent_path(request: Request) -> str:

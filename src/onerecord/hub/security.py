@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -28,13 +29,18 @@ from onerecord.domain import (
 from onerecord.hub.directory import Region
 from onerecord.hub.settings import HubSettings
 from onerecord.trust.access_token import (
+    AccessTokenClaims,
     AuthSettings,
     Citizen,
     HealthPersonnel,
     Principal,
     authenticate_request,
 )
-from onerecord.trust.assertion import HUB_ASSERTION_HEADER, mint_hub_assertion
+from onerecord.trust.assertion import (
+    ASSERTED_CLAIMS,
+    HUB_ASSERTION_HEADER,
+    mint_hub_assertion,
+)
 from onerecord.trust.errors import DevelopmentKeyRefused, PatientBindingFailed
 from onerecord.trust.keys import (
     KeyProvider,
@@ -51,9 +57,11 @@ from onerecord.trust.patient_binding import (
 from onerecord.trust.replay import MemoryReplayCache, RedisReplayCache, ReplayCache
 
 __all__ = [
+    "DeferredAssertionAuth",
     "HubAssertionAuth",
     "HubSecurity",
     "check_patient",
+    "deferred_identity",
     "load_hub_key",
     "principal_identity",
 ]
@@ -162,6 +170,67 @@ class HubAssertionAuth:
         return headers
 
 
+def deferred_identity(auth: object) -> dict[str, Any] | None:
+    """What the hub keeps to assert a citizen again later: the claims an assertion copies, and
+    the token's issuer, subject, jti and key thumbprint. None without a verified caller."""
+    if not isinstance(auth, HubAssertionAuth):
+        return None
+    claims = auth.principal.claims
+    return {
+        "iss": claims.issuer,
+        "sub": claims.subject,
+        "jti": claims.jti,
+        "jkt": claims.jkt,
+        "claims": {k: claims.raw[k] for k in ASSERTED_CLAIMS if k in claims.raw},
+    }
+
+
+@dataclass
+class DeferredAssertionAuth:
+    """RegionAuth of a change re-sent from the outbox: a fresh assertion of the citizen who made
+    it, marked `deferred_since` (docs/policy.md "Deferred control changes")."""
+
+    key: SigningKey
+    issuer: str
+    identity: Mapping[str, Any]
+    correlation_id: str
+    deferred_since: int
+    lifetime: int = 60
+    clock: Callable[[], float] = time.time
+
+    async def headers_for(self, region: Region, method: str, url: str) -> dict[str, str]:
+        raw = dict(self.identity.get("claims") or {})
+        claims = AccessTokenClaims(
+            issuer=str(self.identity["iss"]),
+            audience=region.audience,
+            subject=str(self.identity["sub"]),
+            jti=str(self.identity["jti"]),
+            issued_at=0,
+            expires_at=0,
+            jkt=str(self.identity.get("jkt") or ""),
+            client_id=None,
+            scope=frozenset(),
+            pid=None,
+            security_level=None,
+            acr=None,
+            toa=None,
+            raw=raw,
+        )
+        token = mint_hub_assertion(
+            key=self.key,
+            issuer=self.issuer,
+            audience=region.audience,
+            claims=claims,
+            patient_nin=None,
+            patient_salt=None,
+            correlation_id=self.correlation_id,
+            now=self.clock(),
+            lifetime=self.lifetime,
+            deferred_since=self.deferred_since,
+        )
+        return {HUB_ASSERTION_HEADER: token}
+
+
 class HubSecurity:
     """What the hub trusts (issuer, keys, replay cache) and what it signs with."""
 
@@ -246,6 +315,20 @@ class HubSecurity:
             correlation_id=correlation_id,
             patient_nin=patient_nin,
             patient_salt=patient_salt,
+            lifetime=self.assertion_lifetime,
+            clock=self.clock,
+        )
+
+    def deferred_auth(
+        self, identity: Mapping[str, Any], *, correlation_id: str, since: float
+    ) -> DeferredAssertionAuth:
+        """Return the RegionAuth that re-asserts a citizen's accepted control change."""
+        return DeferredAssertionAuth(
+            key=self.signing_key,
+            issuer=self.assertion_issuer,
+            identity=identity,
+            correlation_id=correlation_id,
+            deferred_since=int(since),
             lifetime=self.assertion_lifetime,
             clock=self.clock,
         )

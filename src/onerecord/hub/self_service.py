@@ -12,7 +12,10 @@ deadlines and breakers as ITI-67, carrying a hub assertion of the citizen, and m
   `/controls/document-blocks/{uniqueId}[?homeCommunityId=]` → the same change at every region
   (or at one, for a document block); 200 when each region made it, else 502 with the same
   object naming the regions that did not; all denied → 403; every region refusing it as the
-  caller's error (4xx) → 400.
+  caller's error (4xx) → 400. With an outbox (the hub's store), a region that failed for its own
+  reasons (down, timeout, 5xx) gets the change later: the answer is 202 and its `pending` part
+  names each change and region not yet confirmed, as does every `GET /controls` until the
+  region confirms (hub/outbox.py; issue 11 defect 5).
 
 Who may is each region's decision (TRUST-FRAMEWORK §5.2: self from 16, a parent for a child
 under 12, a proxy); the hub only stops health personnel and a citizen asking about a person
@@ -25,7 +28,8 @@ IHE BALP; TRUST-FRAMEWORK §5.2, F2, F3 (the citizen's access log, never the rea
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -48,6 +52,8 @@ from onerecord.hub.client import RegionClient
 from onerecord.hub.directory import Region, RegionDirectory
 from onerecord.hub.fanout import (
     FindRequest,
+    PassThroughAuth,
+    RegionAuth,
     RegionCallFailed,
     call_region,
     fan_out,
@@ -57,8 +63,19 @@ from onerecord.hub.fanout import (
 )
 from onerecord.hub.merge import HubStatus, consolidate, region_issues
 from onerecord.hub.metrics import HubMetrics
+from onerecord.hub.outbox import (
+    ControlLocks,
+    Outbox,
+    PendingChange,
+    Sequencer,
+    Verdict,
+    backoff_delay,
+    pending_json,
+    verdict,
+)
 from onerecord.hub.render import outcome_body
 from onerecord.hub.results import RegionResult, RegionStatus
+from onerecord.hub.security import deferred_identity
 from onerecord.hub.service import Caller, HubAnswer
 from onerecord.hub.settings import HubSettings
 from onerecord.mhd import BadRequest
@@ -406,12 +423,21 @@ class CitizenServices:
         client: RegionClient,
         breakers: BreakerBoard,
         metrics: HubMetrics,
+        outbox: Outbox | None = None,
+        deferred_auth: Callable[[PendingChange], RegionAuth] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.directory = directory
         self.client = client
         self.breakers = breakers
         self.metrics = metrics
+        self.outbox = outbox
+        """Where changes a region has not confirmed wait to be re-sent; None: not kept."""
+        self.deferred_auth = deferred_auth or (lambda _row: PassThroughAuth())
+        self.locks = ControlLocks()
+        self.sequencer = Sequencer()
+        self.clock = clock
 
     async def access_log(
         self, caller: Caller, patient: NationalIdentityNumber, *, self_url: str
@@ -457,6 +483,7 @@ class CitizenServices:
             issues = region_issues(results) or [_no_region_issue()]
             return HubAnswer(http_status, outcome_body(issues), regions=_outcomes(results))
         body = merge_controls(results, patient=patient)
+        body["pending"] = await self.pending(patient)
         return HubAnswer(
             200, orjson.dumps(body), {"content-type": _JSON}, regions=_outcomes(results)
         )
@@ -475,22 +502,104 @@ class CitizenServices:
                     expression="homeCommunityId",
                 )
             regions = (region,)
-        if len(regions) == 1 and not regions[0].enabled:
-            results = [
-                RegionResult(
-                    regions[0], RegionStatus.UNAVAILABLE, 0.0, detail="disabled in the directory"
+        who = patient.value if patient is not None else ""
+        async with self.locks.hold((who, change.kind.value, change.target or "")):
+            # Under the control's lock: no retry of an older change of it runs meanwhile.
+            seq = self.sequencer.next()
+            if len(regions) == 1 and not regions[0].enabled:
+                results = [
+                    RegionResult(
+                        regions[0],
+                        RegionStatus.UNAVAILABLE,
+                        0.0,
+                        detail="disabled in the directory",
+                    )
+                ]
+            else:
+                results = await self._each_region(
+                    caller, change.method, change.path_and_query, regions
                 )
-            ]
-        else:
-            results = await self._each_region(caller, change.method, change.path_and_query, regions)
+            queued = await self._keep_unconfirmed(caller, change, results, who=who, seq=seq)
         self._observe("control_change", results)
         status = change_status(results)
         if status == 403:
             return HubAnswer(403, outcome_body(region_issues(results)), regions=_outcomes(results))
+        if status == 502 and queued and all(r.ok or verdict(r) is Verdict.RETRY for r in results):
+            status = 202  # accepted: the hub sends it to the failed regions until they confirm
         body = merge_controls(results, patient=patient)
+        body["pending"] = await self.pending(patient)
         return HubAnswer(
             status, orjson.dumps(body), {"content-type": _JSON}, regions=_outcomes(results)
         )
+
+    async def pending(self, patient: NationalIdentityNumber | None) -> list[dict[str, Any]]:
+        """The person's changes that a region has not confirmed (or has refused), by region."""
+        if self.outbox is None:
+            return []
+        rows = await self.outbox.for_patient(patient.value if patient is not None else "")
+        return pending_json(rows, {r.hcid: r.name for r in self.directory})
+
+    async def _keep_unconfirmed(
+        self,
+        caller: Caller,
+        change: ControlChange,
+        results: Sequence[RegionResult],
+        *,
+        who: str,
+        seq: int,
+    ) -> bool:
+        """Queue the change for each region that failed for its own reasons; clear older rows of
+        the regions that answered (a newer change settles an older one). True when queued."""
+        if self.outbox is None:
+            return False
+        now = self.clock()
+        queued = False
+        identity = deferred_identity(caller.auth)
+        for result in results:
+            key = (who, change.kind.value, change.target or "", result.region.hcid)
+            if verdict(result) is not Verdict.RETRY:
+                await self.outbox.settle(key, seq)
+                continue
+            delay = backoff_delay(
+                1, base_s=self.settings.outbox_retry_base_s, cap_s=self.settings.outbox_retry_cap_s
+            )
+            queued = (
+                await self.outbox.offer(
+                    PendingChange(
+                        patient=who,
+                        kind=change.kind.value,
+                        target=change.target or "",
+                        region=result.region.hcid,
+                        on=change.on,
+                        seq=seq,
+                        accepted_at=now,
+                        path_and_query=change.path_and_query,
+                        correlation_id=caller.correlation_id,
+                        asserted=identity,
+                        attempts=1,
+                        next_at=now + delay,
+                        detail=result.detail or result.status.value,
+                    )
+                )
+                or queued
+            )
+        if queued:
+            log.info("hub.outbox.queued", kind=change.kind.value, regions=len(results))
+        return queued
+
+    async def send_pending(self, row: PendingChange) -> RegionResult | None:
+        """Re-send one outbox row to its region (the worker's `send`); None: region gone."""
+        region = self.directory.by_hcid(row.region)
+        if region is None:
+            return None
+        if not region.enabled:
+            return RegionResult(
+                region, RegionStatus.UNAVAILABLE, 0.0, detail="disabled in the directory"
+            )
+        caller = Caller(row.correlation_id, "hub-outbox", {}, self.deferred_auth(row))
+        results = await self._each_region(caller, row.method, row.path_and_query, (region,))
+        self._observe("control_retry", results)
+        return results[0]
 
     async def _each_region(
         self, caller: Caller, method: str, path_and_query: str, regions: Sequence[Region]

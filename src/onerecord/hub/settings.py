@@ -53,6 +53,13 @@ class HubSettings(BaseSettings):
     audit_db_url: str | None = None
     audit_db_schema: str | None = None
     hub_id: str = "onerecord-hub"
+    # Pending control changes (docs/hub.md "Pending control changes"): kept in this database
+    # (default: the audit database; neither set: in memory, lost on restart), re-sent after
+    # base, 2·base, 4·base … seconds up to the cap, looked for every poll seconds.
+    outbox_db_url: str | None = None
+    outbox_retry_base_s: float = Field(default=2.0, gt=0, le=3600)
+    outbox_retry_cap_s: float = Field(default=300.0, gt=0, le=86400)
+    outbox_poll_s: float = Field(default=1.0, gt=0, le=60)
     # Signed heads of the audit chain, kept outside the audit database (audit/checkpoint.py).
     audit_checkpoint_file: Path | None = None
     audit_checkpoint_key_file: Path | None = None

@@ -13,7 +13,10 @@ hub and the regions decide whether the token allows it.
   each region's part.
 - `PUT|DELETE {hub}/controls/reservation`, `/controls/practitioner-blocks/{hpr}`,
   `/controls/document-blocks/{uniqueId}[?homeCommunityId=]` → 200 when every region made the
-  change, 502 with the same controls object when some did not.
+  change, 202 when the hub keeps it for a region that failed and re-sends it until that region
+  confirms, 502 with the same controls object when some did not.
+Both controls answers carry `pending`: each change not yet confirmed, and by which region; the
+portal shows it as waiting for that region, never as done (issue 11 defect 5).
 Failures become `portals.errors` (as in `gateway.py`), so the page says what to do: a 401 ends
 the login (`SessionEnded`); a 403 keeps the regions' denial-reason codes (`HubRefused.reasons`)
 so the page can say why in words (`citizen_view.refusal_message`).
@@ -32,6 +35,7 @@ import httpx
 from onerecord.domain import DocumentUniqueId, HomeCommunityId, HprNumber, InvalidIdentifier
 from onerecord.portals.access_log import AccessLog, build_access_log
 from onerecord.portals.errors import HubRefused, HubUnavailable, SessionEnded
+from onerecord.portals.gateway import within_deadline
 from onerecord.portals.overview import CITIZEN_UNDER_AGE
 from onerecord.search_client import (
     HubSession,
@@ -47,12 +51,14 @@ __all__ = [
     "ControlOutcome",
     "InvalidControl",
     "PatientControls",
+    "PendingControl",
     "UnderAgeRefused",
     "change_control",
     "fetch_access_log",
     "fetch_controls",
     "hub_root",
     "parse_controls",
+    "parse_pending",
 ]
 
 
@@ -123,6 +129,18 @@ class ControlChange:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingControl:
+    """One change the hub keeps for a region that has not confirmed it (or has refused it)."""
+
+    kind: str
+    target: str | None
+    on: bool
+    region: str
+    """The region's name, as the hub's directory gives it."""
+    refused: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class PatientControls:
     """A person's controls as the hub merged them, and the regions that did not answer."""
 
@@ -131,14 +149,25 @@ class PatientControls:
     blocked_documents: frozenset[str]
     blocked_practitioners: tuple[str, ...]
     failed_regions: tuple[str, ...]
+    pending: tuple[PendingControl, ...] = ()
+
+    def waiting_for(self, kind: str, target: str | None = None) -> tuple[str, ...]:
+        """The regions a change of this control still waits for (refused ones not included)."""
+        return tuple(
+            p.region
+            for p in self.pending
+            if p.kind == kind and p.target == target and not p.refused
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class ControlOutcome:
-    """What a change did: `applied` everywhere, else the regions that did not make it."""
+    """What a change did: `applied` everywhere, `pending` (kept by the hub for the regions that
+    have not confirmed it), else the regions that did not make it."""
 
     applied: bool
     controls: PatientControls
+    pending: bool = False
 
 
 def hub_root(hub_fhir: str) -> str:
@@ -175,7 +204,35 @@ def parse_controls(body: Any) -> PatientControls:
         blocked_documents=frozenset(d.removeprefix("urn:oid:") for d in documents),
         blocked_practitioners=tuple(sorted(set(practitioners))),
         failed_regions=failed,
+        pending=parse_pending(body.get("pending")),
     )
+
+
+_KINDS = frozenset(
+    {ControlKind.RESERVATION, ControlKind.DOCUMENT_BLOCK, ControlKind.PRACTITIONER_BLOCK}
+)
+
+
+def parse_pending(value: Any) -> tuple[PendingControl, ...]:
+    """Read the hub's `pending` list (absent: none); raise ValueError when it is malformed."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > 1000:
+        raise ValueError("pending is not a list")
+    out: list[PendingControl] = []
+    for item in value:
+        if not isinstance(item, Mapping):
+            raise ValueError("a pending change is not an object")
+        kind, target, on = item.get("kind"), item.get("target"), item.get("on")
+        name = item.get("name") or item.get("homeCommunityId")
+        if kind not in _KINDS or not isinstance(on, bool) or not isinstance(name, str):
+            raise ValueError("a pending change lacks kind, on or region")
+        if target is not None and not isinstance(target, str):
+            raise ValueError("a pending change's target is not a string")
+        if isinstance(target, str):
+            target = target.removeprefix("urn:oid:")
+        out.append(PendingControl(kind, target, on, name, item.get("state") == "refused"))
+    return tuple(out)
 
 
 class UnderAgeRefused(HubRefused):
@@ -230,9 +287,12 @@ async def fetch_access_log(
     hub_fhir: str,
     regions: Sequence[Mapping[str, str]],
     patient: str,
+    deadline_s: float | None = None,
 ) -> AccessLog:
     """Ask the hub who has looked at `patient`'s documents, in every region."""
-    response = await _answer(hub_access_log(http, session, hub_fhir=hub_fhir, patient=patient))
+    response = await within_deadline(
+        deadline_s, _answer(hub_access_log(http, session, hub_fhir=hub_fhir, patient=patient))
+    )
     if response.status_code == 403 and _under_age(response):
         raise UnderAgeRefused("citizen.error.refused", advice_key="citizen.error.refused.advice")
     if response.status_code in (401, 403):
@@ -249,11 +309,17 @@ async def fetch_access_log(
 
 
 async def fetch_controls(
-    http: httpx.AsyncClient, session: HubSession, *, hub_fhir: str, patient: str | None
+    http: httpx.AsyncClient,
+    session: HubSession,
+    *,
+    hub_fhir: str,
+    patient: str | None,
+    deadline_s: float | None = None,
 ) -> PatientControls:
     """Read the controls of the citizen (`patient` None) or of the person they act for."""
-    response = await _answer(
-        hub_controls(http, session, hub_base=hub_root(hub_fhir), patient=patient)
+    response = await within_deadline(
+        deadline_s,
+        _answer(hub_controls(http, session, hub_base=hub_root(hub_fhir), patient=patient)),
     )
     if response.status_code in (401, 403):
         raise _refused(response)
@@ -266,26 +332,38 @@ async def fetch_controls(
 
 
 async def change_control(
-    http: httpx.AsyncClient, session: HubSession, *, hub_fhir: str, change: ControlChange
+    http: httpx.AsyncClient,
+    session: HubSession,
+    *,
+    hub_fhir: str,
+    change: ControlChange,
+    deadline_s: float | None = None,
 ) -> ControlOutcome:
     """Make one change at every region (one region for a named document); say where it failed."""
-    response = await _answer(
-        hub_change_control(
-            http,
-            session,
-            hub_base=hub_root(hub_fhir),
-            method=change.method,
-            path=change.path,
-            patient=change.patient,
-            home_community_id=change.home_community_id,
-        )
+    response = await within_deadline(
+        deadline_s,
+        _answer(
+            hub_change_control(
+                http,
+                session,
+                hub_base=hub_root(hub_fhir),
+                method=change.method,
+                path=change.path,
+                patient=change.patient,
+                home_community_id=change.home_community_id,
+            )
+        ),
     )
     if response.status_code in (401, 403):
         raise _refused(response)
-    if response.status_code not in (200, 502):
+    if response.status_code not in (200, 202, 502):
         raise HubUnavailable("error.hub-status", status=response.status_code)
     try:
         controls = parse_controls(_json(response))
     except ValueError:
         raise HubUnavailable("error.hub-garbled") from None
-    return ControlOutcome(applied=response.status_code == 200, controls=controls)
+    return ControlOutcome(
+        applied=response.status_code == 200,
+        controls=controls,
+        pending=response.status_code == 202,
+    )

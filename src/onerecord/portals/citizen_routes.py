@@ -15,6 +15,7 @@ References: TRUST-FRAMEWORK §5.2 (representation), §5.4 (access log), §4.5 (b
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from fastapi.responses import Response
 from onerecord.portals.access_log import region_message_key
 from onerecord.portals.citizen_gateway import (
     ControlChange,
+    ControlKind,
     InvalidControl,
     PatientControls,
     UnderAgeRefused,
@@ -72,6 +74,7 @@ from onerecord.portals.listing_cache import REFRESH_PARAM, CachedOverview
 from onerecord.portals.oauth import refresh, userinfo
 from onerecord.portals.overview import DocumentRow
 from onerecord.portals.return_to import CITIZEN_AREA, after_login
+from onerecord.portals.pending_view import pending_lines
 from onerecord.portals.sessions import PortalSession
 from onerecord.portals.visits import arrived_after
 from onerecord.portals.web import Portal, language_of, safe_next
@@ -258,6 +261,7 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
                 portal.client(),
                 hub,
                 hub_fhir=settings.hub_fhir,
+                deadline_s=settings.hub_deadline_s,
                 patient=patient_param(session, person),
             )
         except PortalError:
@@ -282,26 +286,36 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             since, fetched = cached.since, cached.fetched_wall
         else:
             hub = await hub_of(session)
+            # The controls are read while the documents are searched, not after: the page
+            # waits for the hub at most one deadline (issue 11 defect 5: 8.3 s with one region
+            # hanging).
+            reading = asyncio.create_task(read_controls_quietly(session, hub, person))
             try:
                 overview = await fetch_overview(
                     portal.client(),
                     hub,
                     hub_fhir=settings.hub_fhir,
+                    deadline_s=settings.hub_deadline_s,
                     regions=settings.regions,
                     patient=person.nin,
                 )
             except HubRefused as exc:
+                reading.cancel()
                 # Said for a citizen: why, naming the person; the advice is whom to choose, not
                 # a basis for access.
                 raise citizen_refusal(exc, person) from None
+            except BaseException:
+                reading.cancel()
+                raise
             if overview.under_age and person.is_self:
-                # Empty by rule, not by chance or outage: say the rule (and ask for no
-                # controls, which are closed until 16 too, so no false "try again" either).
+                # Empty by rule, not by chance or outage: say the rule (the controls are closed
+                # until 16 too, and what they said is not shown, so no false "try again").
+                reading.cancel()
                 if acting(session) == person:
                     session.rows = {}
                     session.overview_cache = None
                 return young_page(request, session, person, active="dokumenter")
-            controls = await read_controls_quietly(session, hub, person)
+            controls = await reading
             overview = replace(overview, rows=tuple(citizen_row(r) for r in overview.rows))
             since = await portal.visits.since(
                 session.visits_seen, user=session.citizen_nin or "", patient=person.nin
@@ -393,9 +407,14 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
     # -- controls -----------------------------------------------------------------------------
 
     async def apply(
-        session: PortalSession, change: ControlChange, done_key: str, person: Person
+        session: PortalSession,
+        change: ControlChange,
+        done_key: str,
+        person: Person,
+        done_params: dict[str, str] | None = None,
     ) -> None:
-        """Send one change to the hub and leave a notice saying whether it is in place.
+        """Send one change to the hub and leave a notice saying whether it is in place, or
+        which regions it still waits for (the hub re-sends it there; issue 11 defect 5).
 
         `person`: whom the change is for, to name them if the hub refuses it. An ended login is
         not a notice but the page that asks to log in again.
@@ -403,7 +422,11 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
         session.overview_cache = None  # the next list shows the change (listing_cache.py)
         try:
             outcome = await change_control(
-                portal.client(), await hub_of(session), hub_fhir=settings.hub_fhir, change=change
+                portal.client(),
+                await hub_of(session),
+                hub_fhir=settings.hub_fhir,
+                change=change,
+                deadline_s=settings.hub_deadline_s,
             )
         except NotLoggedIn:
             raise
@@ -414,7 +437,11 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             session.flash = Notice(exc.message_key, params, problem=True).encode()
             return
         if outcome.applied:
-            session.flash = Notice(done_key).encode()
+            session.flash = Notice(done_key, done_params or {}).encode()
+        elif outcome.pending:
+            waiting = outcome.controls.waiting_for(change.kind, change.target)
+            regions = ", ".join(waiting or outcome.controls.failed_regions)
+            session.flash = Notice("citizen.change.pending", {"regions": regions}).encode()
         else:
             failed = ", ".join(outcome.controls.failed_regions)
             session.flash = Notice("citizen.change.partial", {"regions": failed}, True).encode()
@@ -454,6 +481,7 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
                 portal.client(),
                 await hub_of(session),
                 hub_fhir=settings.hub_fhir,
+                deadline_s=settings.hub_deadline_s,
                 patient=change.patient,
             )
             allowed = may_change_document_block(
@@ -488,9 +516,16 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
     @app.post(f"{_BASE}/sperringer/helsepersonell")
     async def change_practitioner_block(request: Request) -> Response:
         session, form = await checked_citizen_form(request)
-        person = acting(session)
-        action = form.get("handling")
-        hpr = form.get("hpr", "")
+        return await practitioner_block(
+            request, session, hpr=form.get("hpr", ""), action=form.get("handling")
+        )
+
+    async def practitioner_block(
+        request: Request, session: PortalSession, *, hpr: str, action: str | None
+    ) -> Response:
+        """Block (`sperr`) or unblock (`opphev`) one health worker by HPR number, then show the
+        privacy page. A block names someone the portal knows (the synthetic HPR, `staff`), or
+        the form comes back with 422 and nothing is sent (issue 11 defect 8)."""
         try:
             if action not in ("sperr", "opphev"):
                 raise InvalidControl("citizen.privacy.choose")
@@ -501,8 +536,30 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             return await privacy_page(
                 request, session, status_code=400, hpr_error=exc.message_key, hpr_value=hpr[:20]
             )
-        done = "citizen.block.practitioner.on" if change.on else "citizen.block.practitioner.off"
-        await apply(session, change, done, person)
+        assert change.target is not None
+        name = staff_names.get(change.target)
+        if change.on and name is None and staff_names:
+            return await privacy_page(
+                request,
+                session,
+                status_code=422,
+                hpr_error="citizen.privacy.hpr-unknown",
+                hpr_value=change.target,
+            )
+        if name is not None:
+            done = (
+                "citizen.block.practitioner.on-named"
+                if change.on
+                else ("citizen.block.practitioner.off-named")
+            )
+            await apply(
+                session, change, done, acting(session), {"name": name, "hpr": change.target}
+            )
+        else:
+            done = (
+                "citizen.block.practitioner.on" if change.on else ("citizen.block.practitioner.off")
+            )
+            await apply(session, change, done, acting(session))
         return portal.redirect(f"{_BASE}/personvern", session)
 
     async def privacy_page(
@@ -519,6 +576,7 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
                 portal.client(),
                 await hub_of(session),
                 hub_fhir=settings.hub_fhir,
+                deadline_s=settings.hub_deadline_s,
                 patient=patient_param(session, person),
             )
         except HubRefused as exc:
@@ -528,6 +586,7 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             return young_page(request, session, person, active="personvern")
         rows = session.rows.values() if acting(session) == person else ()
         by_unique_id = {r.unique_id: r for r in rows if r.unique_id}
+        titles = {uid: r.title for uid, r in by_unique_id.items() if r.title}
         return page(
             request,
             session,
@@ -540,6 +599,8 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             practitioners=[(hpr, staff_names.get(hpr)) for hpr in controls.blocked_practitioners],
             hpr_error=hpr_error,
             hpr_value=hpr_value,
+            pending=pending_lines(controls, staff_names=staff_names, titles=titles),
+            kinds=ControlKind,
         )
 
     @app.get(f"{_BASE}/personvern")
@@ -557,6 +618,7 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
                 portal.client(),
                 await hub_of(session),
                 hub_fhir=settings.hub_fhir,
+                deadline_s=settings.hub_deadline_s,
                 regions=settings.regions,
                 patient=person.nin,
             )

@@ -9,8 +9,9 @@ References: RFC 9449 (DPoP), IHE ITI TF-2 3.67 (Find Document References), 3.68 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import asyncio
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import httpx
 import orjson
@@ -45,6 +46,7 @@ __all__ = [
     "fetch_document",
     "fetch_overview",
     "open_patient",
+    "within_deadline",
 ]
 
 MASKED_COUNT_HEADER = "x-onerecord-masked-count"
@@ -53,6 +55,19 @@ MAX_DOCUMENT_BYTES = 50 * 1024 * 1024
 _MAX_ENTRIES = 2000
 _MAX_REFUSAL_BYTES = 64 * 1024
 _PAGE = 200
+_T = TypeVar("_T")
+
+
+async def within_deadline(deadline_s: float | None, call: Awaitable[_T]) -> _T:
+    """Await one hub exchange (all its pages) for at most `deadline_s`; past it the hub is
+    unavailable. The one deadline of both portals (`PortalSettings.hub_deadline_s`)."""
+    if deadline_s is None:
+        return await call
+    try:
+        async with asyncio.timeout(deadline_s):
+            return await call
+    except TimeoutError:
+        raise HubUnavailable() from None
 
 
 async def open_patient(
@@ -187,8 +202,34 @@ async def fetch_overview(
     patient: str,
     access_basis: str | None = None,
     limit: int = _MAX_ENTRIES,
+    deadline_s: float | None = None,
 ) -> Overview:
-    """Ask the hub for the patient's documents in every region (all pages, up to `limit`)."""
+    """Ask the hub for the patient's documents in every region (all pages, up to `limit`),
+    all pages within `deadline_s` together."""
+    return await within_deadline(
+        deadline_s,
+        _fetch_overview(
+            http,
+            session,
+            hub_fhir=hub_fhir,
+            regions=regions,
+            patient=patient,
+            access_basis=access_basis,
+            limit=limit,
+        ),
+    )
+
+
+async def _fetch_overview(
+    http: httpx.AsyncClient,
+    session: HubSession,
+    *,
+    hub_fhir: str,
+    regions: Sequence[Mapping[str, str]],
+    patient: str,
+    access_basis: str | None,
+    limit: int,
+) -> Overview:
     url = f"{hub_fhir.rstrip('/')}/DocumentReference"
     params = {"patient.identifier": patient_identifier(patient), "_count": str(_PAGE)}
     response = await _get_bundle(http, session, url, params, access_basis)

@@ -417,6 +417,7 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
                 portal.client(),
                 opened.hub,
                 hub_fhir=settings.hub_fhir,
+                deadline_s=settings.hub_deadline_s,
                 regions=settings.regions,
                 patient=opened.access.patient,
                 access_basis=opened.access_basis,

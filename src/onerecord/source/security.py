@@ -19,10 +19,12 @@ References: TRUST-FRAMEWORK §2.3 (validation at the API), §3 (headers), §4 (h
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -54,6 +56,7 @@ from onerecord.source.access import (
 )
 from onerecord.source.patient_controls import PatientControlStore
 from onerecord.trust.access_token import (
+    AccessTokenClaims,
     AuthSettings,
     Citizen,
     HealthPersonnel,
@@ -66,6 +69,7 @@ from onerecord.trust.assertion import (
     check_assertion_patient,
     verify_hub_assertion,
 )
+from onerecord.trust.attestation import ATTESTATION_TYPE
 from onerecord.trust.caller_limits import (
     CallerLimiter,
     CallerPermit,
@@ -110,6 +114,7 @@ __all__ = [
     "PolicyGuard",
     "SourceAuthenticator",
     "SourceCallerLimits",
+    "check_deferred",
     "population_facts",
 ]
 
@@ -168,7 +173,9 @@ class SourceAuthenticator:
         """
         assertion = headers.get(HUB_ASSERTION_HEADER)
         if assertion is not None:
-            return await self._hub(assertion, headers)
+            authenticated = await self._hub(assertion, headers)
+            check_deferred(authenticated.principal.claims, method=method, url=url)
+            return authenticated
         principal = await authenticate_request(
             authorization_header=headers.get("authorization"),
             dpop_header=headers.get("dpop"),
@@ -215,6 +222,27 @@ class SourceAuthenticator:
             via_hub=True,
             correlation_id=str(correlation) if isinstance(correlation, str) else None,
         )
+
+
+_CONTROL_CHANGE_PATH = re.compile(
+    r"/controls/(reservation|document-blocks/[^/?#]+|practitioner-blocks/[^/?#]+)$"
+)
+
+
+def check_deferred(claims: AccessTokenClaims, *, method: str, url: str) -> None:
+    """Accept a deferred hub assertion only for a citizen's control change (PUT/DELETE).
+
+    The hub re-sends a citizen's privacy change from its outbox after the citizen's token has
+    expired (docs/policy.md "Deferred control changes"); it marks those assertions with
+    `deferred_since`. Such an assertion may change a control, never read anything.
+    """
+    if "deferred_since" not in claims.raw:
+        return
+    path = urlsplit(url).path
+    if method not in ("PUT", "DELETE") or not _CONTROL_CHANGE_PATH.search(path):
+        raise InvalidToken("a deferred hub assertion may only change a patient control")
+    if claims.raw.get(ATTESTATION_TYPE) is not None:
+        raise InvalidToken("a deferred hub assertion is for a citizen's own change")
 
 
 class SourceCallerLimits:

@@ -7,6 +7,7 @@ the caller's behalf with a short-lived assertion it signs itself (typ `hub-asser
     iat, exp       exp - iat <= 60 s          jti            its own, single use at the region
     original_jti   the caller's token jti     original_iss   the caller's token issuer
     correlation_id the hub request id         patient        {"nin": ..., "salt": ...} or absent
+    deferred_since when the hub accepted a control change it re-sends from its outbox, else absent
 
 and the caller's identity (`sub`, pid, HPR number), assurance (security level, acr), `scope`,
 `toa`, `client_id`, attestation (`nhn:tillitsrammeverk:parameters`) and representation claims
@@ -46,6 +47,7 @@ from onerecord.trust.keys import KeyProvider, SigningKey, verify_signed_jwt
 from onerecord.trust.replay import ReplayCache
 
 __all__ = [
+    "ASSERTED_CLAIMS",
     "HUB_ASSERTION_HEADER",
     "HUB_ASSERTION_MAX_LIFETIME",
     "HUB_ASSERTION_TYP",
@@ -74,6 +76,9 @@ _COPIED_CLAIMS = (
     REPRESENTATION_CLAIM,
 )
 
+ASSERTED_CLAIMS = _COPIED_CLAIMS
+"""The caller's claims an assertion carries over unchanged (what a deferred change keeps)."""
+
 
 def mint_hub_assertion(
     *,
@@ -86,8 +91,13 @@ def mint_hub_assertion(
     correlation_id: str,
     now: float,
     lifetime: int = HUB_ASSERTION_MAX_LIFETIME,
+    deferred_since: int | None = None,
 ) -> str:
-    """Sign an assertion of the caller's validated token for one region (typ hub-assertion+jwt)."""
+    """Sign an assertion of the caller's validated token for one region (typ hub-assertion+jwt).
+
+    `deferred_since`: the hub re-sends a citizen's control change it accepted at that time (its
+    outbox, docs/policy.md "Deferred control changes"); the claim `deferred_since` says so.
+    """
     if not 0 < lifetime <= HUB_ASSERTION_MAX_LIFETIME:
         raise ValueError(f"lifetime must be 1..{HUB_ASSERTION_MAX_LIFETIME} seconds")
     iat = int(now)
@@ -106,6 +116,8 @@ def mint_hub_assertion(
     body.setdefault("sub", claims.subject)
     if patient_nin is not None:
         body["patient"] = {"nin": patient_nin, "salt": patient_salt}
+    if deferred_since is not None:
+        body["deferred_since"] = deferred_since
     return key.sign(body, typ=HUB_ASSERTION_TYP)
 
 
