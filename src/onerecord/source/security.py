@@ -19,6 +19,7 @@ References: TRUST-FRAMEWORK §2.3 (validation at the API), §3 (headers), §4 (h
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -72,6 +73,7 @@ from onerecord.trust.caller_limits import (
     CallerQuota,
     caller_key,
 )
+from onerecord.trust.emergency import masked_handle
 from onerecord.trust.errors import InvalidToken, PatientBindingFailed
 from onerecord.trust.keys import KeyProvider
 from onerecord.trust.patient_binding import (
@@ -81,6 +83,7 @@ from onerecord.trust.patient_binding import (
 )
 from onerecord.trust.policy import (
     EntryFacts,
+    HandleOf,
     PopulationFacts,
     RegionPolicy,
     RetrieveDecision,
@@ -314,8 +317,13 @@ def _entry_view(decision: SearchDecision) -> Callable[[EntryFacts], EntryView | 
         shown = decision.view(entry)
         if shown is PolicyView.HIDDEN:
             return None
+        masked = shown is PolicyView.MASKED
+        handle_of = decision.rules.handle_of
         return EntryView(
-            entry, masked=shown is PolicyView.MASKED, emergency=decision.unlocks(entry)
+            entry,
+            masked=masked,
+            emergency=decision.unlocks(entry),
+            handle=handle_of(entry) if masked and handle_of is not None else None,
         )
 
     return view
@@ -330,10 +338,28 @@ class PolicyGuard:
         controls: PatientControlStore,
         region_policy: RegionPolicy,
         clock: Callable[[], datetime] = _now,
+        handle_key: bytes | None = None,
     ) -> None:
         self.controls = controls
         self.region_policy = region_policy
         self.clock = clock
+        # The key of the «Sperret» placeholder ids (trust.emergency.masked_handle): this
+        # process's own; after a restart the ids change and a running override names none.
+        self.handle_key = handle_key or secrets.token_bytes(32)
+
+    def handle_of(self, ctx: HealthPersonnelContext, patient: NationalIdentityNumber) -> HandleOf:
+        """Return the placeholder id of each entry for this caller's access decision."""
+        key, decision_ref = self.handle_key, ctx.decision_ref_id
+
+        def handle(entry: EntryFacts) -> str:
+            return masked_handle(
+                key,
+                decision_ref=decision_ref,
+                patient=patient.value,
+                unique_id=entry.unique_id.value,
+            )
+
+        return handle
 
     @staticmethod
     def principal(caller: CallerContext) -> Principal:
@@ -363,12 +389,15 @@ class PolicyGuard:
         now = self.clock()
         if isinstance(principal, HealthPersonnel):
             self._bind(caller, principal, patient)
+            hcp = _hcp_context(caller, principal)
             return hcp_search_policy(
-                _hcp_context(caller, principal),
+                hcp,
                 patient,
                 region_policy=self.region_policy,
                 controls=await self.controls.controls_for(patient),
                 today=now.date(),
+                now=now,
+                handle_of=self.handle_of(hcp, patient),
             )
         header = _header_patient(caller)
         if header is not None and header != patient:
