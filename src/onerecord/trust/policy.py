@@ -329,6 +329,7 @@ class _EntryRules:
             shown_classes=windows,
             masked_labels=query.masked_labels | self.masked_labels,
             masked_documents=query.masked_documents | self.blocked_documents,
+            unmasked_classes=query.unmasked_classes | self.unlock_classes,
         )
 
 
