@@ -388,6 +388,12 @@ def test_D2_btg_with_a_grant_unlocks_and_is_flagged_in_audit_and_citizen_log(net
     records = [a for a in audit_rows(net) if a.action is AuditAction.RETRIEVE]
     last = records[-1]
     assert last.emergency_override and last.document_ids == (uid(net, "adult_nors"),)
+    # The grant is in the audit: acute basis, coded reason, scope, what it opened.
+    assert last.practitioner is not None and last.practitioner.emergency is not None
+    granted = last.practitioner.emergency
+    assert (granted.access_basis, granted.reason_category) == ("AKUTT", "unconscious")
+    assert [c.code for c in granted.classes] == ["A00-1"]
+    assert granted.opened == (uid(net, "adult_nors"),)
     log = net.send(
         net.citizen_token("adult"), "GET", "/fhir/AuditEvent", **{"patient.identifier": patient}
     )

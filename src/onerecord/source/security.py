@@ -31,6 +31,7 @@ from onerecord.audit import (
     AuditAction,
     AuditCitizen,
     AuditCode,
+    AuditEmergency,
     AuditOrganisation,
     AuditOutcome,
     AuditPractitioner,
@@ -477,7 +478,26 @@ def _code(coding: Coding | None) -> AuditCode | None:
     return None if coding is None else AuditCode(coding.system, coding.code, coding.display)
 
 
-def audit_practitioner(ctx: HealthPersonnelContext) -> AuditPractitioner:
+def audit_emergency(
+    ctx: HealthPersonnelContext, opened: Sequence[str] = ()
+) -> AuditEmergency | None:
+    """Return the emergency grant as the audit keeps it (issue 11, defect 7), if any."""
+    grant = ctx.emergency
+    if grant is None:
+        return None
+    return AuditEmergency(
+        access_basis=grant.access_basis,
+        reason_category=grant.reason_category,
+        until=datetime.fromtimestamp(grant.until, UTC).isoformat(),
+        classes=tuple(AuditCode(system, code) for system, code in sorted(grant.classes)),
+        documents=len(grant.documents),
+        opened=tuple(opened),
+    )
+
+
+def audit_practitioner(
+    ctx: HealthPersonnelContext, emergency_opened: Sequence[str] = ()
+) -> AuditPractitioner:
     """Return the attestation fields the audit keeps (TRUST-FRAMEWORK §3.2, F1)."""
     legal, poc = _org(ctx.legal_entity), _org(ctx.point_of_care)
     assert legal is not None and poc is not None
@@ -494,6 +514,7 @@ def audit_practitioner(ctx: HealthPersonnelContext) -> AuditPractitioner:
         purpose_of_use=ctx.purpose_of_use,
         purpose_details=_code(ctx.purpose_details),
         access_basis=ctx.access_basis.value if ctx.access_basis else None,
+        emergency=audit_emergency(ctx, emergency_opened),
     )
 
 
@@ -514,7 +535,7 @@ class AuditRecorder:
         self.clock = clock
 
     def _caller_fields(
-        self, caller: CallerContext, patient: str | None
+        self, caller: CallerContext, patient: str | None, emergency_opened: Sequence[str] = ()
     ) -> tuple[AuditPractitioner | None, AuditCitizen | None]:
         principal = caller.principal
         if isinstance(principal, HealthPersonnel):
@@ -525,7 +546,7 @@ class AuditRecorder:
                     ctx = replace(ctx, access_basis=AccessBasis.parse(raw))
                 except ValueError:
                     pass
-            return audit_practitioner(ctx), None
+            return audit_practitioner(ctx, emergency_opened), None
         if isinstance(principal, Citizen):
             rep = None
             if patient is not None and patient != principal.nin.value:
@@ -549,9 +570,10 @@ class AuditRecorder:
         returned_count: int | None = None,
         query: str | None = None,
         emergency: bool = False,
+        emergency_opened: Sequence[str] = (),
     ) -> AuditRecord:
         """Build one audit record for `caller` about `patient`."""
-        practitioner, citizen = self._caller_fields(caller, patient)
+        practitioner, citizen = self._caller_fields(caller, patient, emergency_opened)
         return AuditRecord(
             action=action,
             outcome=outcome,
@@ -586,6 +608,7 @@ class AuditRecorder:
                 document_ids=[v.entry.unique_id.value for v in returned if not v.masked],
                 returned_count=len(returned),
                 emergency=any(v.emergency for v in returned),
+                emergency_opened=[v.entry.unique_id.value for v in returned if v.emergency],
             )
         )
 
@@ -600,6 +623,7 @@ class AuditRecorder:
                 patient=entry.patient_id.value,
                 document_ids=[entry.unique_id.value],
                 emergency=grant.emergency,
+                emergency_opened=[entry.unique_id.value] if grant.emergency else [],
             )
         )
 
