@@ -8,6 +8,7 @@ TRUST-FRAMEWORK §4.5 (masked "Sperret" placeholders).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ __all__ = [
 ]
 
 _NORS = "NORS"
+_MASKED_ID = re.compile(r"^masked-[0-9a-f]{32}$")
 KNOWN_STATUSES = frozenset(
     {
         "ok",
@@ -71,6 +73,10 @@ class DocumentRow:
     unique_id: str = ""
     home_community_id: str = ""
     emergency: bool = False
+    masked_id: str = ""
+    """A «Sperret» placeholder's id, which an emergency override can name (issue 11 #7)."""
+    class_code: str = ""
+    class_system: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,9 +190,22 @@ def _unique_id(doc: Mapping[str, Any]) -> str:
     return value.removeprefix("urn:oid:")
 
 
+def _class_coding(doc: Mapping[str, Any]) -> tuple[str, str]:
+    for category in doc.get("category", [])[:1]:
+        for coding in category.get("coding", [])[:1]:
+            return str(coding.get("system") or ""), str(coding.get("code") or "")
+    return "", ""
+
+
+def _masked_id(doc: Mapping[str, Any]) -> str:
+    value = doc.get("id")
+    return value if isinstance(value, str) and _MASKED_ID.match(value) else ""
+
+
 def _row(doc: Mapping[str, Any], row: OverviewRow, hcid: str) -> DocumentRow:
     attachment = _attachment(doc)
     blocked = _is_blocked(doc)
+    class_system, class_code = _class_coding(doc)
     return DocumentRow(
         date=row.date,
         title=row.title,
@@ -202,6 +221,9 @@ def _row(doc: Mapping[str, Any], row: OverviewRow, hcid: str) -> DocumentRow:
         unique_id=_unique_id(doc),
         home_community_id=hcid,
         emergency=_NORS in _labels(doc) and not blocked,
+        masked_id=_masked_id(doc) if blocked else "",
+        class_code=class_code,
+        class_system=class_system,
     )
 
 

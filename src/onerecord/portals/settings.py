@@ -40,6 +40,15 @@ class PortalSettings(BaseSettings):
     render_max_bytes: int = Field(default=5 * 1024 * 1024, ge=0, le=50 * 1024 * 1024)
     dev_mode: bool = False
     override_log_file: Path = Path("var/portal/emergency-overrides.jsonl")
+    # The emergency override (issue 11, defect 7): how long it lasts (docs/portals.md), and the
+    # e-mail that tells the citizen (off while `smtp_host` is None).
+    emergency_minutes: int = Field(default=30, ge=5, le=60)
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = "ikke-svar@onerecord.example"
+    smtp_starttls: bool = False
+    smtp_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    notice_outbox_dir: Path = Path("var/portal/notice-outbox")
     # From the demo manifest: the synthetic staff to log in as, and the regions by name.
     staff: dict[str, dict[str, Any]] = Field(default_factory=dict)
     regions: tuple[dict[str, str], ...] = ()
