@@ -278,3 +278,63 @@ async def test_no_notice_without_smtp_and_no_address_in_the_logs(portal: App) ->
         assert (await _override(portal, f"dokument:{EPIKRISE_ID}")).status_code == 303
     assert EMAIL not in json.dumps(logs, default=str)
     assert PATIENT_NIN not in json.dumps(logs, default=str)
+
+
+async def test_the_citizen_gets_one_e_mail_per_override_without_the_page_waiting(
+    tmp_path: Path,
+) -> None:
+    """A real local SMTP server (aiosmtpd) receives the notice; a second scope sends none."""
+    from onerecord.demo_mail import MailSink
+    from onerecord.demo_nats import free_port
+
+    sink = MailSink(tmp_path / "mail", port=free_port()).start()
+    fakes = OverrideFakes(
+        answer=lambda _r: httpx.Response(
+            200, json=_searchset(_patient(telecom=[{"system": "email", "value": EMAIL}]))
+        )
+    )
+    try:
+        async with running_portal(
+            tmp_path,
+            fakes,
+            register_fhir=REGISTER,
+            smtp_host="127.0.0.1",
+            smtp_port=sink.port,
+            notice_outbox_dir=tmp_path / "outbox",
+        ) as portal:
+            await _at_overview(portal)
+            assert (await _override(portal, f"dokument:{EPIKRISE_ID}")).status_code == 303
+            assert (await _override(portal, f"klasse:{KLASS}|C00-1")).status_code == 303
+            notifier = portal.app.state.portal.notifier
+            assert notifier.wait_idle()
+            (mail,) = sink.mails()
+            assert mail["To"] == EMAIL
+            assert "/innbygger/tilgangslogg" in mail.get_content()
+            notifier.close()
+    finally:
+        sink.stop()
+
+
+async def test_a_mail_server_that_is_down_does_not_hold_up_the_override(tmp_path: Path) -> None:
+    from onerecord.demo_nats import free_port
+
+    fakes = OverrideFakes(
+        answer=lambda _r: httpx.Response(
+            200, json=_searchset(_patient(telecom=[{"system": "email", "value": EMAIL}]))
+        )
+    )
+    async with running_portal(
+        tmp_path,
+        fakes,
+        register_fhir=REGISTER,
+        smtp_host="127.0.0.1",
+        smtp_port=free_port(),
+        notice_outbox_dir=tmp_path / "outbox",
+    ) as portal:
+        await _at_overview(portal)
+        started = time.monotonic()
+        sent = await _override(portal, f"dokument:{EPIKRISE_ID}")
+        assert sent.status_code == 303 and time.monotonic() - started < 1.5
+        notifier = portal.app.state.portal.notifier
+        assert notifier.pending() == 1  # kept in the outbox while the server is away
+        notifier.close(timeout=0.1)

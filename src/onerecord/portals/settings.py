@@ -102,6 +102,12 @@ class PortalSettings(BaseSettings):
             values["override_log_file"] = (
                 Path(manifest["workdir"]) / "portal" / "emergency-overrides.jsonl"
             )
+            values["notice_outbox_dir"] = Path(manifest["workdir"]) / "portal" / "notice-outbox"
+        mail = manifest.get("mail")
+        if isinstance(mail, dict) and mail.get("smtp_host"):
+            # The demo's mail sink (onerecord.demo_mail): the citizen's emergency notices.
+            values["smtp_host"] = str(mail["smtp_host"])
+            values["smtp_port"] = int(mail.get("smtp_port", 25))
         return cls(**(values | overrides))
 
     @classmethod
