@@ -175,3 +175,26 @@ def test_class_systems_are_compared_in_urn_form() -> None:
         "classes": [{"code": "A00-1", "system": DOCUMENT_TYPE_SYSTEM.removeprefix("urn:oid:")}],
     }
     assert parse_emergency_grant(bare).classes == {(DOCUMENT_TYPE_SYSTEM, "A00-1")}
+
+
+def test_the_grant_travels_in_the_attestation_and_only_with_btg() -> None:
+    from onerecord.domain import NationalIdentityNumber
+    from onerecord.trust.attestation import (
+        enrich,
+        parse_attestation_claim,
+        parse_authorization_details,
+    )
+    from tests.sts.fakes import DOCTOR, attestation_details, make_population
+
+    registers = make_population()
+    g = grant().to_json()
+    btg_details = attestation_details(**{"care_relationship.purpose_of_use.code": "BTG"})
+    btg_details["emergency_access"] = g
+    parsed = parse_authorization_details([btg_details], registers=registers)
+    claim = enrich(parsed, registers, NationalIdentityNumber(DOCTOR)).to_claim()
+    assert claim["emergency_access"] == g  # the STS signs it into the token as sent
+    assert parse_attestation_claim(claim).emergency == grant()
+    treat = attestation_details()
+    treat["emergency_access"] = g
+    with pytest.raises(InvalidAuthorizationDetails, match="only with purpose_of_use BTG"):
+        parse_authorization_details([treat], registers=registers)

@@ -417,12 +417,13 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
     ) -> Response:
         access = session.access
         if not override_offered(access):
-            # Under UNNTAK or SAMTYKKE the override is not offered: say why and how.
+            # Under UNNTAK or SAMTYKKE the override is not offered: say why and how (a request
+            # for it is refused, 403).
             return portal.render(
                 request,
                 "hcp/emergency.html",
                 session,
-                status_code=403 if status_code == 200 and form is not None else status_code,
+                status_code=403 if request.method == "POST" else 200,
                 not_acute=True,
                 basis=access.access_basis if access else "",
                 patient=session.patient_lookup,
