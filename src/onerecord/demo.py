@@ -25,13 +25,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from rich.console import Console
 from rich.progress import Progress, TaskID
 from sqlalchemy.engine import make_url
 
+if TYPE_CHECKING:
+    from onerecord.demo_mail import MailSink
 from onerecord.demo_nats import (
     MACHINE_NATS_URL,
     LocatorBus,
@@ -506,6 +508,7 @@ async def run_demo(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     bus: LocatorBus | None = None
+    mail_sink: MailSink | None = None
     try:
         bus = await _locator_bus(layout, logs, services, enabled=locator)
         hub_env = bus.env("ONERECORD_HUB_") if bus else {}
@@ -568,6 +571,13 @@ async def run_demo(
                 console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
                 return 1
         body = manifest_body(layout, population, client_key, portal_key)
+        mail_sink = _mail_sink(layout)
+        if mail_sink is not None:
+            body["mail"] = {
+                "smtp_host": mail_sink.host,
+                "smtp_port": mail_sink.port,
+                "folder": str(mail_sink.folder.resolve()),
+            }
         body["locator"] = (
             {"nats_url": bus.url, "stream": bus.stream, "subject_prefix": bus.subject_prefix}
             if bus
@@ -592,6 +602,8 @@ async def run_demo(
         # The handlers stay installed while stopping: a second Ctrl-C must not leave orphans.
         with console.status("Stopping…"):
             stop_all(list(reversed(services)))
+            if mail_sink is not None:
+                mail_sink.stop()
             if bus is not None and not bus.own_server:
                 # The machine's NATS keeps nothing of the demo; a next start backfills.
                 with contextlib.suppress(Exception):
@@ -643,6 +655,18 @@ async def _locator_bus(
             return None
     console.print(f"Locator on: the demo's own nats-server at {url}.")
     return LocatorBus.for_demo(layout.workdir, url, key, own_server=True)
+
+
+def _mail_sink(layout: DemoLayout) -> MailSink | None:
+    """The demo's SMTP sink (demo_mail.py): the citizen's emergency notices land in WORKDIR/mail."""
+    try:
+        from onerecord.demo_mail import MailSink
+    except ImportError:  # aiosmtpd is a development dependency
+        console.print("[yellow]Mail off: aiosmtpd is not installed; no notices are sent.[/yellow]")
+        return None
+    sink = MailSink(layout.workdir / "mail", port=free_port()).start()
+    console.print(f"Mail sink: smtp://{sink.host}:{sink.port}, mails in {sink.folder}/")
+    return sink
 
 
 def _log_name(service: Service) -> str:
@@ -737,6 +761,8 @@ def _print_ready(layout: DemoLayout, body: dict[str, Any], manifest: Path | None
     console.print(f"[bold]{'health personnel':18}[/bold] {layout.portal}/helsepersonell/logg-inn")
     console.print(f"[bold]{'citizens':18}[/bold] {layout.portal}/innbygger/logg-inn")
     console.print(f"[bold]{'manifest':18}[/bold] {manifest or layout.manifest}")
+    if body.get("mail"):
+        console.print(f"[bold]{'e-mail to citizens':18}[/bold] {body['mail']['folder']}/")
     patient = body["patients"]["adult"]
     flag = f" --manifest {layout.manifest}"
     console.print("\nTry:")

@@ -246,3 +246,25 @@ def test_reading_the_searchset() -> None:
         with pytest.raises(ValueError):
             read_patient_bundle(bad, nin)
     assert LookupStatus.UNKNOWN.value == "unknown"
+
+
+def test_the_contact_e_mail_is_read_only_when_plain_and_never_with_protection() -> None:
+    """Issue 11, defect 7: the address of the emergency notice (never shown on a page)."""
+    nin = NationalIdentityNumber(PATIENT_NIN)
+
+    def read(**extra: Any) -> PatientHeader | None:
+        return read_patient_bundle(_searchset(_patient(**extra)), nin)
+
+    email = [{"system": "email", "value": "ingrid.berg.042@innbygger.example"}]
+    found = read(telecom=email)
+    assert found is not None and found.contact_email == "ingrid.berg.042@innbygger.example"
+    for bad in ("a@b.example\r\nBcc: x@y.example", "no-at-sign", "a b@c.example", 42):
+        got = read(telecom=[{"system": "email", "value": bad}])
+        assert got is not None and got.contact_email is None
+    protected = read(
+        telecom=email,
+        extension=[
+            {"url": ADDRESS_PROTECTION_EXTENSION, "valueCoding": {"code": "strengt-fortrolig"}}
+        ],
+    )
+    assert protected is not None and protected.contact_email is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,7 +102,9 @@ def _choose_workplace(browser: Browser, page: httpx.Response) -> httpx.Response:
     return browser.follow(chosen)
 
 
-def _open_overview(network: Network, browser: Browser, patient: str = "adult") -> httpx.Response:
+def _open_overview(
+    network: Network, browser: Browser, patient: str = "adult", basis: dict[str, str] = BASIS
+) -> httpx.Response:
     form = _choose_workplace(browser, _log_in(network, browser))
     assert form.status_code == 200
     chosen = browser.post(
@@ -109,7 +112,7 @@ def _open_overview(network: Network, browser: Browser, patient: str = "adult") -
         data={
             "patient": network.manifest["patients"][patient],
             "csrf_token": csrf_token(form),
-            **BASIS,
+            **basis,
         },
     )
     assert chosen.status_code == 303, chosen.text[:2000]
@@ -165,7 +168,8 @@ def test_doctor_logs_in_through_the_sts_and_sees_the_national_overview(
     assert f"{len(blocked)} dokumenter er sperret av pasienten" in overview.text or (
         len(blocked) == 1 and "1 dokument er sperret av pasienten" in overview.text
     )
-    assert "/helsepersonell/nodtilgang" in overview.text
+    # Under SAMTYKKE no emergency override is offered (issue 11, defect 7).
+    assert "/helsepersonell/nodtilgang" not in overview.text
     assert all(r.links and r.links[0].startswith("/helsepersonell/dokument/") for r in documents)
     _assert_no_token(browser)
 
@@ -284,47 +288,61 @@ def _emergency(event: dict[str, Any]) -> bool:
     )
 
 
-def test_emergency_override_opens_blocked_documents_and_is_logged(
+def test_emergency_override_opens_one_document_logs_it_and_tells_the_citizen(
     network: Network, browser: Browser
 ) -> None:
+    """Issue 11, defect 7: one blocked document, acute basis, logged, flagged, e-mailed."""
     adult = network.manifest["patients"]["adult"]
     staff = network.manifest["staff"]["doctor"]
+    mail = Path(network.manifest["mail"]["folder"])
+    mails_before = len(list(mail.glob("*.eml")))
     assert not any(_emergency(e) for e in _access_log(network, adult))
-    _open_overview(network, browser)
+    overview = _open_overview(network, browser, basis=BASIS | {"access_basis": "AKUTT"})
+    placeholders = re.findall(r"nodtilgang\?dokument=(masked-[0-9a-f]{32})", overview.text)
     before = _all_rows(browser)
     blocked = [r for r in before if r.blocked]
-    assert blocked
-    form = browser.get("/helsepersonell/nodtilgang")
+    assert len(blocked) >= 2 and len(placeholders) >= 2
+    form = browser.get("/helsepersonell/nodtilgang", dokument=placeholders[0])
     assert form.status_code == 200
     short = browser.post(
-        "/helsepersonell/nodtilgang", data={"csrf_token": csrf_token(form), "reason": "akutt"}
+        "/helsepersonell/nodtilgang",
+        data={
+            "csrf_token": csrf_token(form),
+            "scope": f"dokument:{placeholders[0]}",
+            "category": "unconscious",
+            "reason": "akutt",
+        },
     )
     assert short.status_code == 400
     assert "Begrunnelsen må ha mellom 10 og 500 tegn." in short.text
     reason = f"Bevisstløs pasient i akuttmottaket, sak {secrets.token_hex(4)}"
     started = datetime.now(UTC)
     sent = browser.post(
-        "/helsepersonell/nodtilgang", data={"csrf_token": csrf_token(form), "reason": reason}
+        "/helsepersonell/nodtilgang",
+        data={
+            "csrf_token": csrf_token(form),
+            "scope": f"dokument:{placeholders[0]}",
+            "category": "unconscious",
+            "reason": reason,
+        },
     )
     assert sent.status_code == 303 and sent.headers["location"] == OVERVIEW
     page = browser.follow(sent)
     assert page.status_code == 200
-    assert "Nødtilgang er i bruk" in page.text
+    assert "Nødtilgang til ett sperret dokument" in page.text and "utløper kl." in page.text
     after = _all_rows(browser)
-    assert not any(r.blocked for r in after)
-    assert "Sperret" not in page.text
+    # One document opened; the region keeps every other blocked document masked.
+    assert len([r for r in after if r.blocked]) == len(blocked) - 1
     opened = [r for r in after if "emergency" in r.classes]
-    assert len(opened) == len(blocked)
-    assert len(after) == len(before)
-    # An opened document can be read now.
+    assert len(opened) == 1 and len(after) == len(before)
     assert browser.get(opened[0].links[0]).status_code == 200
-    # The portal's override log: one line with the reason and the doctor's HPR number.
+    # The portal's override log: one line with the reason, scope and the doctor's HPR number.
     log = Path(network.manifest["workdir"]) / "portal" / "emergency-overrides.jsonl"
     lines = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
     mine = [entry for entry in lines if entry["reason"] == reason]
     assert len(mine) == 1
-    assert mine[0]["practitioner_hpr"] == staff["hpr"]
-    assert mine[0]["patient"] == adult
+    assert mine[0]["practitioner_hpr"] == staff["hpr"] and mine[0]["patient"] == adult
+    assert mine[0]["scope"] == [f"dokument:{placeholders[0]}"]
     # The regions flag the access as emergency; the citizen sees it (but not the reason).
     flagged = [
         e
@@ -334,6 +352,24 @@ def test_emergency_override_opens_blocked_documents_and_is_logged(
     assert flagged
     assert all(e["agent"][0]["who"]["display"] == staff["name"] for e in flagged)
     assert reason not in json.dumps(flagged, ensure_ascii=False)
+    # The citizen's e-mail reached the demo's SMTP server (aiosmtpd): no health information.
+    from onerecord.demo_mail import read_mails
+
+    deadline = time.monotonic() + 20
+    while len(list(mail.glob("*.eml"))) == mails_before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    received = read_mails(mail)[mails_before:]
+    assert len(received) == 1
+    body = received[0].get_content()
+    assert "/innbygger/tilgangslogg" in body and "brukte nødtilgang" in body
+    assert reason not in body and adult not in body and "Epikrise" not in body
+    # Ending it blocks the document again.
+    ended = browser.post(
+        "/helsepersonell/nodtilgang/avslutt", data={"csrf_token": csrf_token(page)}
+    )
+    assert ended.status_code == 303
+    assert len([r for r in _all_rows(browser) if r.blocked]) == len(blocked)
+    assert browser.get(opened[0].links[0]).status_code == 404
     _assert_no_token(browser)
 
 

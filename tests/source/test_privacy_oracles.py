@@ -194,9 +194,15 @@ def test_blocked_entry_is_matched_on_its_placeholder_category_and_date(net: Netw
 
 
 def test_emergency_access_matches_the_unblocked_entry_on_every_field(net: Network) -> None:
-    """The fix masks only what is masked: with ETREAT the filter finds the entry itself."""
+    """The fix masks only what is masked: a grant of its class finds the entry itself."""
     patient = net.citizen("adult")
-    token = net.hcp_token(patient, purpose="ETREAT")
+    grant = {
+        "access_basis": "AKUTT",
+        "reason_category": "unconscious",
+        "until": int(time.time()) + 1800,
+        "classes": [{"code": "I00-1", "system": f"{V}9602"}],
+    }
+    token = net.hcp_token(patient, purpose="BTG", emergency=grant)
     r = net.search(token, patient, type=f"{V}9602|I02-2")
     assert shown_ids(r) == [uid(net, "secret")]
 

@@ -172,6 +172,7 @@ def test_every_query_field_is_classified_for_placeholders() -> None:
         "shown_classes",
         "masked_labels",
         "masked_documents",
+        "unmasked_classes",
     }
     names = {f.name for f in dataclasses.fields(DocumentQuery)}
     assert names == PLACEHOLDER_FILTERS | ENTRY_ONLY_FILTERS | policy_and_paging

@@ -367,9 +367,20 @@ def test_D1_nors_is_masked_counted_and_not_retrievable(net: Network) -> None:
     assert r.status_code == 403 and "document-blocked" in outcome(r)
 
 
-def test_D2_etreat_unlocks_and_is_flagged_in_audit_and_citizen_log(net: Network) -> None:
+def grant(*classes: str, documents: tuple[str, ...] = (), minutes: int = 30) -> dict[str, Any]:
+    """An emergency grant on an acute basis (issue 11, defect 7)."""
+    return {
+        "access_basis": "AKUTT",
+        "reason_category": "unconscious",
+        "until": int(time.time()) + minutes * 60,
+        "documents": list(documents),
+        "classes": [{"code": c, "system": "urn:oid:2.16.578.1.12.4.1.1.9602"} for c in classes],
+    }
+
+
+def test_D2_btg_with_a_grant_unlocks_and_is_flagged_in_audit_and_citizen_log(net: Network) -> None:
     patient = net.citizen("adult")
-    token = net.hcp_token(patient, purpose="ETREAT")
+    token = net.hcp_token(patient, purpose="BTG", emergency=grant("A00-1"))
     r = net.search(token, patient)
     assert uid(net, "adult_nors") in ids(r) and r.headers["x-onerecord-masked-count"] == "0"
     got = net.get(token, net.retrieve_url(doc(net, "adult_nors")))
@@ -377,6 +388,12 @@ def test_D2_etreat_unlocks_and_is_flagged_in_audit_and_citizen_log(net: Network)
     records = [a for a in audit_rows(net) if a.action is AuditAction.RETRIEVE]
     last = records[-1]
     assert last.emergency_override and last.document_ids == (uid(net, "adult_nors"),)
+    # The grant is in the audit: acute basis, coded reason, scope, what it opened.
+    assert last.practitioner is not None and last.practitioner.emergency is not None
+    granted = last.practitioner.emergency
+    assert (granted.access_basis, granted.reason_category) == ("AKUTT", "unconscious")
+    assert [c.code for c in granted.classes] == ["A00-1"]
+    assert granted.opened == (uid(net, "adult_nors"),)
     log = net.send(
         net.citizen_token("adult"), "GET", "/fhir/AuditEvent", **{"patient.identifier": patient}
     )
@@ -389,10 +406,40 @@ def test_D2_etreat_unlocks_and_is_flagged_in_audit_and_citizen_log(net: Network)
     assert flagged
 
 
-def test_D2_btg_also_unlocks(net: Network) -> None:
+def test_D2_btg_without_a_grant_is_refused_and_audited(net: Network) -> None:
     patient = net.citizen("adult")
     token = net.hcp_token(patient, purpose="BTG")
-    assert uid(net, "adult_nors") in ids(net.search(token, patient))
+    r = net.search(token, patient)
+    assert r.status_code == 403 and "emergency-basis-required" in outcome(r)
+    denied = audit_rows(net)[-1]
+    assert denied.reason == "emergency-basis-required"
+
+
+def test_D2_grant_of_another_class_leaves_the_entry_blocked(net: Network) -> None:
+    patient = net.citizen("adult")
+    token = net.hcp_token(patient, purpose="BTG", emergency=grant("C00-1"))
+    r = net.search(token, patient)
+    assert uid(net, "adult_nors") not in ids(r) and r.headers["x-onerecord-masked-count"] == "1"
+    got = net.get(token, net.retrieve_url(doc(net, "adult_nors")))
+    assert got.status_code == 403 and "document-blocked" in outcome(got)
+
+
+def test_D2_grant_naming_the_placeholder_opens_that_entry(net: Network) -> None:
+    patient = net.citizen("adult")
+    plain = net.hcp_token(patient)
+    placeholders = [
+        e["resource"]["id"]
+        for e in net.search(plain, patient).json()["entry"]
+        if e["resource"]["id"].startswith("masked-")
+    ]
+    assert len(placeholders) == 1
+    # The id is stable for one access decision, so a grant can name it.
+    again = net.search(plain, patient).json()["entry"]
+    assert placeholders[0] in {e["resource"]["id"] for e in again}
+    token = net.hcp_token(patient, purpose="BTG", emergency=grant(documents=(placeholders[0],)))
+    r = net.search(token, patient)
+    assert uid(net, "adult_nors") in ids(r) and r.headers["x-onerecord-masked-count"] == "0"
+    assert net.get(token, net.retrieve_url(doc(net, "adult_nors"))).status_code == 200
 
 
 def test_D3_elevated_access_basis_unlocks(net: Network) -> None:

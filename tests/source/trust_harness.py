@@ -176,12 +176,18 @@ class Network:
         scope: str = HPL_SCOPE,
         audience: str = HCID,
         bind: bool = True,
+        emergency: dict[str, Any] | None = None,
     ) -> Token:
-        """Log a health worker in with an attestation bound to `patient` (salted digest)."""
+        """Log a health worker in with an attestation bound to `patient` (salted digest).
+
+        `emergency`: the attestation's `emergency_access` grant (trust.emergency), with BTG.
+        """
         who = self.staff(staff)
         salt = new_salt()
         patients = [{"identifier_digest": make_digest(patient, salt)}] if patient and bind else []
         details = self.attestation(who, purpose=purpose, patients=patients)
+        if emergency is not None:
+            details["emergency_access"] = emergency
         r = self._token(
             {
                 "subject": who.nin.value,

@@ -337,3 +337,24 @@ def test_any_query_is_answered_4xx_never_5xx(lookup: Lookup, params: list[tuple[
     assert answer.json()["resourceType"] == "OperationOutcome"
     if answer.status_code == 400:
         assert len(lookup.audit.records) == before
+
+
+def test_contact_e_mail_for_notices_never_for_a_protected_address(
+    population: Population,
+) -> None:
+    """Issue 11, defect 7: the notice's address; none for kode 6/7, the deceased, under 16."""
+    registers = PopulationRegisters(population)
+    adult = registers.patient(population.cast["adult"].nin.value)
+    assert adult is not None and adult.email is not None
+    assert adult.email.endswith("@innbygger.example")
+    resource = patient_resource(adult, system=FNR)
+    assert resource["telecom"] == [{"system": "email", "value": adult.email, "use": "home"}]
+    again = PopulationRegisters(population).patient(population.cast["adult"].nin.value)
+    assert again is not None and again.email == adult.email  # stable
+    for key in ("protected6", "protected6_child", "protected7", "child11"):
+        other = registers.patient(population.cast[key].nin.value)
+        assert other is not None and other.email is None
+        assert "telecom" not in patient_resource(other, system=FNR)
+    for citizen in (c for c in population.citizens if c.deceased):
+        entry = registers.patient(citizen.nin.value)
+        assert entry is not None and entry.email is None

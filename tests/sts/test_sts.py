@@ -425,3 +425,30 @@ def test_development_key_is_refused_outside_dev_mode(tmp_path: Any) -> None:
     assert key.private_jwk()["d"] not in repr(key) and "hidden" in repr(key)
     with pytest.raises(DevelopmentKeyRefused, match="dev_mode"):
         create_sts_app(StsSettings(dev_mode=False), registers=make_population(), key=key)
+
+
+def _btg(until: int) -> dict[str, Any]:
+    details = attestation_details(**{"care_relationship.purpose_of_use.code": "BTG"})
+    details["emergency_access"] = {
+        "access_basis": "AKUTT",
+        "reason_category": "unconscious",
+        "until": until,
+        "classes": [{"code": "A00-1", "system": "urn:oid:2.16.578.1.12.4.1.1.9602"}],
+    }
+    return details
+
+
+def test_an_emergency_token_ends_with_its_grant(sts: Sts) -> None:
+    """Issue 11, defect 7: the STS caps `exp` at the grant's end and keeps the grant signed."""
+    until = int(time.time()) + 120
+    response = sts.test_user(DOCTOR, _btg(until))
+    assert response.status_code == 200, response.text
+    claims = _claims(response.json()["access_token"])
+    assert claims["exp"] <= until and response.json()["expires_in"] <= 120
+    assert claims[ATT]["emergency_access"]["until"] == until
+
+
+@pytest.mark.parametrize("minutes", [-1, 61])
+def test_an_emergency_grant_outside_the_next_hour_is_refused(sts: Sts, minutes: int) -> None:
+    response = sts.test_user(DOCTOR, _btg(int(time.time()) + minutes * 60))
+    _error(response, 400, "invalid_authorization_details")

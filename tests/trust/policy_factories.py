@@ -17,6 +17,7 @@ from onerecord.domain import (
     NationalIdentityNumber,
 )
 from onerecord.trust.access_token import AccessTokenClaims
+from onerecord.trust.emergency import EmergencyGrant
 from onerecord.trust.principal import (
     READ_DOCUMENTREFERENCES_SCOPE,
     AccessBasis,
@@ -106,6 +107,7 @@ def hcp(
     security_level: int = 4,
     decision_ref_id: str = "d-42",
     healthcare_service: Coding | None = Coding(V + "8666", "01"),
+    emergency: EmergencyGrant | None = None,
 ) -> HealthPersonnelContext:
     """A health worker (LE, TREAT, §45 scope) at a synthetic hospital."""
     return HealthPersonnelContext(
@@ -122,6 +124,34 @@ def hcp(
         scope=scope,
         healthcare_service=healthcare_service,
         security_level=security_level,
+        emergency=emergency,
+    )
+
+
+def grant(
+    *,
+    classes: tuple[str, ...] = ("A00-1",),
+    documents: tuple[str, ...] = (),
+    until: datetime | None = None,
+    access_basis: str = "AKUTT",
+) -> EmergencyGrant:
+    """An emergency grant (issue 11, defect 7): by default all blocked «Epikrise», 30 min."""
+    end = until or NOW.replace(minute=30)
+    return EmergencyGrant(
+        access_basis=access_basis,
+        reason_category="unconscious",
+        until=int(end.timestamp()),
+        documents=frozenset(documents),
+        classes=frozenset((DOCUMENT_TYPE_SYSTEM, c) for c in classes),
+    )
+
+
+def btg(**kw: object) -> HealthPersonnelContext:
+    """A health worker breaking the glass on an acute basis, with a grant (default: A00-1)."""
+    return hcp(
+        purpose="BTG",
+        access_basis=AccessBasis.FORHOYET_AKUTT,
+        emergency=grant(**kw),  # type: ignore[arg-type]
     )
 
 

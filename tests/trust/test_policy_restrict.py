@@ -45,9 +45,15 @@ def test_restrict_masks_nors_and_blocked_documents_without_emergency_access() ->
     assert narrowed.shown_classes is None
 
 
-def test_restrict_masks_nothing_with_emergency_access() -> None:
-    narrowed = decide(purpose="ETREAT").restrict(QUERY)
+def test_restrict_masks_nothing_with_elevated_consent() -> None:
+    narrowed = decide(access_basis=AccessBasis.FORHOYET_SAMTYKKE).restrict(QUERY)
     assert not narrowed.masked_labels and not narrowed.masked_documents
+
+
+def test_restrict_keeps_masking_under_an_emergency_grant() -> None:
+    """The registry still masks all blocked entries; the grant opens its scope per entry."""
+    narrowed = decide(purpose="ETREAT").restrict(QUERY)
+    assert narrowed.masked_labels == frozenset({"NORS"})
 
 
 def test_restrict_carries_the_kjernejournalforskriften_windows() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -34,6 +35,7 @@ from tests.trust.policy_factories import (
     PATIENT,
     PRACTITIONER,
     TODAY,
+    btg,
     citizen,
     entry,
     hcp,
@@ -159,12 +161,13 @@ def test_d1_masked_placeholder_keeps_date_class_region_only() -> None:
 @pytest.mark.parametrize(
     "ctx",
     [
-        hcp(purpose="ETREAT"),
-        hcp(purpose="BTG"),
-        hcp(scope=KJ, access_basis=AccessBasis.FORHOYET_AKUTT),
+        btg(),
+        replace(btg(), purpose_of_use="ETREAT"),
+        replace(btg(), scope=KJ, purpose_of_use="TREAT"),
     ],
 )
 def test_d2_emergency_opens_blocked_entries_and_is_marked(ctx: object) -> None:
+    """D2 as refined by issue 11, defect 7: an emergency opens what its signed grant names."""
     blocked = entry(labels=("N", "NORS"))
     decision = search(ctx)
     assert decision.view(blocked) is EntryView.FULL
@@ -198,12 +201,12 @@ def test_document_block_by_patient_masks_like_nors() -> None:
     controls = PatientControls(PATIENT, blocked_documents=frozenset({doc.unique_id}))
     assert search(controls=controls).view(doc) is EntryView.MASKED
     assert search(controls=controls).view(entry()) is EntryView.FULL
-    assert search(hcp(purpose="BTG"), controls=controls).view(doc) is EntryView.FULL
+    assert search(btg(), controls=controls).view(doc) is EntryView.FULL
 
 
 def test_d4_reserved_patient_gives_an_empty_list() -> None:
     controls = PatientControls(PATIENT, reserved_since=NOW - timedelta(days=3))
-    decision = search(hcp(purpose="BTG"), controls=controls)
+    decision = search(btg(), controls=controls)
     assert decision.allowed and decision.empty
     assert decision.reason is DenialReason.PATIENT_RESERVED
     assert decision.view(entry()) is EntryView.HIDDEN

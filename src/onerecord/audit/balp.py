@@ -215,6 +215,21 @@ def _entities(record: AuditRecord) -> list[dict[str, Any]]:
             details.append(
                 {"type": "access-basis", "valueString": record.practitioner.access_basis}
             )
+        grant = record.practitioner.emergency
+        if grant is not None:
+            # The override's grant (issue 11, defect 7): basis, coded reason, end, scope.
+            details.append({"type": "emergency-basis", "valueString": grant.access_basis})
+            details.append({"type": "emergency-reason", "valueString": grant.reason_category})
+            details.append({"type": "emergency-until", "valueString": grant.until})
+            details.extend(
+                {"type": "emergency-class", "valueString": f"{c.system}|{c.code}"}
+                for c in grant.classes
+            )
+            if grant.documents:
+                details.append({"type": "emergency-documents", "valueString": str(grant.documents)})
+            details.extend(
+                {"type": "emergency-opened", "valueString": _urn(uid)} for uid in grant.opened
+            )
     if details:
         transaction["detail"] = details
     entities.append(transaction)

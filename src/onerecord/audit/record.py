@@ -19,6 +19,7 @@ __all__ = [
     "AuditAction",
     "AuditCitizen",
     "AuditCode",
+    "AuditEmergency",
     "AuditOrganisation",
     "AuditOutcome",
     "AuditPractitioner",
@@ -62,6 +63,26 @@ class AuditOrganisation:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditEmergency:
+    """The emergency grant an access ran under (issue 11, defect 7; trust.emergency).
+
+    `access_basis`: the acute basis it rests on (AKUTT, FORHOYET_AKUTT); `reason_category`: the
+    coded reason (unconscious, life-threatening, cannot-consent, other-acute — never the free
+    text, §5.4); `until`: its end (ISO 8601, UTC); `classes`: the document classes it names;
+    `documents`: how many single blocked documents it names (their placeholder ids are
+    meaningless outside the access decision); `opened`: the uniqueIds of the blocked documents
+    this access actually showed or returned because of it.
+    """
+
+    access_basis: str
+    reason_category: str
+    until: str
+    classes: tuple[AuditCode, ...] = ()
+    documents: int = 0
+    opened: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class AuditPractitioner:
     """The health worker and the attestation they acted under."""
 
@@ -77,6 +98,7 @@ class AuditPractitioner:
     purpose_of_use: str | None = None
     purpose_details: AuditCode | None = None
     access_basis: str | None = None
+    emergency: AuditEmergency | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,4 +214,18 @@ def _practitioner_from(data: dict[str, Any]) -> AuditPractitioner:
         purpose_details=code("purpose_details"),
         decision_ref_id=data["decision_ref_id"],
         access_basis=data.get("access_basis"),
+        emergency=_emergency_from(data.get("emergency")),
+    )
+
+
+def _emergency_from(data: dict[str, Any] | None) -> AuditEmergency | None:
+    if not data:
+        return None
+    return AuditEmergency(
+        access_basis=data["access_basis"],
+        reason_category=data["reason_category"],
+        until=data["until"],
+        classes=tuple(AuditCode(**c) for c in data.get("classes") or ()),
+        documents=int(data.get("documents") or 0),
+        opened=tuple(data.get("opened") or ()),
     )

@@ -159,6 +159,9 @@ class DocumentQuery:
     shown_classes: tuple[ClassWindow, ...] | None = None
     masked_labels: frozenset[str] = field(default=frozenset())
     masked_documents: frozenset[DocumentUniqueId] = field(default=frozenset())
+    # An emergency grant's classes (system in urn:oid form, code): their entries are not
+    # masked whatever their labels (issue 11, defect 7; trust.emergency).
+    unmasked_classes: frozenset[tuple[str, str]] = field(default=frozenset())
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from onerecord.portals.citizen_routes import install_citizen_routes
 from onerecord.portals.error_pages import install_error_pages
 from onerecord.portals.hcp_routes import install_hcp_routes
 from onerecord.portals.i18n import LANGUAGE_COOKIE, LANGUAGES
+from onerecord.portals.notify import EmergencyNotifier, SmtpSettings
 from onerecord.portals.override_log import FileOverrideLog
 from onerecord.portals.sessions import SessionStore
 from onerecord.portals.settings import PortalSettings
@@ -43,6 +44,22 @@ _SECURITY_HEADERS = {
 _ONE_YEAR_S = 365 * 24 * 3600
 
 
+def _notifier(settings: PortalSettings) -> EmergencyNotifier | None:
+    """The citizen's emergency notice by e-mail, when an SMTP server is configured."""
+    if settings.smtp_host is None:
+        return None
+    return EmergencyNotifier(
+        SmtpSettings(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.smtp_from,
+            outbox=settings.notice_outbox_dir,
+            timeout_s=settings.smtp_timeout_s,
+            starttls=settings.smtp_starttls,
+        )
+    )
+
+
 def create_portal_app(settings: PortalSettings) -> FastAPI:
     """Return the portals' ASGI app for `settings` (the client key is read now)."""
     portal = Portal(
@@ -51,6 +68,7 @@ def create_portal_app(settings: PortalSettings) -> FastAPI:
         sessions=SessionStore(idle_s=settings.session_idle_s),
         client_key=load_client_key(settings),
         override_log=FileOverrideLog(settings.override_log_file),
+        notifier=_notifier(settings),
     )
 
     @asynccontextmanager
@@ -59,12 +77,16 @@ def create_portal_app(settings: PortalSettings) -> FastAPI:
         # collections, which otherwise walk it in the middle of a request (bench/portal.py).
         gc.freeze()
         warming = asyncio.create_task(portal.renderer.warm())
+        if portal.notifier is not None:
+            portal.notifier.resume()  # notices a former run could not send
         async with httpx.AsyncClient(timeout=settings.hub_timeout_s) as http:
             portal.http = http
             try:
                 yield
             finally:
                 portal.http = None
+                if portal.notifier is not None:
+                    await asyncio.to_thread(portal.notifier.close)
                 await asyncio.gather(warming, return_exceptions=True)
                 await portal.renderer.aclose()
 

@@ -73,8 +73,8 @@ from onerecord.portals.listing import (
 from onerecord.portals.listing_cache import REFRESH_PARAM, CachedOverview
 from onerecord.portals.oauth import refresh, userinfo
 from onerecord.portals.overview import DocumentRow
-from onerecord.portals.return_to import CITIZEN_AREA, after_login
 from onerecord.portals.pending_view import pending_lines
+from onerecord.portals.return_to import CITIZEN_AREA, after_login
 from onerecord.portals.sessions import PortalSession
 from onerecord.portals.visits import arrived_after
 from onerecord.portals.web import Portal, language_of, safe_next
@@ -526,6 +526,7 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
         """Block (`sperr`) or unblock (`opphev`) one health worker by HPR number, then show the
         privacy page. A block names someone the portal knows (the synthetic HPR, `staff`), or
         the form comes back with 422 and nothing is sent (issue 11 defect 8)."""
+        person = acting(session)
         try:
             if action not in ("sperr", "opphev"):
                 raise InvalidControl("citizen.privacy.choose")
@@ -559,7 +560,7 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             done = (
                 "citizen.block.practitioner.on" if change.on else ("citizen.block.practitioner.off")
             )
-            await apply(session, change, done, acting(session))
+            await apply(session, change, done, person)
         return portal.redirect(f"{_BASE}/personvern", session)
 
     async def privacy_page(

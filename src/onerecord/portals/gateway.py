@@ -35,6 +35,7 @@ from onerecord.search_client import (
     patient_identifier,
     refusal_reasons,
 )
+from onerecord.trust.emergency import EMERGENCY_MEMBER, EmergencyGrant
 from onerecord.trust.keys import SigningKey
 from onerecord.trust.patient_binding import encode_salt, make_digest, new_salt
 
@@ -81,11 +82,19 @@ async def open_patient(
     staff: StaffMember,
     request: AccessRequest,
     purpose_of_use: str | None = None,
+    emergency: EmergencyGrant | None = None,
 ) -> tuple[TokenSet, HubSession]:
-    """Get a token whose attestation states `request` (or an emergency purpose), for its patient."""
+    """Get a token whose attestation states `request` (or an emergency purpose), for its patient.
+
+    `emergency`: the override's grant (scope, acute basis, end), signed into the token by the
+    STS with purpose BTG, so no party on the way can widen it (issue 11, defect 7).
+    """
     salt = new_salt()
     digest = make_digest(request.patient, salt)
     attestation = build_attestation(staff, request, patient_digest=digest)
+    if emergency is not None:
+        purpose_of_use = "BTG"
+        attestation[EMERGENCY_MEMBER] = emergency.to_json()
     if purpose_of_use is not None:
         attestation["care_relationship"]["purpose_of_use"]["code"] = purpose_of_use
     new_tokens = await refresh(

@@ -12,12 +12,14 @@ Routes stay thin: check the session and CSRF token, call one gateway function, r
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
@@ -32,6 +34,14 @@ from onerecord.portals.basis import (
 )
 from onerecord.portals.code_labels import CodeLabels
 from onerecord.portals.document_pages import document_content, document_page
+from onerecord.portals.emergency import (
+    REASON_CATEGORIES,
+    ActiveOverride,
+    find_choice,
+    override_offered,
+    scope_choices,
+    widen,
+)
 from onerecord.portals.errors import DocumentUnavailable, NotLoggedIn
 from onerecord.portals.gateway import fetch_overview, open_patient
 from onerecord.portals.i18n import Translator
@@ -44,6 +54,7 @@ from onerecord.portals.listing import (
     refresh_url,
 )
 from onerecord.portals.listing_cache import REFRESH_PARAM, CachedOverview
+from onerecord.portals.notify import OverrideNotice
 from onerecord.portals.oauth import token_claims
 from onerecord.portals.override_log import (
     MAX_REASON,
@@ -74,6 +85,7 @@ EMERGENCY_PURPOSE = "BTG"
 EMERGENCY_BASIS = "FORHOYET_AKUTT"
 """The elevated access basis sent with the override (§4.3 item 3)."""
 _REFRESH_MARGIN_S = 30.0
+log = structlog.get_logger("onerecord.portals.hcp")
 _BASE = "/helsepersonell"
 _OSLO = ZoneInfo("Europe/Oslo")
 
@@ -88,18 +100,27 @@ class _OpenPatient:
     """
 
     access: AccessRequest
-    emergency_reason: str | None
+    override: ActiveOverride | None
     hub: HubSession
     lookup: PatientLookupResult | None = None
     """Who the population register says the patient is (None: no register configured)."""
 
     @property
+    def emergency_reason(self) -> str | None:
+        return self.override.reason if self.override is not None else None
+
+    @property
     def access_basis(self) -> str:
-        return EMERGENCY_BASIS if self.emergency_reason is not None else self.access.access_basis
+        return EMERGENCY_BASIS if self.override is not None else self.access.access_basis
 
     def held_by(self, session: PortalSession) -> bool:
         """True while the session still states this basis (rows fetched with it belong)."""
-        return session.access == self.access and session.emergency_reason == self.emergency_reason
+        return session.access == self.access and session.override is self.override
+
+
+def _now_s() -> float:
+    """Now, in Unix seconds: when an override ends (a function, so tests can move time)."""
+    return time.time()
 
 
 def _today() -> date:
@@ -300,9 +321,7 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
         """Return what the session states now, read in one go (no await in between)."""
         if session.hub is None or session.access is None:
             return None
-        return _OpenPatient(
-            session.access, session.emergency_reason, session.hub, session.patient_lookup
-        )
+        return _OpenPatient(session.access, session.override, session.hub, session.patient_lookup)
 
     async def look_up(
         session: PortalSession, access: AccessRequest, register_fhir: str
@@ -340,13 +359,14 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
         session: PortalSession,
         access: AccessRequest | None,
         *,
-        emergency_reason: str | None = None,
+        override: ActiveOverride | None = None,
         lookup: PatientLookupResult | None = None,
     ) -> _OpenPatient | None:
-        """Get a token stating `access` (the emergency purpose with a reason) for its patient.
+        """Get a token stating `access` (with an emergency override's grant) for its patient.
 
         `access` None renews the token of the basis the session states when the lock is taken,
-        and only when it expires within the margin. One renewal at a time per session (the
+        and only when it expires within the margin — or when the override ends within it: the
+        renewal then drops the override (issue 11, defect 7). One renewal at a time per session (the
         refresh token rotates); the token, the basis and the override change together once the
         STS has answered, so no request pairs one patient's token with another's basis; a new
         patient's register `lookup` changes with them (renewals keep the one held). Return
@@ -358,11 +378,16 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
             if staff is None or tokens is None:
                 return None
             if access is None:
-                left = tokens.expires_at - time.time()
-                if session.access is None or left >= _REFRESH_MARGIN_S:
+                now = _now_s()
+                left = tokens.expires_at - now
+                override = session.override
+                ending = override is not None and override.ended(now + _REFRESH_MARGIN_S)
+                if session.access is None or (left >= _REFRESH_MARGIN_S and not ending):
                     return open_patient_of(session)
-                access, emergency_reason = session.access, session.emergency_reason
-                lookup = session.patient_lookup
+                access, lookup = session.access, session.patient_lookup
+                if ending:
+                    override = None
+                    session.flash = "hcp.override.expired"
             new_tokens, hub = await open_patient(
                 portal.client(),
                 sts_url=settings.sts_url,
@@ -372,16 +397,16 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
                 tokens=tokens,
                 staff=staff,
                 request=access,
-                purpose_of_use=EMERGENCY_PURPOSE if emergency_reason is not None else None,
+                emergency=override.grant if override is not None else None,
             )
             if session.tokens is not tokens:
                 return None  # a new login meanwhile: nothing of this one applies
             session.tokens = new_tokens  # the refresh token has rotated
             if session.staff is not staff:
                 return None  # another workplace meanwhile: the token names the old one
-            if session.access != access:
-                session.rows = {}  # the last overview was of another patient or basis
-            session.hub, session.access, session.emergency_reason = hub, access, emergency_reason
+            if session.access != access or session.override is not override:
+                session.rows = {}  # the last overview was of another patient, basis or scope
+            session.hub, session.access, session.override = hub, access, override
             session.patient_lookup = lookup
             return open_patient_of(session)
 
@@ -389,7 +414,9 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
         """Return the session's patient, basis and token, renewed shortly before it expires."""
         if session.hub is None or session.access is None or session.tokens is None:
             return None
-        if session.tokens.expires_at - time.time() < _REFRESH_MARGIN_S:
+        now = _now_s()
+        ending = session.override is not None and session.override.ended(now + _REFRESH_MARGIN_S)
+        if session.tokens.expires_at - now < _REFRESH_MARGIN_S or ending:
             return await open_for_patient(session, None)
         return open_patient_of(session)
 
@@ -402,7 +429,7 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
             return portal.redirect(f"{_BASE}/pasient", session)
         query = parse_listing_query(dict(request.query_params))
         # Whose rows these are: the worker at this workplace, the patient, basis and override.
-        owner = ("hcp", session.staff, opened.access, opened.emergency_reason)
+        owner = ("hcp", session.staff, opened.access, opened.override)
         refresh = REFRESH_PARAM in request.query_params
         cached = session.overview_cache
         if (
@@ -430,6 +457,7 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
                 # Else another patient or basis was chosen meanwhile: these rows are not
                 # theirs, and the next overview fetches afresh.
                 session.rows = {r.ref: r for r in overview.rows if r.ref}
+                session.blocked_rows = tuple(r for r in overview.rows if r.blocked)
                 session.overview_cache = CachedOverview(
                     owner, time.monotonic(), fetched, overview, since
                 )
@@ -444,7 +472,7 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
             sort_keys=SORT_KEYS,
             page_sizes=PAGE_SIZES,
             access=opened.access,
-            emergency=opened.emergency_reason is not None,
+            emergency=opened.override is not None,
             patient=opened.lookup,
             today=_today(),
             codes=CodeLabels(Translator(language_of(request))),
@@ -452,6 +480,7 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
             is_new=arrived_after,
             fetched=fetched,
             refresh_url=refresh_url(f"{_BASE}/oversikt", query),
+            **override_context(session, opened),
         )
         elapsed_ms = (time.perf_counter() - started) * 1000
         response.headers["server-timing"] = f"portal;dur={elapsed_ms:.1f}"
@@ -462,47 +491,101 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
         params = query.params()
         return f"{_BASE}/oversikt?{params}" if params else f"{_BASE}/oversikt"
 
+    # --- emergency override (issue 11, defect 7; TRUST-FRAMEWORK §4.3, §4.5, D2) ----------
+
+    def override_context(session: PortalSession, opened: _OpenPatient) -> dict[str, Any]:
+        """What the overview shows of the override: offered, in force, just ended."""
+        notice = session.flash if (session.flash or "").startswith("hcp.override.") else None
+        if notice is not None:
+            session.flash = None
+        return {
+            "override": opened.override,
+            "override_offered": override_offered(opened.access),
+            "override_notice": notice,
+        }
+
+    def emergency_form(
+        request: Request,
+        session: PortalSession,
+        *,
+        status_code: int = 200,
+        error: str | None = None,
+        form: Mapping[str, str] | None = None,
+    ) -> Response:
+        access = session.access
+        if not override_offered(access):
+            # Under UNNTAK or SAMTYKKE the override is not offered: say why and how (a request
+            # for it is refused, 403).
+            return portal.render(
+                request,
+                "hcp/emergency.html",
+                session,
+                status_code=403 if request.method == "POST" else 200,
+                not_acute=True,
+                basis=access.access_basis if access else "",
+                patient=session.patient_lookup,
+                today=_today(),
+            )
+        form = form or {}
+        return portal.render(
+            request,
+            "hcp/emergency.html",
+            session,
+            status_code=status_code,
+            not_acute=False,
+            error=error,
+            choices=scope_choices(session.blocked_rows),
+            selected=form.get("scope", ""),
+            categories=REASON_CATEGORIES,
+            category=form.get("category", ""),
+            reason=form.get("reason", "")[:MAX_REASON],
+            minutes=settings.emergency_minutes,
+            patient=session.patient_lookup,
+            today=_today(),
+        )
+
     @app.get(f"{_BASE}/nodtilgang")
     async def emergency_page(request: Request) -> Response:
         session = logged_in(request)
         if session.access is None:
             return portal.redirect(f"{_BASE}/pasient", session)
-        return portal.render(
-            request,
-            "hcp/emergency.html",
-            session,
-            error=None,
-            reason="",
-            patient=session.patient_lookup,
-            today=_today(),
-        )
+        # Asked from a «Sperret» row (one document) or for one class; else chosen on the page.
+        document = request.query_params.get("dokument", "")[:64]
+        klass = request.query_params.get("klasse", "")[:300]
+        selected = f"dokument:{document}" if document else (f"klasse:{klass}" if klass else "")
+        return emergency_form(request, session, form={"scope": selected} if selected else None)
 
     @app.post(f"{_BASE}/nodtilgang")
     async def emergency_override(request: Request) -> Response:
         session, form = await portal.checked_form(request)
         # The patient whose page sent the form, and who they are, whatever comes next.
-        access, lookup = session.access, session.patient_lookup
+        access, lookup, before = session.access, session.patient_lookup, session.override
         if not session.logged_in or access is None or session.tokens is None:
             raise NotLoggedIn()
+        if not override_offered(access):
+            return emergency_form(request, session, form=form)
+        choice = find_choice(form.get("scope", ""), scope_choices(session.blocked_rows))
+        category = form.get("category", "")
         reason = normalise_reason(form.get("reason", ""))
-        problem = reason_problem(reason)
-        if problem is not None:
-            return portal.render(
-                request,
-                "hcp/emergency.html",
-                session,
-                status_code=400,
-                error=problem,
-                reason=reason[:MAX_REASON],
-                patient=session.patient_lookup,
-                today=_today(),
-            )
-        opened = await open_for_patient(session, access, emergency_reason=reason, lookup=lookup)
+        problem = (
+            "hcp.override.scope-missing"
+            if choice is None
+            else "hcp.override.category-missing"
+            if category not in REASON_CATEGORIES
+            else reason_problem(reason)
+        )
+        if problem is not None or choice is None:
+            shown = dict(form) | {"reason": reason}
+            return emergency_form(request, session, status_code=400, error=problem, form=shown)
+        until = int(_now_s()) + settings.emergency_minutes * 60
+        override = widen(before, choice, reason_category=category, reason=reason, until=until)
+        opened = await open_for_patient(session, access, override=override, lookup=lookup)
         if opened is None or session.staff is None or session.tokens is None:
             # Another workplace or login meanwhile: nothing was opened, nothing is logged.
             return portal.redirect(f"{_BASE}/pasient", session)
         # No await since the token came: this worker and this token opened the documents.
         staff = session.staff
+        jti = str(token_claims(session.tokens.access_token).get("jti") or "") or None
         portal.override_log.write(
             EmergencyOverride(
                 at=datetime.now(UTC).isoformat(),
@@ -514,9 +597,49 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
                 patient=opened.access.patient,
                 reason=reason,
                 decision_ref=opened.access.decision_ref,
-                token_jti=str(token_claims(session.tokens.access_token).get("jti") or "") or None,
+                token_jti=jti,
+                reason_category=category,
+                scope=tuple(c.value for c in override.opened),
+                until=datetime.fromtimestamp(until, UTC).isoformat(),
             )
         )
+        if before is None:
+            notify_citizen(session, lookup, key=jti or opened.access.decision_ref)
+        return portal.redirect(f"{_BASE}/oversikt", session)
+
+    def notify_citizen(
+        session: PortalSession, lookup: PatientLookupResult | None, *, key: str
+    ) -> None:
+        """Queue the citizen's e-mail (one per override episode); never waits for SMTP."""
+        notifier = portal.notifier
+        header = lookup.header if lookup is not None else None
+        if notifier is None:
+            return
+        if header is None or header.contact_email is None:
+            log.info("notice.no-address", override=key)
+            return
+        notifier.notify(
+            OverrideNotice(
+                key=key,
+                to=header.contact_email,
+                organisation=session.workplace_name or "",
+                day=_today().isoformat(),
+                log_url=f"{settings.public_url}/innbygger/tilgangslogg",
+            )
+        )
+
+    @app.post(f"{_BASE}/nodtilgang/avslutt")
+    async def end_override(request: Request) -> Response:
+        """End the override at once: the token without the grant replaces the one with it."""
+        session, _form = await portal.checked_form(request)
+        access, lookup = session.access, session.patient_lookup
+        if not session.logged_in or access is None or session.tokens is None:
+            raise NotLoggedIn()
+        if session.override is not None:
+            opened = await open_for_patient(session, access, override=None, lookup=lookup)
+            if opened is None:
+                return portal.redirect(f"{_BASE}/pasient", session)
+            session.flash = "hcp.override.ended"
         return portal.redirect(f"{_BASE}/oversikt", session)
 
     async def listed(session: PortalSession, ref: str) -> tuple[DocumentRow, _OpenPatient]:
@@ -546,6 +669,7 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
             codes=CodeLabels(Translator(language_of(request))),
             patient=opened.lookup,
             today=_today(),
+            override=opened.override,
         )
 
     @app.get(f"{_BASE}/dokument/{{ref}}/innhold")

@@ -4,7 +4,8 @@ The regions log the access itself (flagged as emergency, D2) and show it to the 
 free-text reason stays here, linked to their records by the attestation's `decision_ref`
 (TRUST-FRAMEWORK §4.5 item 5: opening blocked content is logged specially; §5.4: the free-text
 reason is not shown in the citizen's log). One JSON line per override, flushed and synced
-before the documents are shown.
+before the documents are shown; since issue 11 (defect 7) with its coded cause, its scope (one
+blocked document or one class) and its end.
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ class EmergencyOverride:
     reason: str
     decision_ref: str
     token_jti: str | None
+    reason_category: str = ""
+    """The coded cause (portals.emergency.REASON_CATEGORIES; issue 11, defect 7)."""
+    scope: tuple[str, ...] = ()
+    """What the override opens: `dokument:<placeholder id>` / `klasse:<system>|<code>`."""
+    until: str = ""
+    """When it ends (ISO 8601, UTC)."""
 
 
 class OverrideLog(Protocol):

@@ -8,6 +8,7 @@ TRUST-FRAMEWORK §4.5 (masked "Sperret" placeholders).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -27,6 +28,7 @@ __all__ = [
 ]
 
 _NORS = "NORS"
+_MASKED_ID = re.compile(r"^masked-[0-9a-f]{32}$")
 KNOWN_STATUSES = frozenset(
     {
         "ok",
@@ -73,6 +75,9 @@ class DocumentRow:
     home_community_id: str = ""
     emergency: bool = False
     class_code: str = ""
+    class_system: str = ""
+    masked_id: str = ""
+    """A «Sperret» placeholder's id, which an emergency override can name (issue 11 #7)."""
     type_code: str = ""
     department: str = ""
     setting_code: str = ""
@@ -256,6 +261,20 @@ def _encounter(doc: Mapping[str, Any]) -> str:
     return ""
 
 
+def _class_system(concept: Any) -> str:
+    """The code system of a concept's first coding ("" when none): names a class in a grant."""
+    if not isinstance(concept, Mapping):
+        return ""
+    codings = concept.get("coding") or []
+    first = codings[0] if isinstance(codings, list) and codings else {}
+    return str(first.get("system") or "") if isinstance(first, Mapping) else ""
+
+
+def _masked_id(doc: Mapping[str, Any]) -> str:
+    value = doc.get("id")
+    return value if isinstance(value, str) and _MASKED_ID.match(value) else ""
+
+
 def _row(doc: Mapping[str, Any], row: OverviewRow, hcid: str) -> DocumentRow:
     attachment = _attachment(doc)
     blocked = _is_blocked(doc)
@@ -277,6 +296,8 @@ def _row(doc: Mapping[str, Any], row: OverviewRow, hcid: str) -> DocumentRow:
         home_community_id=hcid,
         emergency=_NORS in _labels(doc) and not blocked,
         class_code=_code(categories[0]),
+        class_system=_class_system(categories[0]),
+        masked_id=_masked_id(doc) if blocked else "",
         type_code=_code(doc.get("type")),
         department=_department(doc),
         setting_code=_code(_context(doc).get("practiceSetting")),

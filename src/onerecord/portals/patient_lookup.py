@@ -15,6 +15,7 @@ header could show one. References: IHE PDQm ITI-78 §2:3.78.4.2; FHIR R4 Patient
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -63,6 +64,9 @@ class PatientHeader:
     """"strengt-fortrolig" (kode 6) or "fortrolig" (kode 7); None when not protected."""
     gp_name: str | None
     gp_office: str | None
+    contact_email: str | None = None
+    """Where to tell the patient that emergency access was used (issue 11, defect 7); never
+    shown, never for a protected address (docs/pdqm.md)."""
 
     def age_on(self, day: date) -> int:
         """Age in whole years on `day`; for the deceased, at death."""
@@ -143,6 +147,19 @@ def _gp(resource: Mapping[str, Any]) -> tuple[str | None, str | None]:
     return name, office
 
 
+_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,189}\.[A-Za-z]{2,63}$")
+
+
+def _email(resource: Mapping[str, Any]) -> str | None:
+    """The first e-mail `telecom` that is a plain address (no spaces, no line breaks)."""
+    for point in resource.get("telecom") or ():
+        if isinstance(point, dict) and point.get("system") == "email":
+            value = point.get("value")
+            if isinstance(value, str) and _EMAIL.match(value):
+                return value
+    return None
+
+
 def read_patient_bundle(body: Any, patient: NationalIdentityNumber) -> PatientHeader | None:
     """Return the header for `patient` from an ITI-78 searchset; None when nobody matched.
 
@@ -177,15 +194,17 @@ def read_patient_bundle(body: Any, patient: NationalIdentityNumber) -> PatientHe
     deceased = deceased_on is not None or resource.get("deceasedBoolean") is True
     gender = resource.get("gender")
     gp_name, gp_office = _gp(resource)
+    protection = _protection(resource)
     return PatientHeader(
         name=_name(resource),
         birth_date=born,
         sex=gender if gender in ("female", "male", "other") else None,
         deceased=deceased,
         deceased_on=deceased_on,
-        address_protection=_protection(resource),
+        address_protection=protection,
         gp_name=gp_name,
         gp_office=gp_office,
+        contact_email=_email(resource) if protection is None else None,
     )
 
 

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from onerecord.portals.basis import AccessRequest
+from onerecord.portals.emergency import ActiveOverride
 from onerecord.portals.listing_cache import CachedOverview
 from onerecord.portals.oauth import PendingLogin, TokenSet
 from onerecord.portals.overview import DocumentRow
@@ -56,7 +57,8 @@ class PortalSession:
     staff: StaffMember | None = None
     staff_name: str | None = None
     access: AccessRequest | None = None
-    emergency_reason: str | None = None
+    override: ActiveOverride | None = field(default=None, repr=False)
+    """The emergency override in force for `access.patient` (portals.emergency), if any."""
     hub: HubSession | None = field(default=None, repr=False)
     patient_lookup: PatientLookupResult | None = field(default=None, repr=False)
     """Who the population register says `access.patient` is; set together with `access`."""
@@ -77,8 +79,22 @@ class PortalSession:
     """The last overview, reused for sorting, paging and back links (`listing_cache.py`)."""
     visits_seen: dict[str, datetime | None] = field(default_factory=dict, repr=False)
     """Per (user, patient) key: the last visit before this session («Ny», `visits.py`)."""
+    blocked_rows: tuple[DocumentRow, ...] = field(default=(), repr=False)
+    """The «Sperret» rows of the last overview: what an emergency override may name."""
     refresh_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
     """Held while a token is renewed: the refresh token rotates, so one renewal at a time."""
+
+    @property
+    def emergency_reason(self) -> str | None:
+        """The reason of the override in force (None: no override)."""
+        return self.override.reason if self.override is not None else None
+
+    @emergency_reason.setter
+    def emergency_reason(self, value: None) -> None:
+        """Setting None ends the override (a new login, workplace or patient)."""
+        if value is not None:
+            raise ValueError("an override is set with its scope (PortalSession.override)")
+        self.override = None
 
     @property
     def logged_in(self) -> bool:

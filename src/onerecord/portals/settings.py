@@ -52,6 +52,15 @@ class PortalSettings(BaseSettings):
     visits_file: Path | None = None
     # How long a fetched overview serves sorting, paging and back links (listing_cache.py).
     listing_max_age_s: float = Field(default=120.0, ge=0, le=3600)
+    # The emergency override (issue 11, defect 7): how long it lasts (docs/portals.md), and the
+    # e-mail that tells the citizen (off while `smtp_host` is None).
+    emergency_minutes: int = Field(default=30, ge=5, le=60)
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = "ikke-svar@onerecord.example"
+    smtp_starttls: bool = False
+    smtp_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    notice_outbox_dir: Path = Path("var/portal/notice-outbox")
     # From the demo manifest: the synthetic staff to log in as, and the regions by name.
     staff: dict[str, dict[str, Any]] = Field(default_factory=dict)
     regions: tuple[dict[str, str], ...] = ()
@@ -110,6 +119,12 @@ class PortalSettings(BaseSettings):
             values["override_log_file"] = (
                 Path(manifest["workdir"]) / "portal" / "emergency-overrides.jsonl"
             )
+            values["notice_outbox_dir"] = Path(manifest["workdir"]) / "portal" / "notice-outbox"
+        mail = manifest.get("mail")
+        if isinstance(mail, dict) and mail.get("smtp_host"):
+            # The demo's mail sink (onerecord.demo_mail): the citizen's emergency notices.
+            values["smtp_host"] = str(mail["smtp_host"])
+            values["smtp_port"] = int(mail.get("smtp_port", 25))
         return cls(**(values | overrides))
 
     @classmethod

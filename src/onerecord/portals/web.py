@@ -29,6 +29,7 @@ from onerecord.portals.i18n import (
     choose_language,
     format_date,
 )
+from onerecord.portals.notify import EmergencyNotifier
 from onerecord.portals.oauth import TokenSet, finish_login, start_login
 from onerecord.portals.override_log import OverrideLog
 from onerecord.portals.render_pool import RenderPool
@@ -114,6 +115,8 @@ class Portal:
     client_key: SigningKey
     override_log: OverrideLog
     http: httpx.AsyncClient | None = None
+    notifier: EmergencyNotifier | None = None
+    """Sends the citizen's emergency notice (None: no SMTP configured)."""
     discovery: dict[str, Any] = field(default_factory=dict)
     renderer: RenderPool = field(init=False)
     """Renders documents off the event loop, within the settings' limits."""

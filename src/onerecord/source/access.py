@@ -81,6 +81,8 @@ class EntryView:
     entry: EntryFacts
     masked: bool = False
     emergency: bool = False
+    handle: str | None = None
+    """A masked entry's placeholder id, when the policy names it (trust.emergency.masked_handle)."""
 
 
 def _show_all(entry: EntryFacts) -> EntryView | None:

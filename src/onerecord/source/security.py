@@ -20,6 +20,7 @@ References: TRUST-FRAMEWORK §2.3 (validation at the API), §3 (headers), §4 (h
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -32,6 +33,7 @@ from onerecord.audit import (
     AuditAction,
     AuditCitizen,
     AuditCode,
+    AuditEmergency,
     AuditOrganisation,
     AuditOutcome,
     AuditPractitioner,
@@ -76,6 +78,7 @@ from onerecord.trust.caller_limits import (
     CallerQuota,
     caller_key,
 )
+from onerecord.trust.emergency import masked_handle
 from onerecord.trust.errors import InvalidToken, PatientBindingFailed
 from onerecord.trust.keys import KeyProvider
 from onerecord.trust.patient_binding import (
@@ -85,6 +88,7 @@ from onerecord.trust.patient_binding import (
 )
 from onerecord.trust.policy import (
     EntryFacts,
+    HandleOf,
     PopulationFacts,
     RegionPolicy,
     RetrieveDecision,
@@ -342,8 +346,13 @@ def _entry_view(decision: SearchDecision) -> Callable[[EntryFacts], EntryView | 
         shown = decision.view(entry)
         if shown is PolicyView.HIDDEN:
             return None
+        masked = shown is PolicyView.MASKED
+        handle_of = decision.rules.handle_of
         return EntryView(
-            entry, masked=shown is PolicyView.MASKED, emergency=decision.unlocks(entry)
+            entry,
+            masked=masked,
+            emergency=decision.unlocks(entry),
+            handle=handle_of(entry) if masked and handle_of is not None else None,
         )
 
     return view
@@ -358,10 +367,28 @@ class PolicyGuard:
         controls: PatientControlStore,
         region_policy: RegionPolicy,
         clock: Callable[[], datetime] = _now,
+        handle_key: bytes | None = None,
     ) -> None:
         self.controls = controls
         self.region_policy = region_policy
         self.clock = clock
+        # The key of the «Sperret» placeholder ids (trust.emergency.masked_handle): this
+        # process's own; after a restart the ids change and a running override names none.
+        self.handle_key = handle_key or secrets.token_bytes(32)
+
+    def handle_of(self, ctx: HealthPersonnelContext, patient: NationalIdentityNumber) -> HandleOf:
+        """Return the placeholder id of each entry for this caller's access decision."""
+        key, decision_ref = self.handle_key, ctx.decision_ref_id
+
+        def handle(entry: EntryFacts) -> str:
+            return masked_handle(
+                key,
+                decision_ref=decision_ref,
+                patient=patient.value,
+                unique_id=entry.unique_id.value,
+            )
+
+        return handle
 
     @staticmethod
     def principal(caller: CallerContext) -> Principal:
@@ -391,12 +418,15 @@ class PolicyGuard:
         now = self.clock()
         if isinstance(principal, HealthPersonnel):
             self._bind(caller, principal, patient)
+            hcp = _hcp_context(caller, principal)
             return hcp_search_policy(
-                _hcp_context(caller, principal),
+                hcp,
                 patient,
                 region_policy=self.region_policy,
                 controls=await self.controls.controls_for(patient),
                 today=now.date(),
+                now=now,
+                handle_of=self.handle_of(hcp, patient),
             )
         header = _header_patient(caller)
         if header is not None and header != patient:
@@ -476,7 +506,26 @@ def _code(coding: Coding | None) -> AuditCode | None:
     return None if coding is None else AuditCode(coding.system, coding.code, coding.display)
 
 
-def audit_practitioner(ctx: HealthPersonnelContext) -> AuditPractitioner:
+def audit_emergency(
+    ctx: HealthPersonnelContext, opened: Sequence[str] = ()
+) -> AuditEmergency | None:
+    """Return the emergency grant as the audit keeps it (issue 11, defect 7), if any."""
+    grant = ctx.emergency
+    if grant is None:
+        return None
+    return AuditEmergency(
+        access_basis=grant.access_basis,
+        reason_category=grant.reason_category,
+        until=datetime.fromtimestamp(grant.until, UTC).isoformat(),
+        classes=tuple(AuditCode(system, code) for system, code in sorted(grant.classes)),
+        documents=len(grant.documents),
+        opened=tuple(opened),
+    )
+
+
+def audit_practitioner(
+    ctx: HealthPersonnelContext, emergency_opened: Sequence[str] = ()
+) -> AuditPractitioner:
     """Return the attestation fields the audit keeps (TRUST-FRAMEWORK §3.2, F1)."""
     legal, poc = _org(ctx.legal_entity), _org(ctx.point_of_care)
     assert legal is not None and poc is not None
@@ -493,6 +542,7 @@ def audit_practitioner(ctx: HealthPersonnelContext) -> AuditPractitioner:
         purpose_of_use=ctx.purpose_of_use,
         purpose_details=_code(ctx.purpose_details),
         access_basis=ctx.access_basis.value if ctx.access_basis else None,
+        emergency=audit_emergency(ctx, emergency_opened),
     )
 
 
@@ -513,7 +563,7 @@ class AuditRecorder:
         self.clock = clock
 
     def _caller_fields(
-        self, caller: CallerContext, patient: str | None
+        self, caller: CallerContext, patient: str | None, emergency_opened: Sequence[str] = ()
     ) -> tuple[AuditPractitioner | None, AuditCitizen | None]:
         principal = caller.principal
         if isinstance(principal, HealthPersonnel):
@@ -524,7 +574,7 @@ class AuditRecorder:
                     ctx = replace(ctx, access_basis=AccessBasis.parse(raw))
                 except ValueError:
                     pass
-            return audit_practitioner(ctx), None
+            return audit_practitioner(ctx, emergency_opened), None
         if isinstance(principal, Citizen):
             rep = None
             if patient is not None and patient != principal.nin.value:
@@ -548,9 +598,10 @@ class AuditRecorder:
         returned_count: int | None = None,
         query: str | None = None,
         emergency: bool = False,
+        emergency_opened: Sequence[str] = (),
     ) -> AuditRecord:
         """Build one audit record for `caller` about `patient`."""
-        practitioner, citizen = self._caller_fields(caller, patient)
+        practitioner, citizen = self._caller_fields(caller, patient, emergency_opened)
         return AuditRecord(
             action=action,
             outcome=outcome,
@@ -585,6 +636,7 @@ class AuditRecorder:
                 document_ids=[v.entry.unique_id.value for v in returned if not v.masked],
                 returned_count=len(returned),
                 emergency=any(v.emergency for v in returned),
+                emergency_opened=[v.entry.unique_id.value for v in returned if v.emergency],
             )
         )
 
@@ -599,6 +651,7 @@ class AuditRecorder:
                 patient=entry.patient_id.value,
                 document_ids=[entry.unique_id.value],
                 emergency=grant.emergency,
+                emergency_opened=[entry.unique_id.value] if grant.emergency else [],
             )
         )
 

@@ -103,12 +103,14 @@ class FoundPage:
     masked_count: int = 0
 
 
-def masked_document_reference(entry: DocumentEntry) -> dict[str, Any]:
+def masked_document_reference(entry: DocumentEntry, *, handle: str | None = None) -> dict[str, Any]:
     """Render the placeholder of a blocked entry: when, which class, where — and "Sperret".
 
     Kept: date, classCode (category), homeCommunityId, status and the patient the caller asked
     about. Dropped: uniqueId (masterIdentifier), entryUUID, title, authors, typeCode, context
     and the attachment URL, so it can be neither identified nor retrieved. securityLabel is NORS.
+    The id is `handle` when the policy gives one (a keyed digest a health worker's emergency
+    grant can name, trust.emergency.masked_handle; issue 11, defect 7), else random.
     References: TRUST-FRAMEWORK §4.5 (reference source's DocumentObfuscationService), D1.
     """
     moment = entry.service_start_time or entry.creation_time
@@ -123,7 +125,7 @@ def masked_document_reference(entry: DocumentEntry) -> dict[str, Any]:
     }
     resource: dict[str, Any] = {
         "resourceType": "DocumentReference",
-        "id": f"masked-{uuid.uuid4().hex}",
+        "id": handle or f"masked-{uuid.uuid4().hex}",
         "status": entry.status.value,
         "category": [category],
         "subject": {
@@ -421,7 +423,7 @@ class DocumentSource:
     def _rendered(self, found: FoundEntry, view: EntryView) -> tuple[str, bytes]:
         """The id and JSON of one match: the stored rendering filled in, else rendered now."""
         if view.masked:
-            placeholder = masked_document_reference(found.entry)
+            placeholder = masked_document_reference(found.entry, handle=view.handle)
             return placeholder["id"], orjson.dumps(placeholder)
         if found.rendered is not None:
             body = fill_document_reference(

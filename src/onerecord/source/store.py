@@ -789,7 +789,21 @@ def _masked(query: DocumentQuery) -> ColumnElement[bool] | None:
         )
     if query.masked_documents:
         parts.append(e.unique_id.in_(sorted(d.value for d in query.masked_documents)))
-    return or_(*parts) if parts else None
+    if not parts:
+        return None
+    if query.unmasked_classes:
+        opened = or_(
+            false(),
+            *(
+                and_(
+                    e.class_system.in_([system, system.removeprefix("urn:oid:")]),
+                    e.class_code == code,
+                )
+                for system, code in sorted(query.unmasked_classes)
+            ),
+        )
+        return and_(or_(*parts), ~opened)
+    return or_(*parts)
 
 
 def _placeholder_filters(query: DocumentQuery) -> list[ColumnElement[bool]]:

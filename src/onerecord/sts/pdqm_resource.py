@@ -103,6 +103,9 @@ def patient_resource(patient: RegisterPatient, *, system: str) -> dict[str, Any]
                 "country": "NO",
             }
         ]
+    if patient.email is not None:
+        # The contact address for notices (issue 11, defect 7); never for kode 6/7.
+        resource["telecom"] = [{"system": "email", "value": patient.email, "use": "home"}]
     gp = _gp(patient)
     if gp:
         resource["generalPractitioner"] = gp

@@ -16,7 +16,12 @@ from itertools import islice
 from onerecord.domain import HprNumber, code_tables
 from onerecord.sts.users import SyntheticUser, UserKind
 from onerecord.synth import places
-from onerecord.synth.demographics import date_of_death, general_practitioner, sex_of
+from onerecord.synth.demographics import (
+    date_of_death,
+    email_address,
+    general_practitioner,
+    sex_of,
+)
 from onerecord.synth.population import (
     HPR_CATEGORY_SYSTEM,
     AddressProtection,
@@ -108,10 +113,14 @@ class RegisterPatient:
     address_protection: str | None
     address: RegisterAddress | None
     gp: RegisterGp | None
+    email: str | None = None
+    """The contact e-mail (synthetic, synth.demographics.email_address); never with protection."""
 
     def __post_init__(self) -> None:
         if self.address_protection is not None and self.address is not None:
             raise ValueError("a protected address is never given out")
+        if self.address_protection is not None and self.email is not None:
+            raise ValueError("no e-mail is given out for a protected address (docs/pdqm.md)")
 
 
 def _today() -> date:
@@ -199,6 +208,7 @@ class PopulationRegisters:
             address_protection=protection,
             address=address,
             gp=gp,
+            email=email_address(citizen, self.population.reference_date),
         )
 
     def children(self, nin: str) -> Sequence[str]:

@@ -68,6 +68,7 @@ from onerecord.trust.attestation import (
     parse_authorization_details,
 )
 from onerecord.trust.dpop import verify_proof
+from onerecord.trust.emergency import MAX_GRANT_SECONDS
 from onerecord.trust.errors import (
     AccessDenied,
     InvalidAuthorizationDetails,
@@ -213,9 +214,12 @@ class TokenService:
             toa = int(now)
         elif toa > now + self.settings.skew or now - toa > 3600:
             raise InvalidAuthorizationDetails("toa must be within the last 60 minutes (ATT-58)")
-        return Attestation(
-            attestation.practitioner, attestation.care_relationship, attestation.patients, toa
-        )
+        grant = attestation.emergency
+        if grant is not None and not now < grant.until <= now + MAX_GRANT_SECONDS:
+            raise InvalidAuthorizationDetails(
+                "emergency_access.until must be in the next 60 minutes (ATT-58)"
+            )
+        return replace(attestation, toa=toa)
 
     def _resource(self, value: str | None) -> str:
         audience = value or self.settings.default_audience
@@ -292,6 +296,11 @@ class TokenService:
             reps = representations_for(user.value, self.registers, today)
             claims["acr"] = CITIZEN_ACR
             claims[REPRESENTATION_CLAIM] = representation_claim(reps)
+        lifetime = self.settings.token_lifetime
+        if attestation is not None and attestation.emergency is not None:
+            # An override token ends when the override does (issue 11, defect 7): its exp
+            # bounds it at the hub and at every region, whatever the client does.
+            lifetime = max(1, min(lifetime, attestation.emergency.until - int(now)))
         token = issue_access_token(
             key=self.key,
             issuer=self.settings.issuer,
@@ -300,14 +309,14 @@ class TokenService:
             jkt=jkt,
             scope=scope,
             now=int(now),
-            lifetime=self.settings.token_lifetime,
+            lifetime=lifetime,
             client_id=client_id,
             claims=claims,
         )
         return {
             "access_token": token,
             "token_type": "DPoP",
-            "expires_in": self.settings.token_lifetime,
+            "expires_in": lifetime,
             "scope": " ".join(scope),
         }
 

@@ -9,7 +9,11 @@ document that the demo and the tests already rely on:
 - sex: the third digit of the individual number (odd: male), as Folkeregisteret encodes it;
 - date of death: a stable day within the three years before the register's reference date;
 - GP: a physician at a GP office (fastlegekontor) in the person's home region, chosen by a
-  stable digest of the number (the fastlegeordning lists every resident with one GP).
+  stable digest of the number (the fastlegeordning lists every resident with one GP);
+- e-mail: a synthetic address in the reserved `.example` domain (RFC 2606) for every living
+  person of 16 or more without a protected address, as the contact register (Kontakt- og
+  reservasjonsregisteret) would give it; used only to tell the person that emergency access
+  was used (issue 11, defect 7). None for a protected address (kode 6/7, see docs/pdqm.md).
 
 References: Skatteetaten, "Fødselsnummer" (individual number, sex digit); Forskrift om
 fastlegeordning i kommunene §§ 5, 12 (every resident is offered a GP, one list per GP).
@@ -18,14 +22,34 @@ fastlegeordning i kommunene §§ 5, 12 (every resident is offered a GP, one list
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 from onerecord.domain import NationalIdentityNumber
 from onerecord.synth.numbers import Sex, ensure_synthetic
-from onerecord.synth.population import Citizen, Organisation, Population, Practitioner
+from onerecord.synth.population import (
+    AddressProtection,
+    Citizen,
+    Organisation,
+    Population,
+    Practitioner,
+)
 
-__all__ = ["GeneralPractitioner", "date_of_death", "general_practitioner", "sex_of"]
+__all__ = [
+    "EMAIL_DOMAIN",
+    "EMAIL_MIN_AGE",
+    "GeneralPractitioner",
+    "date_of_death",
+    "email_address",
+    "general_practitioner",
+    "sex_of",
+]
+
+EMAIL_DOMAIN = "innbygger.example"
+"""Reserved for examples (RFC 2606 §3): no mail to a synthetic person can reach anyone."""
+EMAIL_MIN_AGE = 16
+"""Own digital access from 16 (TRUST-FRAMEWORK §5.2); younger people get no notice by e-mail."""
 
 _GP_OFFICE = "86.211"
 """Volven 1303 facility type of a GP office (allmennlegetjeneste)."""
@@ -80,3 +104,25 @@ def general_practitioner(population: Population, citizen: Citizen) -> GeneralPra
         return None
     chosen = doctors[_stable(citizen.nin, "fastlege") % len(doctors)]
     return GeneralPractitioner(chosen, office_ids[chosen.organisation.value])
+
+
+def _mailbox_part(text: str) -> str:
+    """ASCII letters of a name for an e-mail local part («Ærlig Øyen» → "aerlig.oyen")."""
+    folded = text.lower().replace("æ", "ae").replace("ø", "o").replace("å", "a")
+    plain = unicodedata.normalize("NFKD", folded).encode("ascii", "ignore").decode("ascii")
+    return ".".join("".join(ch for ch in word if ch.isalnum()) for word in plain.split()) or "x"
+
+
+def email_address(citizen: Citizen, reference_date: date) -> str | None:
+    """Return the person's synthetic e-mail address, or None (see the module docstring).
+
+    Stable for a person (`given.family.NNN@innbygger.example`, NNN from a digest of the
+    number), drawn from no random state.
+    """
+    if citizen.deceased or citizen.protection is not AddressProtection.NONE:
+        return None
+    if citizen.age_on(reference_date) < EMAIL_MIN_AGE:
+        return None
+    number = _stable(citizen.nin, "e-post") % 1000
+    local = f"{_mailbox_part(citizen.given)}.{_mailbox_part(citizen.family)}.{number:03d}"
+    return f"{local}@{EMAIL_DOMAIN}"

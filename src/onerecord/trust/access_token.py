@@ -14,7 +14,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from onerecord.domain import (
@@ -298,6 +298,7 @@ class HealthPersonnel:
                 else None
             ),
             decision_user_selected=c.decision_ref.user_selected,
+            emergency=self.attestation.emergency,
             security_level=int(self.claims.security_level or 0),
         )
 
@@ -374,12 +375,7 @@ def principal_from_claims(claims: AccessTokenClaims) -> Principal:
             attestation = parse_attestation_claim(attest)
         except InvalidAuthorizationDetails as exc:
             raise InvalidToken(f"attestation in token: {exc.description}") from None
-        attestation = Attestation(
-            attestation.practitioner,
-            attestation.care_relationship,
-            attestation.patients,
-            claims.toa,
-        )
+        attestation = replace(attestation, toa=claims.toa)
         ident = attestation.practitioner.identifier
         if ident is not None and ident.id != nin.value:
             raise InvalidToken("attestation practitioner is not the token's user (ATT-11)")

@@ -41,6 +41,7 @@ from onerecord.domain import (
     normalise_system,
     strip_urn_oid,
 )
+from onerecord.trust.emergency import EMERGENCY_MEMBER, EmergencyGrant, parse_emergency_grant
 from onerecord.trust.errors import InvalidAuthorizationDetails
 
 __all__ = [
@@ -202,6 +203,8 @@ class Attestation:
     care_relationship: CareRelationship
     patients: tuple[PatientRef, ...] = ()
     toa: int | None = None
+    emergency: EmergencyGrant | None = None
+    """The scope of an emergency override (project extension, trust.emergency; issue 11 #7)."""
 
     def to_claim(self) -> dict[str, Any]:
         """Return the JSON object carried in the access token claim."""
@@ -243,6 +246,8 @@ class Attestation:
         }
         if self.toa is not None:
             out["toa"] = self.toa
+        if self.emergency is not None:
+            out[EMERGENCY_MEMBER] = self.emergency.to_json()
         return out
 
 
@@ -315,7 +320,15 @@ def _parse(obj: Mapping[str, Any], *, strict: bool) -> Attestation:
     top = r.obj(
         obj,
         "authorization_details",
-        {"type", "practitioner", "care_relationship", "patients", "toa", "version"},
+        {
+            "type",
+            "practitioner",
+            "care_relationship",
+            "patients",
+            "toa",
+            "version",
+            EMERGENCY_MEMBER,
+        },
     )
     if top.get("type") != ATTESTATION_TYPE:
         raise _fail(f"authorization_details.type must be {ATTESTATION_TYPE}")
@@ -414,6 +427,11 @@ def _parse(obj: Mapping[str, Any], *, strict: bool) -> Attestation:
         not isinstance(toa, int) or isinstance(toa, bool) or not 0 <= toa <= _MAX_TOA
     ):
         raise _fail("toa must be Unix seconds (integer)")
+    emergency = None
+    if top.get(EMERGENCY_MEMBER) is not None:
+        emergency = parse_emergency_grant(top[EMERGENCY_MEMBER])
+        if purpose.code != "BTG":
+            raise _fail(f"{EMERGENCY_MEMBER} goes only with purpose_of_use BTG (issue 11, #7)")
     return Attestation(
         practitioner=PractitionerPart(
             legal_entity=legal_entity,
@@ -431,6 +449,7 @@ def _parse(obj: Mapping[str, Any], *, strict: bool) -> Attestation:
         ),
         patients=tuple(patients),
         toa=toa,
+        emergency=emergency,
     )
 
 

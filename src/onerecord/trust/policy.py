@@ -16,6 +16,7 @@ placeholder shows; `view` says the same per entry, for the retrieve and for rend
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from enum import StrEnum
@@ -34,10 +35,13 @@ from onerecord.domain import (
     HomeCommunityId,
     NationalIdentityNumber,
     code_tables,
+    normalise_system,
 )
+from onerecord.trust.emergency import ACUTE_BASES
 from onerecord.trust.principal import (
     KJ_FORSKRIFT_SCOPE,
     READ_DOCUMENTREFERENCES_SCOPE,
+    AccessBasis,
     CitizenContext,
     HealthPersonnelContext,
     PurposeOfUse,
@@ -54,6 +58,7 @@ __all__ = [
     "DenialReason",
     "EntryFacts",
     "EntryView",
+    "HandleOf",
     "MaskedEntry",
     "PatientControls",
     "PopulationFacts",
@@ -133,6 +138,8 @@ class DenialReason(StrEnum):
     NO_PARENT_AT_ADDRESS = "no-parent-at-address"
     PROXY_NOT_VALID = "proxy-not-valid"
     PROTECTED_ADDRESS = "protected-address"
+    EMERGENCY_BASIS_REQUIRED = "emergency-basis-required"
+    EMERGENCY_EXPIRED = "emergency-expired"
 
 
 class EntryFacts(Protocol):
@@ -159,6 +166,10 @@ class EntryFacts(Protocol):
 
     @property
     def citizen_release_time(self) -> datetime | None: ...
+
+
+HandleOf = Callable[[EntryFacts], str]
+"""The id of an entry's «Sperret» placeholder for this caller (the region's keyed digest)."""
 
 
 class EntryView(StrEnum):
@@ -263,6 +274,9 @@ class _EntryRules:
     masked_labels: frozenset[str] = frozenset()
     blocked_documents: frozenset[DocumentUniqueId] = frozenset()
     unlock_blocked: bool = False
+    unlock_documents: frozenset[str] = frozenset()
+    unlock_classes: frozenset[tuple[str, str]] = frozenset()
+    handle_of: HandleOf | None = None
     kj_forskrift_on: date | None = None
     released_by: datetime | None = None
 
@@ -278,9 +292,20 @@ class _EntryRules:
             entry, self.kj_forskrift_on
         ):
             return EntryView.HIDDEN
-        if self.is_blocked(entry) and not self.unlock_blocked:
+        if self.is_blocked(entry) and not self.unlock_blocked and not self.in_scope(entry):
             return EntryView.MASKED
         return EntryView.FULL
+
+    def in_scope(self, entry: EntryFacts) -> bool:
+        """True when an emergency grant names the entry or its class (issue 11, defect 7)."""
+        klass = (normalise_system(entry.class_code.system), entry.class_code.code)
+        if klass in self.unlock_classes:
+            return True
+        return (
+            bool(self.unlock_documents)
+            and self.handle_of is not None
+            and self.handle_of(entry) in self.unlock_documents
+        )
 
     def is_blocked(self, entry: EntryFacts) -> bool:
         return (
@@ -304,6 +329,7 @@ class _EntryRules:
             shown_classes=windows,
             masked_labels=query.masked_labels | self.masked_labels,
             masked_documents=query.masked_documents | self.blocked_documents,
+            unmasked_classes=query.unmasked_classes | self.unlock_classes,
         )
 
 
@@ -448,6 +474,7 @@ def _hcp_gate(
     patient: NationalIdentityNumber,
     region_policy: RegionPolicy,
     controls: PatientControls,
+    now: datetime | None = None,
 ) -> DenialReason | None:
     """Apply the request-level rules for health personnel; return the first denial or None."""
     for rule in (
@@ -461,7 +488,7 @@ def _hcp_gate(
         reason = rule(ctx, region_policy)
         if reason is not None:
             return reason
-    return _rule_practitioner_block(ctx, patient, controls)
+    return _rule_practitioner_block(ctx, patient, controls) or _rule_emergency(ctx, now)
 
 
 def _rule_security_level(ctx: HealthPersonnelContext, policy: RegionPolicy) -> DenialReason | None:
@@ -519,6 +546,27 @@ def _rule_access_basis(ctx: HealthPersonnelContext, policy: RegionPolicy) -> Den
     return None
 
 
+def _rule_emergency(ctx: HealthPersonnelContext, now: datetime | None) -> DenialReason | None:
+    """Break the glass (BTG) only on an acute basis, with a signed grant, before it ends.
+
+    The grant (`emergency_access` in the attestation, trust.emergency) states the acute basis,
+    the scope and the end; a stated basis that is not acute (UNNTAK, SAMTYKKE, a GP's «unntak
+    fra samtykke») refuses the request. `now` None: the end is not checked (pure rule tests).
+    References: issue 11, defect 7; TRUST-FRAMEWORK §4.3 item 3 (AKUTT / FORHOYET_AKUTT is the
+    emergency basis), §4.5, D2.
+    """
+    if ctx.purpose is not PurposeOfUse.BTG:
+        return None
+    grant = ctx.emergency
+    if grant is None or grant.access_basis not in ACUTE_BASES:
+        return DenialReason.EMERGENCY_BASIS_REQUIRED
+    if ctx.access_basis is not None and ctx.access_basis.value not in ACUTE_BASES:
+        return DenialReason.EMERGENCY_BASIS_REQUIRED
+    if now is not None and not grant.active(now.timestamp()):
+        return DenialReason.EMERGENCY_EXPIRED
+    return None
+
+
 def _rule_practitioner_block(
     ctx: HealthPersonnelContext, patient: NationalIdentityNumber, controls: PatientControls
 ) -> DenialReason | None:
@@ -538,6 +586,16 @@ def _hcp_emergency(ctx: HealthPersonnelContext) -> bool:
     )
 
 
+def _unlocks_all(ctx: HealthPersonnelContext) -> bool:
+    """Only the patient's consent to open blocked data (FORHOYET_SAMTYKKE) opens them all (D3).
+
+    An emergency (ETREAT, BTG, FORHOYET_AKUTT) opens only what its signed grant names
+    (`_EntryRules.in_scope`): without a grant nothing blocked opens, whatever an unsigned
+    `nhn-access-basis` header says. References: issue 11, defect 7; §4.3, §4.5; D2, D3.
+    """
+    return ctx.access_basis is AccessBasis.FORHOYET_SAMTYKKE
+
+
 def hcp_search_policy(
     ctx: HealthPersonnelContext,
     patient: NationalIdentityNumber,
@@ -545,28 +603,36 @@ def hcp_search_policy(
     region_policy: RegionPolicy,
     controls: PatientControls,
     today: date,
+    now: datetime | None = None,
+    handle_of: HandleOf | None = None,
 ) -> SearchDecision:
     """Decide a health worker's document search for `patient`.
 
     Rules: request gate (C6–C8, B8, B9, ATT-5); reservation → empty (D4); own record → V hidden
     (D7, TRUST-FRAMEWORK §4.6); kjernejournalforskriften class/age filter (D5, D6); NORS and
-    blocked documents masked unless ETREAT/BTG/FORHOYET_* (D1–D3); NORN_*/NORU do not restrict
-    health personnel (D8, §5.3).
+    blocked documents masked (D1), opened by FORHOYET_SAMTYKKE (D3) or, in an emergency (ETREAT,
+    BTG, FORHOYET_AKUTT), only those the signed grant names by placeholder id (`handle_of`) or
+    class (D2; issue 11, defect 7); BTG needs the grant's acute basis and ends with it
+    (`now`); NORN_*/NORU do not restrict health personnel (D8, §5.3).
     """
     if controls.patient != patient:
         raise ValueError("the patient controls passed in belong to another patient")
-    reason = _hcp_gate(ctx, patient, region_policy, controls)
+    reason = _hcp_gate(ctx, patient, region_policy, controls, now)
     if reason is not None:
         return _deny(reason)
     if controls.reserved:
         return SearchDecision(allowed=True, empty=True, reason=DenialReason.PATIENT_RESERVED)
     hidden = frozenset({_VERY_RESTRICTED}) if ctx.practitioner_nin == patient else frozenset()
     emergency = _hcp_emergency(ctx)
+    grant = ctx.emergency if emergency else None
     rules = _EntryRules(
         hidden_labels=hidden,
         masked_labels=frozenset({_NORS}),
         blocked_documents=controls.blocked_documents,
-        unlock_blocked=emergency,
+        unlock_blocked=_unlocks_all(ctx),
+        unlock_documents=grant.documents if grant else frozenset(),
+        unlock_classes=grant.classes if grant else frozenset(),
+        handle_of=handle_of,
         kj_forskrift_on=today if KJ_FORSKRIFT_SCOPE in ctx.scope else None,
     )
     return SearchDecision(
@@ -607,6 +673,8 @@ def hcp_retrieve_policy(
     region_policy: RegionPolicy,
     controls: PatientControls,
     today: date,
+    now: datetime | None = None,
+    handle_of: HandleOf | None = None,
 ) -> RetrieveDecision:
     """Decide a health worker's retrieve of one entry: the search rules, and FULL view only.
 
@@ -616,7 +684,13 @@ def hcp_retrieve_policy(
     if entry.patient_id != patient:
         return RetrieveDecision(allowed=False, reason=DenialReason.WRONG_PATIENT)
     search = hcp_search_policy(
-        ctx, patient, region_policy=region_policy, controls=controls, today=today
+        ctx,
+        patient,
+        region_policy=region_policy,
+        controls=controls,
+        today=today,
+        now=now,
+        handle_of=handle_of,
     )
     return _retrieve_from(search, entry)
 

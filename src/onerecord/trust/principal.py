@@ -15,6 +15,7 @@ from datetime import date
 from enum import StrEnum
 
 from onerecord.domain import Coding, HprNumber, NationalIdentityNumber
+from onerecord.trust.emergency import EmergencyGrant
 
 __all__ = [
     "KJ_FORSKRIFT_SCOPE",
@@ -96,6 +97,8 @@ class HealthPersonnelContext:
     purpose_details: Coding | None = None
     decision_user_selected: bool = False
     security_level: int = 4
+    emergency: EmergencyGrant | None = None
+    """The signed scope of an emergency override (trust.emergency; issue 11, defect 7)."""
 
     @property
     def purpose(self) -> PurposeOfUse | None:
