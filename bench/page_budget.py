@@ -79,7 +79,7 @@ _SIZES_JS = """() => {
         wire: entries.reduce((n, e) => n + e.transferSize, 0),
         responses: entries.length,
         from_cache: entries.filter(e => e.transferSize === 0).length,
-        largest: entries.map(e => [e.name.replace(location.origin, ''), body(e)])
+        largest: entries.map(e => [e.name.replace(location.origin, '').split('?')[0], body(e)])
                         .sort((a, b) => b[1] - a[1]).slice(0, 3),
     };
 }"""

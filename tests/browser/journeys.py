@@ -49,6 +49,7 @@ __all__ = [
     "read_own_access_log",
     "regions_in_rows",
     "see_blocked_rows",
+    "see_blocks_on_privacy_page",
     "see_my_documents",
     "see_page_names",
     "see_patient_header",
@@ -242,8 +243,14 @@ def block_health_worker(page: Page, portal_url: str, hpr: str, name: str) -> Non
     page.get_by_role("button", name=NB("citizen.privacy.practitioners.button")).click()
     status = page.get_by_role("status").filter(has_text=NB("citizen.block.practitioner.on"))
     expect(status).to_be_visible()
+
+
+def see_blocks_on_privacy_page(page: Page, portal_url: str, document: str, name: str) -> None:
+    """The privacy page lists the blocked document and the blocked health worker, by name."""
     page.goto(f"{portal_url}/innbygger/personvern")
-    expect(_main(page).get_by_role("row").filter(has_text=name)).to_have_count(1)
+    main = _main(page)
+    expect(main.get_by_role("row").filter(has_text=document)).to_have_count(1)
+    expect(main.get_by_role("row").filter(has_text=name)).to_have_count(1)
 
 
 def lift_blocks(page: Page, portal_url: str, document: str, health_worker: str) -> None:

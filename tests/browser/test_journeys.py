@@ -21,7 +21,6 @@ journey that only fails that check is reported as xfail naming the pages, so tha
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pytest
@@ -31,6 +30,7 @@ from tests.browser import journeys as step
 from tests.browser.axe import assert_accessible
 from tests.browser.conftest import LOCALE
 from tests.browser.sizes import SIZES
+from tests.browser.test_young_person import doctor_looks_at
 from tests.network.conftest import Network
 
 pytestmark = pytest.mark.slow
@@ -80,12 +80,6 @@ def journey(request: pytest.FixtureRequest, browser: Browser) -> Iterator[Journe
         context.close()
 
 
-def someone_looks_at(network: Network, patient: str) -> None:
-    """The cast doctor searches the patient's documents (off the main thread: see conftest)."""
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(lambda: network.hub_search(network.practitioner(patient), patient)).result()
-
-
 def test_gp_finds_the_patient_reads_a_lab_result_and_logs_out(
     cast: step.Cast, journey: Journey
 ) -> None:
@@ -129,7 +123,7 @@ def test_citizen_reads_blocks_and_checks_who_looked(
     network: Network, cast: step.Cast, journey: Journey
 ) -> None:
     page, url, doctor = journey.page, cast.portal_url, cast.staff("doctor")
-    someone_looks_at(network, cast.nin("adult"))
+    doctor_looks_at(network, cast.nin("adult"))
     step.log_in(page, url, "innbygger", cast.nin("adult"))
     step.see_my_documents(page, url)
     journey.check("my documents")
@@ -139,6 +133,7 @@ def test_citizen_reads_blocks_and_checks_who_looked(
     journey.check("document blocked")
     try:
         step.block_health_worker(page, url, doctor["hpr"], doctor["name"])
+        step.see_blocks_on_privacy_page(page, url, title, doctor["name"])
         journey.check("privacy with blocks")
         step.read_access_log(page, url, doctor, title=step.NB("citizen.log.title"))
         journey.check("access log")
@@ -164,7 +159,7 @@ def test_a_14_year_old_reads_the_rules_and_their_own_access_log(
     network: Network, cast: step.Cast, journey: Journey
 ) -> None:
     page, url = journey.page, cast.portal_url
-    someone_looks_at(network, cast.nin("teen14"))
+    doctor_looks_at(network, cast.nin("teen14"))
     step.log_in(page, url, "innbygger", cast.nin("teen14"))
     step.see_young_person_page(page, cast.nin("teen14"))
     journey.check("young-person page")
