@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from onerecord.domain import NationalIdentityNumber
 from onerecord.portals.i18n import Translator
@@ -96,7 +96,7 @@ class Cast:
         return [str(r["name"]) for r in self.manifest["regions"]]
 
 
-def _main(page: Page) -> Any:
+def _main(page: Page) -> Locator:
     return page.get_by_role("main")
 
 
