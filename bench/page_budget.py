@@ -325,18 +325,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="5 loads, 30 requests, desktop only")
-    parser.add_argument("--loads", type=int, default=20, help="repeat visits per page for FCP")
-    parser.add_argument("--requests", type=int, default=200, help="200-row overview requests")
-    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument(
+        "--quick", action="store_true", help="defaults 5 loads, 30 requests, 3 warm-up, desktop"
+    )
+    parser.add_argument("--loads", type=int, help="repeat visits per page for FCP (20)")
+    parser.add_argument("--requests", type=int, help="200-row overview requests (200)")
+    parser.add_argument("--warmup", type=int, help="overview requests not timed (10)")
     parser.add_argument(
         "--documents", type=int, default=200, help="documents added for one patient"
     )
-    parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
+    parser.add_argument("--sizes", nargs="+", choices=list(SIZES), help="(both)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "page_budget.json")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.loads, args.requests, args.warmup, args.sizes = 5, 30, 3, ["desktop"]
+    defaults = (5, 30, 3, ["desktop"]) if args.quick else (20, 200, 10, list(SIZES))
+    for name, default in zip(("loads", "requests", "warmup", "sizes"), defaults, strict=True):
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     if min(args.loads, args.requests) < 1 or args.warmup < 0 or args.documents < 0:
         parser.error("--loads and --requests must be at least 1, --warmup and --documents ≥ 0")
     result = run(args)
