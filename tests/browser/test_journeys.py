@@ -13,15 +13,13 @@ The steps live in journeys.py, one function per step, found by role, label and t
 - a 14-year-old: the young-person page with the rules, and their own access log;
 - a proxy: acts for the giver, the pages name the giver.
 
-On the phone each page should also fit the viewport (defect 6). Until the look of issue 11
-(branch `look`) is merged the pages are wider than a phone; with PHONE_WIDTH_ENFORCED False a
-journey that only fails that check is reported as xfail naming the pages, so that it is seen.
+At both sizes each page also fits the viewport (defect 6: no sideways scrolling).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 from playwright.sync_api import Browser, Page
@@ -35,33 +33,20 @@ from tests.network.conftest import Network
 
 pytestmark = pytest.mark.slow
 
-# Set to True once branch `look` (responsive layout, defect 6) is merged.
-PHONE_WIDTH_ENFORCED = False
-
 
 @dataclass
 class Journey:
-    """One person's tab at one size; `check` runs axe and notes pages too wide for a phone."""
+    """One person's tab at one size; `check` runs axe and fails a page wider than the window."""
 
     page: Page
     size: str
-    too_wide: list[str] = field(default_factory=list)
 
     def check(self, name: str) -> None:
         assert_accessible(self.page, f"{name} ({self.size})")
         width, viewport = self.page.evaluate(
             "() => [document.documentElement.scrollWidth, window.innerWidth]"
         )
-        if width > viewport:
-            note = f"{name}: {width} px in {viewport} px"
-            assert not PHONE_WIDTH_ENFORCED, f"{self.page.url}: {note}"
-            self.too_wide.append(note)
-
-    def done(self) -> None:
-        if self.too_wide:
-            pytest.xfail(
-                "defect 6 (branch look): wider than the viewport: " + "; ".join(self.too_wide)
-            )
+        assert width <= viewport, f"{self.page.url}: {name}: {width} px in {viewport} px"
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +83,6 @@ def test_gp_finds_the_patient_reads_a_lab_result_and_logs_out(
     journey.check("lab result")
     step.log_out(page, url, "helsepersonell")
     journey.check("logged out")
-    journey.done()
 
 
 def test_emergency_nurse_opens_a_blocked_document_with_a_reason(
@@ -116,7 +100,6 @@ def test_emergency_nurse_opens_a_blocked_document_with_a_reason(
     step.open_document_opened_by_override(page, url, blocked)
     step.see_patient_header(page, cast.name("adult"), cast.nin("adult"))
     journey.check("document opened by override")
-    journey.done()
 
 
 def test_citizen_reads_blocks_and_checks_who_looked(
@@ -139,7 +122,6 @@ def test_citizen_reads_blocks_and_checks_who_looked(
         journey.check("access log")
     finally:
         step.lift_blocks(page, url, title, doctor["name"])
-    journey.done()
 
 
 def test_parent_switches_to_a_child_under_12(cast: step.Cast, journey: Journey) -> None:
@@ -152,7 +134,6 @@ def test_parent_switches_to_a_child_under_12(cast: step.Cast, journey: Journey) 
     journey.check("child's privacy page")
     page.goto(f"{url}/innbygger/dokumenter")
     journey.check("child's documents")
-    journey.done()
 
 
 def test_a_14_year_old_reads_the_rules_and_their_own_access_log(
@@ -165,7 +146,6 @@ def test_a_14_year_old_reads_the_rules_and_their_own_access_log(
     journey.check("young-person page")
     step.read_own_access_log(page, cast.staff("doctor"))
     journey.check("own access log")
-    journey.done()
 
 
 def test_a_proxy_acts_for_the_giver(cast: step.Cast, journey: Journey) -> None:
@@ -176,4 +156,3 @@ def test_a_proxy_acts_for_the_giver(cast: step.Cast, journey: Journey) -> None:
     journey.check("giver's privacy page")
     page.goto(f"{url}/innbygger/dokumenter")
     journey.check("giver's documents")
-    journey.done()

@@ -2,7 +2,7 @@
 
 Against the network `onerecord demo` starts, at 1280 × 800 and 390 × 844:
 - every page of both portals (start, the two login pages, the health worker's workplace,
-  patient, overview, a lab report and the emergency form; the citizen's documents, a document,
+  patient, overview, a lab report and the emergency page; the citizen's documents, a document,
   privacy, access log, representation, and the 14-year-old's page) is no wider than the window
   and axe-clean (screenshots test-artefacts/screenshots/layout-*);
 - on the phone the lab report's table is one card per analysis, and its out-of-range remark is
@@ -118,11 +118,18 @@ def test_health_worker_pages_fit_the_window_and_pass_axe(
             assert label == f'"{T("overview.col.date")}"', label
 
         # A lab report: on the phone its out-of-range remark is on the screen.
+        # The first of the patient's lab reports with a result outside its range (which
+        # report has one depends on the generator's draws).
         page.goto(f"{portal_url}{OVERVIEW}?antall=200")
-        page.locator(f'tr.document[data-format="{LAB}"] a').first.click()
-        expect(page.locator(".rendered table.lab-results")).to_have_count(1)
+        links = page.locator(f'tr.document[data-format="{LAB}"] a')
+        hrefs = [links.nth(i).get_attribute("href") for i in range(links.count())]
         flagged = page.locator("tr.outside-range")
-        assert flagged.count() >= 1, "the cast's lab report has no result outside its range"
+        for href in hrefs:
+            page.goto(f"{portal_url}{href}")
+            expect(page.locator(".rendered table.lab-results")).to_have_count(1)
+            if flagged.count():
+                break
+        assert flagged.count() >= 1, "none of the cast's lab reports has a result outside its range"
         within_window(page, 'tr.outside-range td[data-label="Merknad"]')
         expect(page.locator('tr.outside-range td[data-label="Merknad"]').first).to_contain_text(
             "utenfor referanseområdet"
@@ -130,8 +137,10 @@ def test_health_worker_pages_fit_the_window_and_pass_axe(
         within_window(page, 'tr.outside-range td[data-label="Resultat"]')
         checked(page, "hcp-document-lab", size)
 
+        # The doctor stated a non-acute basis: the emergency page says an acute need is
+        # required (the form itself at both sizes: test_emergency_override.py).
         page.goto(f"{portal_url}/helsepersonell/nodtilgang")
-        expect(page.locator("h1")).to_have_text(T("hcp.emergency.heading"))
+        expect(page.locator("h1")).to_have_text(T("hcp.override.not-acute-heading"))
         checked(page, "hcp-emergency", size)
     finally:
         page.context.close()

@@ -182,7 +182,9 @@ def test_the_citizens_documents_wait_at_most_one_deadline_for_a_hanging_region(
         name = network.manifest["regions"][index]["name"]
         with hanging(network, index):
             started = time.perf_counter()
-            page = browser.get("/innbygger/dokumenter")
+            # «Oppdater»: the list fetched a moment ago is kept (listing_cache.py); a
+            # refresh asks the regions again.
+            page = browser.get("/innbygger/dokumenter?oppdater=1")
             elapsed = time.perf_counter() - started
     assert page.status_code == 200, page.text[:2000]
     assert elapsed < PORTAL_DEADLINE_S + MARGIN_S, elapsed
@@ -199,7 +201,7 @@ def test_the_health_workers_overview_waits_at_most_one_deadline_for_a_hanging_re
         name = network.manifest["regions"][index]["name"]
         with hanging(network, index):
             started = time.perf_counter()
-            page = browser.get(OVERVIEW)
+            page = browser.get(f"{OVERVIEW}?oppdater=1")  # past the kept list, as above
             elapsed = time.perf_counter() - started
     finally:
         browser.http.close()
