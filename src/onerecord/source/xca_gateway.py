@@ -1,0 +1,472 @@
+"""The region as an XCA responding gateway: ITI-38 Cross Gateway Query, ITI-39 Retrieve.
+
+The same DocumentStore, ContentStore, AccessGuard and AccessRecorder as the MHD transactions
+(`onerecord.source.service`), so one person asking about one patient sees the same documents,
+the same blocked ones and leaves the same audit over either wire. The SAML assertion is
+verified (`onerecord.xca.saml`), its attributes become the policy's principal
+(`onerecord.xca.xua`), and its `resource-id` patient binds the request: a FindDocuments of
+another patient is refused (ATT-4), and GetDocuments and the retrieve answer only that
+patient's documents.
+
+Errors: the wire's faults (`XcaParseError` from the envelope) are raised to the route, which
+answers a SOAP Fault; everything else becomes a RegistryError located at this community
+(`urn:oid:<homeCommunityId>`, ITI TF-2 3.38.4.1.3) inside a Failure or PartialSuccess answer.
+
+References: IHE ITI TF-2 3.38.4.1.3 (responding gateway actions), 3.39.4.1.3; ITI TF-2
+3.18.4.1.2.3.7 (stored queries); TRUST-FRAMEWORK §2.4 (XUA), §4.5 (obfuscation, D1).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from onerecord.domain import (
+    CONFIDENTIALITY_VOLVEN,
+    Coding,
+    DocumentQuery,
+    DocumentStatus,
+    DocumentUniqueId,
+    DomainError,
+    HomeCommunityId,
+    InvalidIdentifier,
+    NationalIdentityNumber,
+    RepositoryUniqueId,
+)
+from onerecord.mhd import MhdError, parse_find_query
+from onerecord.mhd.docref import RFC3986
+from onerecord.source.access import (
+    AccessGuard,
+    AccessRecorder,
+    AccessRefused,
+    CallerContext,
+    DocumentNotShown,
+    EntryView,
+)
+from onerecord.source.content import ContentCorrupted, ContentMissing, ContentStore
+from onerecord.source.security import ACCESS_BASIS_HEADER
+from onerecord.source.store import DocumentStore, FoundEntry
+from onerecord.trust.errors import TrustError
+from onerecord.trust.patient_binding import PATIENT_NIN_HEADER
+from onerecord.xca.ebrim import (
+    CONFIDENTIALITY_SCHEME,
+    EbClassification,
+    EbRegistryError,
+    EbSlot,
+    ExtrinsicEntry,
+    QueryResponse,
+    ebrim_from_entry,
+    obfuscate,
+    render_query_response,
+)
+from onerecord.xca.errors import SamlProblem, SamlRefused, XcaParseError
+from onerecord.xca.mtom import MtomPart
+from onerecord.xca.query import (
+    STATUS_APPROVED,
+    STATUS_DEPRECATED,
+    FindDocumentsQuery,
+    GetAssociationsQuery,
+    GetDocumentsQuery,
+    ReturnType,
+    StoredQuery,
+    parse_adhoc_query,
+)
+from onerecord.xca.response import RegistryErrorCode, ResponseStatus, community_error
+from onerecord.xca.retrieve import (
+    DocumentRequest,
+    RetrievedDocument,
+    parse_retrieve_request,
+    render_retrieve_response,
+)
+from onerecord.xca.saml import XuaSettings, verify_assertion
+from onerecord.xca.soap import SoapEnvelope
+from onerecord.xca.xua import XuaCaller, caller_from_assertion
+
+__all__ = [
+    "DOCUMENT_UNIQUE_ID_ERROR",
+    "ITI38_ACTION",
+    "ITI38_RESPONSE_ACTION",
+    "ITI39_ACTION",
+    "ITI39_RESPONSE_ACTION",
+    "RespondingGateway",
+    "RetrieveAnswer",
+]
+
+log = structlog.get_logger("onerecord.source.xca")
+
+ITI38_ACTION = "urn:ihe:iti:2007:CrossGatewayQuery"
+ITI38_RESPONSE_ACTION = "urn:ihe:iti:2007:CrossGatewayQueryResponse"
+ITI39_ACTION = "urn:ihe:iti:2007:CrossGatewayRetrieve"
+ITI39_RESPONSE_ACTION = "urn:ihe:iti:2007:CrossGatewayRetrieveResponse"
+DOCUMENT_UNIQUE_ID_ERROR = "XDSDocumentUniqueIdError"
+"""ITI TF-3 Table 4.2.4.1-2: the document is not (or not for this caller) in the repository."""
+
+_STATUS_OF = {STATUS_APPROVED: "current", STATUS_DEPRECATED: "superseded"}
+_STABLE = "urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1"
+
+
+class _Refusal(Exception):
+    """A request this gateway answers with one RegistryError and nothing else."""
+
+    def __init__(self, code: str, context: str) -> None:
+        super().__init__(context)
+        self.code = code
+        self.context = context
+
+
+@dataclass(frozen=True, slots=True)
+class RetrieveAnswer:
+    """An ITI-39 answer: the response element (xop:Include references) and the parts."""
+
+    body: Any
+    parts: tuple[MtomPart, ...]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _token(coding: Coding) -> str:
+    system = coding.system if ":" in coding.system else f"urn:oid:{coding.system}"
+    return f"{system}|{coding.code}"
+
+
+def _marked_blocked(entry: ExtrinsicEntry) -> ExtrinsicEntry:
+    """Add confidentiality NORS to a masked entry that does not carry it (a per-document block).
+
+    The MHD placeholder always carries NORS (`masked_document_reference`); so does this one.
+    """
+    if entry.blocked:
+        return entry
+    nors = EbClassification(
+        id=f"urn:uuid:{uuid.uuid4()}",
+        scheme=CONFIDENTIALITY_SCHEME,
+        node_representation="NORS",
+        slots=(EbSlot("codingScheme", (CONFIDENTIALITY_VOLVEN.removeprefix("urn:oid:"),)),),
+        name="NORS",
+    )
+    return replace(entry, classifications=(*entry.classifications, nors))
+
+
+class RespondingGateway:
+    """ITI-38 and ITI-39 over one region's registry and repository, policy and audit."""
+
+    def __init__(
+        self,
+        *,
+        home_community_id: HomeCommunityId,
+        repository_unique_id: RepositoryUniqueId,
+        store: DocumentStore,
+        content: ContentStore,
+        guard: AccessGuard,
+        recorder: AccessRecorder,
+        xua: XuaSettings | None,
+        page_size: int = 200,
+        max_results: int = 5000,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.home_community_id = home_community_id
+        self.repository_unique_id = repository_unique_id
+        self.store = store
+        self.content = content
+        self.guard = guard
+        self.recorder = recorder
+        self.xua = xua
+        self.page_size = page_size
+        self.max_results = max_results
+        self.clock = clock
+
+    def _error(self, code: str, context: str) -> EbRegistryError:
+        return community_error(code, self.home_community_id, context)
+
+    # --- the caller ------------------------------------------------------------------------
+
+    async def _caller(
+        self, envelope: SoapEnvelope, correlation_id: str, action: str
+    ) -> tuple[XuaCaller, CallerContext]:
+        """Verify the assertion and build the policy's caller; SamlRefused audited as denied."""
+        try:
+            if self.xua is None:
+                raise SamlRefused(
+                    "this gateway trusts no SAML issuer (not configured)",
+                    problem=SamlProblem.ISSUER,
+                )
+            assertion = verify_assertion(envelope.assertion, self.xua, now=self.clock())
+            xua = caller_from_assertion(assertion)
+            patient: NationalIdentityNumber | None = None
+            if xua.patient is not None:
+                try:
+                    patient = xua.patient.nin
+                except InvalidIdentifier:
+                    raise SamlRefused(
+                        "resource-id is not a national identity number",
+                        problem=SamlProblem.PATIENT,
+                    ) from None
+        except SamlRefused as exc:
+            await self.recorder.denied(
+                CallerContext(correlation_id=correlation_id), action, f"saml-{exc.problem.value}"
+            )
+            raise
+        headers: dict[str, str] = {}
+        if patient is not None:
+            headers[PATIENT_NIN_HEADER] = patient.value
+        if xua.access_basis is not None:
+            headers[ACCESS_BASIS_HEADER] = xua.access_basis.value
+        caller = CallerContext(
+            correlation_id=correlation_id,
+            principal=xua.principal,
+            headers=headers,
+            token_jti=xua.assertion_id,
+            asserted_patient=patient,
+        )
+        return xua, caller
+
+    # --- ITI-38 ----------------------------------------------------------------------------
+
+    async def query(self, envelope: SoapEnvelope, *, correlation_id: str) -> Any:
+        """Answer a Cross Gateway Query with an AdhocQueryResponse element."""
+        try:
+            stored = parse_adhoc_query(envelope.body)
+        except XcaParseError as exc:
+            if exc.code == "XDSRegistryError" and exc.problem.value == "shape":
+                raise  # not an AdhocQueryRequest at all: a SOAP Fault
+            return self._failed_query(exc.code, exc.message)
+        try:
+            _, caller = await self._caller(envelope, correlation_id, "search")
+        except SamlRefused as exc:
+            return self._failed_query(RegistryErrorCode.REGISTRY_ERROR, exc.message)
+        if stored.home_community_id is not None and stored.home_community_id != (
+            self.home_community_id
+        ):
+            return self._failed_query(
+                RegistryErrorCode.UNKNOWN_COMMUNITY, "the query names another homeCommunityId"
+            )
+        try:
+            entries = await self._run(caller, stored)
+        except _Refusal as exc:
+            return self._failed_query(exc.code, exc.context)
+        if stored.return_type is ReturnType.OBJECT_REF:
+            response = QueryResponse(
+                status=ResponseStatus.SUCCESS.value, object_refs=tuple(e.id for e in entries)
+            )
+        else:
+            response = QueryResponse(status=ResponseStatus.SUCCESS.value, entries=tuple(entries))
+        return render_query_response(response)
+
+    def _failed_query(self, code: str, context: str) -> Any:
+        response = QueryResponse(
+            status=ResponseStatus.FAILURE.value, errors=(self._error(code, context),)
+        )
+        return render_query_response(response)
+
+    async def _run(self, caller: CallerContext, stored: StoredQuery) -> list[ExtrinsicEntry]:
+        query = stored.query
+        patient = caller.asserted_patient
+        if isinstance(query, GetAssociationsQuery):
+            # Only the RPLC associations exist here, and they are not yet written (docs/xca.md).
+            if patient is None:
+                raise _Refusal("XDSRegistryError", "the assertion names no patient (resource-id)")
+            return []
+        if isinstance(query, FindDocumentsQuery):
+            try:
+                asked = query.patient.nin
+            except InvalidIdentifier:
+                raise _Refusal(
+                    "XDSRegistryError", "$XDSDocumentEntryPatientId is not a national identity"
+                ) from None
+            if patient is None or patient != asked:
+                await self.recorder.denied(
+                    caller, "search", "patient-mismatch", patient=asked.value
+                )
+                raise _Refusal(
+                    "XDSRegistryError",
+                    "the query's patient is not the assertion's resource-id patient (ATT-4)",
+                )
+            if _STABLE not in query.entry_types:
+                return []  # only stable entries are kept here; on-demand ones do not exist
+            params = self._find_params(query, asked)
+        else:
+            if patient is None:
+                raise _Refusal("XDSRegistryError", "the assertion names no patient (resource-id)")
+            params = self._get_params(query, patient)
+        try:
+            doc_query, _ = parse_find_query(params, max_count=self.page_size)
+        except (MhdError, DomainError) as exc:
+            raise _Refusal("XDSRegistryError", str(exc)[:200]) from None
+        return await self._find(caller, doc_query)
+
+    @staticmethod
+    def _find_params(
+        query: FindDocumentsQuery, patient: NationalIdentityNumber
+    ) -> list[tuple[str, str]]:
+        """The FindDocuments query in the MHD path's own terms: one parser, one meaning.
+
+        References: IHE MHD ITI-67 §2:3.67.4.1.2.1 (the mapping of FindDocuments parameters).
+        """
+        if query.service_start_time.start or query.service_start_time.stop:
+            raise _Refusal("XDSRegistryError", "serviceStartTime is not supported here")
+        if query.service_stop_time.start or query.service_stop_time.stop:
+            raise _Refusal("XDSRegistryError", "serviceStopTime is not supported here")
+        if query.author_persons:
+            raise _Refusal("XDSRegistryError", "$XDSDocumentEntryAuthorPerson is not supported")
+        params = [
+            ("patient.identifier", f"urn:oid:{patient.system}|{patient.value}"),
+            ("status", ",".join(sorted(_STATUS_OF[s] for s in query.statuses))),
+        ]
+        for name, codes in (
+            ("category", query.class_codes),
+            ("type", query.type_codes),
+            ("setting", query.practice_settings),
+            ("facility", query.facility_types),
+            ("event", query.event_codes),
+            ("security-label", query.confidentiality_codes),
+            ("format", query.format_codes),
+        ):
+            if codes:
+                params.append((name, ",".join(_token(c) for c in codes)))
+        created = query.creation_time
+        if created.start is not None:
+            params.append(("creation", f"ge{created.start.isoformat()}"))
+        if created.stop is not None:
+            params.append(("creation", f"lt{created.stop.isoformat()}"))
+        return params
+
+    @staticmethod
+    def _get_params(
+        query: GetDocumentsQuery, patient: NationalIdentityNumber
+    ) -> list[tuple[str, str]]:
+        """GetDocuments as an identifier search of the asserted patient's entries."""
+        ids = list(query.entry_uuids)
+        for unique in query.unique_ids:
+            try:
+                ids.append(DocumentUniqueId(unique).urn)
+            except InvalidIdentifier:
+                raise _Refusal("XDSRegistryError", "a uniqueId is not valid") from None
+        return [
+            ("patient.identifier", f"urn:oid:{patient.system}|{patient.value}"),
+            ("status", "current,superseded"),
+            ("identifier", ",".join(f"{RFC3986}|{i}" for i in ids)),
+        ]
+
+    async def _find(self, caller: CallerContext, query: DocumentQuery) -> list[ExtrinsicEntry]:
+        """Decide, read every page, audit, and render each shown entry (masked obfuscated)."""
+        try:
+            grant = await self.guard.authorize_search(caller, query)
+        except (AccessRefused, TrustError, MhdError) as exc:
+            if isinstance(exc, AccessRefused):
+                reason = exc.reason
+            elif isinstance(exc, TrustError):
+                reason = exc.error
+            else:
+                reason = "invalid-request"
+            await self.recorder.denied(caller, "search", reason, patient=query.patient_id.value)
+            raise _Refusal("XDSRegistryError", f"access denied by policy: {reason}") from None
+        if grant.empty:
+            await self.recorder.searched(caller, query, [])
+            return []
+        shown: list[tuple[FoundEntry, EntryView]] = []
+        cursor = None
+        while True:
+            page = await self.store.find(grant.query, cursor)
+            for found in page.entries:
+                view = grant.view(found)
+                if view is not None:
+                    shown.append((found, view))
+            if len(shown) > self.max_results:
+                raise _Refusal(
+                    RegistryErrorCode.TOO_MANY_RESULTS,
+                    f"more than {self.max_results} entries match; narrow the query",
+                )
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        await self.recorder.searched(caller, query, [v for _, v in shown])
+        out = []
+        for found, view in shown:
+            rendered = ebrim_from_entry(found.entry)
+            out.append(_marked_blocked(obfuscate(rendered)) if view.masked else rendered)
+        return out
+
+    # --- ITI-39 ----------------------------------------------------------------------------
+
+    async def retrieve(self, envelope: SoapEnvelope, *, correlation_id: str) -> RetrieveAnswer:
+        """Answer a Cross Gateway Retrieve: each document found, opened for streaming."""
+        try:
+            requests = parse_retrieve_request(envelope.body, require_community=True)
+        except XcaParseError as exc:
+            if exc.code == "XDSRegistryError" and exc.problem.value == "shape":
+                raise
+            return self._failed_retrieve(exc.code, exc.message)
+        try:
+            _, caller = await self._caller(envelope, correlation_id, "retrieve")
+        except SamlRefused as exc:
+            return self._failed_retrieve(RegistryErrorCode.REGISTRY_ERROR, exc.message)
+        documents: list[RetrievedDocument] = []
+        parts: list[MtomPart] = []
+        errors: list[EbRegistryError] = []
+        for request in requests:
+            got = await self._one(caller, request)
+            if isinstance(got, EbRegistryError):
+                errors.append(got)
+                continue
+            doc, part = got
+            documents.append(doc)
+            parts.append(part)
+        if not errors:
+            status = ResponseStatus.SUCCESS
+        else:
+            status = ResponseStatus.PARTIAL_SUCCESS if documents else ResponseStatus.FAILURE
+        return RetrieveAnswer(render_retrieve_response(status, documents, errors), tuple(parts))
+
+    def _failed_retrieve(self, code: str, context: str) -> RetrieveAnswer:
+        body = render_retrieve_response(ResponseStatus.FAILURE, (), (self._error(code, context),))
+        return RetrieveAnswer(body, ())
+
+    async def _one(
+        self, caller: CallerContext, request: DocumentRequest
+    ) -> tuple[RetrievedDocument, MtomPart] | EbRegistryError:
+        unique = request.document_unique_id
+        if request.home_community_id not in (None, self.home_community_id):
+            return self._error(RegistryErrorCode.UNKNOWN_COMMUNITY, f"{unique}: another community")
+        if request.repository_unique_id != self.repository_unique_id:
+            return self._error(
+                RegistryErrorCode.UNKNOWN_REPOSITORY, f"{unique}: repository not served here"
+            )
+        entry = await self.store.get(unique)
+        try:
+            grant = await self.guard.authorize_retrieve(caller, entry)
+        except (AccessRefused, TrustError, MhdError) as exc:
+            if isinstance(exc, AccessRefused):
+                reason = exc.reason
+            elif isinstance(exc, TrustError):
+                reason = exc.error
+            else:
+                reason = "invalid-request"
+            await self.recorder.denied(
+                caller,
+                "retrieve",
+                reason,
+                patient=entry.patient_id.value if entry is not None else None,
+                document=unique.value,
+            )
+            if isinstance(exc, DocumentNotShown):
+                return self._error(DOCUMENT_UNIQUE_ID_ERROR, f"{unique}: no such document")
+            return self._error("XDSRegistryError", f"{unique}: access denied: {reason}")
+        if entry is None or entry.status is DocumentStatus.ENTERED_IN_ERROR:
+            return self._error(DOCUMENT_UNIQUE_ID_ERROR, f"{unique}: no such document")
+        try:
+            chunks = await self.content.open(entry.hash_sha256, expected_size=entry.size)
+        except (ContentMissing, ContentCorrupted) as exc:
+            log.error("xca.content_unavailable", error=type(exc).__name__)
+            return self._error(RegistryErrorCode.REPOSITORY_ERROR, f"{unique}: bytes unavailable")
+        await self.recorder.retrieved(caller, entry, grant)
+        content_id = f"doc{uuid.uuid4().hex}@onerecord"
+        return (
+            RetrievedDocument(request, entry.mime_type, content_id),
+            MtomPart(content_id, entry.mime_type, chunks),
+        )
