@@ -42,7 +42,7 @@ def label(code: str) -> Coding:
     return Coding(HL7 if code in ("N", "R", "V") else V + "9603", code)
 
 
-@dataclass
+@dataclass(repr=False)
 class XcaNetwork:
     """The running network, the development issuer and the documents by name."""
 
