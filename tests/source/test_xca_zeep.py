@@ -420,3 +420,22 @@ def test_the_answer_names_the_query_action(xca: XcaNetwork) -> None:
         == "urn:ihe:iti:2007:CrossGatewayQueryResponse"
     )
     assert received.find(f".//{{{QUERY}}}AdhocQueryResponse") is not None
+
+
+def test_the_per_caller_limit_applies_to_xca_as_to_mhd(tmp_path: Any) -> None:
+    with start_xca_network(tmp_path, caller_burst=2, caller_rate_per_s=0.001) as limited:
+        adult = limited.net.citizen("adult")
+        assertion = limited.hcp_assertion(adult)
+        for _ in range(2):
+            result, _ = find_documents(limited, assertion, adult)
+            assert result.status == SUCCESS
+        with pytest.raises(Fault) as caught:
+            find_documents(limited, assertion, adult)
+        assert "Sender" in str(caught.value.code)
+        r = httpx.post(
+            f"{limited.net.source_url}/xca/iti39",
+            content=_raw_retrieve_envelope(assertion, limited.docs["adult_n"].unique_id.value),
+            headers={"content-type": "application/soap+xml"},
+            timeout=30,
+        )
+        assert r.status_code == 429 and int(r.headers["retry-after"]) > 0

@@ -99,9 +99,11 @@ def _entry(
 
 
 @contextmanager
-def start_xca_network(workdir: Path) -> Iterator[XcaNetwork]:
+def start_xca_network(workdir: Path, **settings: Any) -> Iterator[XcaNetwork]:
+    """Start the network; `settings` are further source settings (limits, …)."""
     issuer = make_dev_issuer(workdir)
-    with start_network(workdir, source_overrides=source_overrides(issuer)) as net:
+    overrides = source_overrides(issuer) | settings
+    with start_network(workdir, source_overrides=overrides) as net:
         xca = XcaNetwork(net, issuer)
         adult, other = net.citizen("adult"), net.citizen("parent")
         plan = {

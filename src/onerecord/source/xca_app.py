@@ -18,14 +18,18 @@ import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
+from onerecord.source.access import CallerContext
+from onerecord.source.security import SourceCallerLimits
 from onerecord.source.settings import SourceSettings
 from onerecord.source.xca_gateway import (
     ITI38_ACTION,
     ITI38_RESPONSE_ACTION,
     ITI39_ACTION,
     ITI39_RESPONSE_ACTION,
+    Admit,
     RespondingGateway,
 )
+from onerecord.trust.caller_limits import PERMIT_STATE, CallerThrottled
 from onerecord.xca.dev_issuer import is_development_certificate
 from onerecord.xca.errors import XcaParseError
 from onerecord.xca.mtom import mtom_response, soap_part
@@ -102,6 +106,22 @@ def _correlation_id(envelope: SoapEnvelope) -> str:
     return value[:64] if value and value.isprintable() else uuid.uuid4().hex
 
 
+def _admit(request: Request) -> Admit:
+    """Take the caller's permit into the request state; ReleaseCallerPermits gives it back."""
+    limits: SourceCallerLimits = request.app.state.caller_limits
+
+    def admit(caller: CallerContext) -> None:
+        setattr(request.state, PERMIT_STATE, limits.admit(caller))
+
+    return admit
+
+
+def _throttled(exc: CallerThrottled) -> Response:
+    response = _soap(render_fault(exc.message), status=exc.status)
+    response.headers["Retry-After"] = str(exc.retry_after_s)
+    return response
+
+
 def _gateway(request: Request) -> RespondingGateway:
     gateway: RespondingGateway = request.app.state.xca_gateway
     return gateway
@@ -116,10 +136,12 @@ def xca_router(settings: SourceSettings) -> APIRouter:
         try:
             envelope = await _envelope(request, action=ITI38_ACTION)
             answer = await _gateway(request).query(
-                envelope, correlation_id=_correlation_id(envelope)
+                envelope, correlation_id=_correlation_id(envelope), admit=_admit(request)
             )
         except XcaParseError as exc:
             return _fault(exc)
+        except CallerThrottled as exc:
+            return _throttled(exc)
         body = render_envelope(answer, action=ITI38_RESPONSE_ACTION, relates_to=envelope.message_id)
         return _soap(body, action=ITI38_RESPONSE_ACTION)
 
@@ -128,10 +150,12 @@ def xca_router(settings: SourceSettings) -> APIRouter:
         try:
             envelope = await _envelope(request, action=ITI39_ACTION)
             answer = await _gateway(request).retrieve(
-                envelope, correlation_id=_correlation_id(envelope)
+                envelope, correlation_id=_correlation_id(envelope), admit=_admit(request)
             )
         except XcaParseError as exc:
             return _fault(exc)
+        except CallerThrottled as exc:
+            return _throttled(exc)
         soap = render_envelope(
             answer.body, action=ITI39_RESPONSE_ACTION, relates_to=envelope.message_id
         )

@@ -89,6 +89,7 @@ from onerecord.xca.xua import XuaCaller, caller_from_assertion
 
 __all__ = [
     "DOCUMENT_UNIQUE_ID_ERROR",
+    "Admit",
     "ITI38_ACTION",
     "ITI38_RESPONSE_ACTION",
     "ITI39_ACTION",
@@ -108,6 +109,10 @@ DOCUMENT_UNIQUE_ID_ERROR = "XDSDocumentUniqueIdError"
 
 _STATUS_OF = {STATUS_APPROVED: "current", STATUS_DEPRECATED: "superseded"}
 _STABLE = "urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1"
+
+
+Admit = Callable[[CallerContext], None]
+"""Takes a caller's per-caller permit or raises CallerThrottled (the route's SourceCallerLimits)."""
 
 
 class _Refusal(Exception):
@@ -187,9 +192,13 @@ class RespondingGateway:
     # --- the caller ------------------------------------------------------------------------
 
     async def _caller(
-        self, envelope: SoapEnvelope, correlation_id: str, action: str
+        self, envelope: SoapEnvelope, correlation_id: str, action: str, admit: Admit | None
     ) -> tuple[XuaCaller, CallerContext]:
-        """Verify the assertion and build the policy's caller; SamlRefused audited as denied."""
+        """Verify the assertion and build the policy's caller; SamlRefused audited as denied.
+
+        `admit` takes the caller's per-caller permit (or raises CallerThrottled) before any
+        other work, as the MHD routes do after authentication.
+        """
         try:
             if self.xua is None:
                 raise SamlRefused(
@@ -224,11 +233,15 @@ class RespondingGateway:
             token_jti=xua.assertion_id,
             asserted_patient=patient,
         )
+        if admit is not None:
+            admit(caller)
         return xua, caller
 
     # --- ITI-38 ----------------------------------------------------------------------------
 
-    async def query(self, envelope: SoapEnvelope, *, correlation_id: str) -> Any:
+    async def query(
+        self, envelope: SoapEnvelope, *, correlation_id: str, admit: Admit | None = None
+    ) -> Any:
         """Answer a Cross Gateway Query with an AdhocQueryResponse element."""
         try:
             stored = parse_adhoc_query(envelope.body)
@@ -237,7 +250,7 @@ class RespondingGateway:
                 raise  # not an AdhocQueryRequest at all: a SOAP Fault
             return self._failed_query(exc.code, exc.message)
         try:
-            _, caller = await self._caller(envelope, correlation_id, "search")
+            _, caller = await self._caller(envelope, correlation_id, "search", admit)
         except SamlRefused as exc:
             return self._failed_query(RegistryErrorCode.REGISTRY_ERROR, exc.message)
         if stored.home_community_id is not None and stored.home_community_id != (
@@ -394,7 +407,9 @@ class RespondingGateway:
 
     # --- ITI-39 ----------------------------------------------------------------------------
 
-    async def retrieve(self, envelope: SoapEnvelope, *, correlation_id: str) -> RetrieveAnswer:
+    async def retrieve(
+        self, envelope: SoapEnvelope, *, correlation_id: str, admit: Admit | None = None
+    ) -> RetrieveAnswer:
         """Answer a Cross Gateway Retrieve: each document found, opened for streaming."""
         try:
             requests = parse_retrieve_request(envelope.body, require_community=True)
@@ -403,7 +418,7 @@ class RespondingGateway:
                 raise
             return self._failed_retrieve(exc.code, exc.message)
         try:
-            _, caller = await self._caller(envelope, correlation_id, "retrieve")
+            _, caller = await self._caller(envelope, correlation_id, "retrieve", admit)
         except SamlRefused as exc:
             return self._failed_retrieve(RegistryErrorCode.REGISTRY_ERROR, exc.message)
         documents: list[RetrievedDocument] = []
