@@ -20,7 +20,7 @@ from lxml import etree
 from onerecord.audit import AuditAction, AuditOutcome
 from onerecord.source.settings import SourceSettings
 from onerecord.source.xca_app import load_xua_settings
-from onerecord.xca.query import FIND_DOCUMENTS, GET_DOCUMENTS
+from onerecord.xca.query import FIND_DOCUMENTS, GET_ASSOCIATIONS, GET_DOCUMENTS
 from onerecord.xca.xml import NS, QUERY, RS, XDSB, qname
 from tests.source.trust_harness import HCID, REPOSITORY
 from tests.source.xca_support import (
@@ -165,6 +165,42 @@ def test_iti38_get_documents_answers_only_the_asserted_patients(xca: XcaNetwork)
     body = _checked_body(history)
     assert result.status == SUCCESS
     assert unique_ids(body) == {xca.docs["adult_n"].unique_id.value}
+
+
+def _get_associations(xca: XcaNetwork, *uuids: str, leaf: bool = True) -> tuple[Any, Any]:
+    adult = xca.net.citizen("adult")
+    history = HistoryPlugin()
+    result = xca.client("iti38", history).RespondingGateway_CrossGatewayQuery(
+        ResponseOption={"returnType": "LeafClass" if leaf else "ObjectRef"},
+        AdhocQuery={
+            "id": GET_ASSOCIATIONS,
+            "Slot": [_slot("$uuid", "(" + ",".join(f"'{u}'" for u in uuids) + ")")],
+        },
+        _soapheaders=[security_header(xca.hcp_assertion(adult))],
+    )
+    return result, _checked_body(history)
+
+
+def test_iti38_get_associations_answers_the_replacement(xca: XcaNetwork) -> None:
+    old, new = xca.docs["adult_old"], xca.docs["adult_new"]
+    result, body = _get_associations(xca, f"urn:uuid:{new.entry_uuid}")
+    assert result.status == SUCCESS
+    found = [
+        (a.get("associationType"), a.get("sourceObject"), a.get("targetObject"))
+        for a in body.iterfind("rim:RegistryObjectList/rim:Association", NS)
+    ]
+    assert found == [
+        (
+            "urn:ihe:iti:2007:AssociationType:RPLC",
+            f"urn:uuid:{new.entry_uuid}",
+            f"urn:uuid:{old.entry_uuid}",
+        )
+    ]
+    # Asked by the replaced entry's id: the same association; by an unrelated one: none.
+    _, by_target = _get_associations(xca, f"urn:uuid:{old.entry_uuid}", leaf=False)
+    assert len(by_target.findall("rim:RegistryObjectList/rim:ObjectRef", NS)) == 1
+    _, unrelated = _get_associations(xca, f"urn:uuid:{xca.docs['adult_n'].entry_uuid}")
+    assert unrelated.findall("rim:RegistryObjectList/rim:Association", NS) == []
 
 
 def test_iti38_another_patient_than_resource_id_is_refused_and_located(xca: XcaNetwork) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -122,6 +122,14 @@ def start_xca_network(workdir: Path, **settings: Any) -> Iterator[XcaNetwork]:
                     if made.patient_id.value == patient
                 ]
             )
+        # A replaced document and its replacement (an RPLC association, superseded + current).
+        old, old_content = _entry(adult, "adult_old", ("N",), 400)
+        net.publish([(old, old_content)])
+        new, new_content = _entry(adult, "adult_new", ("N",), 5)
+        new = replace(new, replaces=old.unique_id)
+        net.publish([(new, new_content)])
+        xca.docs["adult_old"], xca.content["adult_old"] = old, old_content
+        xca.docs["adult_new"], xca.content["adult_new"] = new, new_content
         yield xca
 
 

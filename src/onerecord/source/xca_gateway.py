@@ -55,6 +55,8 @@ from onerecord.trust.errors import TrustError
 from onerecord.trust.patient_binding import PATIENT_NIN_HEADER
 from onerecord.xca.ebrim import (
     CONFIDENTIALITY_SCHEME,
+    RPLC,
+    EbAssociation,
     EbClassification,
     EbRegistryError,
     EbSlot,
@@ -260,15 +262,18 @@ class RespondingGateway:
                 RegistryErrorCode.UNKNOWN_COMMUNITY, "the query names another homeCommunityId"
             )
         try:
-            entries = await self._run(caller, stored)
+            entries, associations = await self._run(caller, stored)
         except _Refusal as exc:
             return self._failed_query(exc.code, exc.context)
         if stored.return_type is ReturnType.OBJECT_REF:
-            response = QueryResponse(
-                status=ResponseStatus.SUCCESS.value, object_refs=tuple(e.id for e in entries)
-            )
+            refs = (*(e.id for e in entries), *(a.id for a in associations))
+            response = QueryResponse(status=ResponseStatus.SUCCESS.value, object_refs=refs)
         else:
-            response = QueryResponse(status=ResponseStatus.SUCCESS.value, entries=tuple(entries))
+            response = QueryResponse(
+                status=ResponseStatus.SUCCESS.value,
+                entries=tuple(entries),
+                associations=tuple(associations),
+            )
         return render_query_response(response)
 
     def _failed_query(self, code: str, context: str) -> Any:
@@ -277,14 +282,15 @@ class RespondingGateway:
         )
         return render_query_response(response)
 
-    async def _run(self, caller: CallerContext, stored: StoredQuery) -> list[ExtrinsicEntry]:
+    async def _run(
+        self, caller: CallerContext, stored: StoredQuery
+    ) -> tuple[list[ExtrinsicEntry], list[EbAssociation]]:
         query = stored.query
         patient = caller.asserted_patient
         if isinstance(query, GetAssociationsQuery):
-            # Only the RPLC associations exist here, and they are not yet written (docs/xca.md).
             if patient is None:
                 raise _Refusal("XDSRegistryError", "the assertion names no patient (resource-id)")
-            return []
+            return [], await self._associations(caller, query, patient)
         if isinstance(query, FindDocumentsQuery):
             try:
                 asked = query.patient.nin
@@ -301,17 +307,66 @@ class RespondingGateway:
                     "the query's patient is not the assertion's resource-id patient (ATT-4)",
                 )
             if _STABLE not in query.entry_types:
-                return []  # only stable entries are kept here; on-demand ones do not exist
+                return [], []  # only stable entries are kept here; on-demand ones do not exist
             params = self._find_params(query, asked)
         else:
             if patient is None:
                 raise _Refusal("XDSRegistryError", "the assertion names no patient (resource-id)")
             params = self._get_params(query, patient)
+        doc_query = self._document_query(params)
+        shown = await self._shown(caller, doc_query)
+        await self.recorder.searched(caller, doc_query, [v for _, v in shown])
+        out = []
+        for found, view in shown:
+            rendered = ebrim_from_entry(found.entry)
+            out.append(_marked_blocked(obfuscate(rendered)) if view.masked else rendered)
+        return out, []
+
+    def _document_query(self, params: list[tuple[str, str]]) -> DocumentQuery:
         try:
             doc_query, _ = parse_find_query(params, max_count=self.page_size)
         except (MhdError, DomainError) as exc:
             raise _Refusal("XDSRegistryError", str(exc)[:200]) from None
-        return await self._find(caller, doc_query)
+        return doc_query
+
+    async def _associations(
+        self, caller: CallerContext, query: GetAssociationsQuery, patient: NationalIdentityNumber
+    ) -> list[EbAssociation]:
+        """The RPLC associations of the asserted patient's entries that touch `query.uuids`.
+
+        Only entries shown in full take part: a masked entry's id is not revealed through an
+        association. References: ITI TF-2 3.18.4.1.2.3.7.6; ITI TF-3 4.2.2.2.3 (RPLC).
+        """
+        doc_query = self._document_query(
+            [
+                ("patient.identifier", f"urn:oid:{patient.system}|{patient.value}"),
+                ("status", "current,superseded"),
+            ]
+        )
+        shown = [(f, v) for f, v in await self._shown(caller, doc_query) if not v.masked]
+        by_unique = {f.entry.unique_id: (f, v) for f, v in shown}
+        wanted = set(query.uuids)
+        out: list[EbAssociation] = []
+        returned: dict[str, EntryView] = {}
+        for found, view in shown:
+            replaced = found.entry.replaces
+            if replaced is None or replaced not in by_unique:
+                continue
+            target, target_view = by_unique[replaced]
+            source_id, target_id = f"urn:uuid:{found.entry_uuid}", f"urn:uuid:{target.entry_uuid}"
+            if source_id not in wanted and target_id not in wanted:
+                continue
+            out.append(
+                EbAssociation(
+                    id=f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, source_id + target_id)}",
+                    association_type=RPLC,
+                    source=source_id,
+                    target=target_id,
+                )
+            )
+            returned[source_id], returned[target_id] = view, target_view
+        await self.recorder.searched(caller, doc_query, list(returned.values()))
+        return out
 
     @staticmethod
     def _find_params(
@@ -366,8 +421,13 @@ class RespondingGateway:
             ("identifier", ",".join(f"{RFC3986}|{i}" for i in ids)),
         ]
 
-    async def _find(self, caller: CallerContext, query: DocumentQuery) -> list[ExtrinsicEntry]:
-        """Decide, read every page, audit, and render each shown entry (masked obfuscated)."""
+    async def _shown(
+        self, caller: CallerContext, query: DocumentQuery
+    ) -> list[tuple[FoundEntry, EntryView]]:
+        """Decide, then read every page: each entry the policy shows, with its view.
+
+        A refusal is audited here; the caller audits what it answers.
+        """
         try:
             grant = await self.guard.authorize_search(caller, query)
         except (AccessRefused, TrustError, MhdError) as exc:
@@ -380,7 +440,6 @@ class RespondingGateway:
             await self.recorder.denied(caller, "search", reason, patient=query.patient_id.value)
             raise _Refusal("XDSRegistryError", f"access denied by policy: {reason}") from None
         if grant.empty:
-            await self.recorder.searched(caller, query, [])
             return []
         shown: list[tuple[FoundEntry, EntryView]] = []
         cursor = None
@@ -398,12 +457,7 @@ class RespondingGateway:
             if page.next_cursor is None:
                 break
             cursor = page.next_cursor
-        await self.recorder.searched(caller, query, [v for _, v in shown])
-        out = []
-        for found, view in shown:
-            rendered = ebrim_from_entry(found.entry)
-            out.append(_marked_blocked(obfuscate(rendered)) if view.masked else rendered)
-        return out
+        return shown
 
     # --- ITI-39 ----------------------------------------------------------------------------
 
