@@ -475,3 +475,66 @@ def test_the_per_caller_limit_applies_to_xca_as_to_mhd(tmp_path: Any) -> None:
             timeout=30,
         )
         assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
+
+
+@pytest.mark.parametrize(
+    ("name", "endpoint"),
+    [
+        ("requests/iti38-iti40-request-kj.xml", "iti38"),
+        ("requests/iti38-iti40-request-hn.xml", "iti38"),
+        ("requests/iti39-iti40-request-kj.xml", "iti39"),
+        ("requests/iti39-iti40-request-hn.xml", "iti39"),
+    ],
+)
+def test_the_networks_own_requests_get_a_located_refusal_not_a_fault(
+    xca: XcaNetwork, name: str, endpoint: str
+) -> None:
+    # Their issuer is not trusted here (and reformatting broke their signatures): each is
+    # read through to the SAML check and refused as the national gateway would, at this region.
+    from tests.xca.vectors import vector
+
+    before = _written_rows(xca)
+    r = httpx.post(
+        f"{xca.net.source_url}/xca/{endpoint}",
+        content=vector(name),
+        headers={"content-type": "application/soap+xml; charset=UTF-8"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    if endpoint == "iti39":
+        r_body = r.content.split(b"\r\n\r\n", 1)[1].split(b"\r\n--MIMEBoundary_", 1)[0]
+    else:
+        r_body = r.content
+    body = etree.fromstring(r_body).find(".//env:Body", NS)[0]
+    SCHEMA.assertValid(body)
+    assert errors(body) == [("XDSRegistryError", HCID)]
+    assert _written_rows(xca) == before
+
+
+def test_the_async_sample_is_refused_as_a_sender_fault(xca: XcaNetwork) -> None:
+    from tests.xca.vectors import vector
+
+    r = httpx.post(
+        f"{xca.net.source_url}/xca/iti39",
+        content=vector("requests/iti39-iti40-request-kj-async.xml"),
+        headers={"content-type": "application/soap+xml"},
+        timeout=30,
+    )
+    assert r.status_code == 400 and b"asynchronous" in r.content
+
+
+def test_a_uuid_document_unique_id_is_not_found_per_document(xca: XcaNetwork) -> None:
+    # The network's samples name documents by UUID; here uniqueIds are OIDs: not found, located.
+    adult = xca.net.citizen("adult")
+    result, body = _retrieve(
+        xca,
+        xca.hcp_assertion(adult),
+        xca.docs["adult_n"].unique_id.value,
+        "13fa8361-dd8f-43fd-a33c-93f3237306c3",
+    )
+    assert result.RegistryResponse.status == PARTIAL
+    assert errors(body) == [("XDSDocumentUniqueIdError", HCID)]
+
+
+def _written_rows(xca: XcaNetwork) -> int:
+    return xca.registry_count()

@@ -414,7 +414,9 @@ class RespondingGateway:
             try:
                 ids.append(DocumentUniqueId(unique).urn)
             except InvalidIdentifier:
-                raise _Refusal("XDSRegistryError", "a uniqueId is not valid") from None
+                continue  # not a uniqueId here (e.g. a UUID): it matches nothing
+        if not ids:
+            ids.append(f"urn:uuid:{uuid.UUID(int=0)}")  # matches nothing, as asked
         return [
             ("patient.identifier", f"urn:oid:{patient.system}|{patient.value}"),
             ("status", "current,superseded"),
@@ -499,14 +501,18 @@ class RespondingGateway:
     async def _one(
         self, caller: CallerContext, request: DocumentRequest
     ) -> tuple[RetrievedDocument, MtomPart] | EbRegistryError:
-        unique = request.document_unique_id
+        sent = request.document_unique_id
         if request.home_community_id not in (None, self.home_community_id):
-            return self._error(RegistryErrorCode.UNKNOWN_COMMUNITY, f"{unique}: another community")
+            return self._error(RegistryErrorCode.UNKNOWN_COMMUNITY, f"{sent}: another community")
         if request.repository_unique_id != self.repository_unique_id:
             return self._error(
-                RegistryErrorCode.UNKNOWN_REPOSITORY, f"{unique}: repository not served here"
+                RegistryErrorCode.UNKNOWN_REPOSITORY, f"{sent}: repository not served here"
             )
-        entry = await self.store.get(unique)
+        try:
+            unique: DocumentUniqueId | None = DocumentUniqueId(sent)
+        except InvalidIdentifier:
+            unique = None  # e.g. a UUID, as the network's samples send: not a uniqueId here
+        entry = await self.store.get(unique) if unique is not None else None
         try:
             grant = await self.guard.authorize_retrieve(caller, entry)
         except (AccessRefused, TrustError, MhdError) as exc:
@@ -521,18 +527,18 @@ class RespondingGateway:
                 "retrieve",
                 reason,
                 patient=entry.patient_id.value if entry is not None else None,
-                document=unique.value,
+                document=sent,
             )
             if isinstance(exc, DocumentNotShown):
-                return self._error(DOCUMENT_UNIQUE_ID_ERROR, f"{unique}: no such document")
-            return self._error("XDSRegistryError", f"{unique}: access denied: {reason}")
+                return self._error(DOCUMENT_UNIQUE_ID_ERROR, f"{sent}: no such document")
+            return self._error("XDSRegistryError", f"{sent}: access denied: {reason}")
         if entry is None or entry.status is DocumentStatus.ENTERED_IN_ERROR:
-            return self._error(DOCUMENT_UNIQUE_ID_ERROR, f"{unique}: no such document")
+            return self._error(DOCUMENT_UNIQUE_ID_ERROR, f"{sent}: no such document")
         try:
             chunks = await self.content.open(entry.hash_sha256, expected_size=entry.size)
         except (ContentMissing, ContentCorrupted) as exc:
             log.error("xca.content_unavailable", error=type(exc).__name__)
-            return self._error(RegistryErrorCode.REPOSITORY_ERROR, f"{unique}: bytes unavailable")
+            return self._error(RegistryErrorCode.REPOSITORY_ERROR, f"{sent}: bytes unavailable")
         await self.recorder.retrieved(caller, entry, grant)
         content_id = f"doc{uuid.uuid4().hex}@onerecord"
         return (

@@ -17,7 +17,6 @@ from typing import Any
 from lxml import etree  # type: ignore[import-untyped]
 
 from onerecord.domain import (
-    DocumentUniqueId,
     HomeCommunityId,
     InvalidIdentifier,
     Oid,
@@ -46,7 +45,9 @@ class DocumentRequest:
 
     home_community_id: HomeCommunityId | None
     repository_unique_id: RepositoryUniqueId
-    document_unique_id: DocumentUniqueId
+    document_unique_id: str
+    """As sent: the network's samples send UUIDs, where onerecord's uniqueIds are OIDs
+    (`DocumentUniqueId`); one that is not a valid uniqueId here is simply not found."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,7 @@ def _bad(message: str) -> XcaParseError:
 
 
 def _required(element: Any, local: str) -> str:
-    value = child_text(element, f"xdsb:{local}", what=local, max_len=256)
+    value = child_text(element, f"xdsb:{local}", what=local, max_len=128)
     if not value:
         raise XcaParseError(f"DocumentRequest needs {local}")
     return value
@@ -95,11 +96,9 @@ def parse_retrieve_request(element: Any, *, require_community: bool) -> tuple[Do
             repo = RepositoryUniqueId.parse(repository)
         except (InvalidIdentifier, ValueError):
             raise _bad("RepositoryUniqueId is not an OID") from None
-        try:
-            unique = DocumentUniqueId(document)
-        except InvalidIdentifier:
-            raise _bad("DocumentUniqueId is not a document uniqueId") from None
-        out.append(DocumentRequest(home, repo, unique))
+        if not document.isprintable():
+            raise _bad("DocumentUniqueId holds characters that are not printable")
+        out.append(DocumentRequest(home, repo, document))
     return tuple(out)
 
 
