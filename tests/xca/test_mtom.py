@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import pytest
 
@@ -95,3 +95,24 @@ async def test_our_answer_reads_back_and_streams_each_document_as_it_is_read() -
     # The document's exact bytes, CR/LF at its ends included, sit between the part's
     # header block and the next delimiter.
     assert b"Content-ID: <doc1@test>\r\n\r\n" + b"".join(document) + b"\r\n--MIMEBoundary_" in whole
+
+
+@pytest.mark.anyio
+async def test_a_hung_up_client_closes_the_store_stream_being_read() -> None:
+    closed: list[str] = []
+
+    async def stream(name: str) -> AsyncIterator[bytes]:
+        try:
+            for _ in range(3):
+                yield name.encode() * 10
+        finally:
+            closed.append(name)
+
+    parts = [MtomPart(f"{n}@test", "text/plain", stream(n)) for n in ("a", "b")]
+    _, body = mtom_response(b"<env/>", parts, action="x")
+    assert isinstance(body, AsyncGenerator)
+    async for piece in body:
+        if piece == b"a" * 10:
+            break  # the client hangs up in the middle of the first document
+    await body.aclose()
+    assert closed == ["a"]  # closed at once, not when collected; "b" was never started

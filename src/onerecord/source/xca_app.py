@@ -18,6 +18,7 @@ import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
+from onerecord.logs import log_unexpected_error
 from onerecord.source.access import CallerContext
 from onerecord.source.security import SourceCallerLimits
 from onerecord.source.settings import SourceSettings
@@ -122,6 +123,14 @@ def _throttled(exc: CallerThrottled) -> Response:
     return response
 
 
+def _receiver_fault(request: Request, exc: Exception) -> Response:
+    log_unexpected_error(
+        log, "xca.unexpected_error", exc, correlation_id=None, path=request.url.path
+    )
+    body = render_fault("internal error; the request was not completed", code="Receiver")
+    return _soap(body, status=500)
+
+
 def _gateway(request: Request) -> RespondingGateway:
     gateway: RespondingGateway = request.app.state.xca_gateway
     return gateway
@@ -142,6 +151,8 @@ def xca_router(settings: SourceSettings) -> APIRouter:
             return _fault(exc)
         except CallerThrottled as exc:
             return _throttled(exc)
+        except Exception as exc:  # ours, not the caller's: a Receiver fault, logged
+            return _receiver_fault(request, exc)
         body = render_envelope(answer, action=ITI38_RESPONSE_ACTION, relates_to=envelope.message_id)
         return _soap(body, action=ITI38_RESPONSE_ACTION)
 
@@ -156,6 +167,8 @@ def xca_router(settings: SourceSettings) -> APIRouter:
             return _fault(exc)
         except CallerThrottled as exc:
             return _throttled(exc)
+        except Exception as exc:  # ours, not the caller's: a Receiver fault, logged
+            return _receiver_fault(request, exc)
         soap = render_envelope(
             answer.body, action=ITI39_RESPONSE_ACTION, relates_to=envelope.message_id
         )

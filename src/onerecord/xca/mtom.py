@@ -121,16 +121,25 @@ def mtom_response(
             "Content-Transfer-Encoding: binary\r\n"
             f"Content-ID: <{start}>\r\n\r\n"
         ).encode()
-        yield envelope
-        for part in parts:
-            yield (
-                f"\r\n--{boundary}\r\n"
-                f"Content-Type: {part.mime_type}\r\n"
-                "Content-Transfer-Encoding: binary\r\n"
-                f"Content-ID: <{part.content_id}>\r\n\r\n"
-            ).encode()
-            async for chunk in part.chunks:
-                yield chunk
-        yield f"\r\n--{boundary}--\r\n".encode()
+        try:
+            yield envelope
+            for part in parts:
+                yield (
+                    f"\r\n--{boundary}\r\n"
+                    f"Content-Type: {part.mime_type}\r\n"
+                    "Content-Transfer-Encoding: binary\r\n"
+                    f"Content-ID: <{part.content_id}>\r\n\r\n"
+                ).encode()
+                async for chunk in part.chunks:
+                    yield chunk
+            yield f"\r\n--{boundary}--\r\n".encode()
+        finally:
+            # A client that hangs up leaves a document half read: close its stream (and its
+            # file) now, not when it is collected. Streams never started hold nothing open
+            # beyond their file handle, which goes with them.
+            for part in parts:
+                close = getattr(part.chunks, "aclose", None)
+                if close is not None:
+                    await close()
 
     return content_type, body()
