@@ -126,6 +126,8 @@ def test_iti38_find_documents_shows_the_same_as_the_policy_and_obfuscates_the_bl
     # The blocked entry is there, masked as the national answer masks one.
     assert "Sperret" in titles(body)
     ids = [e.get("id") for e in body.iterfind(".//rim:ExtrinsicObject", NS)]
+    homes = {e.get("home") for e in body.iterfind(".//rim:ExtrinsicObject", NS)}
+    assert homes == {HCID}  # every entry, the masked one too (ITI TF-2 3.38.4.1.3)
     assert "urn:uuid:00000000-0000-0000-0000-000000000000" in ids
     assert f"{REPOSITORY}^-1" in shown
     # zeep read the same answer.
@@ -140,7 +142,9 @@ def test_iti38_object_ref_answers_references(xca: XcaNetwork) -> None:
     adult = xca.net.citizen("adult")
     result, body = find_documents(xca, xca.hcp_assertion(adult), adult, leaf=False)
     assert result.status == SUCCESS
-    refs = [r.get("id") for r in body.iterfind("rim:RegistryObjectList/rim:ObjectRef", NS)]
+    found = body.findall("rim:RegistryObjectList/rim:ObjectRef", NS)
+    assert {r.get("home") for r in found} == {HCID}  # ITI TF-2 3.38.4.1.3
+    refs = [r.get("id") for r in found]
     assert f"urn:uuid:{xca.docs['adult_n'].entry_uuid}" in refs
     assert body.find(".//rim:ExtrinsicObject", NS) is None
 
@@ -539,3 +543,13 @@ def test_a_uuid_document_unique_id_is_not_found_per_document(xca: XcaNetwork) ->
 
 def _written_rows(xca: XcaNetwork) -> int:
     return xca.registry_count()
+
+
+def test_a_message_over_the_limit_is_refused_before_it_is_parsed(xca: XcaNetwork) -> None:
+    r = httpx.post(
+        f"{xca.net.source_url}/xca/iti38",
+        content=b"<x>" + b" " * (17 * 1024 * 1024) + b"</x>",
+        headers={"content-type": "application/soap+xml"},
+        timeout=60,
+    )
+    assert r.status_code == 400 and b"too large" in r.content

@@ -91,6 +91,9 @@ def _fault(exc: XcaParseError) -> Response:
 
 async def _envelope(request: Request, *, action: str) -> SoapEnvelope:
     """Read and check the request's envelope: SOAP 1.2, sync, addressed to this operation."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > 2 * MAX_MESSAGE_BYTES:
+        raise XcaParseError("the message is too large")  # before a byte of it is read
     body = await request.body()
     if len(body) > 2 * MAX_MESSAGE_BYTES:
         raise XcaParseError("the message is too large")

@@ -267,7 +267,11 @@ class RespondingGateway:
             return self._failed_query(exc.code, exc.context)
         if stored.return_type is ReturnType.OBJECT_REF:
             refs = (*(e.id for e in entries), *(a.id for a in associations))
-            response = QueryResponse(status=ResponseStatus.SUCCESS.value, object_refs=refs)
+            response = QueryResponse(
+                status=ResponseStatus.SUCCESS.value,
+                object_refs=refs,
+                home=self.home_community_id.urn,
+            )
         else:
             response = QueryResponse(
                 status=ResponseStatus.SUCCESS.value,

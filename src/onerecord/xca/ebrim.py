@@ -265,6 +265,8 @@ class QueryResponse:
     errors: tuple[EbRegistryError, ...] = ()
     object_refs: tuple[str, ...] = ()
     associations: tuple[EbAssociation, ...] = ()
+    home: str | None = None
+    """The responding community's homeCommunityId for each ObjectRef (ITI TF-2 3.38.4.1.3)."""
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -457,7 +459,10 @@ def render_query_response(response: QueryResponse) -> Any:
             _sub(errors, "RegistryError", RS, **attrs)
     objects = _sub(root, "RegistryObjectList")
     for ref in response.object_refs:
-        _sub(objects, "ObjectRef", id=ref)
+        if response.home is not None:
+            _sub(objects, "ObjectRef", id=ref, home=response.home)
+        else:
+            _sub(objects, "ObjectRef", id=ref)
     for entry in response.entries:
         write_extrinsic_object(objects, entry)
     for a in response.associations:
