@@ -66,7 +66,7 @@ from onerecord.xca.ebrim import (
     obfuscate,
     render_query_response,
 )
-from onerecord.xca.errors import SamlProblem, SamlRefused, XcaParseError
+from onerecord.xca.errors import ParseProblem, SamlProblem, SamlRefused, XcaParseError
 from onerecord.xca.mtom import MtomPart
 from onerecord.xca.query import (
     STATUS_APPROVED,
@@ -111,6 +111,7 @@ DOCUMENT_UNIQUE_ID_ERROR = "XDSDocumentUniqueIdError"
 
 _STATUS_OF = {STATUS_APPROVED: "current", STATUS_DEPRECATED: "superseded"}
 _STABLE = "urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1"
+_REGISTRY = RegistryErrorCode.REGISTRY_ERROR
 
 
 Admit = Callable[[CallerContext], None]
@@ -248,7 +249,7 @@ class RespondingGateway:
         try:
             stored = parse_adhoc_query(envelope.body)
         except XcaParseError as exc:
-            if exc.code == "XDSRegistryError" and exc.problem.value == "shape":
+            if exc.code == RegistryErrorCode.REGISTRY_ERROR and exc.problem is ParseProblem.SHAPE:
                 raise  # not an AdhocQueryRequest at all: a SOAP Fault
             return self._failed_query(exc.code, exc.message)
         try:
@@ -293,21 +294,24 @@ class RespondingGateway:
         patient = caller.asserted_patient
         if isinstance(query, GetAssociationsQuery):
             if patient is None:
-                raise _Refusal("XDSRegistryError", "the assertion names no patient (resource-id)")
+                raise _Refusal(
+                    RegistryErrorCode.REGISTRY_ERROR, "the assertion names no patient (resource-id)"
+                )
             return [], await self._associations(caller, query, patient)
         if isinstance(query, FindDocumentsQuery):
             try:
                 asked = query.patient.nin
             except InvalidIdentifier:
                 raise _Refusal(
-                    "XDSRegistryError", "$XDSDocumentEntryPatientId is not a national identity"
+                    RegistryErrorCode.REGISTRY_ERROR,
+                    "$XDSDocumentEntryPatientId is not a national identity",
                 ) from None
             if patient is None or patient != asked:
                 await self.recorder.denied(
                     caller, "search", "patient-mismatch", patient=asked.value
                 )
                 raise _Refusal(
-                    "XDSRegistryError",
+                    RegistryErrorCode.REGISTRY_ERROR,
                     "the query's patient is not the assertion's resource-id patient (ATT-4)",
                 )
             if _STABLE not in query.entry_types:
@@ -315,7 +319,9 @@ class RespondingGateway:
             params = self._find_params(query, asked)
         else:
             if patient is None:
-                raise _Refusal("XDSRegistryError", "the assertion names no patient (resource-id)")
+                raise _Refusal(
+                    RegistryErrorCode.REGISTRY_ERROR, "the assertion names no patient (resource-id)"
+                )
             params = self._get_params(query, patient)
         doc_query = self._document_query(params)
         shown = await self._shown(caller, doc_query)
@@ -330,7 +336,7 @@ class RespondingGateway:
         try:
             doc_query, _ = parse_find_query(params, max_count=self.page_size)
         except (MhdError, DomainError) as exc:
-            raise _Refusal("XDSRegistryError", str(exc)[:200]) from None
+            raise _Refusal(_REGISTRY, str(exc)[:200]) from None
         return doc_query
 
     async def _associations(
@@ -381,11 +387,17 @@ class RespondingGateway:
         References: IHE MHD ITI-67 §2:3.67.4.1.2.1 (the mapping of FindDocuments parameters).
         """
         if query.service_start_time.start or query.service_start_time.stop:
-            raise _Refusal("XDSRegistryError", "serviceStartTime is not supported here")
+            raise _Refusal(
+                RegistryErrorCode.REGISTRY_ERROR, "serviceStartTime is not supported here"
+            )
         if query.service_stop_time.start or query.service_stop_time.stop:
-            raise _Refusal("XDSRegistryError", "serviceStopTime is not supported here")
+            raise _Refusal(
+                RegistryErrorCode.REGISTRY_ERROR, "serviceStopTime is not supported here"
+            )
         if query.author_persons:
-            raise _Refusal("XDSRegistryError", "$XDSDocumentEntryAuthorPerson is not supported")
+            raise _Refusal(
+                RegistryErrorCode.REGISTRY_ERROR, "$XDSDocumentEntryAuthorPerson is not supported"
+            )
         params = [
             ("patient.identifier", f"urn:oid:{patient.system}|{patient.value}"),
             ("status", ",".join(sorted(_STATUS_OF[s] for s in query.statuses))),
@@ -444,7 +456,9 @@ class RespondingGateway:
             else:
                 reason = "invalid-request"
             await self.recorder.denied(caller, "search", reason, patient=query.patient_id.value)
-            raise _Refusal("XDSRegistryError", f"access denied by policy: {reason}") from None
+            raise _Refusal(
+                RegistryErrorCode.REGISTRY_ERROR, f"access denied by policy: {reason}"
+            ) from None
         if grant.empty:
             return []
         shown: list[tuple[FoundEntry, EntryView]] = []
@@ -474,7 +488,7 @@ class RespondingGateway:
         try:
             requests = parse_retrieve_request(envelope.body, require_community=True)
         except XcaParseError as exc:
-            if exc.code == "XDSRegistryError" and exc.problem.value == "shape":
+            if exc.code == RegistryErrorCode.REGISTRY_ERROR and exc.problem is ParseProblem.SHAPE:
                 raise
             return self._failed_retrieve(exc.code, exc.message)
         try:
@@ -535,7 +549,7 @@ class RespondingGateway:
             )
             if isinstance(exc, DocumentNotShown):
                 return self._error(DOCUMENT_UNIQUE_ID_ERROR, f"{sent}: no such document")
-            return self._error("XDSRegistryError", f"{sent}: access denied: {reason}")
+            return self._error(RegistryErrorCode.REGISTRY_ERROR, f"{sent}: access denied: {reason}")
         if entry is None or entry.status is DocumentStatus.ENTERED_IN_ERROR:
             return self._error(DOCUMENT_UNIQUE_ID_ERROR, f"{sent}: no such document")
         try:
