@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from onerecord.domain import DocumentEntry, DocumentQuery
+from onerecord.domain import DocumentEntry, DocumentQuery, NationalIdentityNumber
 from onerecord.mhd import MhdError
 from onerecord.trust.policy import EntryFacts
 
@@ -37,6 +37,9 @@ class CallerContext:
 
     `token_jti` is what the audit may keep of the caller's token (F6); `headers` holds the
     request headers the policy reads (patient, salt, access basis), lower-case names.
+    `asserted_patient` is the patient a signed SAML assertion names in the clear (XUA
+    `resource-id`, ATT-4): it binds the request to that patient as the salted digest of an
+    attestation does on the MHD path (`onerecord.source.xca_gateway`).
     """
 
     correlation_id: str
@@ -44,6 +47,7 @@ class CallerContext:
     headers: dict[str, str] = field(default_factory=dict)
     token_jti: str | None = None
     via_hub: bool = False
+    asserted_patient: NationalIdentityNumber | None = None
 
 
 class AccessRefused(MhdError):

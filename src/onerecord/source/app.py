@@ -82,6 +82,8 @@ from onerecord.source.self_service import SelfService, patient_from_token_param
 from onerecord.source.service import DocumentSource, FoundPage
 from onerecord.source.settings import SourceSettings
 from onerecord.source.store import SqlDocumentStore
+from onerecord.source.xca_app import load_xua_settings, xca_router
+from onerecord.source.xca_gateway import RespondingGateway
 from onerecord.trust.access_token import AuthSettings
 from onerecord.trust.caller_limits import PERMIT_STATE, CallerThrottled, ReleaseCallerPermits
 from onerecord.trust.errors import InvalidToken, TrustError
@@ -298,6 +300,7 @@ def create_app(
     `keys`, `hub_keys` and `replay` replace the remote JWKS and the replay cache (tests).
     """
     open_access = settings.dev_open_access
+    xua = load_xua_settings(settings)  # refuses a development certificate outside dev mode
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -371,6 +374,18 @@ def create_app(
             content=the_content,
             guard=the_guard or OpenAccess(),
             recorder=the_recorder or NoAudit(),
+        )
+        # The XCA responding gateway (docs/xca.md): the same stores, policy and audit.
+        app.state.xca_gateway = RespondingGateway(
+            home_community_id=app.state.source.home_community_id,
+            repository_unique_id=app.state.source.repository_unique_id,
+            store=store,
+            content=the_content,
+            guard=the_guard or OpenAccess(),
+            recorder=the_recorder or NoAudit(),
+            xua=xua,
+            page_size=settings.max_page_size,
+            max_results=settings.xca_max_results,
         )
         # The locator (docs/hub.md "Locator"): publishing once NATS answers, now or later.
         events = PublisherLink(settings, store) if settings.locator_nats_url else None
@@ -604,6 +619,7 @@ def create_app(
             await service.change(caller, who, kind="practitioner-block", on=False, target=hpr)
         )
 
+    app.include_router(xca_router(settings))
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(ReleaseCallerPermits)
     return app

@@ -409,6 +409,12 @@ class PolicyGuard:
             raise PatientBindingFailed(
                 f"{PATIENT_NIN_HEADER} names another patient than the request (ATT-4)"
             )
+        if caller.asserted_patient is not None:
+            # XUA: the signed assertion names the patient itself (resource-id), checked against
+            # the query by the gateway; there is no salted digest to verify (TRUST-FRAMEWORK §2.4).
+            if caller.asserted_patient != patient:
+                raise PatientBindingFailed("the assertion names another patient (ATT-4)")
+            return
         verify_binding(principal.attestation, patient, caller.headers.get(PATIENT_SALT_HEADER, ""))
 
     async def _decide(

@@ -70,6 +70,19 @@ class SourceSettings(BaseSettings):
         default=None,
         description="JWKS file of the systems allowed to publish (ITI-65), see trust/publish_proof",
     )
+    # XCA responding gateway (docs/xca.md): the SAML issuers trusted for ITI-38/39, each with
+    # its certificate files (PEM; several during a rollover), and the audiences accepted.
+    xca_issuers: dict[str, tuple[Path, ...]] = Field(
+        default_factory=dict,
+        description="SAML issuer → certificate files; none: every ITI-38/39 is refused",
+    )
+    xca_audiences: tuple[str, ...] = Field(
+        default=(), description="SAML audiences accepted; default: the token audience"
+    )
+    xca_max_results: int = Field(
+        default=5000, ge=1, description="most entries one ITI-38 answers (XDSTooManyResults)"
+    )
+
     # Per-caller limits (docs/source.md "Limits"); 0 switches a limit off.
     caller_concurrency: int = Field(default=16, description="requests in flight per caller")
     caller_rate_per_s: float = Field(default=20.0, description="sustained requests/s per caller")

@@ -1,11 +1,18 @@
 """The XCA / XDS.b wire: hardened SOAP/ebXML parsing, SAML XUA, ebRIM <-> DocumentEntry.
 
-Like `mhd`, this package imports only `domain` and `trust`; the responding gateway (source) and
-the initiating gateway (hub) will both use it without importing each other.
+Like `mhd`, this package imports only `domain` and `trust`; the responding gateway
+(`source.xca_gateway`, `source.xca_app`) uses it, and the initiating gateway (hub) will, without
+importing each other. MTOM/XOP (`mtom`), the retrieve request and answer (`retrieve`), the
+WSDLs and schema subsets (`wsdl/`, package data) and the development SAML issuer live here.
 """
 
 from __future__ import annotations
 
+from onerecord.xca.dev_issuer import (
+    DEV_SAML_ISSUER,
+    create_development_issuer,
+    is_development_certificate,
+)
 from onerecord.xca.ebrim import (
     ExtrinsicEntry,
     QueryResponse,
@@ -16,6 +23,7 @@ from onerecord.xca.ebrim import (
     render_query_response,
 )
 from onerecord.xca.errors import ParseProblem, SamlProblem, SamlRefused, XcaError, XcaParseError
+from onerecord.xca.mtom import MtomPart, mtom_response, soap_part
 from onerecord.xca.query import StoredQuery, parse_adhoc_query
 from onerecord.xca.response import (
     RegistryErrorCode,
@@ -24,6 +32,12 @@ from onerecord.xca.response import (
     consolidated_status,
     render_registry_response,
 )
+from onerecord.xca.retrieve import (
+    DocumentRequest,
+    RetrievedDocument,
+    parse_retrieve_request,
+    render_retrieve_response,
+)
 from onerecord.xca.saml import (
     SamlAssertion,
     TrustedIssuer,
@@ -31,19 +45,30 @@ from onerecord.xca.saml import (
     read_assertion,
     verify_assertion,
 )
-from onerecord.xca.soap import ANONYMOUS, SoapEnvelope, parse_envelope, read_envelope
+from onerecord.xca.soap import (
+    ANONYMOUS,
+    SoapEnvelope,
+    parse_envelope,
+    read_envelope,
+    render_envelope,
+    render_fault,
+)
 from onerecord.xca.xml import MAX_MESSAGE_BYTES, NS, parse_xml
 from onerecord.xca.xua import SamlPatient, XuaCaller, caller_from_assertion, patient_matches
 
 __all__ = [
     "ANONYMOUS",
+    "DEV_SAML_ISSUER",
     "MAX_MESSAGE_BYTES",
     "NS",
+    "DocumentRequest",
     "ExtrinsicEntry",
+    "MtomPart",
     "ParseProblem",
     "QueryResponse",
     "RegistryErrorCode",
     "ResponseStatus",
+    "RetrievedDocument",
     "SamlAssertion",
     "SamlPatient",
     "SamlProblem",
@@ -58,17 +83,25 @@ __all__ = [
     "caller_from_assertion",
     "community_error",
     "consolidated_status",
+    "create_development_issuer",
     "ebrim_from_entry",
     "entry_from_ebrim",
+    "is_development_certificate",
+    "mtom_response",
     "obfuscate",
     "parse_adhoc_query",
     "parse_envelope",
     "parse_query_response",
+    "parse_retrieve_request",
     "parse_xml",
     "patient_matches",
     "read_assertion",
     "read_envelope",
+    "render_envelope",
+    "render_fault",
     "render_query_response",
     "render_registry_response",
+    "render_retrieve_response",
+    "soap_part",
     "verify_assertion",
 ]

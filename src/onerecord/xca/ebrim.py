@@ -82,6 +82,7 @@ from onerecord.xca.errors import ParseProblem, XcaParseError
 from onerecord.xca.xml import NS, QUERY, RIM, RS, element_text, qname
 
 __all__ = [
+    "ASSOCIATION_TYPE",
     "AUTHOR_SCHEME",
     "BLOCKED_CODE",
     "CLASS_CODE_SCHEME",
@@ -94,11 +95,13 @@ __all__ = [
     "MASKED_TITLE",
     "PATIENT_ID_SCHEME",
     "PRACTICE_SETTING_SCHEME",
+    "RPLC",
     "STATUS_APPROVED",
     "STATUS_DEPRECATED",
     "TYPE_CODE_SCHEME",
     "UNIQUE_ID_SCHEME",
     "ZERO_UUID",
+    "EbAssociation",
     "EbClassification",
     "EbExternalIdentifier",
     "EbRegistryError",
@@ -134,6 +137,9 @@ _SHA256 = "urn:onerecord:xds:hashSha256"
 _CITIZEN_RELEASE = "urn:onerecord:xds:citizenReleaseTime"
 _SUBMISSION_TIME = "urn:onerecord:xds:submissionTime"
 _ERROR_SEVERITY = "urn:oasis:names:tc:ebxml-regrep:ErrorSeverityType:Error"
+ASSOCIATION_TYPE = "urn:oasis:names:tc:ebxml-regrep:ObjectType:RegistryObject:Association"
+RPLC = "urn:ihe:iti:2007:AssociationType:RPLC"
+"""ITI TF-3 4.2.2.2.3: the source DocumentEntry replaces the target."""
 
 BLOCKED_CODE = "NORS"
 """Volven 9603 "Sperret": the entry is blocked for health personnel (TRUST-FRAMEWORK §4.5)."""
@@ -241,6 +247,16 @@ class EbRegistryError:
 
 
 @dataclass(frozen=True, slots=True)
+class EbAssociation:
+    """An ebRIM Association between two registry objects (RPLC: source replaces target)."""
+
+    id: str
+    association_type: str
+    source: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
 class QueryResponse:
     """An AdhocQueryResponse: status, errors, LeafClass entries or ObjectRef ids."""
 
@@ -248,6 +264,9 @@ class QueryResponse:
     entries: tuple[ExtrinsicEntry, ...] = ()
     errors: tuple[EbRegistryError, ...] = ()
     object_refs: tuple[str, ...] = ()
+    associations: tuple[EbAssociation, ...] = ()
+    home: str | None = None
+    """The responding community's homeCommunityId for each ObjectRef (ITI TF-2 3.38.4.1.3)."""
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -440,9 +459,22 @@ def render_query_response(response: QueryResponse) -> Any:
             _sub(errors, "RegistryError", RS, **attrs)
     objects = _sub(root, "RegistryObjectList")
     for ref in response.object_refs:
-        _sub(objects, "ObjectRef", id=ref)
+        if response.home is not None:
+            _sub(objects, "ObjectRef", id=ref, home=response.home)
+        else:
+            _sub(objects, "ObjectRef", id=ref)
     for entry in response.entries:
         write_extrinsic_object(objects, entry)
+    for a in response.associations:
+        _sub(
+            objects,
+            "Association",
+            id=a.id,
+            associationType=a.association_type,
+            sourceObject=a.source,
+            targetObject=a.target,
+            objectType=ASSOCIATION_TYPE,
+        )
     return root
 
 

@@ -10,13 +10,25 @@ ITI TF-2 3.40.4.1 (XUA: the assertion inside wsse:Security); ITI TF-2 3.38.4.1.2
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from onerecord.xca.errors import XcaParseError
-from onerecord.xca.xml import MAX_MESSAGE_BYTES, NS, SOAP12, child_text, parse_xml, qname
+from lxml import etree  # type: ignore[import-untyped]
 
-__all__ = ["ANONYMOUS", "SoapEnvelope", "parse_envelope", "read_envelope"]
+from onerecord.xca.errors import XcaParseError
+from onerecord.xca.xml import MAX_MESSAGE_BYTES, NS, SOAP12, WSA, child_text, parse_xml, qname
+
+__all__ = [
+    "ANONYMOUS",
+    "FAULT_ACTION",
+    "SOAP12_MEDIA_TYPE",
+    "SoapEnvelope",
+    "parse_envelope",
+    "read_envelope",
+    "render_envelope",
+    "render_fault",
+]
 
 ANONYMOUS = "http://www.w3.org/2005/08/addressing/anonymous"
 
@@ -74,3 +86,43 @@ def read_envelope(root: Any) -> SoapEnvelope:
 def parse_envelope(data: Any, *, max_bytes: int = MAX_MESSAGE_BYTES) -> SoapEnvelope:
     """Parse outside bytes as a SOAP 1.2 envelope (hardened; XcaParseError on any fault)."""
     return read_envelope(parse_xml(data, max_bytes=max_bytes))
+
+
+XDS_ERRORS = "urn:ihe:iti:xds:2007"
+"""The namespace of the XDS error codes used as SOAP Fault subcodes."""
+FAULT_ACTION = "http://www.w3.org/2005/08/addressing/soap/fault"
+SOAP12_MEDIA_TYPE = "application/soap+xml"
+
+
+def render_envelope(body: Any, *, action: str, relates_to: str | None) -> bytes:
+    """Serialise a SOAP 1.2 answer: WS-Addressing Action, a fresh MessageID, RelatesTo.
+
+    References: IHE ITI TF-2 V.3.2.2 (the response's wsa:Action and wsa:RelatesTo).
+    """
+    envelope = etree.Element(qname(SOAP12, "Envelope"), nsmap={"env": SOAP12, "wsa": WSA})
+    header = etree.SubElement(envelope, qname(SOAP12, "Header"))
+    understood = {qname(SOAP12, "mustUnderstand"): "true"}
+    etree.SubElement(header, qname(WSA, "Action"), understood).text = action
+    etree.SubElement(header, qname(WSA, "MessageID")).text = f"urn:uuid:{uuid.uuid4()}"
+    if relates_to:
+        etree.SubElement(header, qname(WSA, "RelatesTo")).text = relates_to
+    etree.SubElement(envelope, qname(SOAP12, "Body")).append(body)
+    return bytes(etree.tostring(envelope, xml_declaration=True, encoding="UTF-8"))
+
+
+def render_fault(reason: str, *, code: str = "Sender", subcode: str | None = None) -> bytes:
+    """Serialise a SOAP 1.2 Fault (env:Sender for the caller's faults, env:Receiver for ours).
+
+    References: SOAP 1.2 Part 1 §5.4 (Fault: Code/Value, Subcode, Reason/Text xml:lang).
+    """
+    body = etree.Element(qname(SOAP12, "Fault"), nsmap={"env": SOAP12})
+    code_element = etree.SubElement(body, qname(SOAP12, "Code"))
+    etree.SubElement(code_element, qname(SOAP12, "Value")).text = f"env:{code}"
+    if subcode:
+        sub = etree.SubElement(code_element, qname(SOAP12, "Subcode"))
+        value = etree.SubElement(sub, qname(SOAP12, "Value"), nsmap={"xds": XDS_ERRORS})
+        value.text = f"xds:{subcode}"
+    text = etree.SubElement(etree.SubElement(body, qname(SOAP12, "Reason")), qname(SOAP12, "Text"))
+    text.set("{http://www.w3.org/XML/1998/namespace}lang", "en")
+    text.text = reason
+    return render_envelope(body, action=FAULT_ACTION, relates_to=None)
