@@ -758,7 +758,7 @@ async def test_access_log_shows_one_line_per_visit_and_never_the_number(
         "Nødtilgang",
         "Grunnlag: akutt behov for helsehjelp.",
         "Årsak: pasienten var bevisstløs.",
-        "Sperrede dokumenter ble åpnet.",
+        "Dokumenter du hadde sperret, ble vist.",
     ):
         assert text in first, text
     assert "Ingen dokumenter åpnet" in later and "Nødtilgang" not in later
