@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onerecord.portals.access_log import AccessLogRow
+from onerecord.portals.access_log import HPR_CATEGORY_SYSTEM, AccessLogRow, build_access_log
 from onerecord.portals.access_log_filter import (
     InvalidLogFilter,
     LogFilter,
@@ -212,3 +212,72 @@ def test_the_filter_parser_accepts_or_refuses_cleanly(params: dict[str, str]) ->
         assert chosen.since <= chosen.until
     # What the parser accepts, the links it writes give back unchanged.
     assert parse_log_filter(chosen.query()) == LogFilter(chosen.since, chosen.until, chosen.person)
+
+
+# --- reading the region's AuditEvent ---------------------------------------------------------
+
+EXT = "https://onerecord.example/fhir/StructureDefinition"
+
+
+def test_the_event_gives_profession_titles_grant_and_a_hidden_hpr_number() -> None:
+    event = {
+        "resourceType": "AuditEvent",
+        "subtype": [{"code": "read"}],
+        "action": "R",
+        "recorded": "2026-03-02T13:05:00+00:00",
+        "agent": [
+            {
+                "requestor": True,
+                "who": {
+                    "display": "Ane Aasen",
+                    "identifier": {"system": "urn:oid:2.16.578.1.12.4.1.4.4", "value": "6926956"},
+                },
+                "role": [{"coding": [{"system": HPR_CATEGORY_SYSTEM, "code": "SP"}]}],
+            },
+            {"requestor": False, "who": {"display": "Legevakten"}},
+        ],
+        "entity": [{"description": "Dokumenter åpnet"}, {"name": "Epikrise"}, {"name": " "}],
+        "extension": [
+            {"url": f"{EXT}/emergency-access", "valueBoolean": True},
+            {"url": f"{EXT}/emergency-basis", "valueCode": "AKUTT"},
+            {"url": f"{EXT}/emergency-reason", "valueCode": "cannot-consent"},
+        ],
+    }
+    bundle = {"resourceType": "Bundle", "entry": [{"resource": event}]}
+    (r,) = build_access_log(bundle, []).rows
+    assert (r.profession, r.titles, r.emergency_basis, r.emergency_reason) == (
+        "SP",
+        ("Epikrise",),
+        "AKUTT",
+        "cannot-consent",
+    )
+    assert r.reader_hpr == "6926956" and "6926956" not in repr(r)
+    # A national identity number as identifier is no HPR number: not read at all.
+    event["agent"][0]["who"]["identifier"] = {  # type: ignore[index]
+        "system": "urn:oid:2.16.578.1.12.4.1.4.1",
+        "value": "14928301045",
+    }
+    (r,) = build_access_log(bundle, []).rows
+    assert r.reader_hpr == "" and "14928301045" not in repr(r)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner),
+    max_leaves=30,
+)
+event_keys = st.sampled_from(
+    ["agent", "entity", "extension", "recorded", "subtype", "action", "purposeOfEvent", "who"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.dictionaries(event_keys, json_values, max_size=6), max_size=5))
+def test_any_event_shape_reads_without_error_and_groups(events: list[dict[str, object]]) -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "entry": [{"resource": {"resourceType": "AuditEvent", **e}} for e in events],
+    }
+    log = build_access_log(bundle, [])
+    visits = group_visits(log.rows, ref)
+    assert sum(v.events for v in visits) == len(events)

@@ -108,6 +108,12 @@ class AccessLog:
         return AccessLogPage(self.rows[start : start + per_page], number, pages)
 
 
+def _list(value: Any) -> list[Any]:
+    """`value` when it is a JSON array, else empty: a hub answer of the wrong shape is read as
+    having nothing there, never as a server error."""
+    return value if isinstance(value, list) else []
+
+
 def _display(reference: Any) -> str:
     if not isinstance(reference, Mapping):
         return ""
@@ -116,7 +122,7 @@ def _display(reference: Any) -> str:
 
 
 def _requestor(event: Mapping[str, Any]) -> Mapping[str, Any]:
-    agents = [a for a in event.get("agent") or [] if isinstance(a, Mapping)]
+    agents = [a for a in _list(event.get("agent")) if isinstance(a, Mapping)]
     return next((a for a in agents if a.get("requestor") is True), {})
 
 
@@ -135,9 +141,9 @@ def _hpr(event: Mapping[str, Any]) -> str:
 
 
 def _profession(event: Mapping[str, Any]) -> str:
-    for role in _requestor(event).get("role") or []:
+    for role in _list(_requestor(event).get("role")):
         codings = role.get("coding") if isinstance(role, Mapping) else None
-        for c in codings or []:
+        for c in _list(codings):
             if isinstance(c, Mapping) and c.get("system") == HPR_CATEGORY_SYSTEM:
                 code = c.get("code")
                 if isinstance(code, str) and code.isascii() and 0 < len(code) <= 8:
@@ -146,7 +152,7 @@ def _profession(event: Mapping[str, Any]) -> str:
 
 
 def _titles(event: Mapping[str, Any]) -> tuple[str, ...]:
-    names = (e.get("name") for e in event.get("entity") or [] if isinstance(e, Mapping))
+    names = (e.get("name") for e in _list(event.get("entity")) if isinstance(e, Mapping))
     return tuple(dict.fromkeys(n.strip() for n in names if isinstance(n, str) and n.strip()))
 
 
@@ -158,7 +164,7 @@ def _code(event: Mapping[str, Any], url: str) -> str:
 
 def _agents(event: Mapping[str, Any]) -> tuple[str, str, str]:
     """Return (who, organisation, department) from the agents' display names only."""
-    agents = [a for a in event.get("agent") or [] if isinstance(a, Mapping)]
+    agents = [a for a in _list(event.get("agent")) if isinstance(a, Mapping)]
     who = next((_display(a.get("who")) for a in agents if a.get("requestor") is True), "")
     others = [_display(a.get("who")) for a in agents if a.get("requestor") is not True]
     others = [name for name in others if name]
@@ -172,21 +178,21 @@ def _concept_text(concept: Any) -> str:
         return ""
     if isinstance(concept.get("text"), str) and concept["text"].strip():
         return str(concept["text"]).strip()
-    for coding in concept.get("coding") or []:
+    for coding in _list(concept.get("coding")):
         if isinstance(coding, Mapping) and isinstance(coding.get("display"), str):
             return str(coding["display"]).strip()
     return ""
 
 
 def _reason(event: Mapping[str, Any]) -> str:
-    texts = [_concept_text(p) for p in event.get("purposeOfEvent") or []]
+    texts = [_concept_text(p) for p in _list(event.get("purposeOfEvent"))]
     return " – ".join(dict.fromkeys(t for t in texts if t))
 
 
 def _opened(event: Mapping[str, Any]) -> bool:
     codes = {
         str(c.get("code"))
-        for c in event.get("subtype") or []
+        for c in _list(event.get("subtype"))
         if isinstance(c, Mapping) and c.get("code")
     }
     if codes & _OPENED_SUBTYPES:
@@ -195,7 +201,7 @@ def _opened(event: Mapping[str, Any]) -> bool:
 
 
 def _extension(event: Mapping[str, Any], url: str) -> Mapping[str, Any] | None:
-    for ext in event.get("extension") or []:
+    for ext in _list(event.get("extension")):
         if isinstance(ext, Mapping) and ext.get("url") == url:
             return ext
     return None
@@ -240,7 +246,7 @@ def build_access_log(bundle: Mapping[str, Any], regions: Sequence[Mapping[str, s
     names = {r["home_community_id"]: r["name"] for r in regions}
     events = [
         e["resource"]
-        for e in bundle.get("entry") or []
+        for e in _list(bundle.get("entry"))
         if isinstance(e, Mapping)
         and isinstance(e.get("resource"), Mapping)
         and e["resource"].get("resourceType") == "AuditEvent"
