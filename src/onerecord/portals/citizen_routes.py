@@ -26,7 +26,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from onerecord.portals.access_log import ACCESS_LOG_PAGE_SIZE, region_message_key
+from onerecord.portals.access_log import ACCESS_LOG_PAGE_SIZE, AccessLogRow, region_message_key
 from onerecord.portals.access_log_filter import (
     InvalidLogFilter,
     LogFilter,
@@ -657,11 +657,13 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             return young_page(request, session, person, active="tilgangslogg")
         except HubRefused as exc:
             raise citizen_refusal(exc, person) from None
-        refs = {id(row): reader_ref(reader_key, person.nin, row) for row in log.rows}
-        visits = group_visits(log.rows, lambda row: refs[id(row)])
-        session.log_readers = {
-            refs[id(row)]: (person.nin, row.reader_hpr) for row in log.rows if row.reader_hpr
-        }
+
+        def ref(row: AccessLogRow) -> str:
+            return reader_ref(reader_key, person.nin, row)
+
+        visits = group_visits(log.rows, ref)
+        # «Sperr» names a reader by reference; the number stays here (never in the page).
+        session.log_readers = {ref(r): (person.nin, r.reader_hpr) for r in log.rows if r.reader_hpr}
         readers = readers_of(visits)
         if problem is None and chosen.person is not None:
             if chosen.person not in {r.ref for r in readers}:
