@@ -762,6 +762,7 @@ async def test_access_log_shows_one_line_per_visit_and_never_the_number(
     ):
         assert text in first, text
     assert "Ingen dokumenter åpnet" in later and "Nødtilgang" not in later
+    assert "03.03.2026 kl. 10.00</dd>" in later  # one moment, not «10.00 til 10.00»
     assert "1 besøk var nødtilgang." in html and "2 besøk, nyeste først." in html
     assert "Helse Vest svarte ikke i tide. Loggen kan mangle oppslag derfra." in html
     assert "Loggen er ufullstendig" in html
