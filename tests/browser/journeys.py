@@ -283,12 +283,11 @@ def lift_blocks(page: Page, portal_url: str, document: str, health_worker: str) 
 def read_access_log(page: Page, portal_url: str, who: dict[str, Any], *, title: str) -> None:
     """The access log names the health worker and their organisation, never their number.
 
-    Depends on today's log in one respect only: that the row names the person and organisation
-    (branch `accesslog` groups rows by visit; both stay on the line).
+    One line per visit (issue 11 defect 4): the visit names the person and organisation.
     """
     page.goto(f"{portal_url}/innbygger/tilgangslogg")
     expect(page.get_by_role("heading", level=1)).to_have_text(title)
-    row = _main(page).get_by_role("row").filter(has_text=str(who["name"])).first
+    row = _main(page).locator("li.visit").filter(has_text=str(who["name"])).first
     expect(row).to_contain_text(str(who["organisation"]))
     assert str(who["nin"]) not in _main(page).inner_text()
 
@@ -313,7 +312,8 @@ def read_own_access_log(page: Page, who: dict[str, Any]) -> None:
     _main(page).get_by_role("link", name=NB("citizen.nav.access-log")).click()
     expect(page).to_have_url(re.compile(r"/innbygger/tilgangslogg$"))
     expect(page.get_by_role("heading", level=1)).to_have_text(NB("citizen.log.title"))
-    expect(_main(page).get_by_role("row").filter(has_text=str(who["name"])).first).to_be_visible()
+    visit = _main(page).locator("li.visit").filter(has_text=str(who["name"])).first
+    expect(visit).to_be_visible()
 
 
 def act_for(page: Page, portal_url: str, name: str) -> None:

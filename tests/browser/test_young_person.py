@@ -111,7 +111,9 @@ def test_a_14_year_old_gets_the_rules_and_their_own_access_log(
         expect(page.locator(".young-own")).to_have_text(
             t("citizen.log.young-own", date16=long_date(birthday(born, 16), language))
         )
-        expect(page.locator("table.access-log")).to_contain_text(doctor["name"])
+        expect(page.locator("ol.visits")).to_contain_text(doctor["name"])
+        # The controls open at 16: no «Sperr» on the visits of their own log.
+        expect(page.locator('form[action="/innbygger/tilgangslogg/sperr"]')).to_have_count(0)
         assert doctor["nin"] not in page.locator("main").inner_text()
         checked(page, f"young-14-access-log-{language}-{size}")
 

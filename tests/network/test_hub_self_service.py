@@ -9,6 +9,7 @@ searched), and lifts the block; a parent does the same for a child under 12 but 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -144,7 +145,14 @@ def test_citizen_blocks_a_document_and_reads_the_access_log_through_the_hub(
     assert recorded == sorted(recorded, reverse=True)
     staff = network.manifest["staff"]["doctor"]
     assert staff["nin"] not in log.text
-    assert staff["hpr"] and staff["hpr"] not in log.text
+    # The HPR number only as the reader's identifier, for the citizen portal's server to key
+    # and resolve «Sperr» by (issue 11 defect 4, docs/policy.md); nowhere else.
+    assert staff["hpr"]
+    for event in events:
+        for agent in event["agent"]:
+            ident = agent["who"].pop("identifier", None)
+            assert ident is None or ident["system"] == "urn:oid:2.16.578.1.12.4.1.4.4"
+        assert staff["hpr"] not in json.dumps(event)
 
     lifted = run(
         change(network, citizen, "DELETE", f"document-blocks/{uid}", home_community_id=home)

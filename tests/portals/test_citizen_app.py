@@ -43,6 +43,8 @@ _EXT_HCID = "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-HomeCommun
 _EXT_STATUS = "https://onerecord.no/fhir/StructureDefinition/region-status"
 _EXT_AUDIT_HCID = "https://onerecord.example/fhir/StructureDefinition/home-community-id"
 _EXT_EMERGENCY = "https://onerecord.example/fhir/StructureDefinition/emergency-access"
+_EXT_BASE = "https://onerecord.example/fhir/StructureDefinition"
+_HPR_CATEGORY = "urn:oid:2.16.578.1.12.4.1.1.9060"
 
 
 def document(unique_id: str, title: str, hcid: str) -> dict[str, Any]:
@@ -66,27 +68,42 @@ def document(unique_id: str, title: str, hcid: str) -> dict[str, Any]:
     }
 
 
-def access_event(hcid: str, *, opened: bool, emergency: bool) -> dict[str, Any]:
+def access_event(
+    hcid: str,
+    *,
+    opened: bool,
+    emergency: bool,
+    recorded: str = "2026-03-02T13:05:00+00:00",
+    titles: tuple[str, ...] = (),
+    grant: tuple[str, str] | None = None,
+    who: str = "Ane Aasen",
+    hpr: str = HPR_DOCTOR,
+) -> dict[str, Any]:
     extensions: list[dict[str, Any]] = [{"url": _EXT_AUDIT_HCID, "valueString": hcid}]
     if emergency:
         extensions.append({"url": _EXT_EMERGENCY, "valueBoolean": True})
+    if grant is not None:
+        extensions.append({"url": f"{_EXT_BASE}/emergency-basis", "valueCode": grant[0]})
+        extensions.append({"url": f"{_EXT_BASE}/emergency-reason", "valueCode": grant[1]})
     return {
         "resourceType": "AuditEvent",
         "subtype": [{"code": "read" if opened else "search"}],
         "action": "R" if opened else "E",
-        "recorded": "2026-03-02T13:05:00+00:00",
+        "recorded": recorded,
         "agent": [
             {
                 "requestor": True,
                 "who": {
-                    "display": "Ane Aasen",
-                    "identifier": {"value": HPR_DOCTOR},
+                    "display": who,
+                    "identifier": {"system": "urn:oid:2.16.578.1.12.4.1.4.4", "value": hpr},
                 },
+                "role": [{"coding": [{"system": _HPR_CATEGORY, "code": "LE"}]}],
             },
             {"requestor": False, "who": {"display": "Oslo universitetssykehus HF"}},
             {"requestor": False, "who": {"display": "Medisinsk klinikk"}},
         ],
         "purposeOfEvent": [{"text": "Behandling"}, {"text": "Spesialisthelsetjeneste"}],
+        "entity": [{"description": "Dokumentliste"}, *({"name": t} for t in titles)],
         "extension": extensions,
     }
 
@@ -699,12 +716,26 @@ async def test_a_person_not_allowed_is_refused_plainly_and_nothing_switches(
 # --- access log -----------------------------------------------------------------------------
 
 
-async def test_access_log_shows_who_where_why_and_never_their_number(
+def visit_items(html: str) -> list[str]:
+    return re.findall(r'<li class="visit[^"]*">(.*?)</li>\s*(?=<li class="visit|</ol>)', html, re.S)
+
+
+async def test_access_log_shows_one_line_per_visit_and_never_the_number(
     browser: httpx.AsyncClient, fake: FakeNetwork
 ) -> None:
     fake.events = [
-        access_event(HSO, opened=True, emergency=True),
+        access_event(
+            HSO,
+            opened=True,
+            emergency=True,
+            recorded="2026-03-02T13:20:00+00:00",
+            titles=("Epikrise – astma",),
+            grant=("AKUTT", "unconscious"),
+        ),
+        access_event(HSO, opened=False, emergency=False, recorded="2026-03-02T13:06:00+00:00"),
         access_event(VEST, opened=False, emergency=False),
+        # The same reader, the next day: another visit.
+        access_event(HSO, opened=False, emergency=False, recorded="2026-03-03T09:00:00+00:00"),
     ]
     fake.log_failed = (VEST,)
     await logged_in(browser)
@@ -712,28 +743,112 @@ async def test_access_log_shows_who_where_why_and_never_their_number(
     assert page.status_code == 200
     html = page.text
     assert '<a href="/innbygger/tilgangslogg" aria-current="page">' in html
-    rows = re.findall(r'<tr class="access[^"]*">(.*?)</tr>', html, re.S)
-    assert len(rows) == 2
-    first = rows[0]
+    visits = visit_items(html)
+    assert len(visits) == 2, visits
+    later, first = visits
     for text in (
-        "02.03.2026 kl. 14.05",
+        "02.03.2026 kl. 14.05 til 02.03.2026 kl. 14.20",
         "Ane Aasen",
+        "Lege",
         "Oslo universitetssykehus HF",
         "Medisinsk klinikk",
         "Behandling – Spesialisthelsetjeneste",
-        "Åpnet dokumenter",
-        "Nødtilgang: sperrede dokumenter ble åpnet.",
-        "Helse Sør-Øst",
+        "Helse Sør-Øst, Helse Vest",
+        "<li>Epikrise – astma</li>",
+        "Nødtilgang",
+        "Grunnlag: akutt behov for helsehjelp.",
+        "Årsak: pasienten var bevisstløs.",
+        "Dokumenter du hadde sperret, ble vist.",
     ):
         assert text in first, text
-    assert "Så listen over dokumenter" in rows[1] and "Nødtilgang" not in rows[1]
-    assert "1 oppslag var nødtilgang" in html
+    assert "Ingen dokumenter åpnet" in later and "Nødtilgang" not in later
+    assert "03.03.2026 kl. 10.00</dd>" in later  # one moment, not «10.00 til 10.00»
+    assert "1 besøk var nødtilgang." in html and "2 besøk, nyeste først." in html
     assert "Helse Vest svarte ikke i tide. Loggen kan mangle oppslag derfra." in html
     assert "Loggen er ufullstendig" in html
-    assert '<th scope="col">Navn</th>' in html and "<caption>2 oppslag" in html
     assert HPR_DOCTOR not in html
     (call,) = fake.hub_calls("/fhir/AuditEvent")
     assert call.url.params["patient.identifier"].endswith(f"|{PARENT}")
+
+
+async def test_access_log_filters_by_days_and_person(
+    browser: httpx.AsyncClient, fake: FakeNetwork
+) -> None:
+    fake.events = [
+        access_event(HSO, opened=False, emergency=False, recorded="2026-03-02T13:05:00+00:00"),
+        access_event(
+            HSO,
+            opened=False,
+            emergency=False,
+            recorded="2026-03-05T08:00:00+00:00",
+            who="Per Pleier",
+            hpr="7654321",
+        ),
+    ]
+    await logged_in(browser)
+    whole = await browser.get("/innbygger/tilgangslogg")
+    assert len(visit_items(whole.text)) == 2
+    options = dict(re.findall(r'<option value="([^"]+)"[^>]*>([^<,]+)', whole.text))
+    assert sorted(options.values()) == ["Ane Aasen", "Per Pleier"]
+    assert HPR_DOCTOR not in "".join(options) and "7654321" not in whole.text
+    per = next(ref for ref, name in options.items() if name == "Per Pleier")
+    theirs = await browser.get("/innbygger/tilgangslogg", params={"person": per})
+    assert [("Per Pleier" in v) for v in visit_items(theirs.text)] == [True]
+    assert f'<option value="{per}" selected>' in theirs.text
+    days = await browser.get(
+        "/innbygger/tilgangslogg", params={"fra": "2026-03-01", "til": "2026-03-02"}
+    )
+    (only,) = visit_items(days.text)
+    assert "Ane Aasen" in only and 'value="2026-03-02"' in days.text
+    nothing = await browser.get("/innbygger/tilgangslogg", params={"fra": "2026-04-01"})
+    assert (
+        visit_items(nothing.text) == [] and "Ingen besøk passer til valgene dine." in nothing.text
+    )
+    for params, message in (
+        ({"fra": "02.03.2026"}, "Skriv datoen som dag, måned og år"),
+        ({"fra": "2026-02-30"}, "Skriv datoen som dag, måned og år"),
+        ({"fra": "2026-03-05", "til": "2026-03-01"}, "Til-datoen kan ikke være før fra-datoen."),
+        ({"person": "<script>"}, "Velg helsepersonell fra listen."),
+        ({"person": "AAAAAAAAAAAAAAAAAAAAAA"}, "Velg helsepersonell fra listen."),
+    ):
+        bad = await browser.get("/innbygger/tilgangslogg", params=params)
+        assert bad.status_code == 400, params
+        assert message in bad.text and 'aria-invalid="true"' in bad.text, params
+        assert "<script>" not in bad.text.split("<main", 1)[1]
+        assert len(visit_items(bad.text)) == 2  # the whole log, with the message
+
+
+async def test_block_a_reader_from_the_visit_row(
+    browser: httpx.AsyncClient, fake: FakeNetwork
+) -> None:
+    fake.events = [access_event(HSO, opened=False, emergency=False)]
+    await logged_in(browser)
+    page = await browser.get("/innbygger/tilgangslogg")
+    (visit,) = visit_items(page.text)
+    form = re.search(
+        r'<form method="post" action="/innbygger/tilgangslogg/sperr" class="row-action">'
+        r"(.*?)</form>",
+        visit,
+        re.S,
+    )
+    assert form and 'aria-label="Sperr Ane Aasen fra å se dokumentene"' in form.group(1)
+    fields = form_fields(form.group(1))
+    assert set(fields) == {"csrf_token", "leser"} and HPR_DOCTOR not in fields["leser"]
+    stale = await browser.post("/innbygger/tilgangslogg/sperr", data={**fields, "leser": "x" * 22})
+    assert stale.status_code == 303 and stale.headers["location"] == "/innbygger/tilgangslogg"
+    assert (
+        "Loggen er endret siden du åpnet den."
+        in (await browser.get("/innbygger/tilgangslogg")).text
+    )
+    assert not fake.hub_calls("/controls/practitioner-blocks", "PUT")
+    page = await browser.get("/innbygger/tilgangslogg")
+    fields = form_fields(visit_items(page.text)[0])
+    done = await browser.post("/innbygger/tilgangslogg/sperr", data=fields)
+    assert done.status_code == 303 and done.headers["location"] == "/innbygger/personvern"
+    (put,) = fake.hub_calls("/controls/practitioner-blocks", "PUT")
+    assert put.url.path == f"/controls/practitioner-blocks/{HPR_DOCTOR}"
+    after = await browser.get("/innbygger/personvern")
+    assert notice(after)[1].startswith(f"Ane Aasen (HPR {HPR_DOCTOR}) er sperret.")
 
 
 async def test_access_log_page_number_in_other_digits_falls_back_to_page_one(
@@ -764,10 +879,14 @@ async def test_access_log_in_nynorsk_and_english(
     browser.cookies.set("onerecord_lang", "nn", domain="portal.example")
     nn = await browser.get("/innbygger/tilgangslogg")
     assert '<html lang="nn">' in nn.text
-    assert "Kven har sett dokumenta mine" in nn.text and "Opna dokument" in nn.text
+    assert (
+        "Kven har sett dokumenta mine" in nn.text and "Dokument du ikkje sjølv kan sjå" in nn.text
+    )
+    assert "Lege" in nn.text and "Frå dato" in nn.text
     browser.cookies.set("onerecord_lang", "en", domain="portal.example")
     en = await browser.get("/innbygger/tilgangslogg")
     assert "Who has seen my documents" in en.text and "2 March 2026, 14:05" in en.text
+    assert "Doctor" in en.text and "1 visit, newest first." in en.text
 
 
 # --- privacy --------------------------------------------------------------------------------

@@ -162,12 +162,12 @@ def test_adult_blocks_a_document_health_personnel_then_see_it_masked_and_the_vis
     doctor = network.manifest["staff"]["doctor"]
     log = browser.get(f"{portal_url}/innbygger/tilgangslogg")
     assert log.status_code == 200
-    visits = re.findall(r'<tr class="access[^"]*">(.*?)</tr>', log.text, re.S)
+    visits = re.findall(r'<li class="visit[^"]*">(.*?)</article>', log.text, re.S)
     mine = [v for v in visits if doctor["name"] in v]
-    assert mine, log.text[-3000:]
+    assert len(mine) == 1, log.text[-3000:]  # one visit, whatever the number of searches
     assert doctor["organisation"] in mine[0]
     assert "Behandling – Helsetjenester generelt" in mine[0]
-    assert "Så listen over dokumenter" in mine[0]
+    assert "Ingen dokumenter åpnet" in mine[0]
     assert doctor["nin"] not in log.text and str(doctor["hpr"]) not in log.text
 
 

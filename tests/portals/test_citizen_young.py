@@ -208,6 +208,9 @@ async def test_a_14_year_old_reads_their_own_access_log(
     assert "Ane Aasen" in page.text and "Oslo universitetssykehus HF" in page.text
     assert "Denne loggen er din. Foreldrene dine kan ikke se den." in page.text
     assert f"1. januar {TEEN_BORN.year + 16}" in page.text
+    # One visit, but no «Sperr»: the controls open at 16 (§5.2).
+    assert page.text.count('<li class="visit') == 1
+    assert "/innbygger/tilgangslogg/sperr" not in page.text
     (call,) = fake.hub_calls("/fhir/AuditEvent")
     assert call.url.params["patient.identifier"].endswith(f"|{TEEN}")
 

@@ -8,6 +8,7 @@ tests.factories.make_entry for the synthetic cast and staff of synth.population.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -852,13 +853,40 @@ def test_F2_F3_citizen_log_shows_names_not_numbers_nor_documents(net: Network) -
     doctor = net.staff("doctor")
     assert doctor.name in text
     assert doctor.nin.value not in text
-    assert doctor.hpr is not None and doctor.hpr.value not in text
     assert uid(net, "teen17") not in text
     assert "beslutning-42" not in text
     org = net.population.organisation(doctor.organisation)
     assert org.name in text
-    opened = [e for e in log.json()["entry"] if e["resource"]["action"] == "R"]
-    assert opened and opened[0]["resource"]["entity"][0]["description"] == "Dokumenter åpnet"
+    opened = [e["resource"] for e in log.json()["entry"] if e["resource"]["action"] == "R"]
+    assert opened and opened[0]["entity"][0]["description"] == "Dokumenter åpnet"
+    # Issue 11 defect 4: the title of what was opened, which the reader sees themselves; the
+    # HPR number only as the reader's identifier, for the portal's server (never shown), and
+    # the profession as the HPR category code.
+    assert [e.get("name") for e in opened[0]["entity"][1:]] == [doc(net, "teen17").title]
+    (requestor,) = [a for a in opened[0]["agent"] if a["requestor"]]
+    assert doctor.hpr is not None
+    assert requestor["who"]["identifier"] == {
+        "system": "urn:oid:2.16.578.1.12.4.1.4.4",
+        "value": doctor.hpr.value,
+    }
+    for entry in log.json()["entry"]:
+        for agent in entry["resource"]["agent"]:
+            agent["who"].pop("identifier", None)
+        assert doctor.hpr.value not in json.dumps(entry)  # nowhere else
+    assert requestor["role"][0]["coding"][0]["code"] in doctor.categories
+
+
+def test_the_access_log_names_no_title_its_reader_may_not_see(net: Network) -> None:
+    """A young person of 12–15 reads their own log, but not the documents: no titles (§5.2)."""
+    patient = net.citizen("teen14")
+    assert net.get(net.hcp_token(patient), net.retrieve_url(doc(net, "teen14"))).status_code == 200
+    log = net.send(
+        net.citizen_token("teen14"), "GET", "/fhir/AuditEvent", **{"patient.identifier": patient}
+    )
+    assert log.status_code == 200, log.text
+    opened = [e["resource"] for e in log.json()["entry"] if e["resource"]["action"] == "R"]
+    assert opened and all(len(e["entity"]) == 1 for e in opened)
+    assert doc(net, "teen14").title not in log.text
 
 
 def test_F2_log_of_someone_else_is_refused(net: Network) -> None:

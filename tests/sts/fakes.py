@@ -57,6 +57,7 @@ NON_MEMBER_UNIT = "974000040"
 
 
 DEPARTMENT = "4001031"
+DEPARTMENT_NAME = "Medisinsk klinikk"
 OTHER_UNIT = "974000059"
 """Another unit of LEGAL_ENTITY, where nobody in the fake HPR works."""
 
@@ -76,6 +77,7 @@ class FakeOrganisation:
     legal_entity: str
     helsenett_member: bool
     departments: tuple[str, ...] = ()
+    department_names: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,11 @@ def make_population() -> FakePopulation:
         organisations={
             LEGAL_ENTITY: FakeOrganisation("Testsykehuset HF", LEGAL_ENTITY, True),
             POINT_OF_CARE: FakeOrganisation(
-                "Testsykehuset HF, Ullevål", LEGAL_ENTITY, True, departments=(DEPARTMENT,)
+                "Testsykehuset HF, Ullevål",
+                LEGAL_ENTITY,
+                True,
+                departments=(DEPARTMENT,),
+                department_names=((DEPARTMENT, DEPARTMENT_NAME),),
             ),
             OTHER_UNIT: FakeOrganisation("Testsykehuset HF, Aker", LEGAL_ENTITY, True),
             NON_MEMBER: FakeOrganisation("Uten Helsenett AS", NON_MEMBER, False),

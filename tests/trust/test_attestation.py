@@ -17,6 +17,8 @@ from onerecord.trust.attestation import (
 )
 from onerecord.trust.errors import InvalidAuthorizationDetails
 from tests.sts.fakes import (
+    DEPARTMENT,
+    DEPARTMENT_NAME,
     DOCTOR,
     NON_MEMBER,
     NON_MEMBER_UNIT,
@@ -45,6 +47,16 @@ def test_valid_attestation_round_trips_through_the_token_claim() -> None:
     # bare OID normalised to urn:oid:
     assert claim["practitioner"]["point_of_care"]["system"] == "urn:oid:2.16.578.1.12.4.1.4.101"
     assert parse_attestation_claim(claim) == enriched
+
+
+def test_the_department_is_named_from_the_register_as_the_units_are() -> None:
+    """Issue 11 defect 4: the department reached the audit and the access log without a name."""
+    parsed = _parse()
+    assert parsed.practitioner.department.id == DEPARTMENT
+    assert parsed.practitioner.department.name is None  # the client's narrow form
+    claim = enrich(parsed, POP, NationalIdentityNumber(DOCTOR)).to_claim()
+    assert claim["practitioner"]["department"]["name"] == DEPARTMENT_NAME
+    assert parse_attestation_claim(claim).practitioner.department.name == DEPARTMENT_NAME
 
 
 @pytest.mark.parametrize(

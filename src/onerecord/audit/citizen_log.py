@@ -1,8 +1,12 @@
 """The citizen's access log: who has looked at my documents, built from audit records.
 
 Shown per access by health personnel: time, the health worker's name, organisation, department,
-healthcare service, the coded reason, search or retrieve, whether documents were opened (not
-which: F3), and whether an emergency or elevated access opened blocked documents (D2).
+profession (the attestation's HPR authorisation code), healthcare service, the coded reason,
+search or retrieve, whether an emergency or elevated access opened blocked documents (D2) and the
+emergency grant's basis and coded reason. `hpr` and `document_ids` are kept for the region's
+answer to the citizen's portal, which keys readers by a keyed hash of the HPR number and shows
+only titles the log's reader may see themselves (docs/policy.md, "Titles in the access log");
+neither is ever shown as it is.
 
 Decisions (F2): never the reader's national identity number nor HPR number, never free text —
 only names and the displays of coded values are shown: the reason is the purpose of use in words
@@ -45,6 +49,14 @@ class CitizenLogEntry:
     action: str
     documents_opened: bool
     emergency: bool
+    hpr: str | None = None
+    profession: str | None = None
+    """The HPR authorisation (category) code the attestation names (Volven 9060: LE, SP, …)."""
+    document_ids: tuple[str, ...] = ()
+    """The uniqueIds a retrieve returned (empty for a search)."""
+    emergency_basis: str | None = None
+    emergency_reason: str | None = None
+    """The emergency grant's access basis and reason category (never its free text)."""
 
 
 def _entry(record: AuditRecord) -> CitizenLogEntry | None:
@@ -67,6 +79,11 @@ def _entry(record: AuditRecord) -> CitizenLogEntry | None:
         action=record.action.value,
         documents_opened=record.action is AuditAction.RETRIEVE,
         emergency=record.emergency_override,
+        hpr=p.hpr,
+        profession=p.role,
+        document_ids=record.document_ids if record.action is AuditAction.RETRIEVE else (),
+        emergency_basis=p.emergency.access_basis if p.emergency else None,
+        emergency_reason=p.emergency.reason_category if p.emergency else None,
     )
 
 

@@ -1,29 +1,36 @@
-"""The citizen's access log as the portal shows it: the hub's AuditEvent Bundle as table rows.
+"""The citizen's access log as the portal reads it: the hub's AuditEvent Bundle as events.
 
 Pure functions. Each AuditEvent (in the shape a region writes it) becomes one row: when, who
-looked (the requestor agent's name), organisation and department (the other agents, in that
-order), the reason (the `purposeOfEvent` texts: purpose and healthcare service), what was done
-(a search, or documents opened: subtype `read` / action `R`), whether emergency access opened
-blocked documents, and the region (the hub's homeCommunityId extension). Only display texts
-are read, never an identifier, so the reader's national id or HPR number cannot reach the page.
+looked (the requestor agent's name), their profession (the agent's HPR category code),
+organisation and department (the other agents, in that order), the reason (the
+`purposeOfEvent` texts: purpose and healthcare service), what was done (a search, or documents
+opened: subtype `read` / action `R`), the titles of the opened documents the region let the
+reader see (`entity.name`), the emergency grant (basis and reason category; whether it opened
+blocked documents) and the region (the hub's homeCommunityId extension). The reader's HPR
+number (`agent.who.identifier`, HPR system only) is kept out of the row's repr for the route
+to turn into an opaque keyed reference (`access_visits.reader_ref`); the national identity
+number is never read. `access_visits` groups the rows into visits for the page.
 Each region that did not answer is one `RegionNotice`, as in the document overview.
 
 References: FHIR R4 AuditEvent; IHE BALP; TRUST-FRAMEWORK §5.4, F2 (no reader identifiers,
-no free text), F3 (whether, not which, documents were opened), D2 (emergency access flagged).
+no free text), F3 as read in docs/policy.md, D2 (emergency access flagged).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from onerecord.domain import HPR_SYSTEM
 from onerecord.portals.overview import KNOWN_STATUSES, RegionNotice
 from onerecord.search_client import region_lines
 
 __all__ = [
     "ACCESS_LOG_PAGE_SIZE",
     "EXT_EMERGENCY_ACCESS",
+    "EXT_EMERGENCY_BASIS",
+    "EXT_EMERGENCY_REASON",
     "EXT_HOME_COMMUNITY_ID",
     "AccessLog",
     "AccessLogPage",
@@ -36,6 +43,11 @@ EXT_HOME_COMMUNITY_ID = "https://onerecord.example/fhir/StructureDefinition/home
 """The hub's mark of the region an AuditEvent came from (valueString: the homeCommunityId)."""
 EXT_EMERGENCY_ACCESS = "https://onerecord.example/fhir/StructureDefinition/emergency-access"
 """A region's mark of an access that opened blocked documents (valueBoolean)."""
+EXT_EMERGENCY_BASIS = "https://onerecord.example/fhir/StructureDefinition/emergency-basis"
+"""The access basis of the emergency grant an access ran under (valueCode: AKUTT, …)."""
+EXT_EMERGENCY_REASON = "https://onerecord.example/fhir/StructureDefinition/emergency-reason"
+"""The grant's coded reason category (valueCode: unconscious, …; never free text)."""
+HPR_CATEGORY_SYSTEM = "urn:oid:2.16.578.1.12.4.1.1.9060"
 ACCESS_LOG_PAGE_SIZE = 50
 
 _OPENED_SUBTYPES = frozenset({"read", "vread"})
@@ -54,6 +66,13 @@ class AccessLogRow:
     """True when documents were opened (retrieved); False for a search (the list only)."""
     emergency: bool
     region: str
+    profession: str = ""
+    """The HPR category code (Volven 9060: LE, SP, …); words come from the messages."""
+    titles: tuple[str, ...] = ()
+    emergency_basis: str = ""
+    emergency_reason: str = ""
+    reader_hpr: str = field(default="", repr=False)
+    """The reader's HPR number: for the keyed reference only, never shown (F2)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +108,12 @@ class AccessLog:
         return AccessLogPage(self.rows[start : start + per_page], number, pages)
 
 
+def _list(value: Any) -> list[Any]:
+    """`value` when it is a JSON array, else empty: a hub answer of the wrong shape is read as
+    having nothing there, never as a server error."""
+    return value if isinstance(value, list) else []
+
+
 def _display(reference: Any) -> str:
     if not isinstance(reference, Mapping):
         return ""
@@ -96,9 +121,50 @@ def _display(reference: Any) -> str:
     return str(value).strip() if isinstance(value, str) else ""
 
 
+def _requestor(event: Mapping[str, Any]) -> Mapping[str, Any]:
+    agents = [a for a in _list(event.get("agent")) if isinstance(a, Mapping)]
+    return next((a for a in agents if a.get("requestor") is True), {})
+
+
+def _hpr(event: Mapping[str, Any]) -> str:
+    """The requestor's HPR number, when identified in the HPR system (digits only)."""
+    who = _requestor(event).get("who")
+    ident = who.get("identifier") if isinstance(who, Mapping) else None
+    if not isinstance(ident, Mapping):
+        return ""
+    system, value = ident.get("system"), ident.get("value")
+    if not isinstance(system, str) or system.removeprefix("urn:oid:") != HPR_SYSTEM:
+        return ""
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit():
+        return ""
+    return value if len(value) <= 9 else ""
+
+
+def _profession(event: Mapping[str, Any]) -> str:
+    for role in _list(_requestor(event).get("role")):
+        codings = role.get("coding") if isinstance(role, Mapping) else None
+        for c in _list(codings):
+            if isinstance(c, Mapping) and c.get("system") == HPR_CATEGORY_SYSTEM:
+                code = c.get("code")
+                if isinstance(code, str) and code.isascii() and 0 < len(code) <= 8:
+                    return code
+    return ""
+
+
+def _titles(event: Mapping[str, Any]) -> tuple[str, ...]:
+    names = (e.get("name") for e in _list(event.get("entity")) if isinstance(e, Mapping))
+    return tuple(dict.fromkeys(n.strip() for n in names if isinstance(n, str) and n.strip()))
+
+
+def _code(event: Mapping[str, Any], url: str) -> str:
+    ext = _extension(event, url)
+    value = ext.get("valueCode") if ext is not None else None
+    return value if isinstance(value, str) and len(value) <= 64 else ""
+
+
 def _agents(event: Mapping[str, Any]) -> tuple[str, str, str]:
     """Return (who, organisation, department) from the agents' display names only."""
-    agents = [a for a in event.get("agent") or [] if isinstance(a, Mapping)]
+    agents = [a for a in _list(event.get("agent")) if isinstance(a, Mapping)]
     who = next((_display(a.get("who")) for a in agents if a.get("requestor") is True), "")
     others = [_display(a.get("who")) for a in agents if a.get("requestor") is not True]
     others = [name for name in others if name]
@@ -112,21 +178,21 @@ def _concept_text(concept: Any) -> str:
         return ""
     if isinstance(concept.get("text"), str) and concept["text"].strip():
         return str(concept["text"]).strip()
-    for coding in concept.get("coding") or []:
+    for coding in _list(concept.get("coding")):
         if isinstance(coding, Mapping) and isinstance(coding.get("display"), str):
             return str(coding["display"]).strip()
     return ""
 
 
 def _reason(event: Mapping[str, Any]) -> str:
-    texts = [_concept_text(p) for p in event.get("purposeOfEvent") or []]
+    texts = [_concept_text(p) for p in _list(event.get("purposeOfEvent"))]
     return " – ".join(dict.fromkeys(t for t in texts if t))
 
 
 def _opened(event: Mapping[str, Any]) -> bool:
     codes = {
         str(c.get("code"))
-        for c in event.get("subtype") or []
+        for c in _list(event.get("subtype"))
         if isinstance(c, Mapping) and c.get("code")
     }
     if codes & _OPENED_SUBTYPES:
@@ -135,7 +201,7 @@ def _opened(event: Mapping[str, Any]) -> bool:
 
 
 def _extension(event: Mapping[str, Any], url: str) -> Mapping[str, Any] | None:
-    for ext in event.get("extension") or []:
+    for ext in _list(event.get("extension")):
         if isinstance(ext, Mapping) and ext.get("url") == url:
             return ext
     return None
@@ -164,6 +230,11 @@ def _row(event: Mapping[str, Any], names: Mapping[str, str]) -> AccessLogRow:
         opened=_opened(event),
         emergency=emergency is not None and emergency.get("valueBoolean") is True,
         region=_region(event, names),
+        profession=_profession(event),
+        titles=_titles(event) if _opened(event) else (),
+        emergency_basis=_code(event, EXT_EMERGENCY_BASIS),
+        emergency_reason=_code(event, EXT_EMERGENCY_REASON),
+        reader_hpr=_hpr(event),
     )
 
 
@@ -175,7 +246,7 @@ def build_access_log(bundle: Mapping[str, Any], regions: Sequence[Mapping[str, s
     names = {r["home_community_id"]: r["name"] for r in regions}
     events = [
         e["resource"]
-        for e in bundle.get("entry") or []
+        for e in _list(bundle.get("entry"))
         if isinstance(e, Mapping)
         and isinstance(e.get("resource"), Mapping)
         and e["resource"].get("resourceType") == "AuditEvent"

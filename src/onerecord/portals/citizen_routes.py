@@ -16,6 +16,8 @@ References: TRUST-FRAMEWORK §5.2 (representation), §5.4 (access log), §4.5 (b
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -24,7 +26,21 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from onerecord.portals.access_log import region_message_key
+from onerecord.portals.access_log import ACCESS_LOG_PAGE_SIZE, AccessLogRow, region_message_key
+from onerecord.portals.access_log_filter import (
+    InvalidLogFilter,
+    LogFilter,
+    apply_filter,
+    parse_log_filter,
+)
+from onerecord.portals.access_visits import (
+    EMERGENCY_BASES,
+    EMERGENCY_REASONS,
+    PROFESSIONS,
+    group_visits,
+    reader_ref,
+    readers_of,
+)
 from onerecord.portals.citizen_gateway import (
     ControlChange,
     ControlKind,
@@ -99,6 +115,11 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
     """Add the citizen pages to `app`."""
     settings = portal.settings
     staff_names = practitioner_names(settings.staff)
+    # The key of the access log's reader references: derived from the session secret, so it
+    # is the server's alone and never the session cookie's own key.
+    reader_key = hmac.new(
+        settings.session_secret.get_secret_value().encode(), b"access-log-reader", hashlib.sha256
+    ).digest()
 
     def citizen(session: PortalSession | None) -> PortalSession:
         if session is None or not session.citizen_logged_in:
@@ -612,8 +633,14 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
 
     @app.get(f"{_BASE}/tilgangslogg")
     async def access_log(request: Request) -> Response:
+        """One line per visit, filtered by days and person (issue 11 defect 4)."""
         session = citizen(portal.session(request))
         person = acting(session)  # whom the page is about, whatever another tab does meanwhile
+        problem: InvalidLogFilter | None = None
+        try:
+            chosen = parse_log_filter(request.query_params)
+        except InvalidLogFilter as exc:
+            problem, chosen = exc, LogFilter()
         try:
             log = await fetch_access_log(
                 portal.client(),
@@ -630,20 +657,58 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             return young_page(request, session, person, active="tilgangslogg")
         except HubRefused as exc:
             raise citizen_refusal(exc, person) from None
-        raw = request.query_params.get("side", "1")
-        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
-        number = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 7 else 1
+
+        def ref(row: AccessLogRow) -> str:
+            return reader_ref(reader_key, person.nin, row)
+
+        visits = group_visits(log.rows, ref)
+        # «Sperr» names a reader by reference; the number stays here (never in the page).
+        session.log_readers = {ref(r): (person.nin, r.reader_hpr) for r in log.rows if r.reader_hpr}
+        readers = readers_of(visits)
+        if problem is None and chosen.person is not None:
+            if chosen.person not in {r.ref for r in readers}:
+                problem = InvalidLogFilter("citizen.log.filter.bad-person", "person")
+        shown = apply_filter(visits, chosen) if problem is None else visits
+        pages = max(1, -(-len(shown) // ACCESS_LOG_PAGE_SIZE))
+        number = min(chosen.page, pages)
+        start = (number - 1) * ACCESS_LOG_PAGE_SIZE
+        rule = rule_for(person)
         return page(
             request,
             session,
             "citizen/access_log.html",
             active="tilgangslogg",
+            status_code=400 if problem is not None else 200,
             person=person,
             log=log,
-            log_page=log.page(number),
+            visits=shown[start : start + ACCESS_LOG_PAGE_SIZE],
+            visit_count=len(shown),
+            emergency_count=sum(1 for v in shown if v.emergency),
+            page_number=number,
+            pages=pages,
+            chosen=chosen if problem is None else LogFilter(),
+            filter_values=dict(request.query_params) if problem is not None else chosen.query(),
+            filter_problem=problem,
+            readers=readers,
             region_key=region_message_key,
-            rule=rule_for(person),
+            # The controls open at 16 (§5.2): a young person reading their own log sees no «Sperr».
+            may_block=rule is None,
+            professions=PROFESSIONS,
+            emergency_bases=EMERGENCY_BASES,
+            emergency_reasons=EMERGENCY_REASONS,
+            rule=rule,
         )
+
+    @app.post(f"{_BASE}/tilgangslogg/sperr")
+    async def block_from_log(request: Request) -> Response:
+        """Block the reader of one visit: the form names them by reference, never by HPR."""
+        session, form = await checked_citizen_form(request)
+        person = acting(session)
+        found = session.log_readers.get(form.get("leser", "")[:64])
+        if found is None or found[0] != person.nin:
+            session.flash = Notice("citizen.log.block.stale", problem=True).encode()
+            return portal.redirect(f"{_BASE}/tilgangslogg", session)
+        return await practitioner_block(request, session, hpr=found[1], action="sperr")
 
     # -- representation -----------------------------------------------------------------------
 

@@ -79,6 +79,9 @@ class PortalSession:
     """The last overview, reused for sorting, paging and back links (`listing_cache.py`)."""
     visits_seen: dict[str, datetime | None] = field(default_factory=dict, repr=False)
     """Per (user, patient) key: the last visit before this session («Ny», `visits.py`)."""
+    log_readers: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)
+    """The readers of the last access log shown: opaque reference → (patient, HPR number), so
+    that «Sperr» on a visit is resolved here, on the server (issue 11 defect 4)."""
     blocked_rows: tuple[DocumentRow, ...] = field(default=(), repr=False)
     """The «Sperret» rows of the last overview: what an emergency override may name."""
     refresh_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)

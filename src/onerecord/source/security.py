@@ -500,6 +500,35 @@ class PolicyGuard:
             raise _refuse(decision)
         return principal
 
+    def citizen_sees(
+        self, caller: CallerContext, patient: NationalIdentityNumber
+    ) -> Callable[[EntryFacts], bool]:
+        """Return whether the calling citizen may see each of `patient`'s entries in full.
+
+        The same decision as the citizen's own document search (§5.2, §5.3): a young person of
+        12–15 reading their own log, a parent of a child 12–15 and a caller refused see none;
+        hidden labels and entries not yet released to the citizen are not seen. Used to show
+        in the access log only the titles its reader may read (docs/policy.md).
+        """
+        principal = self.principal(caller)
+        if not isinstance(principal, Citizen):
+            return lambda entry: False
+        ctx = principal.context()
+        decision = citizen_search_policy(
+            ctx, patient, facts=population_facts(ctx, patient), now=self.clock()
+        )
+        released_by = decision.released_by
+
+        def sees(entry: EntryFacts) -> bool:
+            if decision.view(entry) is not PolicyView.FULL:
+                return False
+            if not entry.confidentiality_code_values.isdisjoint(decision.hidden_labels):
+                return False
+            release = entry.citizen_release_time
+            return released_by is None or release is None or release <= released_by
+
+        return sees
+
 
 # --- audit -----------------------------------------------------------------------------------
 

@@ -1,9 +1,13 @@
 """The citizen's own services at a source: the access log and the patient controls.
 
 - `GET /fhir/AuditEvent?patient.identifier=…` → a searchset Bundle of AuditEvent-shaped entries
-  built from `SqlAuditSink.citizen_log`: who (name, organisation, department), when, why
-  (healthcare service, purpose), search or read and whether documents were opened — never the
-  reader's identity or HPR number, never free text (F2, F3); emergency access is flagged (D2).
+  built from `SqlAuditSink.citizen_log`: who (name, profession, organisation, department),
+  when, why (healthcare service, purpose), search or read, the titles of the documents a read
+  opened that the caller may see themselves, and the emergency grant's basis and coded reason
+  (D2) — never the reader's national identity number, never free text (F2). The reader's HPR
+  number travels as `agent.who.identifier` to the citizen's portal, which keys readers by a
+  keyed hash of it and resolves a «Sperr» back to it server-side; it is never shown. Titles:
+  F3 read together with issue 11 (docs/policy.md, "Titles in the access log").
 - Patient controls in a simple REST shape instead of IHE PCF `POST /fhir/Consent`:
   `GET /controls`, `PUT|DELETE /controls/reservation`, `PUT|DELETE
   /controls/document-blocks/{uniqueId}`, `PUT|DELETE /controls/practitioner-blocks/{hpr}`, each
@@ -16,11 +20,12 @@ the same rules as reading the documents (TRUST-FRAMEWORK §5.2); never health pe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from onerecord.audit import AuditAction, AuditOutcome, CitizenLogEntry, SqlAuditSink
 from onerecord.domain import (
+    HPR_SYSTEM,
     DocumentEntry,
     DocumentUniqueId,
     HprNumber,
@@ -52,15 +57,26 @@ _EVENT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
 _RESTFUL = "http://hl7.org/fhir/restful-interaction"
 _SUBTYPE = {"search": ("search", "E"), "retrieve": ("read", "R")}
 _EMERGENCY_EXT = "https://onerecord.example/fhir/StructureDefinition/emergency-access"
+_EMERGENCY_BASIS_EXT = "https://onerecord.example/fhir/StructureDefinition/emergency-basis"
+_EMERGENCY_REASON_EXT = "https://onerecord.example/fhir/StructureDefinition/emergency-reason"
+_HPR_CATEGORY = "urn:oid:2.16.578.1.12.4.1.1.9060"
+_TITLE_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
 
 
-def audit_event_entry(entry: CitizenLogEntry) -> dict[str, Any]:
-    """Render one access-log line as a FHIR AuditEvent without any identifier of the reader."""
+def audit_event_entry(entry: CitizenLogEntry, titles: Sequence[str] = ()) -> dict[str, Any]:
+    """Render one access-log line as a FHIR AuditEvent for the citizen's portal.
+
+    The reader's HPR number (when they have one) is `agent.who.identifier`, for the portal's
+    server only; their national identity number is never included. `titles`: the titles of
+    the opened documents the caller may see (each one `entity.name`).
+    """
     subtype, action = _SUBTYPE.get(entry.action, ("search", "E"))
-    agent: dict[str, Any] = {
-        "requestor": True,
-        "who": {"display": entry.who_name},
-    }
+    who: dict[str, Any] = {"display": entry.who_name}
+    if entry.hpr:
+        who["identifier"] = {"system": f"urn:oid:{HPR_SYSTEM}", "value": entry.hpr}
+    agent: dict[str, Any] = {"requestor": True, "who": who}
+    if entry.profession:
+        agent["role"] = [{"coding": [{"system": _HPR_CATEGORY, "code": entry.profession}]}]
     agents = [agent]
     if entry.organisation:
         agents.append({"requestor": False, "who": {"display": entry.organisation}})
@@ -79,25 +95,57 @@ def audit_event_entry(entry: CitizenLogEntry) -> dict[str, Any]:
         "entity": [
             {
                 "description": "Dokumenter åpnet" if entry.documents_opened else "Dokumentliste",
-            }
+            },
+            *(
+                {"role": {"system": _TITLE_ROLE, "code": "3", "display": "Report"}, "name": t}
+                for t in titles
+            ),
         ],
     }
     if why:
         resource["purposeOfEvent"] = [{"text": text} for text in why]
+    extensions: list[dict[str, Any]] = []
     if entry.emergency:
-        resource["extension"] = [{"url": _EMERGENCY_EXT, "valueBoolean": True}]
+        extensions.append({"url": _EMERGENCY_EXT, "valueBoolean": True})
+    if entry.emergency_basis:
+        extensions.append({"url": _EMERGENCY_BASIS_EXT, "valueCode": entry.emergency_basis})
+    if entry.emergency_reason:
+        extensions.append({"url": _EMERGENCY_REASON_EXT, "valueCode": entry.emergency_reason})
+    if extensions:
+        resource["extension"] = extensions
     return resource
 
 
-def access_log_bundle(entries: Sequence[CitizenLogEntry], *, self_url: str) -> dict[str, Any]:
-    """Return the searchset Bundle of the citizen's access log, newest first."""
+def access_log_bundle(
+    entries: Sequence[CitizenLogEntry],
+    *,
+    self_url: str,
+    titles: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Return the searchset Bundle of the citizen's access log, newest first.
+
+    `titles`: uniqueId → title of the documents whose titles the caller may see.
+    """
+    shown = titles or {}
     return {
         "resourceType": "Bundle",
         "type": "searchset",
         "total": len(entries),
         "link": [{"relation": "self", "url": self_url}],
-        "entry": [{"resource": audit_event_entry(e), "search": {"mode": "match"}} for e in entries],
+        "entry": [
+            {
+                "resource": audit_event_entry(
+                    e, [shown[d] for d in dict.fromkeys(e.document_ids) if d in shown]
+                ),
+                "search": {"mode": "match"},
+            }
+            for e in entries
+        ],
     }
+
+
+_MAX_TITLES = 500
+"""At most this many documents are looked up for one log answer (the rest show no title)."""
 
 
 def controls_json(controls: PatientControls) -> dict[str, Any]:
@@ -194,6 +242,9 @@ class SelfService:
         """Return who has looked at `patient`'s documents here (F2, F3); own log from 12."""
         await self._authorize(caller, patient, AuditAction.ACCESS_LOG_READ, access_log=True)
         entries = await self.sink.citizen_log([patient.value])
+        titles = await self.opened_titles(
+            entries, patient, self.guard.citizen_sees(caller, patient)
+        )
         await self._audit(
             caller,
             patient,
@@ -201,7 +252,30 @@ class SelfService:
             AuditOutcome.SUCCESS,
             returned_count=len(entries),
         )
-        return access_log_bundle(entries, self_url=self_url)
+        return access_log_bundle(entries, self_url=self_url, titles=titles)
+
+    async def opened_titles(
+        self,
+        entries: Sequence[CitizenLogEntry],
+        patient: NationalIdentityNumber,
+        sees: Callable[[DocumentEntry], bool],
+    ) -> dict[str, str]:
+        """Return uniqueId → title of the opened documents of `patient` the caller may see.
+
+        Looked up here, at the region, when the log is read: the audit keeps uniqueIds only, and
+        a title is never written to a log file (docs/policy.md, "Titles in the access log").
+        """
+        wanted = dict.fromkeys(d for e in entries for d in e.document_ids)
+        titles: dict[str, str] = {}
+        for value in list(wanted)[:_MAX_TITLES]:
+            try:
+                unique_id = DocumentUniqueId(value)
+            except (ValueError, InvalidIdentifier):
+                continue
+            entry = await self.documents.get(unique_id)
+            if entry is not None and entry.patient_id == patient and sees(entry):
+                titles[value] = entry.title
+        return titles
 
     async def read_controls(
         self, caller: CallerContext, patient: NationalIdentityNumber

@@ -63,6 +63,8 @@ class RegisterOrganisation:
     helsenett_member: bool
     departments: tuple[str, ...] = ()
     """RESH ids of the unit's departments."""
+    department_names: tuple[tuple[str, str], ...] = ()
+    """(RESH id, name) of each department."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +165,7 @@ class PopulationRegisters:
             org.legal_entity.value,
             org.helsenett_member,
             departments=tuple(str(d.resh) for d in org.departments),
+            department_names=tuple((str(d.resh), d.name) for d in org.departments),
         )
 
     def person(self, nin: str) -> RegisterPerson | None:

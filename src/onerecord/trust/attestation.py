@@ -115,6 +115,11 @@ class OrganisationRecord(Protocol):
         """The RESH ids of the unit's departments."""
         ...
 
+    @property
+    def department_names(self) -> tuple[tuple[str, str], ...]:
+        """(RESH id, name) of the unit's departments, as the RESH register names them."""
+        ...
+
 
 class Registers(Protocol):
     """The register lookups the token service needs (HPR, Folkeregisteret, Enhetsregisteret)."""
@@ -529,6 +534,21 @@ def _named(ident: AttestIdentifier, registers: Registers) -> AttestIdentifier:
     return replace(ident, name=org.name if org else ident.name, authority=_BRREG)
 
 
+def _named_department(
+    department: AttestIdentifier | None, point_of_care: str, registers: Registers
+) -> AttestIdentifier | None:
+    """Name a RESH department from the register, as the units are named (§1.1, ATT-21).
+
+    The client sends the narrow form (id and system only), so without this the department
+    reached the regions' audit, and the citizen's access log, without a name.
+    """
+    if department is None or strip_urn_oid(department.system) != RESH_SYSTEM:
+        return department
+    org = registers.organisation(point_of_care)
+    names = dict(org.department_names) if org is not None else {}
+    return replace(department, name=names.get(department.id, department.name))
+
+
 def enrich(
     attestation: Attestation,
     registers: Registers,
@@ -586,6 +606,7 @@ def enrich(
         authorization=authorization,
         legal_entity=_named(p.legal_entity, registers),
         point_of_care=_named(p.point_of_care, registers),
+        department=_named_department(p.department, p.point_of_care.id, registers),
     )
     patients = tuple(
         replace(pat, point_of_care=_named(pat.point_of_care, registers))
