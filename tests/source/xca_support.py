@@ -109,6 +109,12 @@ def hcp_attributes(
         out["urn:oasis:names:tc:xspa:1.0:subject:facility"] = _ii(
             who.department.value, "2.16.578.1.12.4.1.4.102"
         )
+        # HelseID names the department as the STS now does in the JWT's attestation.
+        names = {str(d.resh): d.name for d in org.departments}
+        if who.department.value in names:
+            out["urn:nhn:trust-framework:1.0:ext:subject:facility-name"] = names[
+                who.department.value
+            ]
     return out
 
 
