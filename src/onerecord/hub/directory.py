@@ -69,9 +69,6 @@ class Region:
     iti39_url: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "base_url", _http_url(self.name, "base_url", self.base_url))
-        if self.timeout_s is not None and not self.timeout_s > 0:
-            raise DirectoryError(f"region {self.name!r}: timeout_s must be positive")
         if self.protocol is RegionProtocol.XCA:
             for field in ("iti38_url", "iti39_url"):
                 value = getattr(self, field)
@@ -82,6 +79,9 @@ class Region:
             raise DirectoryError(
                 f"region {self.name!r}: iti38_url and iti39_url belong to protocol xca"
             )
+        object.__setattr__(self, "base_url", _http_url(self.name, "base_url", self.base_url))
+        if self.timeout_s is not None and not self.timeout_s > 0:
+            raise DirectoryError(f"region {self.name!r}: timeout_s must be positive")
 
     @property
     def xca(self) -> bool:
