@@ -64,7 +64,7 @@ from onerecord.hub.snapshot import (
     new_snapshot_id,
     open_snapshot,
 )
-from onerecord.hub.xca_initiating import XcaCaller, XcaInitiator, single_chunk
+from onerecord.hub.xca_initiating import XcaCaller, XcaInitiator, document_chunks
 from onerecord.mhd import (
     FHIR_JSON,
     BadRequest,
@@ -476,7 +476,7 @@ class HubService:
             "content-type": got.mime_type or "application/octet-stream",
             "content-length": str(len(got.content)),
         }
-        return Retrieved(chunks=single_chunk(got.content), headers=headers)
+        return Retrieved(chunks=document_chunks(got.content), headers=headers)
 
     def _owning_region(
         self, hcid: str, *, unknown: str, expression: str

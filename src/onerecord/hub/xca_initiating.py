@@ -31,7 +31,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import structlog
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -97,8 +96,6 @@ __all__ = [
     "retrieve_request",
     "soap_request",
 ]
-
-log = structlog.get_logger("onerecord.hub.xca")
 
 ITI38_ACTION = "urn:ihe:iti:2007:CrossGatewayQuery"
 ITI39_ACTION = "urn:ihe:iti:2007:CrossGatewayRetrieve"
@@ -659,8 +656,8 @@ def _retrieved(body: Any, parts: Mapping[str, bytes]) -> XcaRetrieved:
     )
 
 
-async def single_chunk(content: bytes) -> AsyncIterator[bytes]:
-    """The retrieved document as the chunk stream the hub's retrieve route sends on."""
+async def document_chunks(content: bytes) -> AsyncIterator[bytes]:
+    """The retrieved document in 64 KiB chunks, as the hub's retrieve route sends a stream."""
     step = 64 * 1024
     for start in range(0, len(content), step):
         yield content[start : start + step]

@@ -113,7 +113,8 @@ def mtom_parts(content_type: str | None, body: bytes) -> tuple[bytes, dict[str, 
         return body, {}
     start, parts = _mime_parts(content_type, body)
     root = _root(start, parts)
-    return root, {cid: content for cid, _media_type, content in parts if content is not root}
+    # The root is the one application/xop+xml part; every other part is an attachment.
+    return root, {cid: content for cid, media, content in parts if media != XOP_XML}
 
 
 @dataclass(frozen=True, slots=True)
