@@ -269,6 +269,15 @@ def demo(
     locator: Annotated[
         bool, typer.Option(help="Run the locator over NATS (the machine's, or the demo's own).")
     ] = True,
+    xca_region: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=4,
+            envvar="ONERECORD_DEMO_XCA_REGION",
+            help="Ask region N (1-4) over XCA (ITI-38/39 with SAML) instead of MHD.",
+        ),
+    ] = None,
 ) -> None:
     """Start the STS, four regions and the hub on 127.0.0.1 with synthetic data."""
     from onerecord.demo import run_demo
@@ -284,6 +293,7 @@ def demo(
                 manifest=manifest,
                 exit_when_ready=exit_when_ready,
                 locator=locator,
+                xca_region=xca_region,
             )
         )
     )

@@ -44,6 +44,7 @@ from onerecord.demo_nats import (
     nats_server_binary,
     nats_server_command,
 )
+from onerecord.hub.xca_initiating import development_certificate_file, load_hub_saml_issuer
 from onerecord.supervisor import GiveUp, Restart, RestartPolicy, decide, describe_exit
 from onerecord.synth.dataset import load_population, write_dataset
 from onerecord.synth.importer import TargetUnavailable, import_dataset
@@ -260,9 +261,13 @@ def _audit_checkpoint_args(layout: DemoLayout, name: str) -> list[str]:
     return ["--audit-checkpoints", str(checkpoints), "--audit-checkpoint-key", str(path)]
 
 
-def write_directory(layout: DemoLayout) -> None:
-    """Write the hub's region directory: the four regions with their audiences."""
-    regions = [
+def write_directory(layout: DemoLayout, *, xca_region: int | None = None) -> None:
+    """Write the hub's region directory: the four regions with their audiences.
+
+    Region number `xca_region` (1-4) is asked over XCA: its entry says `xca` with its
+    responding gateway's ITI-38/39 URLs (reads and self-service stay at its FHIR base).
+    """
+    regions: list[dict[str, Any]] = [
         {
             "name": info.name,
             "home_community_id": info.home_community_id.urn,
@@ -272,7 +277,29 @@ def write_directory(layout: DemoLayout) -> None:
         }
         for i, info in enumerate(DEFAULT_REGIONS)
     ]
+    if xca_region is not None:
+        entry = regions[xca_region - 1]
+        url = layout.region_url(xca_region - 1)
+        entry.update(protocol="xca", iti38_url=f"{url}/xca/iti38", iti39_url=f"{url}/xca/iti39")
     layout.directory_file.write_text(json.dumps({"regions": regions}, indent=2), encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class _SamlTrust:
+    hub: dict[str, str]
+    region: dict[str, str]
+
+
+def _hub_saml_trust(layout: DemoLayout) -> _SamlTrust:
+    """Make the hub's development SAML issuer now, so every region can trust it from the start."""
+    load_hub_saml_issuer(
+        name=layout.hub, key_file=None, certificate_file=None, key_dir=layout.keys, dev_mode=True
+    )
+    certificate = str(development_certificate_file(layout.keys))
+    return _SamlTrust(
+        hub={"ONERECORD_HUB_SAML_ISSUER": layout.hub},
+        region={"ONERECORD_SOURCE_XCA_ISSUERS": json.dumps({layout.hub: [certificate]})},
+    )
 
 
 PUBLISHER_ISSUER = "onerecord-demo-importer"
@@ -481,6 +508,7 @@ async def run_demo(
     manifest: Path | None,
     exit_when_ready: bool,
     locator: bool = True,
+    xca_region: int | None = None,
 ) -> int:
     """Start, load, print, wait for Ctrl-C, stop. Returns the exit code."""
     layout = DemoLayout(workdir, base_port)
@@ -498,7 +526,8 @@ async def run_demo(
     population = load_population(layout.dataset / "population.json")
     client_key, portal_key = write_clients(layout)
     publisher = write_publishers(layout)
-    write_directory(layout)
+    write_directory(layout, xca_region=xca_region)
+    saml_env = _hub_saml_trust(layout)
     if postgres:
         await _create_databases(postgres)
     logs = workdir / "logs"
@@ -511,8 +540,8 @@ async def run_demo(
     mail_sink: MailSink | None = None
     try:
         bus = await _locator_bus(layout, logs, services, enabled=locator)
-        hub_env = bus.env("ONERECORD_HUB_") if bus else {}
-        region_env = bus.env("ONERECORD_SOURCE_") if bus else {}
+        hub_env = {**(bus.env("ONERECORD_HUB_") if bus else {}), **saml_env.hub}
+        region_env = {**(bus.env("ONERECORD_SOURCE_") if bus else {}), **saml_env.region}
         services.append(
             _start(
                 "STS",

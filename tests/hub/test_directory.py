@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from onerecord.hub.directory import RegionDirectory, parse_directory
+from onerecord.hub.directory import RegionDirectory, RegionProtocol, parse_directory
 from onerecord.hub.errors import DirectoryError
 from tests.hub.conftest import HCID_HSO, HCID_VEST, ManualClock
 
@@ -113,3 +116,94 @@ def test_request_reload_ignores_interval(tmp_path: Path) -> None:
 def test_missing_file_at_start_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(DirectoryError):
         RegionDirectory(tmp_path / "absent.json")
+
+
+# --- protocol: mhd or xca (docs/xca.md "Initiating gateway") -----------------------------------
+
+
+def _one(**fields: object) -> bytes:
+    entry = {"name": "R", "home_community_id": HCID_VEST, **fields}
+    return orjson.dumps({"regions": [entry]})
+
+
+def test_a_region_is_mhd_unless_it_says_xca() -> None:
+    (mhd,) = parse_directory(_one(base_url="http://127.0.0.1:9000/fhir"))
+    assert mhd.protocol is RegionProtocol.MHD and not mhd.xca
+    (xca,) = parse_directory(
+        _one(
+            protocol="xca",
+            iti38_url="http://127.0.0.1:9000/xca/iti38/",
+            iti39_url="http://127.0.0.1:9000/xca/iti39",
+        )
+    )
+    assert xca.xca and xca.iti38_url == "http://127.0.0.1:9000/xca/iti38"
+    assert xca.iti39_url == "http://127.0.0.1:9000/xca/iti39"
+    assert xca.base_url == xca.iti38_url  # an XCA-only region needs no FHIR base
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"protocol": "soap", "base_url": "http://x/fhir"}, "protocol must be 'mhd' or 'xca'"),
+        ({"protocol": 7, "base_url": "http://x/fhir"}, "protocol must be 'mhd' or 'xca'"),
+        ({"protocol": "xca", "iti39_url": "http://x/39"}, "protocol xca needs iti38_url"),
+        ({"protocol": "xca", "iti38_url": "http://x/38"}, "protocol xca needs iti39_url"),
+        (
+            {"protocol": "xca", "iti38_url": "ftp://x/38", "iti39_url": "http://x/39"},
+            "iti38_url must be an http(s) URL",
+        ),
+        (
+            {"base_url": "http://x/fhir", "iti38_url": "http://x/38"},
+            "belong to protocol xca",
+        ),
+        ({"protocol": "xca", "iti38_url": ["http://x"]}, "iti38_url must be a string"),
+    ],
+)
+def test_a_bad_protocol_entry_is_refused_with_a_clear_message(
+    fields: dict[str, object], message: str
+) -> None:
+    with pytest.raises(DirectoryError, match=re.escape(message)):
+        parse_directory(_one(**fields))
+
+
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.text(max_size=30),
+    st.sampled_from(["mhd", "xca", "http://127.0.0.1:1/x", "https://a/b", ""]),
+    st.lists(st.text(max_size=5), max_size=2),
+)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "name",
+                "home_community_id",
+                "base_url",
+                "protocol",
+                "iti38_url",
+                "iti39_url",
+                "timeout_s",
+                "audience",
+            ]
+        ),
+        _values,
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_any_region_entry_is_parsed_or_refused_as_a_directory_error(
+    entry: dict[str, object],
+) -> None:
+    try:
+        regions = parse_directory(orjson.dumps({"regions": [entry]}))
+    except DirectoryError:
+        return
+    (region,) = regions
+    assert region.base_url.startswith(("http://", "https://"))
+    if region.xca:
+        assert region.iti38_url is not None and region.iti39_url is not None
+    else:
+        assert region.iti38_url is None and region.iti39_url is None

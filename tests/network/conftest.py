@@ -174,8 +174,11 @@ class Network:
         time.sleep(1.1)
 
 
-def start_network(workdir: Path) -> Network:
-    """Run `onerecord demo` with a manifest and short hub deadlines; wait until it is ready."""
+def start_network(workdir: Path, env: dict[str, str] | None = None) -> Network:
+    """Run `onerecord demo` with a manifest and short hub deadlines; wait until it is ready.
+
+    `env`: further environment of the demo (e.g. ONERECORD_DEMO_XCA_REGION).
+    """
     base = free_port_block(7)
     manifest = workdir / "manifest-for-tests.json"
     demo = subprocess.Popen(
@@ -193,7 +196,7 @@ def start_network(workdir: Path) -> Network:
             "--manifest",
             str(manifest),
         ],
-        env={**os.environ, **HUB_ENV, "COLUMNS": "120"},
+        env={**os.environ, **HUB_ENV, "COLUMNS": "120", **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -251,7 +254,12 @@ def stop_network(network: Network) -> tuple[int | None, str]:
 
 @pytest.fixture(scope="module")
 def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    net = start_network(tmp_path_factory.mktemp("network"))
+    yield from running_network(tmp_path_factory.mktemp("network"))
+
+
+def running_network(workdir: Path, env: dict[str, str] | None = None) -> Iterator[Network]:
+    """Start the demo, yield it, and check that Ctrl-C stopped everything cleanly."""
+    net = start_network(workdir, env)
     children = psutil.Process(net.demo.pid).children(recursive=True)
     try:
         yield net

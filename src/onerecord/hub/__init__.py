@@ -14,7 +14,7 @@ from onerecord.hub.client import (
     RegionTransportError,
     ResponseTooLarge,
 )
-from onerecord.hub.directory import Region, RegionDirectory, parse_directory
+from onerecord.hub.directory import Region, RegionDirectory, RegionProtocol, parse_directory
 from onerecord.hub.errors import (
     DirectoryError,
     HubError,
@@ -73,6 +73,7 @@ __all__ = [
     "PassThroughAuth",
     "RedisSnapshotStore",
     "Region",
+    "RegionProtocol",
     "RegionAuth",
     "RegionCallFailed",
     "RegionClient",

@@ -60,6 +60,7 @@ from onerecord.hub.self_service import (
 from onerecord.hub.service import Caller, HubAnswer, HubService
 from onerecord.hub.settings import HubSettings
 from onerecord.hub.snapshot import InMemorySnapshotStore, SnapshotStore
+from onerecord.hub.xca_initiating import XcaCaller, XcaInitiator, load_hub_saml_issuer
 from onerecord.logs import log_unexpected_error
 from onerecord.mhd import (
     FHIR_JSON,
@@ -83,6 +84,7 @@ from onerecord.trust.caller_limits import (
 )
 from onerecord.trust.errors import TrustError
 from onerecord.trust.patient_binding import PATIENT_NIN_HEADER, PATIENT_SALT_HEADER
+from onerecord.trust.principal import AccessBasis
 
 __all__ = ["AuthFactory", "create_hub_app"]
 
@@ -265,6 +267,7 @@ def create_hub_app(
         breakers=breakers,
         snapshots=snapshot_store,
         metrics=metrics,
+        xca=_xca_initiator(settings, client),
     )
     make_auth = auth or _pass_through
     limiter = CallerLimiter(settings.caller_quota)
@@ -396,7 +399,8 @@ def create_hub_app(
             patient_nin=request.headers.get(PATIENT_NIN_HEADER),
             patient_salt=request.headers.get(PATIENT_SALT_HEADER),
         )
-        return Caller(cid, principal_identity(principal), forwarded, region_auth), principal
+        xca = XcaCaller(principal, cid, access_basis=_access_basis(forwarded))
+        return Caller(cid, principal_identity(principal), forwarded, region_auth, xca), principal
 
     def budget_of(request: Request) -> RequestBudget:
         """The deadlines of this request, counted from its arrival (issue 10 C)."""
@@ -839,6 +843,31 @@ def create_hub_app(
     app.add_middleware(ReleaseCallerPermits)
     app.add_middleware(CorrelationAndMetrics, metrics=metrics)
     return app
+
+
+def _xca_initiator(settings: HubSettings, client: RegionClient) -> XcaInitiator | None:
+    """The ITI-38/39 side of the hub, when it has (or in dev mode may make) a SAML key."""
+    if settings.saml_key_file is None and not settings.dev_mode:
+        return None
+    issuer = load_hub_saml_issuer(
+        name=settings.saml_issuer or settings.assertion_issuer,
+        key_file=settings.saml_key_file,
+        certificate_file=settings.saml_certificate_file,
+        key_dir=settings.key_dir,
+        dev_mode=settings.dev_mode,
+    )
+    return XcaInitiator(
+        issuer=issuer, client=client, assertion_lifetime_s=settings.saml_assertion_lifetime_s
+    )
+
+
+def _access_basis(forwarded: Mapping[str, str]) -> AccessBasis | None:
+    """The caller's stated basis for access (nhn-access-basis), carried as the SAML ACP."""
+    value = forwarded.get("nhn-access-basis")
+    try:
+        return AccessBasis.parse(value) if value else None
+    except ValueError:
+        return None  # the regions refuse it over MHD; over XCA it is simply not asserted
 
 
 def _deferred_auth(security: HubSecurity | None) -> Callable[[PendingChange], RegionAuth]:

@@ -64,6 +64,12 @@ class RegionClient(Protocol):
         self, url: str, *, headers: Mapping[str, str], timeout_s: float
     ) -> RegionStream: ...
 
+    async def post(
+        self, url: str, body: bytes, *, headers: Mapping[str, str], timeout_s: float
+    ) -> RegionResponse:
+        """POST a body (an XCA SOAP request) and read the whole answer."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -166,6 +172,27 @@ class AiohttpRegionClient:
 
         return RegionStream(resp.status, _lower(resp.headers), chunks(), close)
 
+    async def post(
+        self, url: str, body: bytes, *, headers: Mapping[str, str], timeout_s: float
+    ) -> RegionResponse:
+        with _transport_errors():
+            async with asyncio.timeout(timeout_s):
+                resp = await self.session.post(url, data=body, headers=dict(headers))
+                try:
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in resp.content.iter_chunked(_CHUNK):
+                        size += len(chunk)
+                        if size > self.max_body_bytes:
+                            raise ResponseTooLarge(
+                                f"answer larger than {self.max_body_bytes} bytes"
+                            )
+                        chunks.append(chunk)
+                    data = b"".join(chunks)
+                finally:
+                    resp.release()
+        return RegionResponse(resp.status, _lower(resp.headers), data)
+
     async def aclose(self) -> None:
         await self._pool.aclose()
         if self._session is not None and not self._session.closed:
@@ -198,6 +225,7 @@ class FakeRegionClient:
     calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     send_handlers: dict[str, SendHandler] = field(default_factory=dict)
     sent: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    posted: list[bytes] = field(default_factory=list)
 
     def route(self, prefix: str, handler: Handler) -> None:
         self.handlers[prefix] = handler
@@ -234,6 +262,14 @@ class FakeRegionClient:
             return None
 
         return RegionStream(response.status, response.headers, chunks(), close)
+
+    async def post(
+        self, url: str, body: bytes, *, headers: Mapping[str, str], timeout_s: float
+    ) -> RegionResponse:
+        self.sent.append(("POST", url, dict(headers)))
+        self.posted.append(body)
+        async with asyncio.timeout(timeout_s):
+            return await _longest_prefix(self.send_handlers, url)("POST", url, headers)
 
     async def aclose(self) -> None:
         return None

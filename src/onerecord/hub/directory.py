@@ -9,6 +9,12 @@ The file is JSON (`.json`) or TOML (`.toml`) with a list of regions:
 `audience` is the `aud` the region expects in the hub's assertion (default: its
 homeCommunityId).
 
+`protocol` says how the hub asks the region: `mhd` (default: ITI-67/68 at `base_url`) or `xca`
+(ITI-38 Cross Gateway Query at `iti38_url`, ITI-39 Cross Gateway Retrieve at `iti39_url`, with a
+SAML assertion signed by the hub; docs/xca.md "Initiating gateway"). An `xca` region's
+`base_url` is optional: when given, reads of one DocumentReference and the citizen's
+self-service calls still go there over FHIR.
+
 References: IHE ITI TF-1 18.2.3 (XCA: the initiating gateway knows its responding gateways and
 their homeCommunityIds); MHD Target Communities option (homeCommunityId per community).
 """
@@ -20,6 +26,7 @@ import time
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +36,27 @@ import structlog
 from onerecord.domain import DomainError, HomeCommunityId
 from onerecord.hub.errors import DirectoryError
 
-__all__ = ["Region", "RegionDirectory", "parse_directory"]
+__all__ = ["Region", "RegionDirectory", "RegionProtocol", "parse_directory"]
 
 log = structlog.get_logger("onerecord.hub.directory")
 
 
+class RegionProtocol(StrEnum):
+    """The wire the hub speaks to a region."""
+
+    MHD = "mhd"
+    XCA = "xca"
+
+
+def _http_url(region: str, field: str, value: str) -> str:
+    if not value.startswith(("http://", "https://")) or len(value) > 2048:
+        raise DirectoryError(f"region {region!r}: {field} must be an http(s) URL")
+    return value.rstrip("/")
+
+
 @dataclass(frozen=True, slots=True)
 class Region:
-    """One responding community: its name, homeCommunityId and FHIR base URL."""
+    """One responding community: its name, homeCommunityId, FHIR base URL or XCA endpoints."""
 
     name: str
     home_community_id: HomeCommunityId
@@ -44,13 +64,29 @@ class Region:
     timeout_s: float | None = None
     enabled: bool = True
     audience_id: str | None = None
+    protocol: RegionProtocol = RegionProtocol.MHD
+    iti38_url: str | None = None
+    iti39_url: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.base_url.startswith(("http://", "https://")):
-            raise DirectoryError(f"region {self.name!r}: base_url must be an http(s) URL")
-        object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+        if self.protocol is RegionProtocol.XCA:
+            for field in ("iti38_url", "iti39_url"):
+                value = getattr(self, field)
+                if value is None:
+                    raise DirectoryError(f"region {self.name!r}: protocol xca needs {field}")
+                object.__setattr__(self, field, _http_url(self.name, field, value))
+        elif self.iti38_url is not None or self.iti39_url is not None:
+            raise DirectoryError(
+                f"region {self.name!r}: iti38_url and iti39_url belong to protocol xca"
+            )
+        object.__setattr__(self, "base_url", _http_url(self.name, "base_url", self.base_url))
         if self.timeout_s is not None and not self.timeout_s > 0:
             raise DirectoryError(f"region {self.name!r}: timeout_s must be positive")
+
+    @property
+    def xca(self) -> bool:
+        """True when the hub asks this region over XCA (ITI-38/39)."""
+        return self.protocol is RegionProtocol.XCA
 
     @property
     def hcid(self) -> str:
@@ -62,16 +98,45 @@ class Region:
         return self.audience_id or self.hcid
 
 
+def _protocol(raw: Mapping[str, Any]) -> RegionProtocol:
+    value = raw.get("protocol", RegionProtocol.MHD.value)
+    try:
+        return RegionProtocol(value)
+    except ValueError:
+        shown = repr(value)[:40]
+        raise DirectoryError(
+            f"region {raw.get('name')!r}: protocol must be 'mhd' or 'xca', not {shown}"
+        ) from None
+
+
+def _optional_text(raw: Mapping[str, Any], key: str) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise DirectoryError(f"region {raw.get('name')!r}: {key} must be a string")
+    return value
+
+
 def _region(raw: Mapping[str, Any]) -> Region:
+    protocol = _protocol(raw)
+    iti38 = _optional_text(raw, "iti38_url")
+    if protocol is RegionProtocol.XCA and iti38 is None:
+        raise DirectoryError(f"region {raw.get('name')!r}: protocol xca needs iti38_url")
     try:
         timeout = raw.get("timeout_s")
+        # An XCA-only region needs no FHIR base; its query endpoint stands in for it (logs).
+        base = raw["base_url"] if protocol is RegionProtocol.MHD or "base_url" in raw else iti38
         return Region(
             name=str(raw["name"]),
             home_community_id=HomeCommunityId.parse(str(raw["home_community_id"])),
-            base_url=str(raw["base_url"]),
+            base_url=str(base),
             timeout_s=float(timeout) if timeout is not None else None,
             enabled=bool(raw.get("enabled", True)),
             audience_id=str(raw["audience"]) if raw.get("audience") else None,
+            protocol=protocol,
+            iti38_url=iti38,
+            iti39_url=_optional_text(raw, "iti39_url"),
         )
     except KeyError as exc:
         raise DirectoryError(f"a region lacks the field {exc.args[0]!r}") from exc

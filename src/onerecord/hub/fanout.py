@@ -519,11 +519,16 @@ async def fan_out(
     max_entries: int = 5000,
     max_pages: int = DEFAULT_MAX_PAGES,
     retry_delay_s: float = 0.05,
+    xca_exchange: RegionExchange | None = None,
 ) -> list[RegionResult]:
-    """Query every enabled region concurrently; return one result per region, in order."""
+    """Query every enabled region concurrently; return one result per region, in order.
+
+    A region whose directory entry says `xca` is asked with `xca_exchange` (ITI-38,
+    hub/xca_initiating.py); without one it is reported as an error of the hub's setup.
+    """
     if max_pages < 1:
         raise ValueError("max_pages must be at least 1")
-    exchange = functools.partial(
+    mhd_exchange = functools.partial(
         _collect,
         request=request,
         client=client,
@@ -532,6 +537,16 @@ async def fan_out(
         max_pages=max_pages,
         retry_delay_s=retry_delay_s,
     )
+
+    async def exchange(region: Region, ends_at: float) -> RegionResult:
+        if not region.xca:
+            return await mhd_exchange(region, ends_at)
+        if xca_exchange is None:
+            raise RegionCallFailed(
+                RegionStatus.ERROR, "the hub has no SAML key to ask an XCA region (saml_key_file)"
+            )
+        return await xca_exchange(region, ends_at)
+
     return await gather_regions(
         regions,
         exchange,

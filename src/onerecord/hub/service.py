@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 import orjson
 import structlog
 
-from onerecord.domain import NationalIdentityNumber
+from onerecord.domain import InvalidIdentifier, NationalIdentityNumber
 from onerecord.domain.search import DocumentQuery
 from onerecord.hub.breaker import BreakerBoard, CircuitBreaker
 from onerecord.hub.client import (
@@ -36,6 +36,8 @@ from onerecord.hub.fanout import (
     FindRequest,
     PassThroughAuth,
     RegionAuth,
+    RegionCallFailed,
+    RegionExchange,
     RequestBudget,
     fan_out,
     gather_regions,
@@ -62,6 +64,7 @@ from onerecord.hub.snapshot import (
     new_snapshot_id,
     open_snapshot,
 )
+from onerecord.hub.xca_initiating import XcaCaller, XcaInitiator, document_chunks
 from onerecord.mhd import (
     FHIR_JSON,
     BadRequest,
@@ -85,6 +88,8 @@ class Caller:
     identity: str
     forwarded: Mapping[str, str] = field(default_factory=dict)
     auth: RegionAuth = field(default_factory=PassThroughAuth)
+    xca: XcaCaller | None = None
+    """Whom to assert in SAML to an XCA region (None: no verified caller, XCA regions refuse)."""
 
     def region_headers(self) -> dict[str, str]:
         return {**self.forwarded, "x-correlation-id": self.correlation_id}
@@ -132,8 +137,11 @@ class HubService:
         snapshots: SnapshotStore,
         metrics: HubMetrics,
         locator: Locator | None = None,
+        xca: XcaInitiator | None = None,
     ) -> None:
         self.settings = settings
+        self.xca = xca
+        """ITI-38/39 to regions whose directory entry says `xca` (hub/xca_initiating.py)."""
         self.locator = locator
         """When set, a search asks only the regions it cannot rule out (hub/locator.py)."""
         self.directory = directory
@@ -183,6 +191,7 @@ class HubService:
             max_entries=self.settings.max_entries_per_region,
             max_pages=self.settings.max_pages_per_region,
             retry_delay_s=self.settings.retry_delay_s,
+            xca_exchange=self._xca_exchange(caller, query),
         )
         self.metrics.observe(results)
         _log_faulty_regions(results)
@@ -223,6 +232,17 @@ class HubService:
             log.warning("hub.snapshot.too_large", documents=len(entries))
         page = self._render_page(snapshot, 0, count, pageable=stored)
         return replace(page, regions=outcomes, returned=len(entries))
+
+    def _xca_exchange(self, caller: Caller, query: DocumentQuery) -> RegionExchange | None:
+        if self.xca is None:
+            return None
+        return functools.partial(
+            self.xca.find,
+            caller=caller.xca,
+            query=query,
+            max_entries=self.settings.max_entries_per_region,
+            retry_delay_s=self.settings.retry_delay_s,
+        )
 
     def _check(self, params: Sequence[tuple[str, str]]) -> CheckedFind:
         return parse_find_request(
@@ -382,6 +402,8 @@ class HubService:
             unknown=f"homeCommunityId {hcid} is not a community of this network",
             expression="Binary.id",
         )
+        if region.xca:
+            return await self._retrieve_xca(caller, region, breaker, key)
         url = f"{region.base_url}/Binary/{token}"
         headers = await self._routed_headers(caller, region, url)
         if accept:
@@ -408,6 +430,53 @@ class HubService:
             return HubAnswer(stream.status, body, {"content-type": content_type})
         passed = {k: stream.headers[k] for k in _RETRIEVE_HEADERS if k in stream.headers}
         return Retrieved(chunks=stream.chunks, headers=passed)
+
+    async def _retrieve_xca(
+        self, caller: Caller, region: Region, breaker: CircuitBreaker, key: RetrieveKey
+    ) -> Retrieved | HubAnswer:
+        """ITI-68 through the hub from an XCA region: one ITI-39 DocumentRequest.
+
+        Outcomes as for MHD: no answer → 502/504; the region's error → 502; a RegistryError for
+        the document → 404 (XDSDocumentUniqueIdError, the region's "no such document") or 403.
+        """
+        if self.xca is None:
+            raise RegionFailure(
+                f"{region.name} ({region.hcid}) speaks XCA and the hub has no SAML key", status=502
+            )
+        if caller.xca is None:
+            return _outcome(403, "forbidden", "no verified caller to assert over XCA")
+        timeout = self.settings.retrieve_timeout_s
+        patient = _patient_of(caller)
+        try:
+            got = await self.xca.retrieve(
+                region,
+                key,
+                caller=caller.xca,
+                patient=patient,
+                timeout_s=timeout,
+                retry_delay_s=self.settings.retry_delay_s,
+            )
+        except (TimeoutError, RegionConnectError, RegionTransportError) as exc:
+            breaker.record_failure()
+            raise _routed_call_failed(region, timeout, exc) from None
+        except RegionCallFailed as exc:
+            if exc.status.counts_against_breaker:
+                breaker.record_failure()
+            raise RegionFailure(
+                f"{region.name} ({region.hcid}) answered the retrieve: {exc.detail}",
+                status=502,
+                code="exception",
+            ) from None
+        breaker.record_success()
+        if got.content is None:
+            if got.error_code == "XDSDocumentUniqueIdError":
+                return _outcome(404, "not-found", f"no document {key.unique_id.value}")
+            return _outcome(403, "forbidden", f"{got.error_code}: {got.error_context}")
+        headers = {
+            "content-type": got.mime_type or "application/octet-stream",
+            "content-length": str(len(got.content)),
+        }
+        return Retrieved(chunks=document_chunks(got.content), headers=headers)
 
     def _owning_region(
         self, hcid: str, *, unknown: str, expression: str
@@ -442,6 +511,20 @@ def _routed_call_failed(region: Region, timeout: float, exc: Exception) -> Regio
             code="timeout",
         )
     return RegionFailure(f"{region.name} ({region.hcid}) is unavailable: {exc}", status=502)
+
+
+def _outcome(status: int, code: str, diagnostics: str) -> HubAnswer:
+    issue = {"severity": "error", "code": code, "diagnostics": diagnostics}
+    return HubAnswer(status, outcome_body([issue]), {"content-type": FHIR_JSON})
+
+
+def _patient_of(caller: Caller) -> NationalIdentityNumber | None:
+    """The patient of a routed call: the request's `nhn-patient-nin` header, when valid."""
+    value = caller.forwarded.get("nhn-patient-nin")
+    try:
+        return NationalIdentityNumber(value) if value else None
+    except InvalidIdentifier:
+        return None
 
 
 def _with_skipped(merged: MergedResult, skipped: Sequence[Region]) -> MergedResult:

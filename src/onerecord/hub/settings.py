@@ -50,6 +50,14 @@ class HubSettings(BaseSettings):
     key_dir: Path = Path("var/hub/keys")
     redis_url: str | None = None
     assertion_lifetime_s: int = 60
+    # The hub's SAML issuer for ITI-38/39 to regions whose directory entry says `xca`
+    # (docs/xca.md "Initiating gateway"): an RSA key and its certificate (PEM). Unset in dev
+    # mode: a development issuer is made in key_dir; unset outside dev: XCA regions fail.
+    saml_key_file: Path | None = None
+    saml_certificate_file: Path | None = None
+    saml_issuer: str | None = None
+    """The assertion's Issuer (default: the hub's public base URL), as regions list it."""
+    saml_assertion_lifetime_s: int = Field(default=300, ge=10, le=3600)
     audit_db_url: str | None = None
     audit_db_schema: str | None = None
     hub_id: str = "onerecord-hub"
@@ -98,6 +106,8 @@ class HubSettings(BaseSettings):
             raise ValueError("default_page_size must be between 1 and max_page_size")
         if self.dev_open_access and not self.dev_mode:
             raise ValueError("dev_open_access needs dev_mode (never in production)")
+        if (self.saml_key_file is None) != (self.saml_certificate_file is None):
+            raise ValueError("the hub's SAML issuer needs both saml_key_file and its certificate")
         if (self.audit_checkpoint_file is None) != (self.audit_checkpoint_key_file is None):
             raise ValueError("audit checkpoints need both a checkpoint file and a key file")
         self.caller_quota  # noqa: B018 - validates the per-caller limits

@@ -374,6 +374,7 @@ def parse_query_response(element: Any) -> QueryResponse:
         raise _bad("more than one RegistryObjectList")
     entries: list[ExtrinsicEntry] = []
     refs: list[str] = []
+    associations: list[EbAssociation] = []
     if lists:
         children = list(lists[0])
         if len(children) > _MAX_ENTRIES:
@@ -383,7 +384,18 @@ def parse_query_response(element: Any) -> QueryResponse:
                 entries.append(read_extrinsic_object(child))
             elif child.tag == qname(RIM, "ObjectRef"):
                 refs.append(_attr(child, "id") or "")
-    return QueryResponse(status, tuple(entries), errors, tuple(refs))
+            elif child.tag == qname(RIM, "Association"):
+                associations.append(
+                    EbAssociation(
+                        id=_attr(child, "id") or "",
+                        association_type=_attr(child, "associationType") or "",
+                        source=_attr(child, "sourceObject") or "",
+                        target=_attr(child, "targetObject") or "",
+                    )
+                )
+    return QueryResponse(
+        status, tuple(entries), errors, tuple(refs), associations=tuple(associations)
+    )
 
 
 # --- writing -------------------------------------------------------------------------------

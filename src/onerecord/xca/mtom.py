@@ -20,7 +20,7 @@ from email.message import Message
 from onerecord.xca.errors import ParseProblem, XcaParseError
 from onerecord.xca.xml import MAX_MESSAGE_BYTES
 
-__all__ = ["MtomPart", "mtom_response", "soap_part"]
+__all__ = ["MtomPart", "mtom_parts", "mtom_response", "soap_part"]
 
 SOAP_XML = "application/soap+xml"
 XOP_XML = "application/xop+xml"
@@ -45,11 +45,9 @@ def _unsupported(media: str) -> XcaParseError:
     )
 
 
-def soap_part(content_type: str | None, body: bytes) -> bytes:
-    """Return the SOAP envelope's bytes from a plain or an MTOM request body."""
+def _mime_parts(content_type: str | None, body: bytes) -> tuple[str, list[tuple[str, str, bytes]]]:
+    """Split an MTOM body into (Content-ID, media type, content) parts; return the start id."""
     media, params = _media(content_type or "")
-    if media == SOAP_XML:
-        return body
     if media != "multipart/related":
         raise _unsupported(media)
     if params.get("type", "").lower() != XOP_XML:
@@ -65,8 +63,8 @@ def soap_part(content_type: str | None, body: bytes) -> bytes:
     parts = chunks[1:-1]
     if len(parts) > _MAX_PARTS:
         raise XcaParseError(f"an MTOM request may hold at most {_MAX_PARTS} parts")
-    root: bytes | None = None
-    for index, raw in enumerate(parts):
+    out: list[tuple[str, str, bytes]] = []
+    for raw in parts:
         part = raw[2:] if raw.startswith(b"\r\n") else raw.lstrip(b"\n")
         head, sep, content = part.partition(b"\r\n\r\n")
         if not sep:
@@ -81,17 +79,42 @@ def soap_part(content_type: str | None, body: bytes) -> bytes:
             headers[name.strip()] = value.strip()
         content = content[:-2] if content.endswith(b"\r\n") else content.rstrip(b"\n")
         content_id = (headers.get("content-id") or "").strip().strip("<>")
+        part_media, _ = _media(headers.get("content-type") or "")
+        out.append((content_id, part_media, content))
+    return start, out
+
+
+def _root(start: str, parts: list[tuple[str, str, bytes]]) -> bytes:
+    for index, (content_id, media, content) in enumerate(parts):
         if (start and content_id == start) or (not start and index == 0):
-            part_media, _ = _media(headers.get("content-type") or "")
-            if part_media != XOP_XML:
+            if media != XOP_XML:
                 raise XcaParseError("the MTOM root part must be application/xop+xml")
-            root = content
-            break
-    if root is None:
-        raise XcaParseError("the MTOM root part (start) is missing")
-    if len(root) > MAX_MESSAGE_BYTES:
-        raise XcaParseError("the SOAP part is too large", problem=ParseProblem.TOO_LARGE)
-    return root
+            if len(content) > MAX_MESSAGE_BYTES:
+                raise XcaParseError("the SOAP part is too large", problem=ParseProblem.TOO_LARGE)
+            return content
+    raise XcaParseError("the MTOM root part (start) is missing")
+
+
+def soap_part(content_type: str | None, body: bytes) -> bytes:
+    """Return the SOAP envelope's bytes from a plain or an MTOM request body."""
+    media, _ = _media(content_type or "")
+    if media == SOAP_XML:
+        return body
+    return _root(*_mime_parts(content_type, body))
+
+
+def mtom_parts(content_type: str | None, body: bytes) -> tuple[bytes, dict[str, bytes]]:
+    """Return the SOAP part and the other parts by Content-ID of a plain or MTOM answer.
+
+    References: IHE ITI TF-2 V.3.6 (MTOM/XOP); XOP §3 (cid: references name the Content-ID).
+    """
+    media, _ = _media(content_type or "")
+    if media == SOAP_XML:
+        return body, {}
+    start, parts = _mime_parts(content_type, body)
+    root = _root(start, parts)
+    # The root is the one application/xop+xml part; every other part is an attachment.
+    return root, {cid: content for cid, media, content in parts if media != XOP_XML}
 
 
 @dataclass(frozen=True, slots=True)
