@@ -23,6 +23,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, sync_playwright
 
 from tests.browser.axe import AXE_SCRIPT
+from tests.browser.sizes import SIZES
 from tests.portals.conftest import network, portal_url
 
 __all__ = [
@@ -91,5 +92,16 @@ def a11y_page(browser: Browser) -> Iterator[Page]:
     context = _context(browser, bypass_csp=True)
     try:
         yield context.new_page()
+    finally:
+        context.close()
+
+
+@pytest.fixture(params=list(SIZES))
+def sized_page(request: pytest.FixtureRequest, browser: Browser) -> Iterator[tuple[str, Page]]:
+    """A fresh tab at one of the two sizes (sizes.py), in a context that lets axe-core in."""
+    size = str(request.param)
+    context = browser.new_context(locale=LOCALE, viewport=SIZES[size], bypass_csp=True)
+    try:
+        yield size, context.new_page()
     finally:
         context.close()

@@ -14,18 +14,16 @@ saved as a screenshot and no wider than the window:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from onerecord.portals.i18n import LANGUAGES, Translator
 from tests.browser.artefacts import screenshot
 from tests.browser.axe import assert_accessible
-from tests.browser.conftest import LOCALE
-from tests.browser.sizes import SIZES, fits_the_viewport
+from tests.browser.sizes import fits_the_viewport
 from tests.browser.test_accessibility import in_language, log_in
 from tests.network.conftest import Network
 from tests.portals.test_access_log_network import _doctor_visit, _nurse_emergency, citizen_sees
@@ -47,16 +45,6 @@ def opened_title(network: Network, portal_url: str) -> str:
 
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(visits).result()
-
-
-@pytest.fixture(params=list(SIZES))
-def sized_page(request: pytest.FixtureRequest, browser: Browser) -> Iterator[tuple[str, Page]]:
-    size = str(request.param)
-    context = browser.new_context(locale=LOCALE, viewport=SIZES[size], bypass_csp=True)
-    try:
-        yield size, context.new_page()
-    finally:
-        context.close()
 
 
 def checked(page: Page, name: str) -> None:

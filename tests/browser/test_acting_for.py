@@ -11,16 +11,14 @@ is no wider than the phone. (The documents table's width on a phone is defect 6 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from onerecord.portals.i18n import LANGUAGES, Translator
 from tests.browser.artefacts import screenshot
 from tests.browser.axe import assert_accessible
-from tests.browser.conftest import LOCALE
-from tests.browser.sizes import SIZES, fits_the_viewport
+from tests.browser.sizes import fits_the_viewport
 from tests.browser.test_accessibility import in_language, log_in
 from tests.network.conftest import Network
 
@@ -36,16 +34,6 @@ SELF_KEYS = (
     "citizen.privacy.practitioners.none",
     "citizen.privacy.practitioners.explain",
 )
-
-
-@pytest.fixture(params=list(SIZES))
-def sized_page(request: pytest.FixtureRequest, browser: Browser) -> Iterator[tuple[str, Page]]:
-    size = str(request.param)
-    context = browser.new_context(locale=LOCALE, viewport=SIZES[size], bypass_csp=True)
-    try:
-        yield size, context.new_page()
-    finally:
-        context.close()
 
 
 def act_for(page: Page, portal_url: str, who: str, nin: str) -> str:

@@ -15,7 +15,6 @@ and English, axe-core on each page, no page wider than the window:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -36,16 +35,6 @@ T = {code: Translator(code) for code in LANGUAGES}
 OVERVIEW = "/helsepersonell/oversikt?sorter=tittel&retning=stigende&antall=25"
 OWN_DEPARTMENT = "Medisinsk klinikk"
 OTHER_DEPARTMENT = "Kirurgisk klinikk"
-
-
-@pytest.fixture(params=list(SIZES))
-def sized_page(request: pytest.FixtureRequest, browser: Browser) -> Iterator[tuple[str, Page]]:
-    size = str(request.param)
-    context = browser.new_context(locale=LOCALE, viewport=SIZES[size], bypass_csp=True)
-    try:
-        yield size, context.new_page()
-    finally:
-        context.close()
 
 
 def checked(page: Page, name: str, *, fits: bool = True) -> None:

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from onerecord.portals.i18n import LANGUAGES, Translator
 from tests.browser.artefacts import screenshot
 from tests.browser.axe import assert_accessible
-from tests.browser.conftest import LOCALE
-from tests.browser.sizes import SIZES, fits_the_viewport
+from tests.browser.sizes import fits_the_viewport
 from tests.browser.test_accessibility import in_language, log_in
 from tests.network.conftest import Network
 from tests.portals.test_outage_network import hanging
@@ -32,16 +30,6 @@ from tests.portals.test_outage_network import network as network  # noqa: F401 -
 pytestmark = pytest.mark.slow
 
 T = {code: Translator(code) for code in LANGUAGES}
-
-
-@pytest.fixture(params=list(SIZES))
-def sized_page(request: pytest.FixtureRequest, browser: Browser) -> Iterator[tuple[str, Page]]:
-    size = str(request.param)
-    context = browser.new_context(locale=LOCALE, viewport=SIZES[size], bypass_csp=True)
-    try:
-        yield size, context.new_page()
-    finally:
-        context.close()
 
 
 def answering_region(network: Network, page: Page) -> tuple[int, str]:

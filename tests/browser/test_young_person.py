@@ -15,19 +15,17 @@ No page is wider than the phone's viewport.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from onerecord.domain import NationalIdentityNumber
 from onerecord.portals.i18n import LANGUAGES, Translator
 from tests.browser.artefacts import screenshot
 from tests.browser.axe import assert_accessible
-from tests.browser.conftest import LOCALE
-from tests.browser.sizes import SIZES, fits_the_viewport
+from tests.browser.sizes import fits_the_viewport
 from tests.browser.test_accessibility import in_language, log_in
 from tests.network.conftest import Network
 
@@ -35,17 +33,6 @@ pytestmark = pytest.mark.slow
 
 T = {code: Translator(code) for code in LANGUAGES}
 FALSE_WARNINGS = ("citizen.documents.controls-unknown", "overview.incomplete", "overview.retry")
-
-
-@pytest.fixture(params=list(SIZES))
-def sized_page(request: pytest.FixtureRequest, browser: Browser) -> Iterator[tuple[str, Page]]:
-    """A fresh tab at one of the two sizes, in a context that lets axe-core in (see axe.py)."""
-    size = str(request.param)
-    context = browser.new_context(locale=LOCALE, viewport=SIZES[size], bypass_csp=True)
-    try:
-        yield size, context.new_page()
-    finally:
-        context.close()
 
 
 def birthday(born: date, years: int) -> date:

@@ -449,12 +449,7 @@ class RespondingGateway:
         try:
             grant = await self.guard.authorize_search(caller, query)
         except (AccessRefused, TrustError, MhdError) as exc:
-            if isinstance(exc, AccessRefused):
-                reason = exc.reason
-            elif isinstance(exc, TrustError):
-                reason = exc.error
-            else:
-                reason = "invalid-request"
+            reason = _refusal_reason(exc)
             await self.recorder.denied(caller, "search", reason, patient=query.patient_id.value)
             raise _Refusal(
                 RegistryErrorCode.REGISTRY_ERROR, f"access denied by policy: {reason}"
@@ -534,12 +529,7 @@ class RespondingGateway:
         try:
             grant = await self.guard.authorize_retrieve(caller, entry)
         except (AccessRefused, TrustError, MhdError) as exc:
-            if isinstance(exc, AccessRefused):
-                reason = exc.reason
-            elif isinstance(exc, TrustError):
-                reason = exc.error
-            else:
-                reason = "invalid-request"
+            reason = _refusal_reason(exc)
             await self.recorder.denied(
                 caller,
                 "retrieve",
@@ -563,3 +553,12 @@ class RespondingGateway:
             RetrievedDocument(request, entry.mime_type, content_id),
             MtomPart(content_id, entry.mime_type, chunks),
         )
+
+
+def _refusal_reason(exc: AccessRefused | TrustError | MhdError) -> str:
+    """The audited reason of a refused query or retrieve: the policy's or the trust check's."""
+    if isinstance(exc, AccessRefused):
+        return exc.reason
+    if isinstance(exc, TrustError):
+        return exc.error
+    return "invalid-request"
