@@ -9,14 +9,20 @@ fail when CI=true.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
+
+if TYPE_CHECKING:
+    from tests.network.conftest import Network
+    from tests.support.s3 import S3Server
 
 POSTGRES_URL = os.environ.get(
     "ONERECORD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
@@ -54,8 +60,9 @@ def postgres_ready() -> bool:
     return True
 
 
-@pytest.fixture
-def postgres_schema(postgres_ready: bool) -> Iterator[Database]:
+@contextlib.contextmanager
+def fresh_postgres_schema(postgres_ready: bool) -> Iterator[Database]:
+    """A schema of its own on the machine's PostgreSQL, dropped afterwards (any fixture scope)."""
     if not postgres_ready:
         pytest.skip("PostgreSQL at 127.0.0.1:5432 is not reachable (allowed outside CI)")
     schema = f"t_{secrets.token_hex(6)}"
@@ -64,6 +71,12 @@ def postgres_schema(postgres_ready: bool) -> Iterator[Database]:
         yield Database(url=POSTGRES_URL, schema=schema, kind="postgres")
     finally:
         _pg_execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def postgres_schema(postgres_ready: bool) -> Iterator[Database]:
+    with fresh_postgres_schema(postgres_ready) as database:
+        yield database
 
 
 @pytest.fixture
@@ -145,3 +158,31 @@ def nats_stream(nats_ready: bool) -> Iterator[NatsStream]:
             await client.close()
 
     asyncio.run(drop())
+
+
+# --- One demo network per worker, for the modules marked shared_network ----------------------
+
+
+@pytest.fixture(scope="session")
+def shared_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
+    """`onerecord demo` started once per pytest worker, for modules marked `shared_network`.
+
+    Defined here, once: a session fixture imported into several conftest files would be one
+    fixture per folder, each starting a network of its own. It is stopped (and checked to stop
+    cleanly) when the worker ends.
+    """
+    from tests.network.conftest import running_network
+
+    yield from running_network(tmp_path_factory.mktemp("shared-network"))
+
+
+# --- One S3-compatible server per worker (moto's server mode, tests/support/s3.py) ----------
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A real S3 API on 127.0.0.1 (a moto child process); each test makes its own bucket."""
+    from tests.support.s3 import moto_server
+
+    with moto_server() as server:
+        yield server

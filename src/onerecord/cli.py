@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from onerecord.dialogue.cli import dialogue_app
 from onerecord.hub.cli import hub_app
 from onerecord.portals.cli import portal_app
 from onerecord.source.settings import SourceSettings
@@ -23,8 +24,11 @@ app.add_typer(synth_app, name="synth")
 app.add_typer(hub_app, name="hub")
 app.add_typer(sts_app, name="sts")
 app.add_typer(portal_app, name="portal")
+media_app = typer.Typer(no_args_is_help=True, help="A regional media archive (DICOM).")
+app.add_typer(media_app, name="media")
 audit_app = typer.Typer(no_args_is_help=True, help="The audit trail of a source or the hub.")
 app.add_typer(audit_app, name="audit")
+app.add_typer(dialogue_app, name="dialogue")
 
 
 @audit_app.command("verify")
@@ -52,6 +56,137 @@ def audit_verify(
         audit_verify_command(
             db, db_schema, checkpoints=checkpoints, checkpoint_key=checkpoint_key, dev_mode=dev
         )
+    )
+
+
+def _modality(text: str) -> tuple[str, str, int]:
+    """`AE=HOST:PORT` → (AE, HOST, PORT)."""
+    title, sep, where = text.partition("=")
+    host, colon, port = where.rpartition(":")
+    if not (sep and colon and host and port.isdigit()):
+        raise typer.BadParameter(f"{text!r}: expected AE=HOST:PORT", param_hint="--modality")
+    return title, host, int(port)
+
+
+@media_app.command("serve")
+def media_serve(
+    region: Annotated[str, typer.Option(help="Region name.")] = "Helse Nord",
+    home_community_id: Annotated[
+        str, typer.Option(help="urn:oid:… of the region's community.")
+    ] = "urn:oid:2.16.578.1.12.4.5.100.4",
+    db: Annotated[str, typer.Option(help="sqlite:///FILE or postgresql://…")] = (
+        "sqlite:///var/media/archive.db"
+    ),
+    db_schema: Annotated[str | None, typer.Option(help="PostgreSQL schema to use.")] = None,
+    content: Annotated[Path, typer.Option(help="Content folder.")] = Path("var/media/content"),
+    content_url: Annotated[
+        str | None,
+        typer.Option(
+            help="s3://bucket/prefix for instance bytes instead of the folder (credentials "
+            "and endpoint from AWS_* variables); the folder then only spools STOW-RS clips."
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(help="HTTP and DIMSE address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port (/healthz).")] = 8042,
+    ae_title: Annotated[str, typer.Option(help="The archive's AE title.")] = "ONERECORD",
+    dimse_port: Annotated[int, typer.Option(help="DIMSE port.")] = 11112,
+    modality: Annotated[
+        list[str] | None,
+        typer.Option(help="A known peer as AE=HOST:PORT (repeat); others are refused."),
+    ] = None,
+    issuer: Annotated[
+        str | None, typer.Option(help="Trusted token issuer (iss); DICOMweb is off without it.")
+    ] = None,
+    jwks_url: Annotated[
+        str | None, typer.Option(help="JWKS URL of the issuer (default ISSUER/jwks).")
+    ] = None,
+    hub_issuer: Annotated[str | None, typer.Option(help="iss of trusted hub assertions.")] = None,
+    hub_jwks_url: Annotated[str | None, typer.Option(help="JWKS URL of the hub.")] = None,
+    public_base_url: Annotated[
+        str | None, typer.Option(help="The URL clients address (default http://HOST:PORT).")
+    ] = None,
+    source_url: Annotated[
+        str | None,
+        typer.Option(
+            help="The region's document source: asked for the patient's controls; each study "
+            "is published there (ITI-65)."
+        ),
+    ] = None,
+    publisher_issuer: Annotated[
+        str | None, typer.Option(help="This archive's iss in its publish proofs to the source.")
+    ] = None,
+    publisher_key_file: Annotated[
+        Path | None, typer.Option(help="This archive's private signing key (JWK file).")
+    ] = None,
+    without_patient_controls: Annotated[
+        bool,
+        typer.Option(help="Serve DICOMweb without the patient's controls (development only)."),
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Serve one regional media archive: DIMSE (C-ECHO/STORE/FIND/MOVE/GET), DICOMweb, /healthz.
+
+    Settings not given as options come from ONERECORD_MEDIA_* variables (docs/media.md), e.g.
+    ONERECORD_MEDIA_MODALITIES='{"CT1": {"host": "10.0.0.5", "port": 104}}'. DICOMweb is served
+    only with --issuer (the trust framework), and then with the patient's controls read from
+    the region's source (--source-url, --publisher-issuer, --publisher-key-file).
+    """
+    import uvicorn
+    from pydantic import ValidationError
+
+    from onerecord.logs import configure_logging, logging_config
+    from onerecord.media.app import create_app
+    from onerecord.media.settings import MediaSettings, RemoteAE
+    from onerecord.preflight import exit_unless_usable
+
+    values: dict[str, object] = {
+        "region": region,
+        "home_community_id": home_community_id,
+        "db_url": db,
+        "db_schema": db_schema,
+        "content_dir": content,
+        "dimse_host": host,
+        "dimse_port": dimse_port,
+        "ae_title": ae_title,
+    }
+    if public_base_url or "ONERECORD_MEDIA_PUBLIC_BASE_URL" not in os.environ:
+        values["public_base_url"] = public_base_url or f"http://{host}:{port}"
+    if issuer:
+        values["issuer"] = issuer
+        values["jwks_url"] = jwks_url or f"{issuer.rstrip('/')}/jwks"
+    if hub_issuer:
+        values["hub_issuer"] = hub_issuer
+        values["hub_jwks_url"] = hub_jwks_url
+    for name, value in (
+        ("content_url", content_url),
+        ("source_url", source_url),
+        ("publisher_issuer", publisher_issuer),
+        ("publisher_key_file", publisher_key_file),
+    ):
+        if value is not None:
+            values[name] = value
+    if without_patient_controls:
+        values["without_patient_controls"] = True
+    if modality:
+        peers = [_modality(text) for text in modality]
+        values["modalities"] = {t: RemoteAE(host=h, port=p) for t, h, p in peers}
+    try:
+        settings = MediaSettings(**values)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise typer.BadParameter(str(exc.errors()[0]["msg"])) from None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc).splitlines()[-1]) from None
+    if db.startswith("sqlite:///"):
+        Path(db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    exit_unless_usable(db, db_schema)
+    configure_logging(log_level, service="media")
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        log_config=logging_config(log_level, service="media"),
     )
 
 
@@ -224,6 +359,13 @@ def source_import(
         str | None,
         typer.Option(help="The region's audience (its homeCommunityId URN), with --publisher-key."),
     ] = None,
+    publisher_issuer: Annotated[
+        str | None,
+        typer.Option(
+            help="The issuer the source registered --publisher-key for (its JWKS 'iss'); "
+            "the demo's importer by default."
+        ),
+    ] = None,
     give_up_after: Annotated[
         float,
         typer.Option(
@@ -236,14 +378,16 @@ def source_import(
     if publisher_key is not None:
         import orjson
 
-        from onerecord.demo import publish_proof_hook
+        from onerecord.demo import PUBLISHER_ISSUER, publish_proof_hook
         from onerecord.trust.keys import SigningKey
 
         if audience is None:
             raise typer.BadParameter("--audience is needed with --publisher-key")
         key = SigningKey.from_jwk(orjson.loads(publisher_key.read_bytes()))
         origin = url.removesuffix("/").removesuffix("/fhir")
-        hook = publish_proof_hook(key, {origin: audience})
+        hook = publish_proof_hook(
+            key, {origin: audience}, issuer=publisher_issuer or PUBLISHER_ISSUER
+        )
     raise typer.Exit(
         run_import(
             dataset, region, url, concurrency, request_hook=hook, give_up_after=give_up_after

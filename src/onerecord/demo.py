@@ -4,11 +4,13 @@ Each part is its own process (started in its own session, so Ctrl-C reaches only
 which then stops them in order). Once the network is up the demo supervises the parts: one
 that fails (killed, crashed) is started again with back-off, one line on the console each time,
 and given up on after repeated quick failures (`onerecord.supervisor`); one stopped with SIGTERM
-stays stopped. Ports: hub BASE, regions BASE+1…BASE+4, STS BASE+5, the
-portals BASE+6. Keys are development keys under WORKDIR/keys: the STS's, the hub's, the
-command-line client's (registered at the STS as `onerecord-cli`) and the portals' (registered
-as `onerecord-portal` with its two redirect URIs). WORKDIR/manifest.json lists every endpoint,
-the cast's patient ids and the staff, for `onerecord search`, the portals and scripts.
+stays stopped. Ports: hub BASE, regions BASE+1…BASE+4, STS BASE+5, the portals BASE+6; the
+dialogue and Helse Nord's media archive (HTTP and DIMSE, demo_media.py, loaded with the cast's
+synthetic studies) on free ports. Keys are development keys under WORKDIR/keys: the STS's, the
+hub's, the command-line client's (registered at the STS as `onerecord-cli`) and the portals'
+(registered as `onerecord-portal` with its two redirect URIs). WORKDIR/manifest.json lists
+every endpoint, the cast's patient ids and the staff, for `onerecord search`, the portals and
+scripts.
 """
 
 from __future__ import annotations
@@ -34,6 +36,19 @@ from sqlalchemy.engine import make_url
 
 if TYPE_CHECKING:
     from onerecord.demo_mail import MailSink
+from onerecord.demo_dialogue import DIALOGUE_AUDIENCE, seed_dialogue, write_contacts
+from onerecord.demo_media import (
+    MEDIA_AE_TITLE,
+    MEDIA_ISSUER,
+    MEDIA_REGION,
+    MODALITY_AE_TITLE,
+    MediaLoad,
+    MediaPorts,
+    load_media,
+    media_environment,
+    media_key_file,
+    wait_published,
+)
 from onerecord.demo_nats import (
     MACHINE_NATS_URL,
     LocatorBus,
@@ -45,13 +60,19 @@ from onerecord.demo_nats import (
     nats_server_command,
 )
 from onerecord.hub.xca_initiating import development_certificate_file, load_hub_saml_issuer
+from onerecord.search_client import StaffMember
 from onerecord.supervisor import GiveUp, Restart, RestartPolicy, decide, describe_exit
 from onerecord.synth.dataset import load_population, write_dataset
 from onerecord.synth.importer import TargetUnavailable, import_dataset
 from onerecord.synth.population import Population
 from onerecord.synth.regions import DEFAULT_REGIONS
 from onerecord.trust.keys import DEV_KEY_MARKER, SigningKey, load_or_create_dev_key
-from onerecord.trust.publish_proof import PUBLISH_PROOF_HEADER, make_publish_proof
+from onerecord.trust.publish_proof import (
+    PUBLISH_PROOF_HEADER,
+    make_publish_proof,
+    publisher_jwk,
+)
+from onerecord.xca.dev_issuer import DEV_SAML_ISSUER, create_development_issuer
 
 __all__ = [
     "CLIENT_ID",
@@ -118,6 +139,11 @@ class DemoLayout:
     def publishers_file(self) -> Path:
         return self.workdir / "publishers.jwks.json"
 
+    @property
+    def media_publishers_file(self) -> Path:
+        """Helse Nord's publishers: the importer and its media archive."""
+        return self.workdir / "publishers-media.jwks.json"
+
 
 @dataclass
 class Service:
@@ -166,6 +192,84 @@ def register_args(layout: DemoLayout) -> list[str]:
 def register_manifest(layout: DemoLayout) -> dict[str, str]:
     """Where the portals look a patient up (PDQm ITI-78) and the audience of its tokens."""
     return {"fhir_base": f"{layout.sts}/fhir", "audience": PDQM_AUDIENCE}
+
+
+def dialogue_command(
+    layout: DemoLayout, port: int, mail: tuple[str, int] | None = None
+) -> list[str]:
+    """The dialogue with the GP office (docs/dialogue.md): its own SQLite database, e-mail
+    notices to the demo's mail sink (`mail`: its host and port), the development clock on."""
+    notices = []
+    if mail is not None:
+        notices = [
+            "--smtp-host",
+            mail[0],
+            "--smtp-port",
+            str(mail[1]),
+            "--contacts",
+            str(layout.workdir / "dialogue" / "contacts.json"),
+            "--portal-url",
+            f"{layout.portal}/innbygger/fastlege",
+        ]
+    return _cli(
+        "dialogue",
+        "serve",
+        "--issuer",
+        layout.sts,
+        "--db",
+        _sqlite(layout.workdir / "dialogue" / "dialogue.db"),
+        "--port",
+        str(port),
+        "--audience",
+        DIALOGUE_AUDIENCE,
+        *notices,
+        "--dev",
+        "--dev-clock",
+    )
+
+
+def media_command(layout: DemoLayout, ports: MediaPorts) -> list[str]:
+    """Helse Nord's media archive (docs/media.md "In the demo"): its own SQLite database and
+    content folder, DICOMweb behind the STS and the hub, the region's source for the patient's
+    controls and the manifests, signed with the archive's own publisher key."""
+    folder = layout.workdir / "media"
+    info = DEFAULT_REGIONS[MEDIA_REGION]
+    return _cli(
+        "media",
+        "serve",
+        "--region",
+        info.name,
+        "--home-community-id",
+        info.home_community_id.urn,
+        "--db",
+        _sqlite(folder / "archive.db"),
+        "--content",
+        str(folder / "content"),
+        "--port",
+        str(ports.http),
+        "--ae-title",
+        MEDIA_AE_TITLE,
+        "--dimse-port",
+        str(ports.dimse),
+        "--issuer",
+        layout.sts,
+        "--jwks-url",
+        f"{layout.sts}/jwks",
+        "--hub-issuer",
+        layout.hub,
+        "--hub-jwks-url",
+        f"{layout.hub}/jwks",
+        "--public-base-url",
+        ports.url,
+        "--source-url",
+        layout.region_url(MEDIA_REGION),
+        "--publisher-issuer",
+        MEDIA_ISSUER,
+        "--publisher-key-file",
+        str(media_key_file(layout.keys)),
+        "--log-level",
+        "warning",
+    )
 
 
 def portal_command(layout: DemoLayout) -> list[str]:
@@ -261,11 +365,14 @@ def _audit_checkpoint_args(layout: DemoLayout, name: str) -> list[str]:
     return ["--audit-checkpoints", str(checkpoints), "--audit-checkpoint-key", str(path)]
 
 
-def write_directory(layout: DemoLayout, *, xca_region: int | None = None) -> None:
+def write_directory(
+    layout: DemoLayout, *, xca_region: int | None = None, media: dict[int, str] | None = None
+) -> None:
     """Write the hub's region directory: the four regions with their audiences.
 
     Region number `xca_region` (1-4) is asked over XCA: its entry says `xca` with its
     responding gateway's ITI-38/39 URLs (reads and self-service stay at its FHIR base).
+    `media`: region index → its archive's DICOMweb base (`media_url`, docs/hub.md).
     """
     regions: list[dict[str, Any]] = [
         {
@@ -277,6 +384,8 @@ def write_directory(layout: DemoLayout, *, xca_region: int | None = None) -> Non
         }
         for i, info in enumerate(DEFAULT_REGIONS)
     ]
+    for index, url in (media or {}).items():
+        regions[index]["media_url"] = url
     if xca_region is not None:
         entry = regions[xca_region - 1]
         url = layout.region_url(xca_region - 1)
@@ -290,32 +399,90 @@ class _SamlTrust:
     region: dict[str, str]
 
 
+DEV_XDS_SAML_ISSUER = DEV_SAML_ISSUER
+"""The development SAML issuer of clinical systems' ITI-18/43 (stands in for HelseID's)."""
+XDS_SAML_AUDIENCE = "onerecord:dokumentdeling-saml"
+"""The network's audience of those assertions (HelseID's is `nhn:dokumentdeling-saml`): the
+hub and every region accept it, since the hub relays the assertion (docs/xca.md)."""
+
+
+def xds_saml_files(layout: DemoLayout) -> tuple[Path, Path]:
+    """The development clinical SAML issuer's key and certificate (made by the demo)."""
+    return layout.keys / "dev-xds-saml.key", layout.keys / "dev-xds-saml.crt"
+
+
 def _hub_saml_trust(layout: DemoLayout) -> _SamlTrust:
-    """Make the hub's development SAML issuer now, so every region can trust it from the start."""
+    """Make the hub's development SAML issuer now, so every region can trust it from the start;
+    and the clinical systems' development issuer, which the hub and every region trust."""
     load_hub_saml_issuer(
         name=layout.hub, key_file=None, certificate_file=None, key_dir=layout.keys, dev_mode=True
     )
     certificate = str(development_certificate_file(layout.keys))
+    xds_key, xds_certificate = xds_saml_files(layout)
+    if not xds_key.exists() or not xds_certificate.exists():
+        create_development_issuer(xds_key, xds_certificate)
     return _SamlTrust(
-        hub={"ONERECORD_HUB_SAML_ISSUER": layout.hub},
-        region={"ONERECORD_SOURCE_XCA_ISSUERS": json.dumps({layout.hub: [certificate]})},
+        hub={
+            "ONERECORD_HUB_SAML_ISSUER": layout.hub,
+            "ONERECORD_HUB_XDS_ISSUERS": json.dumps({DEV_XDS_SAML_ISSUER: [str(xds_certificate)]}),
+            "ONERECORD_HUB_XDS_AUDIENCES": json.dumps([XDS_SAML_AUDIENCE]),
+        },
+        region={
+            "ONERECORD_SOURCE_XCA_ISSUERS": json.dumps(
+                {layout.hub: [certificate], DEV_XDS_SAML_ISSUER: [str(xds_certificate)]}
+            )
+        },
     )
+
+
+def region_environment(
+    layout: DemoLayout, index: int, saml: _SamlTrust | None = None
+) -> dict[str, str]:
+    """The settings a demo region gets beside its command line: the importer's publishing key,
+    its SAML audiences and the SAML issuers it trusts (the hub's, the clinical systems').
+
+    Also for restarting one region of a running demo (the tests' `restart_region`): the SAML
+    issuers are made once per layout and only read again here.
+    """
+    info = DEFAULT_REGIONS[index]
+    trust = saml or _hub_saml_trust(layout)
+    publishers = layout.media_publishers_file if index == MEDIA_REGION else layout.publishers_file
+    return {
+        "ONERECORD_SOURCE_PUBLISHER_JWKS_FILE": str(publishers),
+        "ONERECORD_SOURCE_XCA_AUDIENCES": json.dumps(
+            [info.home_community_id.urn, XDS_SAML_AUDIENCE]
+        ),
+        **trust.region,
+    }
 
 
 PUBLISHER_ISSUER = "onerecord-demo-importer"
 
 
 def write_publishers(layout: DemoLayout) -> SigningKey:
-    """Create the importer's publishing key and the JWKS file the regions trust for ITI-65."""
+    """Create the importer's publishing key and the JWKS file the regions trust for ITI-65.
+
+    Each key is tied to the one issuer that may sign with it. Helse Nord's source also trusts
+    its media archive's key (a file of its own), marked as an archive: the archive publishes its
+    manifests there and reads the patient's controls as a system of the region; the importer
+    may publish but not read controls.
+    """
     key = load_or_create_dev_key(layout.keys, name="publisher")
-    layout.publishers_file.write_text(json.dumps({"keys": [key.public_jwk()]}), encoding="utf-8")
+    media = load_or_create_dev_key(layout.keys, name="media-publisher")
+    importer = publisher_jwk(key, issuer=PUBLISHER_ISSUER)
+    archive = publisher_jwk(media, issuer=MEDIA_ISSUER, archive=True)
+    layout.publishers_file.write_text(json.dumps({"keys": [importer]}), encoding="utf-8")
+    layout.media_publishers_file.write_text(
+        json.dumps({"keys": [importer, archive]}), encoding="utf-8"
+    )
     return key
 
 
 def publish_proof_hook(
-    key: SigningKey, audiences: dict[str, str]
+    key: SigningKey, audiences: dict[str, str], *, issuer: str = PUBLISHER_ISSUER
 ) -> Callable[[httpx.Request], Awaitable[None]]:
-    """Return an httpx request hook that signs every ITI-65 POST for the region it goes to."""
+    """Return an httpx request hook that signs every ITI-65 POST for the region it goes to,
+    as `issuer` (the issuer the regions registered the key for)."""
 
     async def sign(request: httpx.Request) -> None:
         if request.method != "POST":
@@ -323,7 +490,7 @@ def publish_proof_hook(
         origin = f"{request.url.scheme}://{request.url.host}:{request.url.port}"
         request.headers[PUBLISH_PROOF_HEADER] = make_publish_proof(
             key,
-            issuer=PUBLISHER_ISSUER,
+            issuer=issuer,
             audience=audiences[origin],
             htu=str(request.url),
             body=request.content,
@@ -385,6 +552,14 @@ def manifest_body(
             "fhir_base": f"{layout.hub}/fhir",
             "jwks": f"{layout.hub}/jwks",
             "audience": HUB_AUDIENCE,
+            "iti18": f"{layout.hub}/xca/iti18",
+            "iti43": f"{layout.hub}/xca/iti43",
+        },
+        "xds_saml": {
+            "issuer": DEV_XDS_SAML_ISSUER,
+            "audience": XDS_SAML_AUDIENCE,
+            "key_file": str(xds_saml_files(layout)[0].resolve()),
+            "certificate_file": str(xds_saml_files(layout)[1].resolve()),
         },
         "sts": {
             "issuer": layout.sts,
@@ -526,7 +701,8 @@ async def run_demo(
     population = load_population(layout.dataset / "population.json")
     client_key, portal_key = write_clients(layout)
     publisher = write_publishers(layout)
-    write_directory(layout, xca_region=xca_region)
+    media = MediaPorts(http=free_port(), dimse=free_port())
+    write_directory(layout, xca_region=xca_region, media={MEDIA_REGION: media.dicomweb})
     saml_env = _hub_saml_trust(layout)
     if postgres:
         await _create_databases(postgres)
@@ -555,6 +731,7 @@ async def run_demo(
                         [
                             HUB_AUDIENCE,
                             PDQM_AUDIENCE,
+                            DIALOGUE_AUDIENCE,
                             *(i.home_community_id.urn for i in DEFAULT_REGIONS),
                         ]
                     ),
@@ -571,13 +748,20 @@ async def run_demo(
                     layout.region_url(i),
                     region_command(layout, i, postgres),
                     logs / f"{info.slug}.log",
-                    env={
-                        "ONERECORD_SOURCE_PUBLISHER_JWKS_FILE": str(layout.publishers_file),
-                        **region_env,
-                    },
+                    env={**region_environment(layout, i, saml_env), **region_env},
                 )
             )
         first_region = len(services) - len(DEFAULT_REGIONS)
+        regions = services[first_region:]
+        services.append(
+            _start(
+                "media archive",
+                media.url,
+                media_command(layout, media),
+                logs / "media.log",
+                env=media_environment(),
+            )
+        )
         audiences = {
             layout.region_url(i): info.home_community_id.urn
             for i, info in enumerate(DEFAULT_REGIONS)
@@ -586,7 +770,9 @@ async def run_demo(
             timeout=httpx.Timeout(120.0),
             event_hooks={"request": [publish_proof_hook(publisher, audiences)]},
         ) as client:
-            with console.status("Starting the STS, the hub and four regional sources…"):
+            with console.status(
+                "Starting the STS, the hub, four regional sources and Helse Nord's media archive…"
+            ):
                 deadline = time.monotonic() + 90
                 await asyncio.gather(
                     *(
@@ -595,12 +781,17 @@ async def run_demo(
                     )
                 )
             try:
-                await _load(client, layout, services[first_region:])
+                _, loaded = await asyncio.gather(
+                    _load(client, layout, regions),
+                    _load_media(layout, population, client_key, media, seed=seed),
+                )
             except TargetUnavailable as exc:
                 console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
                 return 1
         body = manifest_body(layout, population, client_key, portal_key)
+        body["media"] = media_manifest(layout, media, loaded)
         mail_sink = _mail_sink(layout)
+        body["dialogue"] = await _start_dialogue(layout, population, logs, services, mail_sink)
         if mail_sink is not None:
             body["mail"] = {
                 "smtp_host": mail_sink.host,
@@ -686,6 +877,89 @@ async def _locator_bus(
     return LocatorBus.for_demo(layout.workdir, url, key, own_server=True)
 
 
+async def _start_dialogue(
+    layout: DemoLayout,
+    population: Population,
+    logs: Path,
+    services: list[Service],
+    mail_sink: MailSink | None = None,
+) -> dict[str, str]:
+    """Seed the GP offices from the population, start the dialogue service, wait for it."""
+    with console.status("Starting the dialogue with the GP offices…"):
+        summary = await seed_dialogue(
+            _sqlite(layout.workdir / "dialogue" / "dialogue.db"), population, today=date.today()
+        )
+        mail = None
+        if mail_sink is not None:
+            write_contacts(layout.workdir / "dialogue" / "contacts.json", population)
+            mail = (mail_sink.host, mail_sink.port)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        command = dialogue_command(layout, port, mail)
+        service = _start("dialogue", url, command, logs / "dialogue.log")
+        services.append(service)
+        async with httpx.AsyncClient(timeout=httpx.Timeout(30.0)) as client:
+            await _wait_ready(client, service, time.monotonic() + 60, logs / "dialogue.log")
+    console.print(
+        f"GP offices: {summary.offices}, {summary.people} people on their lists, "
+        f"{summary.slots} free slots, {summary.vaccine_slots} flu-vaccine slots."
+    )
+    return {"url": url, "fhir_base": f"{url}/fhir", "audience": DIALOGUE_AUDIENCE}
+
+
+async def _load_media(
+    layout: DemoLayout,
+    population: Population,
+    client_key: Path,
+    media: MediaPorts,
+    *,
+    seed: int,
+) -> MediaLoad:
+    """Send the cast's synthetic studies to Helse Nord's archive as a modality and a phone
+    would (demo_media.py), then wait until every manifest is published to the region's source."""
+    key = SigningKey.from_jwk(json.loads(client_key.read_bytes()))
+    staff = StaffMember.from_manifest(staff_manifest(population)["doctor"])
+    # A client of its own: the importer's signs every POST with the importer's publish proof.
+    async with httpx.AsyncClient(timeout=httpx.Timeout(60.0)) as client:
+        loaded = await load_media(
+            client,
+            dict(population.cast),
+            ports=media,
+            sts_url=layout.sts,
+            client_id=CLIENT_ID,
+            client_key=key,
+            staff=staff,
+            seed=seed,
+            today=date.today(),
+        )
+        started = time.monotonic()
+        await wait_published(client, media, time.monotonic() + 60)
+    studies = sum(len(uids) for uids in loaded.studies.values())
+    console.print(
+        f"Media archive: {studies} studies ({loaded.instances} instances) for "
+        f"{len(loaded.studies)} people sent in {loaded.seconds:.1f} s, in the overview "
+        f"{time.monotonic() - started:.1f} s later."
+    )
+    return loaded
+
+
+def media_manifest(layout: DemoLayout, media: MediaPorts, loaded: MediaLoad) -> dict[str, Any]:
+    """Where the archive answers (DIMSE, DICOMweb, through the hub) and what it holds."""
+    info = DEFAULT_REGIONS[MEDIA_REGION]
+    return {
+        "region": info.name,
+        "home_community_id": info.home_community_id.urn,
+        "url": media.url,
+        "dicomweb": media.dicomweb,
+        "hub_dicomweb": f"{layout.hub}/dicomweb/{info.home_community_id.oid.value}",
+        "ae_title": MEDIA_AE_TITLE,
+        "dimse_host": "127.0.0.1",
+        "dimse_port": media.dimse,
+        "modality_ae_title": MODALITY_AE_TITLE,
+        "studies": loaded.studies,
+    }
+
+
 def _mail_sink(layout: DemoLayout) -> MailSink | None:
     """The demo's SMTP sink (demo_mail.py): the citizen's emergency notices land in WORKDIR/mail."""
     try:
@@ -699,9 +973,14 @@ def _mail_sink(layout: DemoLayout) -> MailSink | None:
 
 
 def _log_name(service: Service) -> str:
-    names = {"STS": "sts", "hub": "hub", "portals": "portal", "NATS": "nats"} | {
-        i.name: i.slug for i in DEFAULT_REGIONS
-    }
+    names = {
+        "STS": "sts",
+        "hub": "hub",
+        "portals": "portal",
+        "NATS": "nats",
+        "dialogue": "dialogue",
+        "media archive": "media",
+    } | {i.name: i.slug for i in DEFAULT_REGIONS}
     return names[service.name]
 
 
@@ -786,7 +1065,16 @@ def _print_ready(layout: DemoLayout, body: dict[str, Any], manifest: Path | None
             f"[bold]{region['name']:18}[/bold] {region['fhir_base']}   "
             f"{region['home_community_id']}"
         )
+    if body.get("media"):
+        media = body["media"]
+        console.print(f"[bold]{'media archive':18}[/bold] {media['dicomweb']}   {media['region']}")
+        console.print(
+            f"[bold]{'  DICOM (DIMSE)':18}[/bold] AE title {media['ae_title']}, "
+            f"127.0.0.1:{media['dimse_port']}"
+        )
     console.print(f"[bold]{'token service':18}[/bold] {layout.sts}")
+    if body.get("dialogue"):
+        console.print(f"[bold]{'GP dialogue':18}[/bold] {body['dialogue']['fhir_base']}")
     console.print(f"[bold]{'health personnel':18}[/bold] {layout.portal}/helsepersonell/logg-inn")
     console.print(f"[bold]{'citizens':18}[/bold] {layout.portal}/innbygger/logg-inn")
     console.print(f"[bold]{'manifest':18}[/bold] {manifest or layout.manifest}")
@@ -797,3 +1085,9 @@ def _print_ready(layout: DemoLayout, body: dict[str, Any], manifest: Path | None
     console.print("\nTry:")
     console.print(f"  onerecord search --patient {patient} --as practitioner --user doctor{flag}")
     console.print(f"  onerecord search --patient {patient} --as citizen{flag}")
+    if body.get("media"):
+        media = body["media"]
+        console.print(
+            f"  echoscu -aet {media['modality_ae_title']} -aec {media['ae_title']} "
+            f"127.0.0.1 {media['dimse_port']}   (DCMTK: the archive answers its modality)"
+        )

@@ -2,17 +2,25 @@
 
 `onerecord demo` starts it on a free loopback port and points the portals at it, so that the
 e-mail a citizen gets when health personnel use emergency access (issue 11, defect 7) can be
-read in WORKDIR/mail/ (one `.eml` file per mail, RFC 5322 as received). Nothing leaves the
-machine: the sink accepts mail for any address and delivers none. The tests use the same sink.
+read in WORKDIR/mail/ (one `.eml` file per mail, RFC 5322 as received), and so can the
+dialogue service's notices (dialogue.notify). Nothing leaves the machine: the sink accepts mail
+for any address and delivers none. The tests use the same sink.
+
+A mail whose Message-ID the folder already holds is accepted and dropped, as a mailbox that
+collapses duplicates would: a sender that resends after a crash (with the same Message-ID, as
+dialogue.notify does) is delivered once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
+import threading
 import time
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +36,23 @@ class _Keep:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._numbers = itertools.count(1)
+        self._lock = threading.Lock()
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
-        name = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{next(self._numbers):04d}.eml"
-        temporary = self.folder / f".{name}.tmp"
-        temporary.write_bytes(content if isinstance(content, bytes) else content.encode())
-        temporary.replace(self.folder / name)
+        data = content if isinstance(content, bytes) else content.encode()
+        message_id = BytesHeaderParser().parsebytes(data).get("Message-ID", "")
+        with self._lock:
+            if message_id:
+                seen = self.folder / f".{hashlib.sha256(message_id.encode()).hexdigest()}.id"
+                if seen.exists():
+                    return "250 Message accepted (a duplicate Message-ID, dropped)"
+            name = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{next(self._numbers):04d}.eml"
+            temporary = self.folder / f".{name}.tmp"
+            temporary.write_bytes(data)
+            temporary.replace(self.folder / name)
+            if message_id:
+                seen.touch()
         return "250 Message accepted for delivery"
 
 

@@ -178,8 +178,12 @@ async def fetch_token(
     subject: str,
     audience: str,
     attestation: Mapping[str, Any] | None = None,
+    scope: str | None = None,
 ) -> str:
-    """Return a DPoP-bound access token for `subject` from the development STS."""
+    """Return a DPoP-bound access token for `subject` from the development STS.
+
+    `scope`: the scopes beside the identity ones (default: the document-list read scope).
+    """
     token_url = f"{sts_url.rstrip('/')}/token"
     form = {
         "grant_type": TEST_USER_GRANT,
@@ -187,7 +191,8 @@ async def fetch_token(
         "client_assertion": client_assertion(client_key, client_id, sts_url, now=time.time()),
         "subject": subject,
         "resource": audience,
-        "scope": "openid helseid://scopes/identity/pid nhn:phr/mhd/read-documentreferences",
+        "scope": "openid helseid://scopes/identity/pid "
+        + (scope or "nhn:phr/mhd/read-documentreferences"),
     }
     if attestation is not None:
         form["authorization_details"] = json.dumps([attestation], separators=(",", ":"))
@@ -231,6 +236,7 @@ async def practitioner_session(
     patient: str,
     audience: str = "onerecord:hub",
     attestation_for: Callable[[str], dict[str, Any]] | None = None,
+    scope: str | None = None,
 ) -> HubSession:
     """Log a health worker in with an attestation bound to `patient` (fresh salt).
 
@@ -253,6 +259,7 @@ async def practitioner_session(
             if attestation_for is not None
             else practitioner_attestation(staff, patient_digest=digest)
         ),
+        scope=scope,
     )
     return HubSession(token, dpop_key, patient, encode_salt(salt))
 

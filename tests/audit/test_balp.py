@@ -113,3 +113,25 @@ def test_hub_search_names_every_region_asked_and_round_trips() -> None:
         "urn:oid:2.16.578.1.12.4.5.100.4": "timeout",
     }
     assert AuditRecord.from_dict(record.to_dict()) == record
+
+
+def test_an_archive_store_is_a_patient_create() -> None:
+    from datetime import UTC, datetime
+
+    from onerecord.audit import AuditAction, AuditRecord
+
+    record = AuditRecord(
+        action=AuditAction.STORE,
+        outcome=AuditOutcome.SUCCESS,
+        recorded=datetime(2026, 12, 3, 8, 0, tzinfo=UTC),
+        source_id="urn:oid:2.16.578.1.12.4.5.100.4#media",
+        home_community_id="urn:oid:2.16.578.1.12.4.5.100.4",
+        correlation_id="dimse:CT1:7f:1",
+        patient_id=PATIENT.value,
+        document_ids=("2.25.1234",),
+    )
+    event = audit_event(record)
+    AuditEvent.model_validate(orjson.loads(orjson.dumps(event)))
+    assert event["meta"]["profile"][0].endswith("IHE.BasicAudit.PatientCreate")
+    assert event["subtype"][0]["code"] == "create" and event["action"] == "C"
+    assert _patient_entities(event)[0]["what"]["identifier"]["value"] == PATIENT.value

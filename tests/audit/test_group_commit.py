@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from onerecord.audit import (
@@ -145,17 +146,19 @@ async def engine(database: Database) -> AsyncIterator[AsyncEngine]:
 
 @contextmanager
 def counted_commits(engine: AsyncEngine) -> Iterator[list[int]]:
-    """Count the transactions committed on the engine (one list item per commit)."""
+    """Count the transactions committed on the engine's database (one list item per commit):
+    on the engine and on any other engine of this process, such as SQLite's synchronous twin
+    (sqldb.sqlite_sync_twin) that the sink commits on."""
     commits: list[int] = []
 
     def on_commit(_conn: Any) -> None:
         commits.append(1)
 
-    event.listen(engine.sync_engine, "commit", on_commit)
+    event.listen(Engine, "commit", on_commit)
     try:
         yield commits
     finally:
-        event.remove(engine.sync_engine, "commit", on_commit)
+        event.remove(Engine, "commit", on_commit)
 
 
 async def _append_concurrently(sink: SqlAuditSink, callers: int) -> None:
@@ -287,13 +290,14 @@ def failing(engine: AsyncEngine, where: str) -> Iterator[list[int]]:
             raise Injected("the commit fails")
         moving.clear()
 
-    event.listen(engine.sync_engine, "before_cursor_execute", before_execute)
-    event.listen(engine.sync_engine, "commit", on_commit)
+    # On every engine: the sink commits on SQLite's synchronous twin (sqldb.sqlite_sync_twin).
+    event.listen(Engine, "before_cursor_execute", before_execute)
+    event.listen(Engine, "commit", on_commit)
     try:
         yield failed
     finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", before_execute)
-        event.remove(engine.sync_engine, "commit", on_commit)
+        event.remove(Engine, "before_cursor_execute", before_execute)
+        event.remove(Engine, "commit", on_commit)
 
 
 @pytest.mark.parametrize("where", ["head", "commit"])

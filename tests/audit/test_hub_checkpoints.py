@@ -11,9 +11,13 @@ import httpx
 import pytest
 from sqlalchemy import delete
 
-from onerecord.audit import audit_chain_head, audit_event_table, audit_verify_command
+from onerecord.audit import (
+    audit_chain_head,
+    audit_event_table,
+    audit_verify_command,
+    make_audit_engine,
+)
 from onerecord.hub.app import create_hub_app
-from onerecord.hub.auditdb import make_audit_engine
 from onerecord.hub.directory import RegionDirectory
 from onerecord.hub.settings import HubSettings
 from onerecord.trust.errors import DevelopmentKeyRefused

@@ -29,7 +29,7 @@ from tests.browser.artefacts import screenshot
 from tests.browser.axe import assert_accessible
 from tests.network.conftest import Network
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared_network]
 
 T = {code: Translator(code) for code in LANGUAGES}
 OTHER_LANGUAGES = ("nn", "en")

@@ -22,7 +22,7 @@ from tests.browser.sizes import fits_the_viewport
 from tests.browser.test_accessibility import in_language, log_in
 from tests.network.conftest import Network
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared_network]
 
 T = {code: Translator(code) for code in LANGUAGES}
 # "You" said of oneself, which a page about someone else must not say.

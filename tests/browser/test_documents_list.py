@@ -33,7 +33,7 @@ from tests.browser.test_accessibility import checked, in_language, log_in
 from tests.browser.test_portals import hcp_open_patient
 from tests.network.conftest import Network
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared_network]
 
 T = {code: Translator(code) for code in LANGUAGES}
 OVERVIEW = "/helsepersonell/oversikt"

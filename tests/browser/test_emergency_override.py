@@ -22,7 +22,7 @@ from tests.browser.test_accessibility import in_language
 from tests.browser.test_portals import BASIS, checked, sts_login
 from tests.network.conftest import Network
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared_network]
 
 OVERVIEW = "/helsepersonell/oversikt"
 REASON = "Bevisstløs pasient i akuttmottaket, trenger tidligere epikrise."

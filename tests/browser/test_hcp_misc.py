@@ -29,7 +29,7 @@ from tests.browser.test_accessibility import BASIS, in_language, log_in, submit
 from tests.browser.test_portals import hcp_open_patient
 from tests.network.conftest import Network
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared_network]
 
 T = {code: Translator(code) for code in LANGUAGES}
 OVERVIEW = "/helsepersonell/oversikt?sorter=tittel&retning=stigende&antall=25"

@@ -31,7 +31,7 @@ from tests.browser.sizes import SIZES
 from tests.browser.test_young_person import doctor_looks_at
 from tests.network.conftest import Network
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared_network]
 
 
 @dataclass

@@ -33,7 +33,7 @@ from tests.browser.sizes import SIZES, fits_the_viewport
 from tests.browser.test_accessibility import in_language, log_in, state_basis
 from tests.network.conftest import Network
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared_network]
 
 T = Translator("nb")
 TS = {code: Translator(code) for code in LANGUAGES}

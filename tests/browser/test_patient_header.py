@@ -23,7 +23,7 @@ from onerecord.synth.population import Population
 from tests.browser.test_portals import BASIS, checked, hcp_open_patient, sts_login
 from tests.network.conftest import Network
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared_network]
 
 UNKNOWN = "01819010001"
 SIZES: dict[str, ViewportSize] = {

@@ -75,7 +75,10 @@ def test_a_block_waits_for_a_hanging_region_then_is_in_force(
             expect(page.locator(".pending-changes")).to_contain_text(waiting)
             expect(row).to_contain_text(waiting)
             check(page, f"pending-waiting-{size}-{language}")
-    # The region is back: nobody does anything, the hub re-sends the block.
+    # The region is back: nobody does anything, the hub re-sends the block. Poll in bokmål:
+    # the loop above left the page in English, where the bokmål words never appear (the poll
+    # then used to run its whole 45 s on every run).
+    in_language(page, portal_url, "nb", "/innbygger/personvern")
     deadline = time.monotonic() + 45
     in_force = T["nb"]("citizen.pending.in-force")
     while time.monotonic() < deadline:

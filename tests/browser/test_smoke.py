@@ -14,6 +14,8 @@ from playwright.sync_api import Page
 from tests.browser.artefacts import SCREENSHOTS_DIR, screenshot
 from tests.browser.axe import AxeNotLoaded, assert_accessible, axe_violations
 
+pytestmark = pytest.mark.shared_network  # the login page only reads (tests/conftest.py)
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 BROKEN_PAGE = """<!doctype html>

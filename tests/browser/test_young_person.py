@@ -29,7 +29,7 @@ from tests.browser.sizes import fits_the_viewport
 from tests.browser.test_accessibility import in_language, log_in
 from tests.network.conftest import Network
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared_network]
 
 T = {code: Translator(code) for code in LANGUAGES}
 FALSE_WARNINGS = ("citizen.documents.controls-unknown", "overview.incomplete", "overview.retry")

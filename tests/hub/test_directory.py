@@ -188,6 +188,7 @@ _values = st.one_of(
                 "iti39_url",
                 "timeout_s",
                 "audience",
+                "media_url",
             ]
         ),
         _values,
@@ -203,7 +204,24 @@ def test_any_region_entry_is_parsed_or_refused_as_a_directory_error(
         return
     (region,) = regions
     assert region.base_url.startswith(("http://", "https://"))
+    assert region.media_url is None or region.media_url.startswith(("http://", "https://"))
     if region.xca:
         assert region.iti38_url is not None and region.iti39_url is not None
     else:
         assert region.iti38_url is None and region.iti39_url is None
+
+
+def test_a_region_may_name_its_media_archive() -> None:
+    entry = {
+        "name": "Helse Vest",
+        "home_community_id": HCID_VEST,
+        "base_url": "http://127.0.0.1:9001/fhir",
+        "media_url": "https://media.vest.test/dicomweb/",
+    }
+    (region,) = parse_directory(orjson.dumps({"regions": [entry]}))
+    assert region.media_url == "https://media.vest.test/dicomweb"
+    (plain,) = parse_directory(region_json(HCID_HSO))
+    assert plain.media_url is None
+    for bad in ("ftp://media/dicomweb", "https://media/dicomweb?x=1", 42):
+        with pytest.raises(DirectoryError, match="media_url"):
+            parse_directory(orjson.dumps({"regions": [{**entry, "media_url": bad}]}))

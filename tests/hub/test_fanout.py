@@ -161,10 +161,13 @@ async def test_per_region_timeout_and_aggregation_deadline() -> None:
         RegionStatus.TIMEOUT,
         RegionStatus.TIMEOUT,
     ]
-    assert 150 <= results[1].latency_ms <= 300
+    # Cut by its own 0.2 s timeout, before the 0.4 s aggregation deadline cuts the next one.
+    assert 150 <= results[1].latency_ms < results[2].latency_ms
     # The region's own 9 s timeout is capped by the aggregation deadline.
-    assert 350 <= results[2].latency_ms <= 500
-    assert elapsed < 0.55
+    assert results[2].latency_ms >= 350
+    # Far below the 9-10 s the hanging regions would take (no tighter bound: speed is the
+    # benchmarks' job, and a loaded CI machine delays timers).
+    assert elapsed < 4.0
 
 
 @pytest.mark.anyio
@@ -442,7 +445,8 @@ async def test_a_region_cut_short_by_the_request_budget_is_not_blamed() -> None:
     (result,) = await fan_out(
         [region], REQUEST, client=client, breakers=board, per_region_timeout=2.0, budget=budget
     )
-    assert time.perf_counter() - started < 0.3
+    # Cut by the request budget, not by the region's own 2 s timeout.
+    assert time.perf_counter() - started < 1.5
     assert result.status is RegionStatus.TIMEOUT
     assert board[region.hcid].state is BreakerState.CLOSED
 

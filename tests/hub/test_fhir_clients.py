@@ -63,7 +63,17 @@ def _network(
     if down:
         refused = f"http://127.0.0.1:{free_port()}/fhir"
         regions.append(("Refused", "urn:oid:2.16.578.1.12.4.5.100.9", refused, None))
-    return start_hub(stack, write_directory(tmp_path / "regions.json", regions)), [r1, r2]
+    # Nothing here is about deadlines: generous ones keep a loaded CI machine from turning a
+    # cold first request into a 504 (the refused region fails at once either way).
+    directory = write_directory(tmp_path / "regions.json", regions)
+    hub = start_hub(
+        stack,
+        directory,
+        per_region_timeout_s=8.0,
+        aggregation_deadline_s=9.0,
+        request_deadline_s=10.0,
+    )
+    return hub, [r1, r2]
 
 
 def test_hub_unknown_route_and_method_are_operation_outcomes(

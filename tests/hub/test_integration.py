@@ -189,7 +189,10 @@ def test_partial_success_across_real_and_misbehaving_regions(
     assert r.status_code == 200, r.text
     assert r.headers["x-correlation-id"] == "corr-123"
     assert r.headers[MASKED_COUNT_HEADER] == "0"
-    assert 0.9 <= elapsed <= 1.1 + 0.1, elapsed
+    # The hanging region (5 s timeout) is cut at the 1.0 s aggregation deadline: the answer comes
+    # after the deadline and far before the region's own timeout. Not a speed test (that is
+    # bench/fanout.py), so the upper bound leaves room for a loaded CI machine.
+    assert 0.9 <= elapsed < 4.0, elapsed
     bundle = r.json()
     docs = documents(bundle)
     assert {d["masterIdentifier"]["value"] for d in docs} == {
@@ -214,10 +217,18 @@ def test_only_refused_region_fails_fast_with_502(stack: ExitStack, tmp_path: Pat
     directory = write_directory(
         tmp_path / "regions.json", [("Refused", "urn:oid:2.16.578.1.12.4.5.100.9", refused, None)]
     )
-    hub = start_hub(stack, directory)
+    # Long deadlines, so that failing fast (a refused connection) is told apart from waiting
+    # for them by a wide margin: a loaded CI machine once took 0.63 s for the whole search.
+    hub = start_hub(
+        stack,
+        directory,
+        per_region_timeout_s=8.0,
+        aggregation_deadline_s=9.0,
+        request_deadline_s=10.0,
+    )
     started = time.perf_counter()
-    r = httpx.get(f"{hub}/DocumentReference", params=PATIENT, timeout=10)
-    assert time.perf_counter() - started < 0.5
+    r = httpx.get(f"{hub}/DocumentReference", params=PATIENT, timeout=20)
+    assert time.perf_counter() - started < 4.0
     assert r.status_code == 502
     body = r.json()
     assert body["resourceType"] == "OperationOutcome"

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from onerecord.hub.auditdb import make_audit_engine
+from onerecord.audit import make_audit_engine
 from onerecord.hub.outbox import (
     ControlLocks,
     MemoryOutbox,

@@ -11,9 +11,15 @@ import httpx
 import orjson
 import pytest
 
-from onerecord.audit import AuditAction, AuditOutcome, MemoryAuditSink, SqlAuditSink
+from onerecord.audit import (
+    AuditAction,
+    AuditOutcome,
+    MemoryAuditSink,
+    SqlAuditSink,
+    create_audit_tables,
+    make_audit_engine,
+)
 from onerecord.hub.app import create_hub_app
-from onerecord.hub.auditdb import create_audit_tables, make_audit_engine
 from onerecord.hub.client import FakeRegionClient, RegionResponse
 from onerecord.hub.directory import RegionDirectory
 from onerecord.hub.security import HubSecurity, load_hub_key

@@ -14,10 +14,15 @@ import httpx
 import orjson
 import pytest
 
-from onerecord.audit import AuditAction, AuditOutcome, CitizenLogEntry, MemoryAuditSink
+from onerecord.audit import (
+    AuditAction,
+    AuditOutcome,
+    CitizenLogEntry,
+    MemoryAuditSink,
+    make_audit_engine,
+)
 from onerecord.domain import DocumentUniqueId, NationalIdentityNumber
 from onerecord.hub.app import create_hub_app
-from onerecord.hub.auditdb import make_audit_engine
 from onerecord.hub.client import FakeRegionClient, RegionResponse
 from onerecord.hub.directory import Region, RegionDirectory
 from onerecord.hub.outbox import OutboxWorker

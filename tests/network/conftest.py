@@ -18,7 +18,7 @@ import httpx
 import psutil
 import pytest
 
-from onerecord.demo import DemoLayout, region_command
+from onerecord.demo import DemoLayout, region_command, region_environment
 from onerecord.search_client import (
     HubSession,
     StaffMember,
@@ -90,10 +90,7 @@ class Network:
             region_command(self.layout, index, None),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            env={
-                **os.environ,
-                "ONERECORD_SOURCE_PUBLISHER_JWKS_FILE": str(self.layout.publishers_file),
-            },
+            env={**os.environ, **region_environment(self.layout, index)},
         )
         self.spawned.append(proc)
         wait_healthy(self.layout.region_url(index), proc)
@@ -253,7 +250,20 @@ def stop_network(network: Network) -> tuple[int | None, str]:
 
 
 @pytest.fixture(scope="module")
-def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
+def network(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Network]:
+    """The demo network of this module, or the worker's shared one (`shared_network` mark).
+
+    A module marked `pytest.mark.shared_network` only reads, or puts back what it changes
+    (blocks lifted, reservations withdrawn), and asserts nothing that another module's visits
+    could change (counts of access-log entries, no emergency access yet): it runs against one
+    network started once per pytest worker (`shared_network` in tests/conftest.py) instead of a
+    network of its own (docs/testing.md "Shared network").
+    """
+    if request.node.get_closest_marker("shared_network") is not None:
+        yield request.getfixturevalue("shared_network")
+        return
     yield from running_network(tmp_path_factory.mktemp("network"))
 
 

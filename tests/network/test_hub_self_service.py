@@ -27,7 +27,7 @@ from onerecord.search_client import (
 )
 from tests.network.conftest import Network
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared_network]
 _EXT_HCID = "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-HomeCommunityId"
 T = TypeVar("T")
 

@@ -27,7 +27,7 @@ from onerecord.trust.patient_binding import encode_salt, make_digest, new_salt
 from tests.network.conftest import Network
 from tests.network.test_network import attachment_url, documents, follow, search
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared_network]
 
 KLASS = "urn:oid:2.16.578.1.12.4.1.1.9602"
 

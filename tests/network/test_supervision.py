@@ -1,4 +1,5 @@
-"""Issue 10 E: `onerecord demo` restarts a region that died, and says so on one line.
+"""Issue 10 E: `onerecord demo` restarts a region (or Helse Nord's media archive) that died, and
+says so on one line.
 
 The demo used to leave a dead region dead until the whole network was restarted.
 """
@@ -38,6 +39,23 @@ def test_demo_restarts_a_killed_region_and_logs_the_restart(tmp_path: Path) -> N
         # It answers searches again, not only /healthz.
         metadata = httpx.get(network.region_fhir(1) + "/metadata", timeout=10)
         assert metadata.status_code == 200
+        # Helse Nord's media archive is supervised the same way, on the same ports and data.
+        media = network.manifest["media"]
+        archive = _media_process(network.demo.pid)
+        archive.kill()
+        archive.wait(timeout=10)
+        deadline = time.monotonic() + 45
+        while True:
+            assert time.monotonic() < deadline, "the media archive was not restarted in time"
+            try:
+                health = httpx.get(f"{media['url']}/healthz", timeout=2)
+                if health.status_code == 200 and _media_process(network.demo.pid) != archive:
+                    break
+            except (LookupError, httpx.HTTPError):
+                pass
+            time.sleep(0.2)
+        assert health.json()["dimse_port"] == media["dimse_port"]
+        assert health.json()["manifests_pending"] == 0
     finally:
         code, out = stop_network(network)
         _gone, alive = psutil.wait_procs(children, timeout=10)
@@ -48,4 +66,17 @@ def test_demo_restarts_a_killed_region_and_logs_the_restart(tmp_path: Path) -> N
     name = network.manifest["regions"][1]["name"]
     restarts = [line for line in out.splitlines() if line.startswith(f"{name} stopped")]
     assert restarts == [f"{name} stopped (killed by SIGKILL); restarting it in 1 s (restart 1)"]
+    assert "media archive stopped (killed by SIGKILL); restarting it in 1 s (restart 1)" in out
     assert "All services stopped." in out
+
+
+def _media_process(demo_pid: int) -> psutil.Process:
+    for child in psutil.Process(demo_pid).children():
+        try:
+            cmd = child.cmdline()
+            if "media" in cmd and "serve" in cmd:
+                if child.status() != psutil.STATUS_ZOMBIE:
+                    return child
+        except psutil.NoSuchProcess:
+            continue
+    raise LookupError("no running media archive")

@@ -7,17 +7,26 @@ also an XCA responding gateway, so the directory can switch the same region betw
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import random
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from html import unescape
 from typing import Any
 
+import httpx
+import orjson
 import pytest
 
+from onerecord.mhd import build_provide_bundle
 from onerecord.search_client import HubSession
+from onerecord.trust.publish_proof import PUBLISH_PROOF_HEADER, make_publish_proof
+from tests.factories import make_entry
 from tests.network.conftest import Network, running_network
-from tests.network.test_network import documents, follow, search, statuses
+from tests.network.test_network import doc_key, documents, follow, search, statuses
 from tests.portals.pages import TableRow, table_rows
 from tests.portals.test_portal_network import OVERVIEW, Browser, _open_overview
 
@@ -154,6 +163,64 @@ def test_an_xca_region_refusing_or_unreachable_is_reported_as_over_mhd(network: 
         assert [found[network.hcid(i)] for i in range(4) if i != XCA_INDEX] == ["ok"] * 3
         assert all(_hcid(d) != hcid for d in documents(bundle))
         assert bundle["total"] > 0
+
+
+def _publish(network: Network, index: int, patient: str, contents: Sequence[bytes]) -> list[str]:
+    """Store documents with these exact bytes in region `index` over signed ITI-65."""
+    hcid = network.hcid(index)
+    docs = [(make_entry(patient_id=patient, content=c, title="Stort notat"), c) for c in contents]
+    bundle = build_provide_bundle(
+        docs,
+        source_id=f"{hcid}.9",
+        submission_set_unique_id=f"{hcid.removeprefix('urn:oid:')}.8.{os.getpid()}.{time.time_ns()}",
+    )
+    body = orjson.dumps(bundle)
+    url = network.region_fhir(index)
+    proof = make_publish_proof(
+        network.publisher_key,
+        issuer=network.manifest["publisher"]["issuer"],
+        audience=hcid,
+        htu=url,
+        body=body,
+        now=time.time(),
+    )
+    r = httpx.post(
+        url,
+        content=body,
+        headers={"content-type": "application/fhir+json", PUBLISH_PROOF_HEADER: proof},
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text[:2000]
+    return [e.unique_id.urn for e, _ in docs]
+
+
+def test_a_document_from_an_xca_region_arrives_through_the_hub_byte_for_byte(
+    network: Network,
+) -> None:
+    """Issue 13: ITI-39 streamed through the hub — a document ending in CR/LF, a multi-MB one."""
+    patient = str(network.manifest["patients"]["adult"])
+    noise = random.Random(13)
+    contents = [
+        b"%PDF-1.4\r\n" + noise.randbytes(3000) + b"\r\n%%EOF\r\n",
+        # 6 MB whose bytes include what MIME framing looks like, ending in CR/LF twice.
+        b"%PDF-1.4\n" + noise.randbytes(6 * 1024 * 1024) + b"\r\n--MIMEBoundary\r\n\r\n",
+    ]
+    ids = _publish(network, XCA_INDEX, patient, contents)
+    practitioner = network.practitioner(patient)
+    urls = {
+        doc_key(d): d["content"][0]["attachment"]["url"]
+        for d in documents(_search(network, practitioner, patient))
+        if _hcid(d) == network.hcid(XCA_INDEX) and d.get("masterIdentifier")
+    }
+    for unique_id, content in zip(ids, contents, strict=True):
+        url = urls[unique_id]
+        got = httpx.get(url, headers=practitioner.headers("GET", url), timeout=120)
+        assert got.status_code == 200, got.text[:500]
+        assert len(got.content) == len(content)
+        assert hashlib.sha256(got.content).hexdigest() == hashlib.sha256(content).hexdigest()
+        assert got.headers["content-type"] == "application/pdf"
+        # Streamed: the MTOM part does not say its size, so the hub answers chunked.
+        assert "content-length" not in got.headers
 
 
 def _portal_rows(browser: Browser) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:

@@ -1006,3 +1006,20 @@ async def test_every_citizen_form_needs_the_sessions_csrf_token(
         assert fake.hub_calls("/controls/", method) == []
     page = await browser.get("/innbygger/dokumenter")
     assert page.status_code == 200 and "Du ser dine egne dokumenter." in page.text
+
+
+async def test_the_contact_registers_language_is_the_default_until_one_is_chosen(
+    browser: httpx.AsyncClient, fake: FakeNetwork
+) -> None:
+    fake.userinfo = parent_userinfo() | {"locale": "nn"}
+    back = await log_in(browser)
+    assert any(v.startswith("onerecord_lang=nn;") for v in back.headers.get_list("set-cookie"))
+    page = await browser.get("/innbygger/dokumenter")
+    assert '<html lang="nn"' in page.text
+    # A language the person chose stays theirs at the next login.
+    browser.cookies.clear()
+    browser.cookies.set("onerecord_lang", "en")
+    again = await log_in(browser)
+    assert not any("onerecord_lang" in v for v in again.headers.get_list("set-cookie"))
+    page = await browser.get("/innbygger/dokumenter")
+    assert '<html lang="en"' in page.text

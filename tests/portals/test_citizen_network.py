@@ -113,6 +113,16 @@ def test_parent_sees_own_documents_acts_for_child11_and_is_refused_child13(
     assert "Barn mellom 12 og 16 år har rett til å holde opplysninger for seg selv." in refused.text
     # Still acting for child11: the refusal switched nothing.
     assert "(barn)." in browser.get(f"{portal_url}/innbygger/dokumenter").text
+    # Chosen for the GP pages (the STS lists the child for the dialogue only), the child of 13
+    # opens «Fastlegen», and the record's pages are the parent's own again, never the child's.
+    for_gp = browser.post(
+        f"{portal_url}/innbygger/representasjon",
+        data={"csrf_token": token, "person": patients["child13"], "for": "fastlege"},
+    )
+    assert for_gp.status_code == 303
+    assert for_gp.headers["location"].endswith("/innbygger/fastlege")
+    own = browser.get(f"{portal_url}/innbygger/dokumenter").text
+    assert "(barn)." not in own and patients["child13"] not in own
 
 
 def test_adult_blocks_a_document_health_personnel_then_see_it_masked_and_the_visit_is_logged(

@@ -8,7 +8,6 @@ renders in worker processes, within a size and a time limit. The portal runs und
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ from starlette.routing import Route
 from onerecord.domain import DocumentUniqueId, HomeCommunityId, RepositoryUniqueId
 from onerecord.mhd import RetrieveKey
 from onerecord.portals import PortalSettings, create_portal_app
-from onerecord.portals.documents import render_document
 from onerecord.portals.i18n import LANGUAGE_COOKIE, catalog
 from onerecord.trust.access_token import PID_CLAIM
 from tests.portals.pages import csrf_token
@@ -181,27 +179,27 @@ async def _timed(client: httpx.AsyncClient, path: str) -> float:
 async def test_other_pages_answer_promptly_while_five_large_documents_render(
     portal: RunningPortal,
 ) -> None:
-    started = time.perf_counter()
-    render_document(RENDERED, mime_type="text/xml", format_code=None)
-    one_render = time.perf_counter() - started  # on this machine, now
     async with httpx.AsyncClient(base_url=portal.url, timeout=120) as client:
         await at_overview(client)
-        baseline = statistics.median([await _timed(client, PAGE) for _ in range(7)])
+        await _timed(client, PAGE)
         views = [
             asyncio.create_task(client.get(f"/helsepersonell/dokument/{LARGE}")) for _ in range(5)
         ]
-        waits: list[float] = []
+        answered = 0  # other pages answered while some of the five views was still out
         async with httpx.AsyncClient(base_url=portal.url, timeout=120) as other:
             while not all(v.done() for v in views):
-                waits.append(await _timed(other, PAGE))
+                await _timed(other, PAGE)
+                answered += 0 if all(v.done() for v in views) else 1
         pages = [await v for v in views]
     for page in pages:
         assert page.status_code == 200
         assert 'class="rendered"' in page.text and "Kontroll hos fastlege" in page.text
-    # The pages were asked for while the renders were in flight, and none waited for one:
-    # on the event loop, some page would wait at least one whole render (issue: 2.9 s).
-    assert len(waits) >= 5, waits
-    assert max(waits) < max(one_render / 2, 10 * baseline), (one_render, baseline, waits)
+    # Counts, not times: while renders were in flight (before the last view came back), other
+    # pages kept being answered one after another. On the event loop a render holds every other
+    # request until it is done, so only about one page gets through per render and per step
+    # around it (measured with the renders put on the loop: 16-17 pages in all; in worker
+    # processes: 360-500). Both counts shrink alike when the machine is slow, the renders too.
+    assert answered >= 40, answered
 
 
 def _message(key: str, language: str) -> str:

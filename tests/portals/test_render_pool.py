@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
+from onerecord.portals import render_pool
 from onerecord.portals.render_pool import RenderPool
 from tests.portals.test_documents import MINIMAL_EPIKRISE
 
@@ -62,3 +64,26 @@ async def test_a_document_over_the_size_limit_is_not_sent_to_a_worker() -> None:
         b"%PDF-1.7" + b"x" * 5000, mime_type="application/pdf", format_code=None
     )
     assert pdf.kind == "pdf" and pdf.notice is None
+
+
+async def test_a_render_during_start_up_waits_for_the_warm_workers_not_its_own_spawn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first document opened after the portal starts was shown as too slow to render on a
+    loaded machine: its `timeout_s` went on spawning a worker while the start-up's were coming."""
+    real_start = render_pool._Worker.start
+
+    def slow_start() -> render_pool._Worker:
+        time.sleep(3.0)  # a spawn on a busy machine
+        return real_start()
+
+    monkeypatch.setattr(render_pool._Worker, "start", staticmethod(slow_start))
+    pool = RenderPool(workers=1, timeout_s=2.0, max_bytes=1024 * 1024)
+    warming = asyncio.create_task(pool.warm())
+    await asyncio.sleep(0.1)
+    try:
+        view = await pool.render(MINIMAL_EPIKRISE, mime_type="text/xml", format_code=None)
+        await warming
+    finally:
+        await pool.aclose()
+    assert view.kind == "html", view.notice

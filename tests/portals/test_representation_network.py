@@ -21,7 +21,7 @@ from onerecord.portals.i18n import Translator
 from tests.network.conftest import Network
 from tests.portals.pages import csrf_token, login_through_sts
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared_network]
 
 NB = Translator("nb")
 DOCUMENTS = "/innbygger/dokumenter"

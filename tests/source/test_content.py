@@ -20,6 +20,7 @@ from onerecord.source.content import (
     MemoryContentStore,
     ObstoreContentStore,
 )
+from tests.support.s3 import S3Server
 
 pytestmark = pytest.mark.anyio
 
@@ -45,12 +46,25 @@ def _obstore_local(tmp_path: Path) -> ContentStore:
     return ObstoreContentStore(LocalStore(str(root)), prefix="region1")
 
 
-STORES: list[Callable[[Path], ContentStore]] = [_folder, _memory, _obstore_memory, _obstore_local]
+def _obstore_s3(_tmp_path: Path) -> ContentStore:
+    raise NotImplementedError("made by the fixture: it needs the S3 server")
+
+
+STORES: list[Callable[[Path], ContentStore]] = [
+    _folder,
+    _memory,
+    _obstore_memory,
+    _obstore_local,
+    _obstore_s3,
+]
 
 
 @pytest.fixture(params=STORES, ids=lambda f: f.__name__.lstrip("_"))
 def content(request: pytest.FixtureRequest, tmp_path: Path) -> ContentStore:
     factory: Callable[[Path], ContentStore] = request.param
+    if factory is _obstore_s3:  # a real S3 API on 127.0.0.1 (moto, tests/support/s3.py)
+        server: S3Server = request.getfixturevalue("s3_server")
+        return ObstoreContentStore(server.store(server.new_bucket()), prefix="region1")
     return factory(tmp_path)
 
 
@@ -233,7 +247,7 @@ async def _age(content: ContentStore, tmp_path: Path, sha256: str, seconds: floa
         assert isinstance(content, ObstoreContentStore)
         local = tmp_path / "bucket" / content.key_of(sha256)
         if not local.exists():
-            pytest.skip("an in-memory object store has no clock to turn back")
+            pytest.skip("an in-memory or S3 object store has no clock to turn back")
         os.utime(local, (then, then))
 
 

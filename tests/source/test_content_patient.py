@@ -201,7 +201,7 @@ def test_hostile_or_malformed_xml_is_refused_quickly(content: bytes) -> None:
     started = time.perf_counter()
     with pytest.raises(UnreadableContent):
         content_patients("text/xml", content)
-    assert time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started < 5.0  # an unhardened parser would expand for minutes
 
 
 # --- ITI-65 over HTTP: refused, nothing written; the right patient accepted --------------------

@@ -31,6 +31,7 @@ from onerecord.source.migrate import upgrade
 from onerecord.source.service import DocumentSource
 from onerecord.source.store import SqlDocumentStore, StoreError
 from onerecord.trust.keys import SigningKey
+from onerecord.trust.publish_proof import publisher_jwk
 from tests.conftest import Database
 from tests.factories import make_entry, sample_pdf, synthetic_nin
 from tests.source.conftest import (
@@ -149,7 +150,8 @@ def test_unauthorised_publish_leaves_the_content_folder_unchanged(
     sqlite_database: Database, tmp_path: Path
 ) -> None:
     jwks = tmp_path / "publishers.json"
-    jwks.write_text(json.dumps({"keys": [SigningKey.generate(kid="ehr-1").public_jwk()]}))
+    key = SigningKey.generate(kid="ehr-1")
+    jwks.write_text(json.dumps({"keys": [publisher_jwk(key, issuer="urn:oid:1.2.3.9")]}))
     port = free_port()
     settings = make_settings(
         sqlite_database,

@@ -7,7 +7,6 @@ another patient's document from a made-up key.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -30,12 +29,8 @@ from onerecord.domain import (
     OrganisationNumber,
 )
 from onerecord.mhd import RetrieveKey
-from onerecord.trust.access_token import validate_access_token
-from onerecord.trust.assertion import mint_hub_assertion
-from onerecord.trust.keys import StaticJwks
-from onerecord.trust.patient_binding import encode_salt
 from tests.factories import make_entry, sample_pdf
-from tests.source.trust_harness import HCID, HUB_ISSUER, KJ_SCOPE, Network, Token, start_network
+from tests.source.trust_harness import KJ_SCOPE, Network, Token, hub_headers, start_network
 
 V = "urn:oid:2.16.578.1.12.4.1.1."
 HL7 = "urn:oid:2.16.840.1.113883.5.25"
@@ -336,31 +331,7 @@ def test_retrieve_of_a_blocked_document_of_the_patient_is_still_403(net: Network
 
 def _via_hub(net: Network, token: Token) -> dict[str, str]:
     """Headers of a request the hub forwards: a hub assertion for the caller's token."""
-    claims = asyncio.run(
-        validate_access_token(
-            token.value,
-            keys=StaticJwks([net.sts_key]),
-            issuer=net.sts_url,
-            audience=HCID,
-            now=time.time(),
-        )
-    )
-    assert token.salt is not None and token.patient is not None
-    assertion = mint_hub_assertion(
-        key=net.hub_key,
-        issuer=HUB_ISSUER,
-        audience=HCID,
-        claims=claims,
-        patient_nin=token.patient,
-        patient_salt=encode_salt(token.salt),
-        correlation_id="hub-privacy",
-        now=time.time(),
-    )
-    return {
-        "onerecord-hub-assertion": assertion,
-        "nhn-patient-nin": token.patient,
-        "onerecord-patient-salt": encode_salt(token.salt),
-    }
+    return hub_headers(net, token, "hub-privacy")
 
 
 def test_behind_the_hub_blocked_entry_is_not_matched_by_its_hidden_type(net: Network) -> None:

@@ -7,6 +7,7 @@ The STS logs users in from the synthetic population (`synth.population`, via
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -27,14 +28,20 @@ from onerecord.source.settings import SourceSettings
 from onerecord.sts import ClientConfig, StsSettings, create_sts_app
 from onerecord.sts.registers import PopulationRegisters
 from onerecord.synth.population import Population, Practitioner, generate_population
+from onerecord.trust.access_token import validate_access_token
+from onerecord.trust.assertion import mint_hub_assertion
 from onerecord.trust.dpop import make_proof
 from onerecord.trust.keys import SigningKey, StaticJwks
 from onerecord.trust.patient_binding import encode_salt, make_digest, new_salt
-from onerecord.trust.publish_proof import PUBLISH_PROOF_HEADER, make_publish_proof
+from onerecord.trust.publish_proof import PUBLISH_PROOF_HEADER, make_publish_proof, publisher_jwk
 from tests.sts.fakes import client_assertion
 from tests.support.servers import free_port, serve_in_thread
 
 HCID = "urn:oid:2.16.578.1.12.4.5.100.1"
+PUBLISHER_ISSUER = "urn:oid:2.16.578.1.12.4.5.100.1.9"
+"""The EHR that publishes documents (its key may publish, not read controls)."""
+ARCHIVE_ISSUER = "urn:oid:2.16.578.1.12.4.5.100.1.77"
+"""The region's archive (its key may read the patient's controls)."""
 REPOSITORY = "2.16.578.1.12.4.5.100.1.2"
 HUB_ISSUER = "https://hub.onerecord.test"
 GRANT = "urn:onerecord:params:oauth:grant-type:test-user"
@@ -90,6 +97,7 @@ class Network:
     hub_key: SigningKey
     client_key: SigningKey
     publisher_key: SigningKey
+    archive_key: SigningKey
     clock: Clock
     settings: SourceSettings
     db_path: Path
@@ -199,10 +207,10 @@ class Network:
         assert r.status_code == 200, r.text
         return Token(r.json()["access_token"], r.extensions["dpop_key"], patient, salt)
 
-    def citizen_token(self, who: str, *, patient: str | None = None) -> Token:
+    def citizen_token(self, who: str, *, patient: str | None = None, audience: str = HCID) -> Token:
         """Log a citizen in (level 4); `patient` defaults to themselves."""
         nin = self.citizen(who) if who in self.population.cast else who
-        r = self._token({"subject": nin, "resource": HCID, "scope": "openid"})
+        r = self._token({"subject": nin, "resource": audience, "scope": "openid"})
         assert r.status_code == 200, r.text
         return Token(r.json()["access_token"], r.extensions["dpop_key"], patient or nin)
 
@@ -260,7 +268,7 @@ class Network:
         body = orjson.dumps(bundle)
         proof = make_publish_proof(
             self.publisher_key,
-            issuer="urn:oid:2.16.578.1.12.4.5.100.1.9",
+            issuer=PUBLISHER_ISSUER,
             audience=HCID,
             htu=self.fhir,
             body=body,
@@ -275,6 +283,36 @@ class Network:
         assert r.status_code == 200, r.text
 
 
+def hub_headers(net: Network, token: Token, correlation_id: str) -> dict[str, str]:
+    """What the hub sends to the archive for a caller whose token it validated (docs/hub.md)."""
+    claims = asyncio.run(
+        validate_access_token(
+            token.value,
+            keys=StaticJwks([net.sts_key]),
+            issuer=net.sts_url,
+            audience=HCID,
+            now=time.time(),
+        )
+    )
+    assert token.salt is not None and token.patient is not None
+    salt = encode_salt(token.salt)
+    assertion = mint_hub_assertion(
+        key=net.hub_key,
+        issuer=HUB_ISSUER,
+        audience=HCID,
+        claims=claims,
+        patient_nin=token.patient,
+        patient_salt=salt,
+        correlation_id=correlation_id,
+        now=time.time(),
+    )
+    return {
+        "onerecord-hub-assertion": assertion,
+        "nhn-patient-nin": token.patient,
+        "onerecord-patient-salt": salt,
+    }
+
+
 def today() -> date:
     return datetime.now(UTC).date()
 
@@ -286,15 +324,27 @@ def start_network(
     db_url: str | None = None,
     schema: str | None = None,
     source_overrides: dict[str, Any] | None = None,
+    extra_publishers: tuple[tuple[SigningKey, str], ...] = (),
 ) -> Iterator[Network]:
-    """Start the STS and the source (SQLite in `workdir` unless `db_url` is given)."""
+    """Start the STS and the source (SQLite in `workdir` unless `db_url` is given).
+
+    The source trusts the EHR's publisher key (PUBLISHER_ISSUER, publishing only) and the
+    region's archive key (ARCHIVE_ISSUER, an archive: it may read controls).
+    `extra_publishers`: more archives as (key, issuer) whose proofs the source accepts.
+    """
     population = generate_population(seed=11, citizens=0, reference_date=today())
     sts_key = SigningKey.generate(kid="sts-test-key")
     hub_key = SigningKey.generate(kid="hub-test-key")
     client_key = SigningKey.generate(kid="ehr-key")
     publisher_key = SigningKey.generate(kid="ehr-publisher-key")
+    archive_key = SigningKey.generate(kid="region-archive-key")
     publishers = workdir / "publishers.json"
-    publishers.write_text(json.dumps({"keys": [publisher_key.public_jwk()]}))
+    keys = [
+        publisher_jwk(publisher_key, issuer=PUBLISHER_ISSUER),
+        publisher_jwk(archive_key, issuer=ARCHIVE_ISSUER, archive=True),
+        *(publisher_jwk(k, issuer=iss, archive=True) for k, iss in extra_publishers),
+    ]
+    publishers.write_text(json.dumps({"keys": keys}))
     clock = Clock()
     sts_port, source_port = free_port(), free_port()
     sts_url = f"http://127.0.0.1:{sts_port}"
@@ -312,21 +362,21 @@ def start_network(
         sts_settings, registers=PopulationRegisters(population), key=sts_key, clock=clock
     )
     db_path = workdir / "registry.db"
-    settings = SourceSettings(
-        region="Helse Sør-Øst",
-        home_community_id=HCID,
-        repository_unique_id=REPOSITORY,
-        db_url=db_url or f"sqlite:///{db_path}",
-        db_schema=schema,
-        content_dir=workdir / "content",
-        public_base_url=f"http://127.0.0.1:{source_port}",
-        issuer=sts_url,
-        jwks_url=f"{sts_url}/jwks",
-        hub_issuer=HUB_ISSUER,
-        hub_jwks_url="http://127.0.0.1:9/unused-jwks",
-        publisher_jwks_file=publishers,
-        **(source_overrides or {}),
-    )
+    values: dict[str, Any] = {
+        "region": "Helse Sør-Øst",
+        "home_community_id": HCID,
+        "repository_unique_id": REPOSITORY,
+        "db_url": db_url or f"sqlite:///{db_path}",
+        "db_schema": schema,
+        "content_dir": workdir / "content",
+        "public_base_url": f"http://127.0.0.1:{source_port}",
+        "issuer": sts_url,
+        "jwks_url": f"{sts_url}/jwks",
+        "hub_issuer": HUB_ISSUER,
+        "hub_jwks_url": "http://127.0.0.1:9/unused-jwks",
+        "publisher_jwks_file": publishers,
+    }
+    settings = SourceSettings(**{**values, **(source_overrides or {})})
     source_app = create_app(settings, hub_keys=StaticJwks([hub_key]))
     with ExitStack() as stack:
         stack.enter_context(serve_in_thread(sts_app, port=sts_port))
@@ -339,6 +389,7 @@ def start_network(
             hub_key=hub_key,
             client_key=client_key,
             publisher_key=publisher_key,
+            archive_key=archive_key,
             clock=clock,
             settings=settings,
             db_path=db_path,

@@ -6,6 +6,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,9 +26,12 @@ from onerecord.trust.access_token import (
     authenticate_request,
 )
 from onerecord.trust.dpop import make_proof
-from onerecord.trust.errors import DevelopmentKeyRefused
+from onerecord.trust.errors import DevelopmentKeyRefused, InvalidToken
 from onerecord.trust.keys import RemoteJwks, SigningKey, load_or_create_dev_key
 from onerecord.trust.patient_binding import encode_salt, make_digest, new_salt, verify_binding
+from onerecord.trust.policy import DenialReason, citizen_search_policy
+from onerecord.trust.population import population_facts
+from onerecord.trust.principal import CitizenContext, RelationKind, Representation
 from onerecord.trust.replay import MemoryReplayCache
 from tests.sts.fakes import (
     CHILD_8,
@@ -49,6 +53,7 @@ from tests.support.servers import free_port, serve_in_thread
 REDIRECT = "http://127.0.0.1/callback"
 GRANT = "urn:onerecord:params:oauth:grant-type:test-user"
 ATT = "nhn:tillitsrammeverk:parameters"
+DIALOGUE = "urn:onerecord:dialogue"
 
 
 @dataclass
@@ -92,6 +97,7 @@ def sts() -> Iterator[Sts]:
         issuer=base,
         dev_mode=True,
         clients={"ehr": ClientConfig(jwk=client_key.public_jwk(), redirect_uris=(REDIRECT,))},
+        allowed_audiences=("nhn:phr", DIALOGUE),
     )
     app = create_sts_app(
         settings, registers=make_population(), key=SigningKey.generate(kid="dev-sts-test")
@@ -411,6 +417,40 @@ def test_citizen_token_carries_representation_rules(sts: Sts) -> None:
     assert CHILD_13 not in str(rep) and CHILD_AWAY not in str(rep)
     principal = _authenticate(sts, response.json()["access_token"])
     assert isinstance(principal, Citizen) and principal.nin == NationalIdentityNumber(PARENT)
+
+
+def test_a_dialogue_token_also_lists_the_child_of_13_and_the_record_stays_closed(sts: Sts) -> None:
+    """The dialogue's token: the child of 13 at the parent's address too; the record's: not."""
+    dialogue = sts.test_user(PARENT, resource=DIALOGUE)
+    assert dialogue.status_code == 200, dialogue.text
+    claims = _claims(dialogue.json()["access_token"])
+    assert claims["aud"] == DIALOGUE
+    rep = {(r["nin"], r["relation"]) for r in claims["onerecord:representation"]}
+    assert rep == {(CHILD_8, "parent"), (CHILD_13, "parent"), (GIVER, "proxy")}
+    assert CHILD_AWAY not in str(rep)
+    record = _claims(sts.test_user(PARENT).json()["access_token"])
+    assert CHILD_13 not in str(record["onerecord:representation"])
+    # The dialogue's token is no key to the record: another audience.
+    with pytest.raises(InvalidToken):
+        _authenticate(sts, dialogue.json()["access_token"])
+    # And the record's rule itself still refuses a parent of a child of 13 (E5), whatever a
+    # token said.
+    child = NationalIdentityNumber(CHILD_13)
+    ctx = CitizenContext(
+        nin=NationalIdentityNumber(PARENT),
+        acr_level=4,
+        representations=(Representation(child, RelationKind.PARENT),),
+    )
+    decision = citizen_search_policy(
+        ctx, child, facts=population_facts(ctx, child), now=datetime.now(UTC)
+    )
+    assert not decision.allowed and decision.reason is DenialReason.CHILD_TOO_OLD
+
+
+def test_a_dialogue_token_lists_nobody_for_a_protected_address(sts: Sts) -> None:
+    response = sts.test_user(PROTECTED, resource=DIALOGUE)
+    assert response.status_code == 200, response.text
+    assert _claims(response.json()["access_token"])["onerecord:representation"] == []
 
 
 def test_citizen_with_protected_address_represents_nobody(sts: Sts) -> None:

@@ -45,12 +45,21 @@ def test_parent_sees_children_under_12_allowed_and_child13_refused(portal_sts: P
     }
     assert refused[cast["child12_yesterday"].nin.value]["reason"] == "child-12-15"
     assert len(refused) == 2
+    # The same two, at the parent's address, for the dialogue with the GP office only.
+    assert sorted(body["onerecord:representation_dialogue"], key=lambda r: r["nin"]) == sorted(
+        (
+            {"nin": cast[key].nin.value, "name": cast[key].name, "relation": "parent"}
+            for key in ("child13", "child12_yesterday")
+        ),
+        key=lambda r: r["nin"],
+    )
 
 
 def test_protected_address_refuses_representation_both_ways(portal_sts: PortalSts) -> None:
     body = _userinfo(portal_sts, "protected6")
     child = portal_sts.population.cast["protected6_child"]
     assert body["onerecord:representation"] == []
+    assert body["onerecord:representation_dialogue"] == []
     assert body["onerecord:representation_refused"] == [
         {
             "nin": child.nin.value,
@@ -118,3 +127,13 @@ def test_discovery_names_userinfo_and_refresh(portal_sts: PortalSts) -> None:
     conf = httpx.get(f"{portal_sts.base}/.well-known/openid-configuration").json()
     assert conf["userinfo_endpoint"] == f"{portal_sts.base}/userinfo"
     assert "refresh_token" in conf["grant_types_supported"]
+
+
+def test_a_citizens_locale_is_the_contact_registers_language(portal_sts: PortalSts) -> None:
+    from onerecord.synth.demographics import contact_details
+
+    population = portal_sts.population
+    for key in ("parent", "protected7"):
+        citizen = population.cast[key]
+        expected = contact_details(citizen, population.reference_date).language
+        assert _userinfo(portal_sts, key)["locale"] == expected

@@ -24,7 +24,13 @@ from onerecord.trust.dpop import access_token_hash, make_proof, normalise_htu, v
 from onerecord.trust.errors import InvalidToken, TrustError
 from onerecord.trust.jose import MAX_JWS_LENGTH, numeric_date, parse_compact
 from onerecord.trust.keys import Key, SigningKey, StaticJwks, import_public_jwk
-from onerecord.trust.publish_proof import PUBLISH_PROOF_TYP, body_digest, verify_publish_proof
+from onerecord.trust.publish_proof import (
+    PUBLISH_PROOF_TYP,
+    PublisherKeys,
+    RegisteredPublisher,
+    body_digest,
+    verify_publish_proof,
+)
 from onerecord.trust.replay import MemoryReplayCache
 from tests.trust.jose_factories import b64, dpop_header, json_bytes, kid_header, signed
 
@@ -93,10 +99,23 @@ async def _hub_assertion(token: str, keys: CountingKeys) -> object:
     )
 
 
+class _CountingPublishers(PublisherKeys):
+    """The publishers' keys (each tied to its issuer), counting lookups into `counting`."""
+
+    def __init__(self, counting: CountingKeys) -> None:
+        key = import_public_jwk(ISSUER_KEY.public_jwk())
+        super().__init__([RegisteredPublisher(str(ISSUER_KEY.kid), ISSUER, key)])
+        self.counting = counting
+
+    def registered(self, kid: str | None) -> RegisteredPublisher:
+        self.counting.lookups += 1
+        return super().registered(kid)
+
+
 async def _publish_proof(token: str, keys: CountingKeys) -> object:
     return await verify_publish_proof(
         token,
-        keys=keys,
+        keys=_CountingPublishers(keys),
         audience=AUDIENCE,
         htu=URL,
         body=BODY,

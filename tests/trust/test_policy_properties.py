@@ -26,7 +26,7 @@ from onerecord.trust.principal import (
     RelationKind,
     Representation,
 )
-from tests.trust.policy_factories import NOW, PATIENT, TODAY, entry, hcp, synthetic_nin
+from tests.trust.policy_factories import NOW, PATIENT, TODAY, entry, grant, hcp, synthetic_nin
 
 ALL_LABELS = sorted(
     {code for _, code in code_tables().value_sets["confidentialityCode"]} | {"R", "V"}
@@ -171,3 +171,39 @@ def test_deny_overrides(
     for extra in ALL_LABELS:
         more = entry(labels=tuple(dict.fromkeys((*labels, extra))), class_code=cls)
         assert ORDER[decision.view(more)] >= ORDER[decision.view(doc)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    entry_st,
+    st.booleans(),
+    st.sampled_from([None, *AccessBasis]),
+    st.sampled_from(["TREAT", "ETREAT", "BTG"]),
+    st.booleans(),
+)
+def test_masks_is_the_blocking_part_of_view(
+    facts: tuple[tuple[str, ...], str],
+    blocked: bool,
+    basis: AccessBasis | None,
+    purpose: str,
+    with_grant: bool,
+) -> None:
+    """`masks` (for the media archive's studies) says MASKED exactly when `view` would, unhidden."""
+    labels, klass = facts
+    doc = entry(labels=labels, class_code=klass)
+    controls = PatientControls(
+        PATIENT, blocked_documents=frozenset({doc.unique_id}) if blocked else frozenset()
+    )
+    ctx = hcp(
+        purpose=purpose,
+        access_basis=basis,
+        emergency=grant(classes=("E00-1",)) if with_grant else None,
+    )
+    decision = hcp_search_policy(
+        ctx, PATIENT, region_policy=RegionPolicy(), controls=controls, today=TODAY, now=NOW
+    )
+    view = decision.view(doc)
+    if view is not EntryView.HIDDEN:
+        assert decision.masks(doc) == (view is EntryView.MASKED)
+    if not decision.allowed:
+        assert not decision.masks(doc)

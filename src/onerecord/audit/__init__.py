@@ -26,8 +26,9 @@ from onerecord.audit.checkpoint import (
     read_checkpoints,
     sign_checkpoint,
 )
-from onerecord.audit.citizen_log import CitizenLogEntry, citizen_log_entries
+from onerecord.audit.citizen_log import CitizenLogEntry, audit_event_entry, citizen_log_entries
 from onerecord.audit.command import audit_verify_command, verify_all
+from onerecord.audit.database import create_audit_tables, make_audit_engine
 from onerecord.audit.record import (
     AuditAction,
     AuditCitizen,
@@ -38,6 +39,7 @@ from onerecord.audit.record import (
     AuditPractitioner,
     AuditRecord,
 )
+from onerecord.audit.request_record import audit_record
 from onerecord.audit.store import (
     AuditSink,
     MemoryAuditSink,
@@ -75,14 +77,18 @@ __all__ = [
     "VerifyResult",
     "audit_chain_head",
     "audit_event",
+    "audit_event_entry",
     "audit_event_table",
     "audit_metadata",
+    "audit_record",
     "audit_verify_command",
     "canonical",
     "checkpoint_keys",
     "citizen_log_entries",
+    "create_audit_tables",
     "link_hash",
     "load_checkpoint_key",
+    "make_audit_engine",
     "read_checkpoints",
     "sign_checkpoint",
     "verify_all",

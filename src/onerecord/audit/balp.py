@@ -1,14 +1,17 @@
 """Render an AuditRecord as a FHIR R4 AuditEvent in IHE Basic Audit Log Patterns (BALP) shape.
 
 Search → BALP PatientQuery (type rest, subtype search, action E, a query entity with the base64
-query); retrieve → BALP PatientRead (subtype read, action R, one entity per document). The
-patient is an entity of type 1 (Person) and role 1 (Patient); one AuditEvent per patient. The
-caller is the requesting agent (HPR number or identity number in `who.identifier`, name in
-`who.display`, the token `jti` in `policy`, never the token). The attestation's organisations are
-further agents, its care relationship goes in `purposeOfUse`.
+query); retrieve → BALP PatientRead (subtype read, action R, one entity per document); a
+document sent over ITI-65 → MHD's ProvideBundle.Audit.Source (type DCM 110106 Export, subtype
+ITI-65, action R); one received and refused → MHD's ProvideBundle.Audit.Recipient (type DCM 110107
+Import, action C). The patient is an entity of type 1 (Person) and role 1 (Patient); one
+AuditEvent per patient. The caller is the requesting agent (HPR number or identity number in
+`who.identifier`, name in `who.display`, the token `jti` in `policy`, never the token). The
+attestation's organisations are further agents, its care relationship goes in `purposeOfUse`.
 
 References: IHE ITI BALP (Basic Audit Log Patterns) §3.57.4 patterns PatientQuery, PatientRead,
-"OAuth access token use"; FHIR R4 AuditEvent; TRUST-FRAMEWORK §3.2, F1, F5, F6.
+"OAuth access token use"; IHE MHD 4.x ITI-65 §2:3.65.5 (audit); FHIR R4 AuditEvent;
+TRUST-FRAMEWORK §3.2, F1, F5, F6.
 """
 
 from __future__ import annotations
@@ -32,6 +35,14 @@ BALP_PROFILES = {
     AuditAction.RETRIEVE: _BALP + "IHE.BasicAudit.PatientRead",
     AuditAction.ACCESS_LOG_READ: _BALP + "IHE.BasicAudit.PatientQuery",
     AuditAction.CONTROL_CHANGE: _BALP + "IHE.BasicAudit.PatientUpdate",
+    AuditAction.STORE: _BALP + "IHE.BasicAudit.PatientCreate",
+    # MHD's own pattern for the sender of ITI-65: type DCM 110106 Export, action R.
+    AuditAction.EXPORT: "https://profiles.ihe.net/ITI/MHD/StructureDefinition/"
+    "IHE.MHD.ProvideBundle.Audit.Source",
+    AuditAction.CONTROLS_READ: _BALP + "IHE.BasicAudit.PatientQuery",
+    # ... and for its recipient: type DCM 110107 Import, action C.
+    AuditAction.IMPORT: "https://profiles.ihe.net/ITI/MHD/StructureDefinition/"
+    "IHE.MHD.ProvideBundle.Audit.Recipient",
 }
 _EVENT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
 _RESTFUL = "http://hl7.org/fhir/restful-interaction"
@@ -55,13 +66,23 @@ _SUBTYPE = {
     AuditAction.RETRIEVE: (_RESTFUL, "read"),
     AuditAction.ACCESS_LOG_READ: (_RESTFUL, "search"),
     AuditAction.CONTROL_CHANGE: (_RESTFUL, "update"),
+    AuditAction.STORE: (_RESTFUL, "create"),
+    AuditAction.EXPORT: ("urn:ihe:event-type-code", "ITI-65"),
+    AuditAction.CONTROLS_READ: (_RESTFUL, "search"),
+    AuditAction.IMPORT: ("urn:ihe:event-type-code", "ITI-65"),
 }
 _ACTION = {
     AuditAction.SEARCH: "E",
     AuditAction.RETRIEVE: "R",
     AuditAction.ACCESS_LOG_READ: "E",
     AuditAction.CONTROL_CHANGE: "U",
+    AuditAction.STORE: "C",
+    AuditAction.EXPORT: "R",
+    AuditAction.CONTROLS_READ: "E",
+    AuditAction.IMPORT: "C",
 }
+_EXPORT_TYPE = {"system": _DCM, "code": "110106", "display": "Export"}
+_IMPORT_TYPE = {"system": _DCM, "code": "110107", "display": "Import"}
 _OUTCOME = {AuditOutcome.SUCCESS: "0", AuditOutcome.DENIED: "4", AuditOutcome.ERROR: "8"}
 _RELATION_ROLE = {"parent": "PRN", "proxy": "POWATT", "proxy-unable-to-consent": "HPOWATT"}
 
@@ -126,6 +147,16 @@ def _agents(record: AuditRecord) -> list[dict[str, Any]]:
             agents.append(_organisation_agent(p.point_of_care, "point_of_care"))
         if p.department is not None:
             agents.append(_organisation_agent(p.department, "department"))
+    if record.system is not None:
+        # A system on its own behalf (DICOM 110150 Application), by its issuer.
+        application: dict[str, Any] = {
+            "type": {"coding": [{"system": _DCM, "code": "110150", "display": "Application"}]},
+            "who": {"identifier": {"system": "urn:ietf:rfc:3986", "value": record.system}},
+            "requestor": True,
+        }
+        if policy:
+            application["policy"] = policy
+        agents.append(application)
     c = record.citizen
     if c is not None:
         citizen: dict[str, Any] = {
@@ -246,7 +277,11 @@ def audit_event(record: AuditRecord) -> dict[str, Any]:
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "meta": {"profile": [BALP_PROFILES[record.action]]},
-        "type": {"system": _EVENT_TYPE, "code": "rest", "display": "Restful Operation"},
+        "type": _EXPORT_TYPE
+        if record.action is AuditAction.EXPORT
+        else _IMPORT_TYPE
+        if record.action is AuditAction.IMPORT
+        else {"system": _EVENT_TYPE, "code": "rest", "display": "Restful Operation"},
         "subtype": [{"system": system, "code": code}],
         "action": _ACTION[record.action],
         "recorded": record.recorded.isoformat(timespec="microseconds"),

@@ -20,13 +20,15 @@ References: TRUST-FRAMEWORK §5.4, ATT-7/8, ATT-16/20/23/34; F2, F3.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from onerecord.audit.record import AuditAction, AuditOutcome, AuditRecord
+from onerecord.domain import HPR_SYSTEM
 
-__all__ = ["CitizenLogEntry", "citizen_log_entries"]
+__all__ = ["CitizenLogEntry", "audit_event_entry", "citizen_log_entries"]
 
 _PURPOSE_TEXT = {
     "TREAT": "Behandling",
@@ -91,3 +93,72 @@ def citizen_log_entries(records: Iterable[AuditRecord]) -> list[CitizenLogEntry]
     """Return the citizen log lines for `records`, newest first."""
     entries = [e for e in (_entry(r) for r in records) if e is not None]
     return sorted(entries, key=lambda e: e.time, reverse=True)
+
+
+_EVENT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
+_RESTFUL = "http://hl7.org/fhir/restful-interaction"
+_SUBTYPE = {"search": ("search", "E"), "retrieve": ("read", "R")}
+_EMERGENCY_EXT = "https://onerecord.example/fhir/StructureDefinition/emergency-access"
+_EMERGENCY_BASIS_EXT = "https://onerecord.example/fhir/StructureDefinition/emergency-basis"
+_EMERGENCY_REASON_EXT = "https://onerecord.example/fhir/StructureDefinition/emergency-reason"
+_HPR_CATEGORY = "urn:oid:2.16.578.1.12.4.1.1.9060"
+_TITLE_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
+
+
+def audit_event_entry(
+    entry: CitizenLogEntry,
+    titles: Sequence[str] = (),
+    *,
+    observer: str = "onerecord document source",
+) -> dict[str, Any]:
+    """Render one access-log line as a FHIR AuditEvent for the citizen's portal.
+
+    The reader's HPR number (when they have one) is `agent.who.identifier`, for the portal's
+    server only; their national identity number is never included. `titles`: the titles of
+    the opened documents (or records) the caller may see (each one `entity.name`); `observer`
+    the service that wrote the record (a document source, the dialogue service).
+    """
+    subtype, action = _SUBTYPE.get(entry.action, ("search", "E"))
+    who: dict[str, Any] = {"display": entry.who_name}
+    if entry.hpr:
+        who["identifier"] = {"system": f"urn:oid:{HPR_SYSTEM}", "value": entry.hpr}
+    agent: dict[str, Any] = {"requestor": True, "who": who}
+    if entry.profession:
+        agent["role"] = [{"coding": [{"system": _HPR_CATEGORY, "code": entry.profession}]}]
+    agents = [agent]
+    if entry.organisation:
+        agents.append({"requestor": False, "who": {"display": entry.organisation}})
+    if entry.department:
+        agents.append({"requestor": False, "who": {"display": entry.department}})
+    why = [text for text in (entry.purpose, entry.healthcare_service) if text]
+    resource: dict[str, Any] = {
+        "resourceType": "AuditEvent",
+        "type": {"system": _EVENT_TYPE, "code": "rest"},
+        "subtype": [{"system": _RESTFUL, "code": subtype}],
+        "action": action,
+        "recorded": entry.time.isoformat(),
+        "outcome": "0",
+        "agent": agents,
+        "source": {"observer": {"display": observer}},
+        "entity": [
+            {
+                "description": "Dokumenter åpnet" if entry.documents_opened else "Dokumentliste",
+            },
+            *(
+                {"role": {"system": _TITLE_ROLE, "code": "3", "display": "Report"}, "name": t}
+                for t in titles
+            ),
+        ],
+    }
+    if why:
+        resource["purposeOfEvent"] = [{"text": text} for text in why]
+    extensions: list[dict[str, Any]] = []
+    if entry.emergency:
+        extensions.append({"url": _EMERGENCY_EXT, "valueBoolean": True})
+    if entry.emergency_basis:
+        extensions.append({"url": _EMERGENCY_BASIS_EXT, "valueCode": entry.emergency_basis})
+    if entry.emergency_reason:
+        extensions.append({"url": _EMERGENCY_REASON_EXT, "valueCode": entry.emergency_reason})
+    if extensions:
+        resource["extension"] = extensions
+    return resource

@@ -10,7 +10,7 @@ decision_ref id) and the token's `jti`, never the token (F6). The stored form is
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -27,6 +27,21 @@ __all__ = [
 ]
 
 
+def _plain(value: Any) -> Any:
+    """`dataclasses.asdict` of the caller's dataclasses below, without its deep copy.
+
+    They are frozen and hold only str, int, bool, None, tuples and each other, so there is
+    nothing to copy; asdict's copying was most of an append's CPU (a work-list page appends
+    50 records).
+    """
+    names = getattr(type(value), "__dataclass_fields__", None)
+    if names is not None:
+        return {name: _plain(getattr(value, name)) for name in names}
+    if type(value) is tuple:
+        return tuple(_plain(item) for item in value)
+    return value
+
+
 class AuditAction(StrEnum):
     """What was done."""
 
@@ -34,6 +49,10 @@ class AuditAction(StrEnum):
     RETRIEVE = "retrieve"
     ACCESS_LOG_READ = "access-log-read"
     CONTROL_CHANGE = "control-change"
+    STORE = "store"  # an instance received into an archive (DICOM C-STORE, STOW-RS)
+    EXPORT = "export"  # a document sent to another system (ITI-65 Provide Document Bundle)
+    CONTROLS_READ = "controls-read"  # a system of the region read the patient's controls
+    IMPORT = "import"  # an ITI-65 Provide Document Bundle received (refused publish proofs)
 
 
 class AuditOutcome(StrEnum):
@@ -133,13 +152,17 @@ class AuditRecord:
     # At the hub: each region asked, as (homeCommunityId, status) — ok, timeout, unavailable,
     # denied, invalid-response, error — so an auditor sees whose part of an overview is missing.
     regions: tuple[tuple[str, str], ...] = ()
+    # A system acting on its own behalf, not for a person (a publisher of the region, by the
+    # `iss` of its publish proof): the media archive reading a patient's controls.
+    system: str | None = None
 
     def __post_init__(self) -> None:
         if self.recorded.tzinfo is None:
             raise ValueError("recorded must carry a time zone")
         object.__setattr__(self, "recorded", self.recorded.astimezone(UTC))
-        if self.practitioner is not None and self.citizen is not None:
-            raise ValueError("a record has one caller: a practitioner or a citizen")
+        callers = (self.practitioner, self.citizen, self.system)
+        if sum(c is not None for c in callers) > 1:
+            raise ValueError("a record has one caller: a practitioner, a citizen or a system")
         if self.outcome is not AuditOutcome.SUCCESS and not self.reason:
             raise ValueError("a denied or failed access needs a reason code")
 
@@ -153,8 +176,8 @@ class AuditRecord:
             "home_community_id": self.home_community_id,
             "correlation_id": self.correlation_id,
             "patient_id": self.patient_id,
-            "practitioner": asdict(self.practitioner) if self.practitioner else None,
-            "citizen": asdict(self.citizen) if self.citizen else None,
+            "practitioner": _plain(self.practitioner) if self.practitioner else None,
+            "citizen": _plain(self.citizen) if self.citizen else None,
             "reason": self.reason,
             "document_ids": list(self.document_ids),
             "returned_count": self.returned_count,
@@ -162,6 +185,7 @@ class AuditRecord:
             "token_jti": self.token_jti,
             "emergency_override": self.emergency_override,
             **({"regions": [list(pair) for pair in self.regions]} if self.regions else {}),
+            **({"system": self.system} if self.system is not None else {}),
         }
 
     @classmethod
@@ -186,6 +210,7 @@ class AuditRecord:
             token_jti=data.get("token_jti"),
             emergency_override=bool(data.get("emergency_override")),
             regions=tuple((str(h), str(st)) for h, st in data.get("regions") or ()),
+            system=data.get("system"),
         )
 
 

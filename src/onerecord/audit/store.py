@@ -25,24 +25,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Literal, Protocol
 
+import anyio.to_thread
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Column,
-    DateTime,
-    Dialect,
     Index,
     MetaData,
     String,
     Table,
-    TypeDecorator,
+    bindparam,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from onerecord.audit.chain import (
     GENESIS_HASH,
@@ -57,6 +56,7 @@ from onerecord.audit.checkpoint import Checkpointer
 from onerecord.audit.citizen_log import CitizenLogEntry, citizen_log_entries
 from onerecord.audit.group_commit import GroupCommit
 from onerecord.audit.record import AuditAction, AuditOutcome, AuditRecord
+from onerecord.sqldb import JsonDocument, UtcDateTime, sqlite_sync_twin
 
 _VERIFY_BATCH = 1000
 
@@ -70,27 +70,6 @@ __all__ = [
 ]
 
 
-class _UtcDateTime(TypeDecorator[datetime]):
-    """A UTC timestamp read back with tzinfo=UTC on SQLite and PostgreSQL alike."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        assert isinstance(value, datetime)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-_JSON = JSON().with_variant(postgresql.JSONB(), "postgresql")
-
 audit_metadata = MetaData(
     naming_convention={"ix": "ix_%(table_name)s_%(column_0_N_name)s", "pk": "pk_%(table_name)s"}
 )
@@ -100,13 +79,13 @@ audit_event_table = Table(
     audit_metadata,
     Column("source_id", String(64), primary_key=True),
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
-    Column("recorded", _UtcDateTime, nullable=False),
+    Column("recorded", UtcDateTime, nullable=False),
     Column("patient_id", String(11), nullable=True),
     Column("action", String(32), nullable=False),
     Column("outcome", String(16), nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
-    Column("event", _JSON, nullable=False),
+    Column("event", JsonDocument, nullable=False),
     Index(None, "patient_id", "recorded"),
 )
 
@@ -172,6 +151,23 @@ class SqlAuditSink:
         self.source_id = source_id
         self.checkpoints = checkpoints
         self._group = GroupCommit(self._commit, max_items=max_batch) if group_commit else None
+        self._twin: Engine | Literal[False] | None = None  # SQLite's sync twin, on first use
+        head = audit_chain_head.c
+        # Built once: building a statement costs more CPU than running it on SQLite.
+        # The lock is the first write of the transaction: PostgreSQL locks the row, SQLite the
+        # database; RETURNING reads the head in the same statement.
+        self._lock = (
+            update(audit_chain_head)
+            .where(head.source_id == source_id)
+            .values(last_seq=head.last_seq)
+            .returning(head.last_seq, head.last_hash)
+        )
+        self._advance = (
+            update(audit_chain_head)
+            .where(head.source_id == source_id)
+            .values(last_seq=bindparam("seq"), last_hash=bindparam("hash"))
+        )
+        self._insert_events = audit_event_table.insert()
 
     async def head(self) -> ChainHead | None:
         """The chain head as stored (None before the first append)."""
@@ -199,6 +195,9 @@ class SqlAuditSink:
             await self._group.wait_idle()
         if self.checkpoints is not None:
             await self.checkpoints.close()
+        if self._twin:
+            self._twin.dispose()
+        self._twin = None
 
     async def append(self, records: Sequence[AuditRecord]) -> None:
         """Append records to this source's chain; return once their transaction has committed."""
@@ -210,67 +209,82 @@ class SqlAuditSink:
             await self._group.submit(records)
 
     async def _commit(self, records: Sequence[AuditRecord]) -> None:
-        """Link the records from the locked head, insert them and move the head: one transaction."""
-        async with self._engine.begin() as conn:
-            seq, prev = await self._lock_head(conn)
-            rows = []
-            for record in records:
-                seq += 1
-                event = record.to_dict()
-                row_hash = link_hash(
-                    prev,
-                    canonical(
-                        seq=seq,
-                        recorded=_stamp(record.recorded),
-                        patient_id=record.patient_id,
-                        action=record.action.value,
-                        outcome=record.outcome.value,
-                        event=event,
-                    ),
-                )
-                rows.append(
-                    {
-                        "source_id": self.source_id,
-                        "seq": seq,
-                        "recorded": record.recorded,
-                        "patient_id": record.patient_id,
-                        "action": record.action.value,
-                        "outcome": record.outcome.value,
-                        "prev_hash": prev,
-                        "hash": row_hash,
-                        "event": event,
-                    }
-                )
-                prev = row_hash
-            await conn.execute(audit_event_table.insert(), rows)
-            await conn.execute(
-                update(audit_chain_head)
-                .where(audit_chain_head.c.source_id == self.source_id)
-                .values(last_seq=seq, last_hash=prev)
-            )
-        if self.checkpoints is not None:
-            await self.checkpoints.advanced(seq, prev, appended=len(records))
+        """Link the records from the locked head, insert them and move the head: one transaction.
 
-    async def _lock_head(self, conn: AsyncConnection) -> tuple[int, str]:
+        On a SQLite file the transaction runs whole in one worker thread on the engine's
+        synchronous twin (sqldb.sqlite_sync_twin): one thread hand-over instead of one per call.
+        """
+        if self._twin is None:
+            self._twin = sqlite_sync_twin(self._engine) or False
+        if self._twin:
+            written = await anyio.to_thread.run_sync(self._commit_on_twin, records)
+        else:
+            async with self._engine.begin() as conn:
+                written = await conn.run_sync(self.append_in, records)
+        await self.appended(written)
+
+    def _commit_on_twin(self, records: Sequence[AuditRecord]) -> tuple[int, str, int]:
+        assert self._twin
+        with self._twin.begin() as conn:
+            return self.append_in(conn, records)
+
+    def append_in(self, conn: Connection, records: Sequence[AuditRecord]) -> tuple[int, str, int]:
+        """Append records inside the caller's open transaction (they commit or roll back with
+        it; synchronous: `AsyncConnection.run_sync`, or a worker thread's own connection); once
+        it has committed, pass the returned value to `appended`."""
+        seq, prev = self._lock_head(conn)
+        rows = []
+        for record in records:
+            seq += 1
+            event = record.to_dict()
+            row_hash = link_hash(
+                prev,
+                canonical(
+                    seq=seq,
+                    recorded=_stamp(record.recorded),
+                    patient_id=record.patient_id,
+                    action=record.action.value,
+                    outcome=record.outcome.value,
+                    event=event,
+                ),
+            )
+            rows.append(
+                {
+                    "source_id": self.source_id,
+                    "seq": seq,
+                    "recorded": record.recorded,
+                    "patient_id": record.patient_id,
+                    "action": record.action.value,
+                    "outcome": record.outcome.value,
+                    "prev_hash": prev,
+                    "hash": row_hash,
+                    "event": event,
+                }
+            )
+            prev = row_hash
+        if rows:
+            conn.execute(self._insert_events, rows)
+            conn.execute(self._advance, {"seq": seq, "hash": prev})
+        return seq, prev, len(rows)
+
+    async def appended(self, written: tuple[int, str, int]) -> None:
+        """After the transaction of `append_in` committed: advance the checkpoint log."""
+        seq, prev, count = written
+        if self.checkpoints is not None and count:
+            await self.checkpoints.advanced(seq, prev, appended=count)
+
+    def _lock_head(self, conn: Connection) -> tuple[int, str]:
         """Create the chain head if needed, lock it, and return (last_seq, last_hash)."""
-        head = audit_chain_head.c
-        # The first write of the transaction: PostgreSQL locks the row, SQLite the database;
-        # RETURNING reads the head in the same statement.
-        lock = (
-            update(audit_chain_head)
-            .where(head.source_id == self.source_id)
-            .values(last_seq=head.last_seq)
-            .returning(head.last_seq, head.last_hash)
-        )
-        row = (await conn.execute(lock)).first()
+        lock = self._lock
+        row = conn.execute(lock).first()
         if row is None:
             insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-            await conn.execute(
+            conn.execute(
                 insert(audit_chain_head)
                 .values(source_id=self.source_id, last_seq=0, last_hash=GENESIS_HASH)
                 .on_conflict_do_nothing()
             )
-            row = (await conn.execute(lock)).one()
+            row = conn.execute(lock).one()
         return int(row.last_seq), str(row.last_hash)
 
     async def verify(self, checkpoints: Mapping[int, str] | None = None) -> VerifyResult:

@@ -1,4 +1,5 @@
-"""The national hub: region directory, fan-out, merge and paging, retrieve routing, FHIR API."""
+"""The national hub: region directory, fan-out, merge and paging, retrieve routing, FHIR API,
+DICOMweb routing to the regions' media archives."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from onerecord.hub.client import (
     RegionTransportError,
     ResponseTooLarge,
 )
+from onerecord.hub.dicomweb import DicomWebRelay, StudyPath, parse_study_path
 from onerecord.hub.directory import Region, RegionDirectory, RegionProtocol, parse_directory
 from onerecord.hub.errors import (
     DirectoryError,
@@ -40,10 +42,17 @@ from onerecord.hub.merge import HubStatus, MergedResult, consolidate, merge
 from onerecord.hub.redis_snapshot import RedisSnapshotStore
 from onerecord.hub.request_checks import check_find_request, check_forwarded_headers
 from onerecord.hub.results import RegionResult, RegionStatus
-from onerecord.hub.security import HubAssertionAuth, HubSecurity, check_patient, load_hub_key
+from onerecord.hub.security import (
+    HubAssertionAuth,
+    HubSecurity,
+    RelayedXuaAuth,
+    check_patient,
+    load_hub_key,
+)
 from onerecord.hub.self_service import CitizenServices, ControlChange, ControlKind
 from onerecord.hub.settings import HubSettings
 from onerecord.hub.snapshot import InMemorySnapshotStore, Snapshot, SnapshotStore
+from onerecord.hub.xds_registry import XdsRegistry, region_error
 
 __all__ = [
     "MASKED_COUNT_HEADER",
@@ -57,6 +66,7 @@ __all__ = [
     "ControlChange",
     "ControlKind",
     "Deadlines",
+    "DicomWebRelay",
     "DirectoryError",
     "FakeRegionClient",
     "FindRequest",
@@ -84,13 +94,16 @@ __all__ = [
     "RegionStatus",
     "RegionStream",
     "RegionTransportError",
+    "RelayedXuaAuth",
     "RequestBudget",
     "ResponseTooLarge",
     "Snapshot",
     "SnapshotExpired",
     "SnapshotNotFound",
     "SnapshotStore",
+    "StudyPath",
     "UnknownCommunity",
+    "XdsRegistry",
     "check_find_request",
     "check_forwarded_headers",
     "check_patient",
@@ -102,4 +115,6 @@ __all__ = [
     "load_hub_key",
     "merge",
     "parse_directory",
+    "parse_study_path",
+    "region_error",
 ]

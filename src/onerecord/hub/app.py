@@ -1,7 +1,9 @@
 """The hub's HTTP face: FHIR R4 at /fhir (IHE MHD Document Responder with Target Communities).
 
 Also the citizen's self-service across regions: `GET /fhir/AuditEvent` (the access log) and
-`/controls` (patient controls), see hub/self_service.py.
+`/controls` (patient controls), see hub/self_service.py; and DICOMweb under one study,
+`GET /dicomweb/{hcid-oid}/studies/{uid}[/…]`, routed to the region's media archive
+(hub/dicomweb.py).
 
 Routes stay thin: read the request, call one HubService method, render bytes. Every error
 becomes an OperationOutcome; nothing internal reaches the client.
@@ -29,12 +31,24 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from onerecord import __version__
-from onerecord.audit import AuditAction, AuditSink
-from onerecord.domain import DomainError, NationalIdentityNumber
-from onerecord.hub.audit import audit_record
-from onerecord.hub.auditdb import create_audit_tables, hub_audit_sink, make_audit_engine
+from onerecord.audit import (
+    AuditAction,
+    AuditSink,
+    audit_record,
+    create_audit_tables,
+    make_audit_engine,
+)
+from onerecord.domain import DomainError, HomeCommunityId, NationalIdentityNumber, Oid
+from onerecord.hub.auditdb import hub_audit_sink
 from onerecord.hub.breaker import BreakerBoard
 from onerecord.hub.client import AiohttpRegionClient, RegionClient
+from onerecord.hub.dicomweb import (
+    AnswerBrokenOff,
+    DicomWebRelay,
+    check_relayed_headers,
+    parse_study_path,
+    relayed_query,
+)
 from onerecord.hub.directory import RegionDirectory
 from onerecord.hub.errors import HubError
 from onerecord.hub.fanout import PassThroughAuth, RegionAuth, RequestBudget, forward_headers
@@ -61,6 +75,8 @@ from onerecord.hub.service import Caller, HubAnswer, HubService
 from onerecord.hub.settings import HubSettings
 from onerecord.hub.snapshot import InMemorySnapshotStore, SnapshotStore
 from onerecord.hub.xca_initiating import XcaCaller, XcaInitiator, load_hub_saml_issuer
+from onerecord.hub.xds_app import load_xds_xua, xds_router
+from onerecord.hub.xds_registry import XdsRegistry
 from onerecord.logs import log_unexpected_error
 from onerecord.mhd import (
     FHIR_JSON,
@@ -185,6 +201,8 @@ class CorrelationAndMetrics:
 def _route_label(path: str) -> str:
     if path.startswith("/fhir/Binary/"):
         return "/fhir/Binary"
+    if path.startswith("/dicomweb/"):
+        return "/dicomweb"
     for prefix in ("/controls/document-blocks/", "/controls/practitioner-blocks/"):
         if path.startswith(prefix):
             return prefix.rstrip("/")
@@ -202,6 +220,8 @@ _ROUTES = frozenset(
         "/healthz",
         "/jwks",
         "/.well-known/jwks.json",
+        "/xca/iti18",
+        "/xca/iti43",
     }
 )
 
@@ -268,6 +288,14 @@ def create_hub_app(
         snapshots=snapshot_store,
         metrics=metrics,
         xca=_xca_initiator(settings, client),
+    )
+    dicomweb = DicomWebRelay(
+        directory=service.directory,
+        client=client,
+        breakers=breakers,
+        timeout_s=settings.retrieve_timeout_s,
+        retry_delay_s=settings.retry_delay_s,
+        public_base_url=settings.public_base_url,
     )
     make_auth = auth or _pass_through
     limiter = CallerLimiter(settings.caller_quota)
@@ -366,6 +394,16 @@ def create_hub_app(
     )
     app.state.hub = service
     app.state.citizens = citizens
+    app.state.xds = XdsRegistry(
+        hub=service,
+        security=security,
+        xua=load_xds_xua(settings),
+        audit=sink,
+        hub_id=settings.hub_id,
+        home_community_id=HomeCommunityId(Oid(settings.xds_home_community_id)),
+    )
+    app.state.caller_limiter = limiter
+    app.include_router(xds_router(settings))
     app.state.outbox_worker = outbox_worker
     app.state.security = security
 
@@ -427,7 +465,7 @@ def create_hub_app(
                 audit_record(
                     action=action,
                     status=status,
-                    hub_id=settings.hub_id,
+                    source_id=settings.hub_id,
                     principal=principal,
                     correlation_id=correlation_of(request),
                     patient_id=patient_id,
@@ -550,6 +588,8 @@ def create_hub_app(
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, AnswerBrokenOff):  # logged where it happened; the answer is cut
+            return _issue_body(502, "transient", "the region broke off its answer", None)
         log_unexpected_error(
             log,
             "hub.unexpected_error",
@@ -791,6 +831,45 @@ def create_hub_app(
         headers = dict(got.headers)
         media = headers.pop("content-type", "application/octet-stream")
         return StreamingResponse(got.chunks, media_type=media, headers=headers)
+
+    @app.get("/dicomweb/{path:path}")
+    async def dicomweb_under_study(path: str, request: Request) -> Response:
+        """WADO-RS and QIDO-RS under one study, streamed from the archive of its region."""
+        # The path, query and relayed headers are checked before anything else (400, 404).
+        study = parse_study_path(path)
+        query = relayed_query(request.query_params.multi_items())
+        relayed = check_relayed_headers(request.headers)
+        action = AuditAction.SEARCH if study.is_search else AuditAction.RETRIEVE
+        patient = request.headers.get(PATIENT_NIN_HEADER)
+        hcid = study.home_community_id.urn
+        asked = f"dicomweb:{study.relative}" + (f"?{query}" if query else "")
+        studies = (study.study_uid,)  # the study's first manifest has its UID as unique id
+
+        async def audit(status: int, regions: tuple[tuple[str, str], ...] = ()) -> None:
+            await record(
+                request,
+                action,
+                status,
+                patient_id=patient,
+                regions=regions,
+                query=asked,
+                document_ids=studies,
+            )
+
+        who, _principal = await admit(
+            request, [], action, patient_id=patient, query=asked, document_ids=studies
+        )
+        try:
+            got = await dicomweb.get(who, study, query=query, headers=relayed)
+        except HubError as exc:
+            failed = "timeout" if exc.code == "timeout" else "unavailable"
+            await audit(exc.status, ((hcid, failed),))
+            raise
+        except MhdError as exc:  # no such community, or none with images: no region asked
+            await audit(exc.status)
+            raise
+        await audit(got.status, ((hcid, "denied" if got.status in (401, 403) else "ok"),))
+        return StreamingResponse(got.chunks, status_code=got.status, headers=dict(got.headers))
 
     @app.get("/fhir/AuditEvent")
     async def citizen_access_log(request: Request, citizens: Citizens) -> Response:

@@ -70,6 +70,16 @@ class RegionClient(Protocol):
         """POST a body (an XCA SOAP request) and read the whole answer."""
         ...
 
+    async def post_stream(
+        self, url: str, body: bytes, *, headers: Mapping[str, str], timeout_s: float
+    ) -> RegionStream:
+        """POST a body (an XCA ITI-39 request) and read the answer in chunks, as `stream`.
+
+        `timeout_s` bounds connecting and each read; the chunks raise RegionTransportError or
+        TimeoutError when the exchange breaks while they are read.
+        """
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -162,8 +172,32 @@ class AiohttpRegionClient:
 
         async def chunks() -> AsyncIterator[bytes]:
             try:
-                async for chunk in resp.content.iter_chunked(_CHUNK):
-                    yield chunk
+                # A break inside the body (a cut connection, a short body) is the hub's
+                # RegionTransportError, as it is while connecting.
+                with _transport_errors():
+                    async for chunk in resp.content.iter_chunked(_CHUNK):
+                        yield chunk
+            finally:
+                resp.release()
+
+        async def close() -> None:
+            resp.release()
+
+        return RegionStream(resp.status, _lower(resp.headers), chunks(), close)
+
+    async def post_stream(
+        self, url: str, body: bytes, *, headers: Mapping[str, str], timeout_s: float
+    ) -> RegionStream:
+        # As `stream`: the whole answer (a large document) may take longer than `timeout_s`.
+        timeout = aiohttp.ClientTimeout(total=None, connect=timeout_s, sock_read=timeout_s)
+        with _transport_errors():
+            resp = await self.session.post(url, data=body, headers=dict(headers), timeout=timeout)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                with _transport_errors():
+                    async for chunk in resp.content.iter_chunked(_CHUNK):
+                        yield chunk
             finally:
                 resp.release()
 
@@ -270,6 +304,20 @@ class FakeRegionClient:
         self.posted.append(body)
         async with asyncio.timeout(timeout_s):
             return await _longest_prefix(self.send_handlers, url)("POST", url, headers)
+
+    async def post_stream(
+        self, url: str, body: bytes, *, headers: Mapping[str, str], timeout_s: float
+    ) -> RegionStream:
+        response = await self.post(url, body, headers=headers, timeout_s=timeout_s)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for i in range(0, len(response.body), _CHUNK):
+                yield response.body[i : i + _CHUNK]
+
+        async def close() -> None:
+            return None
+
+        return RegionStream(response.status, response.headers, chunks(), close)
 
     async def aclose(self) -> None:
         return None

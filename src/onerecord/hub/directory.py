@@ -9,6 +9,11 @@ The file is JSON (`.json`) or TOML (`.toml`) with a list of regions:
 `audience` is the `aud` the region expects in the hub's assertion (default: its
 homeCommunityId).
 
+`media_url` (optional) is the DICOMweb base of the region's media archive (its `/dicomweb`, e.g.
+`"https://media.helse-vest.example/dicomweb"`): the hub routes `GET /dicomweb/{oid}/studies/…`
+there with a hub assertion, as it routes ITI-68 to `base_url` (hub/dicomweb.py,
+docs/media.md "Through the hub"). A region without it has no images at the hub (404).
+
 `protocol` says how the hub asks the region: `mhd` (default: ITI-67/68 at `base_url`) or `xca`
 (ITI-38 Cross Gateway Query at `iti38_url`, ITI-39 Cross Gateway Retrieve at `iti39_url`, with a
 SAML assertion signed by the hub; docs/xca.md "Initiating gateway"). An `xca` region's
@@ -67,6 +72,8 @@ class Region:
     protocol: RegionProtocol = RegionProtocol.MHD
     iti38_url: str | None = None
     iti39_url: str | None = None
+    media_url: str | None = None
+    """The region's media archive's DICOMweb base (`…/dicomweb`); None: no images."""
 
     def __post_init__(self) -> None:
         if self.protocol is RegionProtocol.XCA:
@@ -80,6 +87,11 @@ class Region:
                 f"region {self.name!r}: iti38_url and iti39_url belong to protocol xca"
             )
         object.__setattr__(self, "base_url", _http_url(self.name, "base_url", self.base_url))
+        if self.media_url is not None:
+            media = _http_url(self.name, "media_url", self.media_url)
+            if "?" in media or "#" in media:
+                raise DirectoryError(f"region {self.name!r}: media_url takes no query or fragment")
+            object.__setattr__(self, "media_url", media)
         if self.timeout_s is not None and not self.timeout_s > 0:
             raise DirectoryError(f"region {self.name!r}: timeout_s must be positive")
 
@@ -137,6 +149,7 @@ def _region(raw: Mapping[str, Any]) -> Region:
             protocol=protocol,
             iti38_url=iti38,
             iti39_url=_optional_text(raw, "iti39_url"),
+            media_url=_optional_text(raw, "media_url"),
         )
     except KeyError as exc:
         raise DirectoryError(f"a region lacks the field {exc.args[0]!r}") from exc

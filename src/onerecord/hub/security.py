@@ -29,6 +29,7 @@ from onerecord.domain import (
 from onerecord.hub.directory import Region
 from onerecord.hub.settings import HubSettings
 from onerecord.trust.access_token import (
+    SECURITY_LEVEL_CLAIM,
     AccessTokenClaims,
     AuthSettings,
     Citizen,
@@ -55,10 +56,12 @@ from onerecord.trust.patient_binding import (
     verify_binding,
 )
 from onerecord.trust.replay import MemoryReplayCache, RedisReplayCache, ReplayCache
+from onerecord.xca.relay import XUA_ASSERTION_HEADER, relay_digest
 
 __all__ = [
     "DeferredAssertionAuth",
     "HubAssertionAuth",
+    "RelayedXuaAuth",
     "HubSecurity",
     "check_patient",
     "deferred_identity",
@@ -167,6 +170,64 @@ class HubAssertionAuth:
             headers[PATIENT_NIN_HEADER] = self.patient_nin
         if self.patient_salt:
             headers[PATIENT_SALT_HEADER] = self.patient_salt
+        return headers
+
+
+@dataclass
+class RelayedXuaAuth:
+    """RegionAuth of an XDS.b caller (ITI-18/43 at the hub): the caller's own SAML assertion
+    relayed with a hub assertion that names it (`xca/relay.py`, docs/xca.md "Trust at the hub").
+
+    The hub assertion carries only the caller's subject, security level and the patient (no
+    attestation): the region takes the caller and `resource-id` from the relayed assertion,
+    verified with its own trusted issuers, so it trusts the hub for neither.
+    """
+
+    key: SigningKey
+    issuer: str
+    subject: str
+    security_level: str
+    assertion_id: str
+    saml_issuer: str
+    relayed: str
+    """The `onerecord-xua-assertion` header value (`encode_relayed`)."""
+    correlation_id: str
+    patient_nin: str | None
+    lifetime: int = 60
+    clock: Callable[[], float] = time.time
+
+    async def headers_for(self, region: Region, method: str, url: str) -> dict[str, str]:
+        claims = AccessTokenClaims(
+            issuer=self.saml_issuer,
+            audience=region.audience,
+            subject=self.subject,
+            jti=self.assertion_id,
+            issued_at=0,
+            expires_at=0,
+            jkt="",
+            client_id=None,
+            scope=frozenset(),
+            pid=None,
+            security_level=self.security_level,
+            acr=None,
+            toa=None,
+            raw={"sub": self.subject, SECURITY_LEVEL_CLAIM: self.security_level},
+        )
+        token = mint_hub_assertion(
+            key=self.key,
+            issuer=self.issuer,
+            audience=region.audience,
+            claims=claims,
+            patient_nin=self.patient_nin,
+            patient_salt=None,
+            correlation_id=self.correlation_id,
+            now=self.clock(),
+            lifetime=self.lifetime,
+            relayed_xua=relay_digest(self.relayed),
+        )
+        headers = {HUB_ASSERTION_HEADER: token, XUA_ASSERTION_HEADER: self.relayed}
+        if self.patient_nin:
+            headers[PATIENT_NIN_HEADER] = self.patient_nin
         return headers
 
 
@@ -315,6 +376,32 @@ class HubSecurity:
             correlation_id=correlation_id,
             patient_nin=patient_nin,
             patient_salt=patient_salt,
+            lifetime=self.assertion_lifetime,
+            clock=self.clock,
+        )
+
+    def relayed_auth(
+        self,
+        *,
+        subject: str,
+        security_level: str,
+        assertion_id: str,
+        saml_issuer: str,
+        relayed: str,
+        correlation_id: str,
+        patient_nin: str | None,
+    ) -> RelayedXuaAuth:
+        """Return the RegionAuth that relays an XDS.b caller's own SAML assertion."""
+        return RelayedXuaAuth(
+            key=self.signing_key,
+            issuer=self.assertion_issuer,
+            subject=subject,
+            security_level=security_level,
+            assertion_id=assertion_id,
+            saml_issuer=saml_issuer,
+            relayed=relayed,
+            correlation_id=correlation_id,
+            patient_nin=patient_nin,
             lifetime=self.assertion_lifetime,
             clock=self.clock,
         )

@@ -64,15 +64,16 @@ from onerecord.hub.snapshot import (
     new_snapshot_id,
     open_snapshot,
 )
-from onerecord.hub.xca_initiating import XcaCaller, XcaInitiator, document_chunks
+from onerecord.hub.xca_initiating import XcaCaller, XcaInitiator, policy_reason
 from onerecord.mhd import (
     FHIR_JSON,
     BadRequest,
+    Issue,
     RetrieveKey,
     render_query,
 )
 
-__all__ = ["Caller", "HubAnswer", "HubService", "RegionFailure", "Retrieved"]
+__all__ = ["Caller", "Gathered", "HubAnswer", "HubService", "RegionFailure", "Retrieved"]
 
 log = structlog.get_logger("onerecord.hub")
 
@@ -105,6 +106,16 @@ class HubAnswer:
     regions: tuple[tuple[str, str], ...] = ()
     """(homeCommunityId, status) of each region asked; empty when no fan-out happened."""
     returned: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Gathered:
+    """A fan-out's merged answer, each region's result, the regions not asked, the audit pairs."""
+
+    merged: MergedResult
+    results: tuple[RegionResult, ...]
+    skipped: tuple[Region, ...]
+    outcomes: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,39 +183,8 @@ class HubService:
         query, params = checked.query, checked.params
         if checked.only_total:
             return await self._count(caller, query, params)
-        request = FindRequest(
-            path_and_query=f"DocumentReference?{urlencode(checked.region_params)}",
-            headers=caller.region_headers(),
-            patient=query.patient_id,
-        )
-        deadlines = self.settings.deadlines
-        regions, skipped = self._regions_to_ask(query)
-        results = await fan_out(
-            regions,
-            request,
-            client=self.client,
-            breakers=self.breakers,
-            auth=caller.auth,
-            per_region_timeout=deadlines.per_region_s,
-            aggregation_deadline=deadlines.aggregation_s,
-            budget=budget or RequestBudget.starting(deadlines),
-            max_entries=self.settings.max_entries_per_region,
-            max_pages=self.settings.max_pages_per_region,
-            retry_delay_s=self.settings.retry_delay_s,
-            xca_exchange=self._xca_exchange(caller, query),
-        )
-        self.metrics.observe(results)
-        _log_faulty_regions(results)
-        merged = merge(results, query.sort, region_cap=self.settings.max_entries_per_region)
-        merged = _with_skipped(merged, skipped)
-        log.info(
-            "hub.find",
-            status=merged.status.value,
-            documents=len(merged.documents),
-            regions={r.region.hcid: r.status.value for r in results},
-            not_asked=len(skipped),
-        )
-        outcomes = _outcomes(results, skipped)
+        gathered = await self.gather(caller, checked, budget=budget)
+        merged, outcomes = gathered.merged, gathered.outcomes
         if merged.status is HubStatus.FAILURE:
             headers = {"retry-after": merged.retry_after} if merged.retry_after else {}
             return HubAnswer(
@@ -232,6 +212,61 @@ class HubService:
             log.warning("hub.snapshot.too_large", documents=len(entries))
         page = self._render_page(snapshot, 0, count, pageable=stored)
         return replace(page, regions=outcomes, returned=len(entries))
+
+    async def gather(
+        self,
+        caller: Caller,
+        checked: CheckedFind,
+        *,
+        budget: RequestBudget | None = None,
+        home_community_id: str | None = None,
+    ) -> Gathered:
+        """Ask every region (or only the one named) and merge: the entries of a find, unpaged.
+
+        The ITI-67 find pages what this returns; the XDS.b registry (hub/xds_registry.py)
+        renders it as ebRIM.
+        """
+        query = checked.query
+        request = FindRequest(
+            path_and_query=f"DocumentReference?{urlencode(checked.region_params)}",
+            headers=caller.region_headers(),
+            patient=query.patient_id,
+        )
+        deadlines = self.settings.deadlines
+        regions, skipped = self._regions_to_ask(query)
+        if home_community_id is not None:
+            regions = [r for r in regions if r.hcid == home_community_id]
+            skipped = tuple(r for r in skipped if r.hcid == home_community_id)
+        results = await fan_out(
+            regions,
+            request,
+            client=self.client,
+            breakers=self.breakers,
+            auth=caller.auth,
+            per_region_timeout=deadlines.per_region_s,
+            aggregation_deadline=deadlines.aggregation_s,
+            budget=budget or RequestBudget.starting(deadlines),
+            max_entries=self.settings.max_entries_per_region,
+            max_pages=self.settings.max_pages_per_region,
+            retry_delay_s=self.settings.retry_delay_s,
+            xca_exchange=self._xca_exchange(caller, query),
+        )
+        self.metrics.observe(results)
+        _log_faulty_regions(results)
+        merged = merge(results, query.sort, region_cap=self.settings.max_entries_per_region)
+        merged = _with_skipped(merged, skipped)
+        log.info(
+            "hub.find",
+            status=merged.status.value,
+            documents=len(merged.documents),
+            regions={r.region.hcid: r.status.value for r in results},
+            not_asked=len(skipped),
+        )
+        return Gathered(merged, tuple(results), tuple(skipped), _outcomes(results, skipped))
+
+    def check(self, params: Sequence[tuple[str, str]]) -> CheckedFind:
+        """Parse a find's parameters as the regions will (400 for what they would refuse)."""
+        return self._check(params)
 
     def _xca_exchange(self, caller: Caller, query: DocumentQuery) -> RegionExchange | None:
         if self.xca is None:
@@ -434,10 +469,13 @@ class HubService:
     async def _retrieve_xca(
         self, caller: Caller, region: Region, breaker: CircuitBreaker, key: RetrieveKey
     ) -> Retrieved | HubAnswer:
-        """ITI-68 through the hub from an XCA region: one ITI-39 DocumentRequest.
+        """ITI-68 through the hub from an XCA region: one ITI-39 DocumentRequest, streamed.
 
-        Outcomes as for MHD: no answer → 502/504; the region's error → 502; a RegistryError for
-        the document → 404 (XDSDocumentUniqueIdError, the region's "no such document") or 403.
+        Outcomes as for MHD: no answer → 502/504; the region's error or a malformed answer up to
+        the document's first byte → 502; a RegistryError for the document → 404
+        (XDSDocumentUniqueIdError, the region's "no such document") or 403. The document's
+        bytes then stream through (`_relay`); a fault inside them can no longer change the
+        status: the response is broken off (docs/xca.md "Retrieve").
         """
         if self.xca is None:
             raise RegionFailure(
@@ -468,15 +506,21 @@ class HubService:
                 code="exception",
             ) from None
         breaker.record_success()
-        if got.content is None:
+        if got.chunks is None:
             if got.error_code == "XDSDocumentUniqueIdError":
                 return _outcome(404, "not-found", f"no document {key.unique_id.value}")
-            return _outcome(403, "forbidden", f"{got.error_code}: {got.error_context}")
-        headers = {
-            "content-type": got.mime_type or "application/octet-stream",
-            "content-length": str(len(got.content)),
-        }
-        return Retrieved(chunks=document_chunks(got.content), headers=headers)
+            # The policy's reason travels as over MHD, so that the portal can say, for
+            # instance, that the patient has blocked this health worker (issue 11, defect 8).
+            return _outcome(
+                403,
+                "forbidden",
+                f"{got.error_code}: {got.error_context}",
+                reason=policy_reason(got.error_context),
+            )
+        # No content-length: the MTOM part does not say its size. The answer goes out chunked,
+        # so a client can tell a document broken off (no last chunk) from a whole one.
+        headers = {"content-type": got.mime_type or "application/octet-stream"}
+        return Retrieved(chunks=_relay(got.chunks, region, breaker), headers=headers)
 
     def _owning_region(
         self, hcid: str, *, unknown: str, expression: str
@@ -513,8 +557,38 @@ def _routed_call_failed(region: Region, timeout: float, exc: Exception) -> Regio
     return RegionFailure(f"{region.name} ({region.hcid}) is unavailable: {exc}", status=502)
 
 
-def _outcome(status: int, code: str, diagnostics: str) -> HubAnswer:
-    issue = {"severity": "error", "code": code, "diagnostics": diagnostics}
+async def _relay(
+    chunks: AsyncIterator[bytes], region: Region, breaker: CircuitBreaker
+) -> AsyncIterator[bytes]:
+    """A document's chunks from an XCA region; a fault inside them is logged and counted.
+
+    The status (200) and headers are sent by then: the fault is raised on, and the server
+    closes the connection without the last chunk, so the client sees a broken-off answer.
+    """
+    sent = 0
+    try:
+        async for chunk in chunks:
+            sent += len(chunk)
+            yield chunk
+    except RegionCallFailed as exc:
+        if exc.status.counts_against_breaker:
+            breaker.record_failure()
+        log.warning(
+            "hub.retrieve.broken_off",
+            hcid=region.hcid,
+            region_status=exc.status.value,
+            sent_bytes=sent,
+            detail=exc.detail,
+        )
+        raise
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def _outcome(status: int, code: str, diagnostics: str, *, reason: str | None = None) -> HubAnswer:
+    issue = Issue(code, diagnostics, reason=reason).render()
     return HubAnswer(status, outcome_body([issue]), {"content-type": FHIR_JSON})
 
 

@@ -58,6 +58,15 @@ class HubSettings(BaseSettings):
     saml_issuer: str | None = None
     """The assertion's Issuer (default: the hub's public base URL), as regions list it."""
     saml_assertion_lifetime_s: int = Field(default=300, ge=10, le=3600)
+    # ITI-18/43 at the hub for XDS.b clinical systems (docs/xca.md "The hub as the national
+    # registry"): the SAML issuers the hub trusts, each with its certificate files (PEM;
+    # none: every ITI-18/43 request is refused), and the audiences it accepts. The assertion
+    # is relayed to the regions, which must trust the same issuer and audience.
+    xds_issuers: dict[str, tuple[Path, ...]] = Field(default_factory=dict)
+    xds_audiences: tuple[str, ...] = ("onerecord:hub",)
+    xds_home_community_id: str = "urn:oid:2.16.578.1.12.4.5.100"
+    """The hub's own homeCommunityId: the location of the RegistryErrors that concern no region
+    (a refused assertion or patient, a query the hub cannot serve)."""
     audit_db_url: str | None = None
     audit_db_schema: str | None = None
     hub_id: str = "onerecord-hub"

@@ -3,7 +3,8 @@
 A search becomes one FindDocuments (LeafClass) for the patient; the ebRIM answer is mapped back
 to the DocumentReferences the MHD path merges (`mhd.document_reference`, and the blocked
 placeholder for an obfuscated entry), so the merged answer does not depend on the wire. A
-retrieve becomes one DocumentRequest; the document comes back as the MTOM part it names.
+retrieve becomes one DocumentRequest; the document comes back as the MTOM part it names,
+streamed to the caller as the region sends it (`XcaInitiator.retrieve`, `XcaRetrieved`).
 
 Each call carries a SAML assertion signed by the hub's SAML key (`HubSamlIssuer`), with the
 caller's attributes (`xca.assertion`) — the analogue of the hub assertion of the MHD path.
@@ -22,10 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
+import contextlib
+import copy
 import functools
+import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,7 +49,13 @@ from onerecord.domain import (
     DomainError,
     NationalIdentityNumber,
 )
-from onerecord.hub.client import RegionClient, RegionConnectError, RegionResponse
+from onerecord.hub.client import (
+    RegionClient,
+    RegionConnectError,
+    RegionResponse,
+    RegionStream,
+    RegionTransportError,
+)
 from onerecord.hub.directory import Region
 from onerecord.hub.errors import HubError
 from onerecord.hub.fanout import RegionCallFailed, status_for_http
@@ -66,7 +77,7 @@ from onerecord.xca.ebrim import (
     parse_query_response,
 )
 from onerecord.xca.errors import XcaError
-from onerecord.xca.mtom import mtom_parts
+from onerecord.xca.mtom import MtomStream, content_id_of, mtom_parts
 from onerecord.xca.query import (
     FIND_DOCUMENTS,
     GET_ASSOCIATIONS,
@@ -162,6 +173,10 @@ class XcaCaller:
     principal: Principal
     correlation_id: str
     access_basis: AccessBasis | None = None
+    relayed: Any | None = None
+    """The caller's own verified SAML assertion (an XDS.b caller at the hub, ITI-18/43): sent
+    on unchanged instead of one the hub signs, so the region verifies the caller's issuer and
+    `resource-id` itself (docs/xca.md "Trust at the hub")."""
 
 
 # --- the wire --------------------------------------------------------------------------------
@@ -385,10 +400,25 @@ def _failure(errors: tuple[Any, ...]) -> RegionCallFailed:
         return RegionCallFailed(RegionStatus.REJECTED, detail)
     if first.error_code in _ERROR_CODES:
         return RegionCallFailed(RegionStatus.ERROR, detail)
-    reason = None
-    if first.code_context.startswith("access denied"):
-        reason = first.code_context.rpartition(":")[2].strip()[:64] or None
-    return RegionCallFailed(RegionStatus.DENIED, detail, reason=reason)
+    return RegionCallFailed(RegionStatus.DENIED, detail, reason=policy_reason(first.code_context))
+
+
+_REASON = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+
+
+def policy_reason(code_context: str) -> str | None:
+    """The policy's denial-reason code in a RegistryError's codeContext, when it names one.
+
+    A region's responding gateway says "access denied by policy: <reason>" for a refused query
+    and "<uniqueId>: access denied: <reason>" for a refused document (source/xca_gateway.py);
+    the reason is a trust.policy.DenialReason code such as `practitioner-blocked`. Anything that
+    is not such a code (an external gateway's own wording) gives None.
+    """
+    head, sep, tail = code_context.rpartition(":")
+    if not sep or "access denied" not in head:
+        return None
+    reason = tail.strip()
+    return reason if _REASON.fullmatch(reason) else None
 
 
 def read_answer(response_element: Any) -> QueryResponse:
@@ -456,14 +486,34 @@ def region_result(
     )
 
 
+async def _nothing_to_release() -> None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class XcaRetrieved:
-    """One document retrieved over ITI-39, or the region's RegistryError for it."""
+    """One document retrieved over ITI-39: its bytes as they arrive, or the region's RegistryError.
 
-    content: bytes | None
+    `chunks` yields the document's exact bytes (None when the region answered an error) and
+    ends when the MTOM part's delimiter has been read, so a document that arrived whole is
+    exactly what was yielded. While it is read it may raise RegionCallFailed: the region's
+    answer ended or broke inside the document (invalid-response: a truncated or malformed part;
+    timeout: the region stopped sending for `timeout_s`; unavailable: the connection broke).
+    Read it to its end or call `aclose()`: either releases the region's connection.
+    """
+
+    chunks: AsyncIterator[bytes] | None
     mime_type: str | None
     error_code: str | None = None
     error_context: str = ""
+    release: Callable[[], Awaitable[None]] = _nothing_to_release
+
+    async def aclose(self) -> None:
+        """Stop reading and release the region's connection (harmless after the end)."""
+        close = getattr(self.chunks, "aclose", None)
+        if close is not None:
+            await close()
+        await self.release()
 
 
 class XcaInitiator:
@@ -485,7 +535,10 @@ class XcaInitiator:
     def assertion(
         self, region: Region, caller: XcaCaller, patient: NationalIdentityNumber | None
     ) -> Any:
-        """A fresh assertion of `caller` for `region` (audience as for the hub assertion)."""
+        """A fresh assertion of `caller` for `region` (audience as for the hub assertion), or a
+        copy of the caller's own assertion when the hub relays one."""
+        if caller.relayed is not None:
+            return copy.deepcopy(caller.relayed)
         principal = caller.principal
         if patient is None and isinstance(principal, Citizen):
             patient = principal.nin  # a citizen's own documents
@@ -506,10 +559,7 @@ class XcaInitiator:
     async def _post(
         self, url: str, body: bytes, action: str, *, ends_at: float, retry_delay_s: float
     ) -> tuple[str | None, bytes]:
-        headers = {
-            "content-type": f'{SOAP12_MEDIA_TYPE}; charset=UTF-8; action="{action}"',
-            "accept": f"{SOAP12_MEDIA_TYPE}, multipart/related",
-        }
+        headers = _soap_headers(action)
         loop = asyncio.get_running_loop()
 
         async def once() -> RegionResponse:
@@ -600,6 +650,31 @@ class XcaInitiator:
             replaces=replaced_by(targets, associations),
         )
 
+    async def _post_stream(
+        self, url: str, body: bytes, action: str, *, ends_at: float, retry_delay_s: float
+    ) -> RegionStream:
+        """POST and open the answer as a stream; RegionCallFailed for a status other than 200."""
+        headers = _soap_headers(action)
+        loop = asyncio.get_running_loop()
+
+        async def once() -> RegionStream:
+            timeout = max(ends_at - loop.time(), 0.001)
+            return await self.client.post_stream(url, body, headers=headers, timeout_s=timeout)
+
+        try:
+            response = await once()
+        except RegionConnectError:
+            # As for MHD (fanout.call_region): once more only when nothing was sent.
+            if loop.time() + retry_delay_s >= ends_at:
+                raise
+            await asyncio.sleep(retry_delay_s)
+            response = await once()
+        failure = status_for_http(response.status)
+        if failure is not None:
+            await response.close()
+            raise RegionCallFailed(failure, f"HTTP {response.status}", response.status)
+        return response
+
     async def retrieve(
         self,
         region: Region,
@@ -610,41 +685,89 @@ class XcaInitiator:
         timeout_s: float,
         retry_delay_s: float,
     ) -> XcaRetrieved:
-        """Retrieve one document over ITI-39; RegionCallFailed when the answer is unusable."""
+        """Retrieve one document over ITI-39, its bytes streamed as the region sends them.
+
+        Returns once everything before the document's first byte has been read and checked
+        within `timeout_s`: the HTTP status, the SOAP envelope (whole, at most the hardened
+        reader's 8 MB), the DocumentResponse for `key`, and the header block of the MTOM part
+        its xop:Include names. Until then every fault closes the connection and is raised:
+        RegionCallFailed (the HTTP status's outcome, or invalid-response for a malformed
+        answer), TimeoutError, RegionConnectError or RegionTransportError. A RegistryError
+        for the document is returned as `error_code` with no `chunks`. What can still go
+        wrong inside the document is raised from `chunks` (XcaRetrieved). The document is
+        never held: memory stays at a chunk (64 KiB) plus a MIME delimiter.
+        """
         assert region.iti39_url is not None
         assertion = self.assertion(region, caller, patient)
         soap = soap_request(
             retrieve_request(key), action=ITI39_ACTION, to=region.iti39_url, assertion=assertion
         )
         ends_at = asyncio.get_running_loop().time() + timeout_s
-        content_type, answer = await self._post(
+        stream = await self._post_stream(
             region.iti39_url, soap, ITI39_ACTION, ends_at=ends_at, retry_delay_s=retry_delay_s
         )
+        handed_over = False
         try:
-            root, parts = mtom_parts(content_type, answer)
-            body = parse_envelope(root).body
-        except XcaError as exc:
-            raise RegionCallFailed(RegionStatus.INVALID_RESPONSE, f"ITI-39 answer: {exc}") from None
-        return _retrieved(body, parts)
+            async with asyncio.timeout_at(ends_at):
+                try:
+                    answer = MtomStream(stream.headers.get("content-type"), stream.chunks)
+                    body = parse_envelope(await answer.envelope()).body
+                    got = await _retrieved(body, answer, key)
+                except XcaError as exc:
+                    raise RegionCallFailed(
+                        RegionStatus.INVALID_RESPONSE, f"ITI-39 answer: {exc}"
+                    ) from None
+            if got.chunks is None:
+                return got
+            handed_over = True
+            return replace(got, chunks=_guarded(got.chunks, answer), release=stream.close)
+        finally:
+            if not handed_over:
+                await _close_quietly(stream)
 
 
-def _retrieved(body: Any, parts: Mapping[str, bytes]) -> XcaRetrieved:
+def _soap_headers(action: str) -> dict[str, str]:
+    return {
+        "content-type": f'{SOAP12_MEDIA_TYPE}; charset=UTF-8; action="{action}"',
+        "accept": f"{SOAP12_MEDIA_TYPE}, multipart/related",
+    }
+
+
+async def _close_quietly(stream: RegionStream) -> None:
+    close = getattr(stream.chunks, "aclose", None)
+    if close is not None:
+        await close()
+    await stream.close()
+
+
+async def _retrieved(body: Any, answer: MtomStream, key: RetrieveKey) -> XcaRetrieved:
+    """The DocumentResponse for `key` opened (its part's header read), or the RegistryError."""
     if body.tag != qname(XDSB, "RetrieveDocumentSetResponse"):
         raise RegionCallFailed(RegionStatus.INVALID_RESPONSE, "not a RetrieveDocumentSetResponse")
-    for document in body.findall("xdsb:DocumentResponse", NS):
-        include = document.find(f"xdsb:Document/{{{XOP}}}Include", NS)
+    responses = body.findall("xdsb:DocumentResponse", NS)
+    for document in responses:
+        if (document.findtext("xdsb:DocumentUniqueId", namespaces=NS) or "").strip() != (
+            key.unique_id.value
+        ):
+            continue
         mime = document.findtext("xdsb:mimeType", namespaces=NS)
+        include = document.find(f"xdsb:Document/{{{XOP}}}Include", NS)
         if include is not None:
-            cid = include.get("href", "").removeprefix("cid:")
-            content = parts.get(cid)
-            if content is None:
-                raise RegionCallFailed(
-                    RegionStatus.INVALID_RESPONSE, "the document's MTOM part is missing"
-                )
-            return XcaRetrieved(content, mime)
+            part = await answer.part(content_id_of(include.get("href", "")))
+            return XcaRetrieved(part.chunks, mime)
         inline = document.findtext("xdsb:Document", namespaces=NS)
         if inline:
-            return XcaRetrieved(base64.b64decode(inline), mime)
+            try:
+                content = base64.b64decode(inline, validate=True)
+            except (binascii.Error, ValueError):
+                raise RegionCallFailed(
+                    RegionStatus.INVALID_RESPONSE, "an inline document is not base64"
+                ) from None
+            return XcaRetrieved(document_chunks(content), mime)
+    if responses:
+        raise RegionCallFailed(
+            RegionStatus.INVALID_RESPONSE, "ITI-39 answer with another document than asked"
+        )
     error = body.find("rs:RegistryResponse/rs:RegistryErrorList/rs:RegistryError", NS)
     if error is None:
         raise RegionCallFailed(RegionStatus.INVALID_RESPONSE, "ITI-39 answer without a document")
@@ -654,6 +777,32 @@ def _retrieved(body: Any, parts: Mapping[str, bytes]) -> XcaRetrieved:
         error.get("errorCode") or RegistryErrorCode.REGISTRY_ERROR,
         (error.get("codeContext") or "")[:_MAX_CONTEXT_CHARS],
     )
+
+
+_FINISH_S = 1.0
+"""How long the end of an answer after the document is waited for (to reuse the connection)."""
+
+
+async def _guarded(chunks: AsyncIterator[bytes], answer: MtomStream) -> AsyncIterator[bytes]:
+    """The document's chunks; a fault inside it becomes RegionCallFailed, the source closed."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+        # The document is whole. Reading the answer's end (a few bytes, sent with the
+        # document) lets the connection go back to the pool; if it does not come, no matter.
+        with contextlib.suppress(XcaError, TimeoutError, RegionTransportError):
+            async with asyncio.timeout(_FINISH_S):
+                await answer.finish()
+    except XcaError as exc:
+        raise RegionCallFailed(RegionStatus.INVALID_RESPONSE, f"ITI-39 document: {exc}") from None
+    except TimeoutError:
+        raise RegionCallFailed(
+            RegionStatus.TIMEOUT, "ITI-39 document: the region stopped sending"
+        ) from None
+    except RegionTransportError as exc:
+        raise RegionCallFailed(RegionStatus.UNAVAILABLE, f"ITI-39 document: {exc}") from None
+    finally:
+        await answer.aclose()
 
 
 async def document_chunks(content: bytes) -> AsyncIterator[bytes]:

@@ -28,7 +28,9 @@ eventCodeList              context.event
 serviceStart/StopTime      context.period
 healthcareFacilityType     context.facilityType
 practiceSetting            context.practiceSetting
-referenceIdList            context.related[i].identifier.value
+referenceIdList            context.related[i].identifier: a CXi "value^^^&<oid>&ISO^type" (or
+                           "&<uri>&URI") as {system urn:oid:<oid> (or the URI), value, type
+                           .coding[0].code}; any other string as {value} alone
 RPLC association           relatesTo {code replaces, target.identifier = masterIdentifier of
                            the replaced document}
 homeCommunityId            extension ihe-HomeCommunityId (valueIdentifier urn:oid:<oid>)
@@ -110,6 +112,7 @@ __all__ = [
     "entry_from_document_reference",
     "fill_document_reference",
     "parse_retrieve_path",
+    "related_identifier",
     "retrieve_url",
     "retrieve_url_prefix",
 ]
@@ -215,6 +218,33 @@ def _author_resources(index: int, author: Author) -> tuple[list[dict[str, Any]],
     return contained, role_id
 
 
+# ITI TF-3 4.2.3.2.28 referenceIdList: CXi with CX.1 (value), CX.4 (assigning authority:
+# &<universal id>&<ISO|URI>) and CX.5 (type). Only this exact shape is taken apart; any other
+# string travels as the identifier's value, so rendering and parsing give back the same string.
+_CXI = re.compile(r"^([^^&]+)\^\^\^&([^^&]+)&(ISO|URI)(?:\^([^^&]+))?$")
+_BARE_OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
+
+
+def related_identifier(reference_id: str) -> dict[str, Any]:
+    """A referenceIdList item (CXi) as the FHIR Identifier of context.related (MHD 4.x)."""
+    match = _CXI.match(reference_id)
+    if match is None:
+        return {"value": reference_id}
+    value, authority, kind, type_code = match.groups()
+    if kind == "ISO":
+        if not _BARE_OID.match(authority):
+            return {"value": reference_id}
+        system = f"urn:oid:{authority}"
+    elif authority.lower().startswith("urn:oid:"):
+        return {"value": reference_id}
+    else:
+        system = authority
+    identifier: dict[str, Any] = {"system": system, "value": value}
+    if type_code is not None:
+        identifier["type"] = {"coding": [{"code": type_code}]}
+    return identifier
+
+
 def document_reference(
     entry: DocumentEntry, *, id: str | None, attachment_url: str
 ) -> dict[str, Any]:
@@ -303,7 +333,7 @@ def document_reference(
     context["facilityType"] = _concept(entry.healthcare_facility_type)
     context["practiceSetting"] = _concept(entry.practice_setting)
     if entry.reference_ids:
-        context["related"] = [{"identifier": {"value": r}} for r in entry.reference_ids]
+        context["related"] = [{"identifier": related_identifier(r)} for r in entry.reference_ids]
     resource["context"] = context
     return resource
 
@@ -626,6 +656,31 @@ def _hex_sha1(r: _Reader, value: Any) -> str:
     return digest.hex()
 
 
+def _reference_id(r: _Reader, ident: dict[str, Any], path: str) -> str:
+    """context.related[i].identifier as a referenceIdList item (the inverse of
+    `related_identifier`): with a system, the CXi "value^^^&authority&ISO|URI[^type]"."""
+    value = r.req_text(ident.get("value"), f"{path}.value")
+    system = r.text(ident.get("system"), f"{path}.system", required=False)
+    if system is None:
+        return value
+    type_code: str | None = None
+    kind = r.obj(ident.get("type"), f"{path}.type", required=False)
+    if kind is not None:
+        codings = r.lst(kind.get("coding"), f"{path}.type.coding")
+        if codings:
+            coding = r.obj(codings[0], f"{path}.type.coding[0]")
+            assert coding is not None
+            type_code = r.text(coding.get("code"), f"{path}.type.coding[0].code", required=False)
+    for part, where in ((value, "value"), (system, "system"), (type_code or "", "type")):
+        if "^" in part or "&" in part:
+            raise r.fail(f"{path}.{where}", "must not contain ^ or & beside a system")
+    if system.startswith("urn:oid:") and _BARE_OID.match(system[8:]):
+        cxi = f"{value}^^^&{system[8:]}&ISO"
+    else:
+        cxi = f"{value}^^^&{system}&URI"
+    return cxi if type_code is None else f"{cxi}^{type_code}"
+
+
 def entry_from_document_reference(
     resource: Mapping[str, Any],
     *,
@@ -770,7 +825,7 @@ def entry_from_document_reference(
         assert rel_obj is not None
         ident = r.obj(rel_obj.get("identifier"), f"context.related[{i}].identifier")
         assert ident is not None
-        related.append(r.req_text(ident.get("value"), f"context.related[{i}].identifier.value"))
+        related.append(_reference_id(r, ident, f"context.related[{i}].identifier"))
 
     replaces: DocumentUniqueId | None = None
     for i, rel in enumerate(r.lst(res.get("relatesTo"), "relatesTo")):

@@ -18,7 +18,9 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from onerecord.portals.citizen_gp_routes import install_citizen_gp_routes
 from onerecord.portals.citizen_routes import install_citizen_routes
+from onerecord.portals.clinic_routes import install_clinic_routes
 from onerecord.portals.error_pages import install_error_pages
 from onerecord.portals.hcp_routes import install_hcp_routes
 from onerecord.portals.i18n import LANGUAGE_COOKIE, LANGUAGES
@@ -158,5 +160,7 @@ def create_portal_app(settings: PortalSettings) -> FastAPI:
         return response
 
     install_hcp_routes(app, portal)
+    install_clinic_routes(app, portal)
     install_citizen_routes(app, portal)
+    install_citizen_gp_routes(app, portal)
     return app

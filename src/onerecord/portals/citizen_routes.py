@@ -63,9 +63,11 @@ from onerecord.portals.citizen_view import (
     is_level_four_citizen,
     may_change_document_block,
     practitioner_names,
+    read_dialogue_people,
     read_people,
 )
 from onerecord.portals.code_labels import CodeLabels
+from onerecord.portals.dialogue_access import with_dialogue_reads
 from onerecord.portals.document_pages import document_content, document_page
 from onerecord.portals.errors import (
     DocumentNotListed,
@@ -77,7 +79,15 @@ from onerecord.portals.errors import (
     SessionEnded,
 )
 from onerecord.portals.gateway import fetch_overview
-from onerecord.portals.i18n import Translator
+from onerecord.portals.i18n import LANGUAGE_COOKIE, LANGUAGES, Translator
+from onerecord.portals.imaging_pages import (
+    compare_page,
+    imaging_page,
+    imaging_proxy,
+    is_imaging,
+    load_manifest,
+    require_imaging,
+)
 from onerecord.portals.listing import (
     PAGE_SIZES,
     SORT_KEYS,
@@ -97,7 +107,7 @@ from onerecord.portals.web import Portal, language_of, safe_next
 from onerecord.portals.young_person import AgeRule, age_rule
 from onerecord.search_client import HubSession
 
-__all__ = ["CITIZEN_BASE", "CITIZEN_PAGES", "install_citizen_routes"]
+__all__ = ["CITIZEN_BASE", "CITIZEN_PAGES", "acting", "citizen", "install_citizen_routes"]
 
 CITIZEN_BASE = "/innbygger"
 CITIZEN_PAGES = (
@@ -105,10 +115,29 @@ CITIZEN_PAGES = (
     ("tilgangslogg", "citizen.nav.access-log"),
     ("representasjon", "citizen.nav.representation"),
     ("personvern", "citizen.nav.privacy"),
+    ("fastlege", "citizen.nav.gp"),
 )
 """The pages in the citizen menu: (path under /innbygger, message id of the link)."""
 _REFRESH_MARGIN_S = 30.0
 _BASE = CITIZEN_BASE
+
+
+def citizen(session: PortalSession | None) -> PortalSession:
+    """The session of a logged-in citizen; NotLoggedIn (to the login page) otherwise."""
+    if session is None or not session.citizen_logged_in:
+        raise NotLoggedIn()
+    return session
+
+
+def acting(session: PortalSession) -> Person:
+    """The person a logged-in citizen's pages are about (`citizen_view.acting_person`)."""
+    assert session.citizen_nin is not None
+    return acting_person(
+        citizen_nin=session.citizen_nin,
+        user_name=session.user_name,
+        acting_for=session.acting_for,
+        representations=session.representations,
+    )
 
 
 def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
@@ -120,20 +149,6 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
     reader_key = hmac.new(
         settings.session_secret.get_secret_value().encode(), b"access-log-reader", hashlib.sha256
     ).digest()
-
-    def citizen(session: PortalSession | None) -> PortalSession:
-        if session is None or not session.citizen_logged_in:
-            raise NotLoggedIn()
-        return session
-
-    def acting(session: PortalSession) -> Person:
-        assert session.citizen_nin is not None
-        return acting_person(
-            citizen_nin=session.citizen_nin,
-            user_name=session.user_name,
-            acting_for=session.acting_for,
-            representations=session.representations,
-        )
 
     def patient_param(session: PortalSession, person: Person | None = None) -> str | None:
         """`?patient=` for the hub: the person acted for; None for the citizen themselves."""
@@ -261,6 +276,7 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
         session.user_name = name if isinstance(name, str) and name else None
         session.representations = representations
         session.refused = refused
+        session.dialogue_representations = read_dialogue_people(info)
         session.acting_for = None
         session.rows = {}
         session.flash = None
@@ -269,7 +285,20 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
         session.staff_name = session.hpr_number = session.workplace_name = None
         session.emergency_reason = None
         back, session.return_to = session.return_to, None
-        return portal.redirect(back or f"{_BASE}/dokumenter", session)
+        response = portal.redirect(back or f"{_BASE}/dokumenter", session)
+        locale = info.get("locale")
+        if LANGUAGE_COOKIE not in request.cookies and locale in LANGUAGES:
+            # The contact register's language is the default until the person chooses one;
+            # for this browser session only (a choice is kept a year).
+            response.set_cookie(
+                LANGUAGE_COOKIE,
+                str(locale),
+                httponly=True,
+                secure=settings.secure_cookies,
+                samesite="lax",
+                path="/",
+            )
+        return response
 
     # -- documents ----------------------------------------------------------------------------
 
@@ -399,6 +428,23 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
     async def document(ref: str, request: Request) -> Response:
         session = citizen(portal.session(request))
         row, hub, person = await listed_for(session, ref)
+        if is_imaging(row):
+            query = parse_listing_query(dict(request.query_params))
+            return await imaging_page(
+                portal,
+                request,
+                session,
+                hub=hub,
+                row=row,
+                rows=tuple(session.rows.values()),
+                access_basis=None,
+                page_url=f"{_BASE}/dokument/{ref}",
+                back_url=documents_url(query),
+                view=query.params(),
+                template="citizen/imaging.html",
+                codes=CodeLabels(Translator(language_of(request))),
+                **frame(session, "dokumenter", person),
+            )
         return await document_page(
             portal,
             request,
@@ -411,6 +457,47 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             template="citizen/document.html",
             codes=CodeLabels(Translator(language_of(request))),
             **frame(session, "dokumenter", person),
+        )
+
+    @app.get(f"{_BASE}/dokument/{{ref}}/sammenlign/{{other}}")
+    async def compare_photos(ref: str, other: str, request: Request) -> Response:
+        session = citizen(portal.session(request))
+        row, hub, person = await listed_for(session, ref)
+        second = listed(session, other)
+        if second.ref == row.ref:
+            raise DocumentUnavailable()
+        require_imaging(row)
+        require_imaging(second)
+        query = parse_listing_query(dict(request.query_params))
+        return await compare_page(
+            portal,
+            request,
+            session,
+            hub=hub,
+            pair=(row, second),
+            access_basis=None,
+            page_urls=(f"{_BASE}/dokument/{ref}", f"{_BASE}/dokument/{other}"),
+            back_url=f"{_BASE}/dokument/{ref}" + (f"?{query.params()}" if query.params() else ""),
+            view=query.params(),
+            template="citizen/compare.html",
+            codes=CodeLabels(Translator(language_of(request))),
+            **frame(session, "dokumenter", person),
+        )
+
+    @app.get(f"{_BASE}/dokument/{{ref}}/bilder/{{path:path}}")
+    async def imaging_pixels(ref: str, path: str, request: Request) -> Response:
+        session = citizen(portal.session(request))
+        row, hub, _person = await listed_for(session, ref)
+        require_imaging(row)
+        manifest = await load_manifest(portal, session, hub=hub, row=row, access_basis=None)
+        return await imaging_proxy(
+            portal,
+            request,
+            hub=hub,
+            row=row,
+            manifest=manifest,
+            path=path,
+            access_basis=None,
         )
 
     @app.get(f"{_BASE}/dokument/{{ref}}/innhold")
@@ -657,6 +744,8 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             return young_page(request, session, person, active="tilgangslogg")
         except HubRefused as exc:
             raise citizen_refusal(exc, person) from None
+        # The clinic's reads of the person's messages (issue 15), when the dialogue runs.
+        log = await with_dialogue_reads(portal, session, log, person.nin)
 
         def ref(row: AccessLogRow) -> str:
             return reader_ref(reader_key, person.nin, row)
@@ -728,6 +817,11 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
             me=me,
             allowed=[p for p in allowed if p is not None],
             refused_people=[p for p in refused if p is not None],
+            gp_only=[
+                p
+                for r in session.dialogue_representations
+                if (p := find_person(session.dialogue_representations, r["nin"])) is not None
+            ],
             **({"refusal": None, "refusal_key": None} | extra),
         )
 
@@ -740,6 +834,18 @@ def install_citizen_routes(app: FastAPI, portal: Portal) -> None:
         session, form = await checked_citizen_form(request)
         nin = "".join(form.get("person", "").split())
         chosen = find_person(session.representations, nin)
+        gp_only = find_person(session.dialogue_representations, nin)
+        if chosen is None and gp_only is not None and form.get("for") == "fastlege":
+            # A child of 12–15, chosen for the GP pages: those only (the record's pages stay the
+            # citizen's own). Chosen for the documents, the child is refused as before.
+            session.acting_for, session.rows = gp_only.nin, {}
+            session.flash = Notice("citizen.acting.switched-gp", {"name": gp_only.name}).encode()
+            return portal.redirect(f"{_BASE}/fastlege", session)
+        if nin == session.citizen_nin and form.get("for") == "fastlege":
+            # Back to oneself from the GP pages: stay on them.
+            session.acting_for, session.rows = None, {}
+            session.flash = Notice("citizen.acting.switched-gp-self").encode()
+            return portal.redirect(f"{_BASE}/fastlege", session)
         if nin != session.citizen_nin and chosen is None:
             # Never switch to someone the STS did not list as allowed (a tampered form too).
             refused = find_person(session.refused, nin)

@@ -48,11 +48,13 @@ __all__ = [
     "is_level_four_citizen",
     "may_change_document_block",
     "practitioner_names",
+    "read_dialogue_people",
     "read_people",
 ]
 
 REPRESENTATION_CLAIM = "onerecord:representation"
 REFUSED_CLAIM = "onerecord:representation_refused"
+DIALOGUE_CLAIM = "onerecord:representation_dialogue"
 RELATIONS = ("parent", "proxy", "proxy-unable-to-consent")
 REFUSAL_REASONS = (
     "child-12-15",
@@ -164,6 +166,11 @@ def read_people(
         _people(info.get(REPRESENTATION_CLAIM), refused=False),
         _people(info.get(REFUSED_CLAIM), refused=True),
     )
+
+
+def read_dialogue_people(info: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
+    """The people the citizen may act for in the GP pages only, from the STS userinfo."""
+    return _people(info.get(DIALOGUE_CLAIM), refused=False)
 
 
 def is_level_four_citizen(info: Mapping[str, Any]) -> bool:

@@ -20,7 +20,7 @@ from onerecord.portals.i18n import Translator, catalog
 
 __all__ = ["KINDS", "MIME_SUFFICIENT", "CodeLabels", "message_key"]
 
-KINDS = ("class", "type", "confidentiality", "format", "facility", "setting", "event")
+KINDS = ("class", "type", "confidentiality", "format", "facility", "setting", "event", "modality")
 MIME_SUFFICIENT = "urn:ihe:iti:xds:2017:mimeTypeSufficient"
 """The format code that leaves the kind of file to the media type."""
 

@@ -45,6 +45,14 @@ from onerecord.portals.emergency import (
 from onerecord.portals.errors import DocumentUnavailable, NotLoggedIn
 from onerecord.portals.gateway import fetch_overview, open_patient
 from onerecord.portals.i18n import Translator
+from onerecord.portals.imaging_pages import (
+    compare_page,
+    imaging_page,
+    imaging_proxy,
+    is_imaging,
+    load_manifest,
+    require_imaging,
+)
 from onerecord.portals.listing import (
     PAGE_SIZES,
     SORT_KEYS,
@@ -652,10 +660,34 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
             raise DocumentUnavailable()
         return row, opened
 
+    def imaging_context(request: Request, opened: _OpenPatient) -> dict[str, Any]:
+        return {
+            "codes": CodeLabels(Translator(language_of(request))),
+            "patient": opened.lookup,
+            "today": _today(),
+            "override": opened.override,
+        }
+
     @app.get(f"{_BASE}/dokument/{{ref}}")
     async def document(ref: str, request: Request) -> Response:
         session = logged_in(request)
         row, opened = await listed(session, ref)
+        query = parse_listing_query(dict(request.query_params))
+        if is_imaging(row):
+            return await imaging_page(
+                portal,
+                request,
+                session,
+                hub=opened.hub,
+                row=row,
+                rows=tuple(session.rows.values()),
+                access_basis=opened.access_basis,
+                page_url=f"{_BASE}/dokument/{ref}",
+                back_url=overview_url(query),
+                view=query.params(),
+                template="hcp/imaging.html",
+                **imaging_context(request, opened),
+            )
         return await document_page(
             portal,
             request,
@@ -670,6 +702,48 @@ def install_hcp_routes(app: FastAPI, portal: Portal) -> None:
             patient=opened.lookup,
             today=_today(),
             override=opened.override,
+        )
+
+    @app.get(f"{_BASE}/dokument/{{ref}}/sammenlign/{{other}}")
+    async def compare_photos(ref: str, other: str, request: Request) -> Response:
+        session = logged_in(request)
+        row, opened = await listed(session, ref)
+        second = session.rows.get(other)
+        if second is None or second.blocked or second.ref == row.ref:
+            raise DocumentUnavailable()
+        require_imaging(row)
+        require_imaging(second)
+        query = parse_listing_query(dict(request.query_params))
+        return await compare_page(
+            portal,
+            request,
+            session,
+            hub=opened.hub,
+            pair=(row, second),
+            access_basis=opened.access_basis,
+            page_urls=(f"{_BASE}/dokument/{ref}", f"{_BASE}/dokument/{other}"),
+            back_url=f"{_BASE}/dokument/{ref}" + (f"?{query.params()}" if query.params() else ""),
+            view=query.params(),
+            template="hcp/compare.html",
+            **imaging_context(request, opened),
+        )
+
+    @app.get(f"{_BASE}/dokument/{{ref}}/bilder/{{path:path}}")
+    async def imaging_pixels(ref: str, path: str, request: Request) -> Response:
+        session = logged_in(request)
+        row, opened = await listed(session, ref)
+        require_imaging(row)
+        manifest = await load_manifest(
+            portal, session, hub=opened.hub, row=row, access_basis=opened.access_basis
+        )
+        return await imaging_proxy(
+            portal,
+            request,
+            hub=opened.hub,
+            row=row,
+            manifest=manifest,
+            path=path,
+            access_basis=opened.access_basis,
         )
 
     @app.get(f"{_BASE}/dokument/{{ref}}/innhold")

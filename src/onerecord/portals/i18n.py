@@ -30,6 +30,7 @@ __all__ = [
     "Translator",
     "catalog",
     "choose_language",
+    "format_clock",
     "format_date",
     "format_datetime",
 ]
@@ -121,6 +122,12 @@ def format_datetime(value: str | datetime | None, language: str) -> str:
     if language == "en":
         return f"{format_date(parsed, language)}, {parsed:%H:%M}"
     return f"{format_date(parsed, language)} kl. {parsed:%H.%M}"
+
+
+def format_clock(value: datetime, language: str) -> str:
+    """The time of day in Norwegian time: «09.05» (en: «09:05»)."""
+    local = value.astimezone(_OSLO)
+    return f"{local:%H:%M}" if language == "en" else f"{local:%H.%M}"
 
 
 @dataclass(frozen=True, slots=True)

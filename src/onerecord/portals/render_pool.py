@@ -17,10 +17,12 @@ same limit, so a burst of renders cannot queue pages without bound either.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 import structlog
 
@@ -33,10 +35,19 @@ log = structlog.get_logger("onerecord.portals.render_pool")
 # spawn, not fork: the portal runs threads (uvicorn, the thread pool) that fork would copy
 # mid-flight; a spawned worker starts clean and imports only what rendering needs.
 _CONTEXT = multiprocessing.get_context("spawn")
+WARM_WAIT_S = 60.0
+"""How long a render waits for the start-up's workers before its own `timeout_s` begins."""
+
+
+_READY = "ready"
+START_TIMEOUT_S = 60.0
+"""How long a spawned worker may take to import what rendering needs and say it is ready."""
 
 
 def _serve(conn: Connection) -> None:
-    """Worker process: render each job sent until the pipe closes."""
+    """Worker process: say it is ready (its imports done), then render each job sent until the
+    pipe closes."""
+    conn.send(_READY)
     while True:
         try:
             job = conn.recv()
@@ -60,7 +71,17 @@ class _Worker:
         process = _CONTEXT.Process(target=_serve, args=(theirs,), daemon=True)
         process.start()
         theirs.close()
-        return cls(process, ours)
+        worker = cls(process, ours)
+        # Ready only once it has imported what rendering needs (a second or more of CPU): a
+        # worker counted as started before that would spend a render's time limit importing.
+        try:
+            ready = ours.poll(START_TIMEOUT_S) and ours.recv() == _READY
+        except (EOFError, OSError):
+            ready = False
+        if not ready:
+            worker.kill()
+            raise OSError("the render worker did not start")
+        return worker
 
     def exchange(self, job: tuple[bytes, str, str | None, int]) -> DocumentView:
         """Send one job and wait for its view (blocking: run in a thread)."""
@@ -90,6 +111,7 @@ class RenderPool:
         self._slots = asyncio.Semaphore(workers)
         self._busy: set[_Worker] = set()
         self._closed = False
+        self._warming: asyncio.Task[Any] | None = None
 
     async def render(
         self, content: bytes, *, mime_type: str, format_code: str | None
@@ -102,6 +124,7 @@ class RenderPool:
             return shown
         job = (content, mime_type, format_code, self.max_bytes)
         media = mime_type.split(";", 1)[0].strip().lower() or "application/octet-stream"
+        await self._warmed()
         try:
             async with asyncio.timeout(self.timeout_s):
                 return await self._run(job)
@@ -148,13 +171,28 @@ class RenderPool:
         else:
             self._idle.append(worker)
 
+    async def _warmed(self) -> None:
+        """Wait (at most WARM_WAIT_S) for the start-up's workers: a render that came before them
+        would otherwise spend its `timeout_s` spawning one more, and on a loaded machine be
+        shown as too slow to render (the first document opened after a portal starts)."""
+        warming = self._warming
+        if warming is None or warming.done() or warming is asyncio.current_task():
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(warming), WARM_WAIT_S)
+
     async def warm(self) -> None:
-        """Start the workers ahead of the first render (a spawn takes a second or so)."""
-        started = await asyncio.gather(
-            *(asyncio.to_thread(_Worker.start) for _ in range(self.workers - len(self._idle)))
-        )
-        for worker in started:
-            await self._keep(worker)
+        """Start the workers ahead of the first render (a spawn takes a second or so); renders
+        that come meanwhile wait for them (`_warmed`)."""
+        self._warming = asyncio.current_task()
+        try:
+            started = await asyncio.gather(
+                *(asyncio.to_thread(_Worker.start) for _ in range(self.workers - len(self._idle)))
+            )
+            for worker in started:
+                await self._keep(worker)
+        finally:
+            self._warming = None
 
     async def aclose(self) -> None:
         """Stop every worker."""

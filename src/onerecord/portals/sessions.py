@@ -18,6 +18,7 @@ from typing import Any
 
 from onerecord.portals.basis import AccessRequest
 from onerecord.portals.emergency import ActiveOverride
+from onerecord.portals.imaging import ImagingManifest
 from onerecord.portals.listing_cache import CachedOverview
 from onerecord.portals.oauth import PendingLogin, TokenSet
 from onerecord.portals.overview import DocumentRow
@@ -66,6 +67,9 @@ class PortalSession:
     acting_for: str | None = None
     representations: tuple[dict[str, Any], ...] = ()
     refused: tuple[dict[str, Any], ...] = ()
+    dialogue_representations: tuple[dict[str, Any], ...] = ()
+    """The people the citizen may act for in the GP pages only (a child of 12–15 at the
+    parent's address: the STS's `onerecord:representation_dialogue`), not in the record."""
     flash: str | None = None
     workplace_name: str | None = None
     kept_patient: str | None = None
@@ -84,6 +88,13 @@ class PortalSession:
     that «Sperr» on a visit is resolved here, on the server (issue 11 defect 4)."""
     blocked_rows: tuple[DocumentRow, ...] = field(default=(), repr=False)
     """The «Sperret» rows of the last overview: what an emergency override may name."""
+    manifests: dict[str, ImagingManifest] = field(default_factory=dict, repr=False)
+    """The imaging manifests fetched, by the document's retrieve token (`imaging_pages.py`):
+    what the viewer's proxy may reach. A token names one document, so a kept entry stays true;
+    it is reached only through a row the session lists now."""
+    dialogue_tokens: TokenSet | None = field(default=None, repr=False)
+    """The citizen's token for the dialogue service (the GP pages); bound to the login's DPoP
+    key, so one held from an earlier login is never used (`citizen_gp_routes.py`)."""
     refresh_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
     """Held while a token is renewed: the refresh token rotates, so one renewal at a time."""
 

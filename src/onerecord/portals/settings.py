@@ -61,16 +61,25 @@ class PortalSettings(BaseSettings):
     smtp_starttls: bool = False
     smtp_timeout_s: float = Field(default=10.0, gt=0, le=60)
     notice_outbox_dir: Path = Path("var/portal/notice-outbox")
+    # The dialogue service with the GP office (issue 15; `onerecord dialogue serve`): its base
+    # URL (None: no dialogue pages) and the audience of its tokens.
+    dialogue_url: str | None = None
+    dialogue_audience: str = "urn:onerecord:dialogue"
     # From the demo manifest: the synthetic staff to log in as, and the regions by name.
     staff: dict[str, dict[str, Any]] = Field(default_factory=dict)
     regions: tuple[dict[str, str], ...] = ()
+
+    @property
+    def hub_dicomweb(self) -> str:
+        """The hub's DICOMweb root (`{hub}/dicomweb`, beside its FHIR base `{hub}/fhir`)."""
+        return f"{self.hub_fhir.rstrip('/').removesuffix('/fhir')}/dicomweb"
 
     @field_validator("public_url", "hub_fhir", "sts_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
-    @field_validator("register_fhir")
+    @field_validator("register_fhir", "dialogue_url")
     @classmethod
     def _register_no_trailing_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else None
@@ -115,6 +124,11 @@ class PortalSettings(BaseSettings):
         if isinstance(register, dict) and register.get("fhir_base"):
             values["register_fhir"] = register["fhir_base"]
             values["register_audience"] = register.get("audience", "onerecord:pdqm")
+        dialogue = manifest.get("dialogue")
+        if isinstance(dialogue, dict) and dialogue.get("url"):
+            # The demo's GP offices (demo_dialogue.py): the citizen's and the clinic's pages.
+            values["dialogue_url"] = dialogue["url"]
+            values["dialogue_audience"] = dialogue.get("audience", "urn:onerecord:dialogue")
         if manifest.get("workdir"):
             values["override_log_file"] = (
                 Path(manifest["workdir"]) / "portal" / "emergency-overrides.jsonl"

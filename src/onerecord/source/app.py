@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import httpx
 import orjson
@@ -72,6 +72,7 @@ from onerecord.source.migrate import upgrade
 from onerecord.source.orphans import run_orphan_sweeps
 from onerecord.source.patient_controls import PatientControlStore
 from onerecord.source.security import (
+    ACCESS_BASIS_HEADER,
     CAPTURED_HEADERS,
     AuditRecorder,
     PolicyGuard,
@@ -82,14 +83,21 @@ from onerecord.source.self_service import SelfService, patient_from_token_param
 from onerecord.source.service import DocumentSource, FoundPage
 from onerecord.source.settings import SourceSettings
 from onerecord.source.store import SqlDocumentStore
+from onerecord.source.system_controls import SystemControlReader
 from onerecord.source.xca_app import load_xua_settings, xca_router
+from onerecord.source.xca_async import AsyncAnswers
 from onerecord.source.xca_gateway import RespondingGateway
 from onerecord.trust.access_token import AuthSettings
 from onerecord.trust.caller_limits import PERMIT_STATE, CallerThrottled, ReleaseCallerPermits
 from onerecord.trust.errors import InvalidToken, TrustError
-from onerecord.trust.keys import KeyProvider, RemoteJwks, StaticJwks
+from onerecord.trust.keys import KeyProvider, RemoteJwks
 from onerecord.trust.patient_binding import PATIENT_NIN_HEADER
-from onerecord.trust.publish_proof import PUBLISH_PROOF_HEADER, verify_publish_proof
+from onerecord.trust.publish_proof import (
+    PUBLISH_PROOF_HEADER,
+    IssuerMismatch,
+    PublisherKeys,
+    verify_publish_proof,
+)
 from onerecord.trust.replay import MemoryReplayCache, RedisReplayCache, ReplayCache
 
 __all__ = ["app_from_environment", "create_app"]
@@ -132,12 +140,18 @@ def _trusted_caller(
         )
         request.state.authenticated = True
         captured = {h: request.headers[h] for h in CAPTURED_HEADERS if h in request.headers}
+        if who.relayed_xua:
+            # A relayed SAML assertion: its ACP is the access basis, never a header (docs/xca.md).
+            captured.pop(ACCESS_BASIS_HEADER, None)
+            if who.access_basis is not None:
+                captured[ACCESS_BASIS_HEADER] = who.access_basis.value
         return CallerContext(
             correlation_id=who.correlation_id or _correlation_id(request),
             principal=who.principal,
             headers=captured,
             token_jti=who.token_jti,
             via_hub=who.via_hub,
+            asserted_patient=who.asserted_patient,
         )
 
     return factory
@@ -235,23 +249,25 @@ def _wants_json(request: Request) -> None:
         raise NotAcceptable(f"cannot answer with {accept}; this server speaks {FHIR_JSON}")
 
 
-def _read_jwks(path: Path) -> list[dict[str, Any]]:
-    keys = orjson.loads(path.read_bytes()).get("keys")
-    if not isinstance(keys, list) or not keys:
-        raise ValueError(f"{path} is not a JWKS with at least one key")
-    return keys
+def _read_publishers(path: Path) -> PublisherKeys:
+    """The publishers' JWKS: each key with the issuer allowed to use it (trust/publish_proof)."""
+    try:
+        return PublisherKeys.from_jwks(orjson.loads(path.read_bytes()))
+    except (orjson.JSONDecodeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 async def _check_publisher(request: Request, body: bytes, settings: SourceSettings) -> None:
     """Let an ITI-65 request through only from a system whose key this source knows.
 
     Open access (development) lets everything through; development mode without configured
-    publishers too, with a warning; otherwise a valid publish proof is required, and a source
-    without configured publishers refuses publishing altogether.
+    publishers too, with a warning; otherwise a valid publish proof is required, signed by a
+    key registered for the issuer it names, and a source without configured publishers refuses
+    publishing altogether. A refused proof is audited (MHD ProvideBundle.Audit.Recipient).
     """
     if settings.dev_open_access:
         return
-    publishers: StaticJwks | None = request.app.state.publishers
+    publishers: PublisherKeys | None = request.app.state.publishers
     if publishers is None:
         if settings.dev_mode:
             log.warning("source.publish_unauthenticated", reason="dev mode, no publishers")
@@ -260,19 +276,47 @@ async def _check_publisher(request: Request, body: bytes, settings: SourceSettin
             "publishing is not configured on this source (no publisher keys)",
             reason="publishing-not-configured",
         )
-    proof = request.headers.get(PUBLISH_PROOF_HEADER)
-    if not proof:
-        raise InvalidToken(f"ITI-65 needs a {PUBLISH_PROOF_HEADER} header signed by a publisher")
-    publisher = await verify_publish_proof(
-        proof,
-        keys=publishers,
-        audience=settings.token_audience,
-        htu=f"{settings.public_base_url}{request.url.path}",
-        body=body,
-        now=time.time(),
-        replay=request.app.state.publish_replay,
-    )
+    try:
+        proof = request.headers.get(PUBLISH_PROOF_HEADER)
+        if not proof:
+            raise InvalidToken(
+                f"ITI-65 needs a {PUBLISH_PROOF_HEADER} header signed by a publisher"
+            )
+        publisher = await verify_publish_proof(
+            proof,
+            keys=publishers,
+            audience=settings.token_audience,
+            htu=f"{settings.public_base_url}{request.url.path}",
+            body=body,
+            now=time.time(),
+            replay=request.app.state.publish_replay,
+        )
+    except TrustError as exc:
+        await _audit_refused_publish(request, exc)
+        raise
     log.info("source.publish", publisher=publisher.issuer, jti=publisher.jti)
+
+
+async def _audit_refused_publish(request: Request, exc: TrustError) -> None:
+    """Audit a refused ITI-65 request; a key posing as another issuer is named as the actor."""
+    audit: AuditRecorder | None = request.app.state.audit
+    system = exc.registered if isinstance(exc, IssuerMismatch) else None
+    reason = "issuer-mismatch" if isinstance(exc, IssuerMismatch) else exc.error
+    log.warning("source.publish_refused", reason=reason, system=system)
+    if audit is None:
+        return
+    record = AuditRecord(
+        action=AuditAction.IMPORT,
+        outcome=AuditOutcome.DENIED,
+        recorded=audit.clock(),
+        source_id=audit.source_id,
+        home_community_id=audit.home_community_id,
+        correlation_id=_correlation_id(request),
+        reason=reason,
+        query="ITI-65 /fhir",
+        system=system,
+    )
+    await audit.write(record)
 
 
 def app_from_environment() -> FastAPI:
@@ -304,6 +348,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # A bad publishers' file stops the start before anything is opened.
+        publishers = (
+            _read_publishers(settings.publisher_jwks_file) if settings.publisher_jwks_file else None
+        )
         engine = make_engine(settings.db_url, schema=settings.db_schema)
         await upgrade(engine)
         store = SqlDocumentStore(
@@ -358,15 +406,20 @@ def create_app(
                 hub_issuer=settings.hub_issuer,
                 hub_keys=hub_keys
                 or (RemoteJwks(settings.hub_jwks_url, http) if settings.hub_jwks_url else None),
+                xua=xua,
             )
             if caller_factory is None:
                 app.state.caller_factory = _trusted_caller(authenticator, settings.public_base_url)
-        app.state.publishers = (
-            StaticJwks(_read_jwks(settings.publisher_jwks_file))
-            if settings.publisher_jwks_file
-            else None
-        )
+        app.state.publishers = publishers
         app.state.publish_replay = shared_replay
+        if app.state.self_service is not None:
+            app.state.system_controls = SystemControlReader(
+                controls=app.state.self_service.controls,
+                publishers=app.state.publishers,
+                replay=shared_replay,
+                audience=settings.token_audience,
+                recorder=app.state.audit,
+            )
         the_content = content or _content_store(settings)
         app.state.source = DocumentSource(
             settings=settings,
@@ -386,6 +439,11 @@ def create_app(
             xua=xua,
             page_size=settings.max_page_size,
             max_results=settings.xca_max_results,
+            written_entries=settings.xca_written_entries,
+        )
+        # Asynchronous ITI-38/39: answers to allow-listed ReplyTo endpoints (docs/xca.md).
+        app.state.xca_async = AsyncAnswers.from_settings(
+            settings, recorder=the_recorder or NoAudit()
         )
         # The locator (docs/hub.md "Locator"): publishing once NATS answers, now or later.
         events = PublisherLink(settings, store) if settings.locator_nats_url else None
@@ -418,6 +476,7 @@ def create_app(
                 await sweeps
             if events is not None:
                 await events.close()
+            await app.state.xca_async.close()
             if sink is not None:
                 await sink.close()
             await http.aclose()
@@ -438,6 +497,7 @@ def create_app(
         settings.caller_quota, via_hub_factor=settings.caller_via_hub_factor
     )
     app.state.self_service = None
+    app.state.system_controls = None
     app.state.audit = None
 
     @app.exception_handler(CallerThrottled)
@@ -568,6 +628,20 @@ def create_app(
     ) -> Response:
         who = service.patient_or_self(caller, patient)
         return _json(await service.read_controls(caller, who))
+
+    @app.get("/controls/system")
+    async def system_controls(request: Request) -> Response:
+        # A system of the region (the media archive), by a publish proof: docs/media.md.
+        reader: SystemControlReader | None = request.app.state.system_controls
+        if reader is None:
+            raise NotFound("the systems' controls need the trust framework (not in open access)")
+        body = await reader.read(
+            proof=request.headers.get(PUBLISH_PROOF_HEADER),
+            htu=f"{settings.public_base_url}{request.url.path}",
+            params=request.query_params.multi_items(),
+            correlation_id=_correlation_id(request),
+        )
+        return _json(body)
 
     @app.put("/controls/reservation")
     async def reserve(

@@ -28,6 +28,8 @@ from typing import Any, BinaryIO, Protocol
 
 import anyio.to_thread
 
+from onerecord import objectstore
+
 __all__ = [
     "ContentCorrupted",
     "ContentError",
@@ -371,22 +373,21 @@ class ObstoreContentStore:
 
     Streamed uploads go to tmp/<uuid> first and are copied under their SHA-256 once it is
     known; object stores make each PUT and COPY atomic, so no partial object has a final name.
+    The generic part (URL, key layout, upload, copy, listing) is onerecord.objectstore, shared
+    with the media archive's store.
     """
 
     def __init__(self, store: Any, *, prefix: str = "") -> None:
         self.store = store
-        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.prefix = objectstore.normal_prefix(prefix)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> ObstoreContentStore:
         """Build from a URL such as s3://bucket/prefix (credentials from the environment)."""
-        from obstore.store import from_url
-
-        return cls(from_url(url, **options))
+        return cls(objectstore.open_store(url, **options))
 
     def key_of(self, sha256: str) -> str:
-        name = _check_name(sha256)
-        return f"{self.prefix}{name[:2]}/{name[2:4]}/{name}"
+        return objectstore.sharded_key(self.prefix, _check_name(sha256))
 
     async def put(self, data: bytes | AsyncIterable[bytes]) -> ContentRef:
         import obstore
@@ -396,23 +397,13 @@ class ObstoreContentStore:
             sha256 = hashlib.sha256(blob).hexdigest()
             await obstore.put_async(self.store, self.key_of(sha256), blob)
             return ContentRef(sha256=sha256, size=len(blob))
-        digest = hashlib.sha256()
-        size = 0
-
-        async def hashing() -> AsyncIterator[bytes]:
-            nonlocal size
-            async for chunk in data:
-                digest.update(chunk)
-                size += len(chunk)
-                yield chunk
-
         temp = f"{self.prefix}tmp/{uuid.uuid4().hex}"
-        await obstore.put_async(self.store, temp, hashing())
         try:
-            sha256 = digest.hexdigest()
-            await obstore.copy_async(self.store, temp, self.key_of(sha256))
-        finally:
-            await obstore.delete_async(self.store, temp)
+            sha256, size = await objectstore.upload_hashing(self.store, temp, data)
+        except BaseException:
+            await objectstore.forget(self.store, temp)
+            raise
+        await objectstore.promote(self.store, temp, self.key_of(sha256))
         return ContentRef(sha256=sha256, size=size)
 
     async def add(self, blob: bytes) -> bool:
@@ -441,41 +432,22 @@ class ObstoreContentStore:
         return _verified(chunks(), sha256, expected_size)
 
     async def exists(self, sha256: str) -> bool:
-        import obstore
-        from obstore.exceptions import NotFoundError
-
-        try:
-            await obstore.head_async(self.store, self.key_of(sha256))
-        except (NotFoundError, FileNotFoundError):
-            return False
-        return True
+        return await objectstore.head(self.store, self.key_of(sha256)) is not None
 
     async def delete(self, sha256: str) -> None:
-        import obstore
-        from obstore.exceptions import NotFoundError
-
-        try:
-            await obstore.delete_async(self.store, self.key_of(sha256))
-        except (NotFoundError, FileNotFoundError):
-            pass
+        await objectstore.delete_quietly(self.store, self.key_of(sha256))
 
     async def sweep_orphans(
         self, referenced: Callable[[str], Awaitable[bool]], older_than: timedelta
     ) -> int:
-        import obstore
-
         cutoff = datetime.now(UTC) - older_than
         removed = 0
-        async for batch in obstore.list(self.store, prefix=self.prefix or None):
-            for meta in batch:
-                path: str = meta["path"]
-                if meta["last_modified"] > cutoff:
-                    continue
-                name = path.rsplit("/", 1)[-1]
-                if path.startswith(f"{self.prefix}tmp/"):
-                    await obstore.delete_async(self.store, path)
-                elif _SHA256.match(name) and path == self.key_of(name):
-                    if not await referenced(name):
-                        await self.delete(name)
-                        removed += 1
+        async for path, _size in objectstore.stale_objects(self.store, self.prefix, cutoff):
+            name = path.rsplit("/", 1)[-1]
+            if path.startswith(f"{self.prefix}tmp/"):
+                await objectstore.delete_quietly(self.store, path)
+            elif _SHA256.match(name) and path == self.key_of(name):
+                if not await referenced(name):
+                    await self.delete(name)
+                    removed += 1
         return removed

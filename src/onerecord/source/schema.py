@@ -14,15 +14,12 @@ IHE MHD ITI-67 2:3.67.4.1.2 (query parameters that need an index).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     CheckConstraint,
     Column,
-    DateTime,
-    Dialect,
     ForeignKey,
     Index,
     Integer,
@@ -31,9 +28,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    TypeDecorator,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+
+from onerecord.sqldb import UtcDateTime
 
 __all__ = [
     "CODE_KINDS",
@@ -62,29 +60,6 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """A timezone-aware datetime stored as UTC and read back with tzinfo=UTC on every database."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(UTC)
-        # SQLite keeps text: drop the zone so every stored value has one fixed-width form that
-        # compares correctly as a string.
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        assert isinstance(value, datetime)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 # Byte-wise (codepoint) order for titles on PostgreSQL too, so both databases and the hub's

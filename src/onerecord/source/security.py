@@ -1,6 +1,8 @@
 """The trust framework at the document source: who is calling, what they may see, and the audit.
 
-    SourceAuthenticator  DPoP-bound access token (RFC 9449) or hub-signed assertion → Principal
+    SourceAuthenticator  DPoP-bound access token (RFC 9449) or hub-signed assertion → Principal,
+                         over the shared path of trust.resource_server; adds the source's own
+                         rules (B10, deferred assertions, relayed SAML assertions)
     PolicyGuard          AccessGuard: patient binding (ATT-4/6), then the pure policy of
                          onerecord.trust.policy with the patient's controls and the region policy
     AuditRecorder        AccessRecorder: one AuditRecord per patient and access into SqlAuditSink,
@@ -32,16 +34,13 @@ import structlog
 from onerecord.audit import (
     AuditAction,
     AuditCitizen,
-    AuditCode,
-    AuditEmergency,
-    AuditOrganisation,
     AuditOutcome,
     AuditPractitioner,
     AuditRecord,
     SqlAuditSink,
 )
+from onerecord.audit.caller import audit_practitioner
 from onerecord.domain import (
-    Coding,
     DocumentEntry,
     DocumentQuery,
     InvalidIdentifier,
@@ -63,13 +62,6 @@ from onerecord.trust.access_token import (
     Citizen,
     HealthPersonnel,
     Principal,
-    authenticate_request,
-    principal_from_claims,
-)
-from onerecord.trust.assertion import (
-    HUB_ASSERTION_HEADER,
-    check_assertion_patient,
-    verify_hub_assertion,
 )
 from onerecord.trust.attestation import ATTESTATION_TYPE
 from onerecord.trust.caller_limits import (
@@ -89,7 +81,6 @@ from onerecord.trust.patient_binding import (
 from onerecord.trust.policy import (
     EntryFacts,
     HandleOf,
-    PopulationFacts,
     RegionPolicy,
     RetrieveDecision,
     SearchDecision,
@@ -101,14 +92,17 @@ from onerecord.trust.policy import (
 from onerecord.trust.policy import (
     EntryView as PolicyView,
 )
+from onerecord.trust.population import population_facts
 from onerecord.trust.principal import (
     AccessBasis,
-    CitizenContext,
     HealthPersonnelContext,
-    Organisation,
-    RelationKind,
 )
 from onerecord.trust.replay import ReplayCache
+from onerecord.trust.resource_server import HubCall, ResourceServerAuthenticator
+from onerecord.xca.errors import SamlRefused
+from onerecord.xca.relay import RELAY_CLAIM, XUA_ASSERTION_HEADER, read_relayed
+from onerecord.xca.saml import XuaSettings, verify_assertion
+from onerecord.xca.xua import caller_from_assertion
 
 __all__ = [
     "ACCESS_BASIS_HEADER",
@@ -146,10 +140,23 @@ class Authenticated:
     token_jti: str
     via_hub: bool
     correlation_id: str | None = None
+    asserted_patient: NationalIdentityNumber | None = None
+    """The patient of a relayed SAML assertion (`resource-id`), verified here (ATT-4)."""
+    access_basis: AccessBasis | None = None
+    """The relayed assertion's ACP as an access basis (the MHD path's nhn-access-basis)."""
+    relayed_xua: bool = False
+    """The caller is a SAML assertion the hub relayed (`xca/relay.py`), verified here."""
 
 
-class SourceAuthenticator:
-    """Validate a direct DPoP-bound access token, or an assertion signed by the trusted hub."""
+class SourceAuthenticator(ResourceServerAuthenticator):
+    """Validate a direct DPoP-bound access token, or an assertion signed by the trusted hub.
+
+    The shared trust path is `ResourceServerAuthenticator`'s; the source adds its own rules: a
+    direct caller names its system (B10), a deferred hub assertion only changes a control
+    (`check_deferred`), and a hub assertion may relay the caller's own SAML assertion (XCA).
+    """
+
+    receiver = "source"
 
     def __init__(
         self,
@@ -159,14 +166,19 @@ class SourceAuthenticator:
         replay: ReplayCache,
         hub_issuer: str | None = None,
         hub_keys: KeyProvider | None = None,
+        xua: XuaSettings | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.auth = auth
-        self.keys = keys
-        self.replay = replay
-        self.hub_issuer = hub_issuer
-        self.hub_keys = hub_keys
-        self.clock = clock
+        super().__init__(
+            auth=auth,
+            keys=keys,
+            replay=replay,
+            hub_issuer=hub_issuer,
+            hub_keys=hub_keys,
+            clock=clock,
+        )
+        self.xua = xua
+        """The SAML issuers this region trusts (its XCA gateway's): for relayed assertions."""
 
     async def authenticate(
         self, *, method: str, url: str, headers: Mapping[str, str]
@@ -175,56 +187,72 @@ class SourceAuthenticator:
 
         References: RFC 9449 §7.1 (B1–B4), RFC 9068 §4 (B5, B6), ATT-58 (A19, A20).
         """
-        assertion = headers.get(HUB_ASSERTION_HEADER)
-        if assertion is not None:
-            authenticated = await self._hub(assertion, headers)
+        call = await self.verify(method=method, url=url, headers=headers)
+        if isinstance(call, HubCall):
+            authenticated = self._hub(call, headers)
             check_deferred(authenticated.principal.claims, method=method, url=url)
             return authenticated
-        principal = await authenticate_request(
-            authorization_header=headers.get("authorization"),
-            dpop_header=headers.get("dpop"),
-            method=method,
-            url=url,
-            keys=self.keys,
-            replay=self.replay,
-            settings=self.auth,
-            now=self.clock(),
-        )
         if not headers.get(SOURCE_SYSTEM_HEADER, "").strip():
             raise BadRequest(f"the {SOURCE_SYSTEM_HEADER} header is required (B10)")
-        return Authenticated(principal, principal.claims.jti, via_hub=False)
+        return Authenticated(call.principal, call.token_jti, via_hub=False)
 
-    async def _hub(self, assertion: str, headers: Mapping[str, str]) -> Authenticated:
-        if self.hub_keys is None or self.hub_issuer is None:
-            raise InvalidToken("hub assertions are not trusted by this source")
-        if headers.get("authorization"):
-            raise InvalidToken(
-                "send either a hub assertion or an access token, not both",
-                error="invalid_request",
-            )
-        claims = await verify_hub_assertion(
-            assertion,
-            keys=self.hub_keys,
-            issuer=self.hub_issuer,
-            audience=self.auth.audience,
-            now=self.clock(),
-            replay=self.replay,
-            skew=self.auth.skew,
-            attestation_max_age=self.auth.attestation_max_age,
-        )
-        check_assertion_patient(
-            claims,
-            nin_header=headers.get(PATIENT_NIN_HEADER),
-            salt_header=headers.get(PATIENT_SALT_HEADER),
-        )
-        principal = principal_from_claims(claims)
-        original = claims.raw.get("original_jti")
-        correlation = claims.raw.get("correlation_id")
+    def _hub(self, call: HubCall, headers: Mapping[str, str]) -> Authenticated:
+        relayed = call.claims.raw.get(RELAY_CLAIM)
+        if relayed is not None:
+            return self._relayed(call.claims, relayed, headers, call.correlation_id)
         return Authenticated(
-            principal,
-            str(original) if original else claims.jti,
+            call.principal(),
+            call.token_jti,
             via_hub=True,
-            correlation_id=str(correlation) if isinstance(correlation, str) else None,
+            correlation_id=call.correlation_id,
+        )
+
+    def _relayed(
+        self,
+        claims: AccessTokenClaims,
+        digest: object,
+        headers: Mapping[str, str],
+        correlation_id: str | None,
+    ) -> Authenticated:
+        """The caller of a hub assertion that relays the caller's own SAML assertion.
+
+        The caller and the patient come from that assertion, verified here with this region's
+        own trusted issuers and audiences: the hub vouches only that it relays the request
+        (docs/xca.md "Trust at the hub"). The patient header must be `resource-id` (ATT-4).
+        """
+        header = headers.get(XUA_ASSERTION_HEADER)
+        if self.xua is None:
+            raise InvalidToken("this source trusts no SAML issuer for a relayed assertion")
+        if not isinstance(digest, str) or not header:
+            raise InvalidToken(f"the hub assertion relays a SAML assertion: {XUA_ASSERTION_HEADER}")
+        try:
+            element = read_relayed(header, digest=digest)
+            assertion = verify_assertion(
+                element, self.xua, now=datetime.fromtimestamp(self.clock(), UTC)
+            )
+            xua = caller_from_assertion(assertion)
+            patient = xua.patient.nin if xua.patient is not None else None
+        except SamlRefused as exc:
+            raise InvalidToken(f"relayed SAML assertion refused: {exc.message}") from None
+        except InvalidIdentifier:
+            raise PatientBindingFailed("resource-id is not a national identity number") from None
+        if xua.principal.nin.value != claims.subject:
+            raise InvalidToken(
+                "the hub assertion and the relayed SAML assertion name other callers"
+            )
+        header_nin = headers.get(PATIENT_NIN_HEADER)
+        if header_nin is not None and (patient is None or header_nin != patient.value):
+            raise PatientBindingFailed(
+                "the relayed assertion names another patient than the request (ATT-4)"
+            )
+        return Authenticated(
+            xua.principal,
+            xua.assertion_id,
+            via_hub=True,
+            correlation_id=correlation_id,
+            asserted_patient=patient,
+            access_basis=xua.access_basis,
+            relayed_xua=True,
         )
 
 
@@ -280,33 +308,6 @@ class SourceCallerLimits:
 
 
 # --- policy ----------------------------------------------------------------------------------
-
-
-def population_facts(citizen: CitizenContext, patient: NationalIdentityNumber) -> PopulationFacts:
-    """Return the population facts the citizen policy needs, read from the validated token.
-
-    Where each fact comes from:
-    - `patient_birth_date`: the patient's identity number (fødselsnummer/D-number);
-    - `parental_responsibility`, `a_parent_at_child_address`: the STS lists a `parent`
-      representation only for a child in the parent's care with a parent at the child's address
-      (Folkeregisteret at login), so both hold exactly when that representation is present;
-    - `power_of_attorney_registered`: a `proxy` / `proxy-unable-to-consent` representation
-      (the proxy register at login);
-    - `patient_deceased`, `*_address_protected`: the STS issues no representation of or by a
-      deceased or protected (kode 6/7) person, so a representation present means False; for
-      the citizen's own documents they do not apply.
-    The age rules (child under 12, giver 16, holder 18) are applied again here, on today's date.
-    """
-    rep = citizen.representation_of(patient)
-    relation = rep.relation if rep is not None else None
-    parent = relation is RelationKind.PARENT
-    return PopulationFacts(
-        patient_birth_date=patient.birth_date,
-        parental_responsibility=parent,
-        a_parent_at_child_address=parent,
-        power_of_attorney_registered=relation
-        in (RelationKind.PROXY, RelationKind.PROXY_UNABLE_TO_CONSENT),
-    )
 
 
 def _now() -> datetime:
@@ -531,54 +532,6 @@ class PolicyGuard:
 
 
 # --- audit -----------------------------------------------------------------------------------
-
-
-def _org(org: Organisation | None) -> AuditOrganisation | None:
-    return None if org is None else AuditOrganisation(org.id, org.name, org.system)
-
-
-def _code(coding: Coding | None) -> AuditCode | None:
-    return None if coding is None else AuditCode(coding.system, coding.code, coding.display)
-
-
-def audit_emergency(
-    ctx: HealthPersonnelContext, opened: Sequence[str] = ()
-) -> AuditEmergency | None:
-    """Return the emergency grant as the audit keeps it (issue 11, defect 7), if any."""
-    grant = ctx.emergency
-    if grant is None:
-        return None
-    return AuditEmergency(
-        access_basis=grant.access_basis,
-        reason_category=grant.reason_category,
-        until=datetime.fromtimestamp(grant.until, UTC).isoformat(),
-        classes=tuple(AuditCode(system, code) for system, code in sorted(grant.classes)),
-        documents=len(grant.documents),
-        opened=tuple(opened),
-    )
-
-
-def audit_practitioner(
-    ctx: HealthPersonnelContext, emergency_opened: Sequence[str] = ()
-) -> AuditPractitioner:
-    """Return the attestation fields the audit keeps (TRUST-FRAMEWORK §3.2, F1)."""
-    legal, poc = _org(ctx.legal_entity), _org(ctx.point_of_care)
-    assert legal is not None and poc is not None
-    return AuditPractitioner(
-        name=ctx.name,
-        nin=ctx.practitioner_nin.value,
-        legal_entity=legal,
-        point_of_care=poc,
-        decision_ref_id=ctx.decision_ref_id,
-        hpr=ctx.hpr.value if ctx.hpr else None,
-        role=ctx.roles[0] if ctx.roles else None,
-        department=_org(ctx.department),
-        healthcare_service=_code(ctx.healthcare_service),
-        purpose_of_use=ctx.purpose_of_use,
-        purpose_details=_code(ctx.purpose_details),
-        access_basis=ctx.access_basis.value if ctx.access_basis else None,
-        emergency=audit_emergency(ctx, emergency_opened),
-    )
 
 
 class AuditRecorder:

@@ -23,9 +23,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from onerecord.audit import AuditAction, AuditOutcome, CitizenLogEntry, SqlAuditSink
+from onerecord.audit import (
+    AuditAction,
+    AuditOutcome,
+    CitizenLogEntry,
+    SqlAuditSink,
+    audit_event_entry,
+)
 from onerecord.domain import (
-    HPR_SYSTEM,
     DocumentEntry,
     DocumentUniqueId,
     HprNumber,
@@ -51,69 +56,6 @@ class DocumentLookup(Protocol):
     """Where self-service finds a registered entry (the registry's DocumentStore)."""
 
     async def get(self, unique_id: DocumentUniqueId) -> DocumentEntry | None: ...
-
-
-_EVENT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
-_RESTFUL = "http://hl7.org/fhir/restful-interaction"
-_SUBTYPE = {"search": ("search", "E"), "retrieve": ("read", "R")}
-_EMERGENCY_EXT = "https://onerecord.example/fhir/StructureDefinition/emergency-access"
-_EMERGENCY_BASIS_EXT = "https://onerecord.example/fhir/StructureDefinition/emergency-basis"
-_EMERGENCY_REASON_EXT = "https://onerecord.example/fhir/StructureDefinition/emergency-reason"
-_HPR_CATEGORY = "urn:oid:2.16.578.1.12.4.1.1.9060"
-_TITLE_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
-
-
-def audit_event_entry(entry: CitizenLogEntry, titles: Sequence[str] = ()) -> dict[str, Any]:
-    """Render one access-log line as a FHIR AuditEvent for the citizen's portal.
-
-    The reader's HPR number (when they have one) is `agent.who.identifier`, for the portal's
-    server only; their national identity number is never included. `titles`: the titles of
-    the opened documents the caller may see (each one `entity.name`).
-    """
-    subtype, action = _SUBTYPE.get(entry.action, ("search", "E"))
-    who: dict[str, Any] = {"display": entry.who_name}
-    if entry.hpr:
-        who["identifier"] = {"system": f"urn:oid:{HPR_SYSTEM}", "value": entry.hpr}
-    agent: dict[str, Any] = {"requestor": True, "who": who}
-    if entry.profession:
-        agent["role"] = [{"coding": [{"system": _HPR_CATEGORY, "code": entry.profession}]}]
-    agents = [agent]
-    if entry.organisation:
-        agents.append({"requestor": False, "who": {"display": entry.organisation}})
-    if entry.department:
-        agents.append({"requestor": False, "who": {"display": entry.department}})
-    why = [text for text in (entry.purpose, entry.healthcare_service) if text]
-    resource: dict[str, Any] = {
-        "resourceType": "AuditEvent",
-        "type": {"system": _EVENT_TYPE, "code": "rest"},
-        "subtype": [{"system": _RESTFUL, "code": subtype}],
-        "action": action,
-        "recorded": entry.time.isoformat(),
-        "outcome": "0",
-        "agent": agents,
-        "source": {"observer": {"display": "onerecord document source"}},
-        "entity": [
-            {
-                "description": "Dokumenter åpnet" if entry.documents_opened else "Dokumentliste",
-            },
-            *(
-                {"role": {"system": _TITLE_ROLE, "code": "3", "display": "Report"}, "name": t}
-                for t in titles
-            ),
-        ],
-    }
-    if why:
-        resource["purposeOfEvent"] = [{"text": text} for text in why]
-    extensions: list[dict[str, Any]] = []
-    if entry.emergency:
-        extensions.append({"url": _EMERGENCY_EXT, "valueBoolean": True})
-    if entry.emergency_basis:
-        extensions.append({"url": _EMERGENCY_BASIS_EXT, "valueCode": entry.emergency_basis})
-    if entry.emergency_reason:
-        extensions.append({"url": _EMERGENCY_REASON_EXT, "valueCode": entry.emergency_reason})
-    if extensions:
-        resource["extension"] = extensions
-    return resource
 
 
 def access_log_bundle(

@@ -13,6 +13,7 @@ from onerecord.events import DEFAULT_SUBJECT_PREFIX, check_patient_key_setting
 from onerecord.trust.caller_limits import CallerQuota
 from onerecord.trust.policy import RegionPolicy
 from onerecord.trust.principal import PurposeOfUse
+from onerecord.xca.addressing import ReplyEndpoint
 
 __all__ = ["SourceSettings"]
 
@@ -82,6 +83,32 @@ class SourceSettings(BaseSettings):
     xca_max_results: int = Field(
         default=5000, ge=1, description="most entries one ITI-38 answers (XDSTooManyResults)"
     )
+    xca_written_entries: int = Field(
+        default=4096,
+        ge=0,
+        description="ExtrinsicObjects kept written per process for ITI-38 (≈ 5 kB each; 0: off)",
+    )
+    # Asynchronous ITI-38/39 (docs/xca.md "Asynchronous answers"): the reply endpoints
+    # (wsa:ReplyTo, wsa:FaultTo) this region may send an answer to. An entry ending in "/" is a
+    # prefix, any other an exact URL; empty: every non-anonymous ReplyTo is a Sender fault.
+    xca_reply_to: tuple[str, ...] = Field(
+        default=(), description="http(s) reply endpoints (exact, or prefixes ending in /)"
+    )
+    xca_reply_attempts: int = Field(
+        default=5, ge=1, le=20, description="tries of one asynchronous answer before giving up"
+    )
+    xca_reply_backoff_s: float = Field(
+        default=1.0, gt=0, le=600, description="wait before the second try; doubled per try"
+    )
+    xca_reply_timeout_s: float = Field(
+        default=60.0, gt=0, description="connect/read/write timeout of one try"
+    )
+    xca_reply_max_pending: int = Field(
+        default=64, ge=1, description="asynchronous answers under way at once; more: 503"
+    )
+    xca_reply_proxy: str | None = Field(
+        default=None, description="http(s) proxy for the asynchronous answers (egress)"
+    )
 
     # Per-caller limits (docs/source.md "Limits"); 0 switches a limit off.
     caller_concurrency: int = Field(default=16, description="requests in flight per caller")
@@ -142,6 +169,13 @@ class SourceSettings(BaseSettings):
     @classmethod
     def _valid_repository(cls, value: str) -> str:
         return str(RepositoryUniqueId.parse(value))
+
+    @field_validator("xca_reply_to")
+    @classmethod
+    def _reply_endpoints(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            ReplyEndpoint.parse(entry)  # refuses what is not an absolute http(s) URL
+        return value
 
     @field_validator("public_base_url")
     @classmethod

@@ -3,7 +3,8 @@
 Routes stay thin: read the SOAP part (plain or MTOM), check the envelope, call one
 RespondingGateway method, write the answer (ITI-39 always as MTOM/XOP, the documents streamed).
 A message that is not a usable SOAP 1.2 request is answered with a SOAP Fault env:Sender and
-HTTP 400; refusals are RegistryErrors inside a 200 answer (ITI TF-2 3.38.4.1.3).
+HTTP 400; refusals are RegistryErrors inside a 200 answer (ITI TF-2 3.38.4.1.3). A request with
+a non-anonymous ReplyTo is answered 202 and its answer sent there (`xca_async`).
 
 References: IHE ITI TF-2 V.3.2 (SOAP 1.2, WS-Addressing), V.3.6 (MTOM); SOAP 1.2 Part 2 §7.5
 (HTTP status of a Sender fault: 400).
@@ -11,17 +12,23 @@ References: IHE ITI TF-2 V.3.2 (SOAP 1.2, WS-Addressing), V.3.6 (MTOM); SOAP 1.2
 
 from __future__ import annotations
 
-import uuid
-from importlib import resources
-
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from onerecord.logs import log_unexpected_error
+from onerecord.soap_http import (
+    message_id_or_new,
+    read_envelope,
+    receiver_fault,
+    sender_fault,
+    soap_response,
+    throttled_fault,
+    wsdl_or_schema,
+)
 from onerecord.source.access import CallerContext
 from onerecord.source.security import SourceCallerLimits
 from onerecord.source.settings import SourceSettings
+from onerecord.source.xca_async import AsyncAnswers, ReplyBacklog
 from onerecord.source.xca_gateway import (
     ITI38_ACTION,
     ITI38_RESPONSE_ACTION,
@@ -31,18 +38,11 @@ from onerecord.source.xca_gateway import (
     RespondingGateway,
 )
 from onerecord.trust.caller_limits import PERMIT_STATE, CallerThrottled
-from onerecord.xca.dev_issuer import is_development_certificate
 from onerecord.xca.errors import XcaParseError
-from onerecord.xca.mtom import mtom_response, soap_part
-from onerecord.xca.saml import TrustedIssuer, XuaSettings, load_certificate
-from onerecord.xca.soap import (
-    SOAP12_MEDIA_TYPE,
-    SoapEnvelope,
-    parse_envelope,
-    render_envelope,
-    render_fault,
-)
-from onerecord.xca.xml import MAX_MESSAGE_BYTES
+from onerecord.xca.mtom import mtom_response
+from onerecord.xca.saml import XuaSettings
+from onerecord.xca.saml import load_xua_settings as load_trusted_issuers
+from onerecord.xca.soap import SoapEnvelope, render_envelope, render_fault
 
 __all__ = ["WSDL_FILES", "load_xua_settings", "xca_router"]
 
@@ -52,62 +52,23 @@ WSDL_FILES = {
     "iti38": "XCA_RespondingGateway_Query.wsdl",
     "iti39": "XCA_RespondingGateway_Retrieve.wsdl",
 }
-_SCHEMAS = frozenset({"rim.xsd", "rs.xsd", "query.xsd", "XDS.b_DocumentRepository.xsd"})
-_ADDRESS_PLACEHOLDER = "http://127.0.0.1/REPLACED-BY-THE-GATEWAY"
 
 
 def load_xua_settings(settings: SourceSettings) -> XuaSettings | None:
     """The trusted SAML issuers from configuration; a development certificate needs dev mode."""
-    issuers = []
-    for name, files in settings.xca_issuers.items():
-        certificates = tuple(load_certificate(path.read_bytes()) for path in files)
-        for certificate in certificates:
-            if is_development_certificate(certificate) and not settings.dev_mode:
-                raise ValueError(
-                    f"refusing the development SAML certificate of {name!r} outside dev mode"
-                )
-        issuers.append(TrustedIssuer(name, certificates))
-    if not issuers:
-        return None
-    audiences = frozenset(settings.xca_audiences or (settings.token_audience,))
-    return XuaSettings(issuers=tuple(issuers), audiences=audiences)
-
-
-def _package_file(name: str) -> bytes:
-    return resources.files("onerecord.xca").joinpath("wsdl", name).read_bytes()
-
-
-def _soap(body: bytes, *, status: int = 200, action: str | None = None) -> Response:
-    media = f"{SOAP12_MEDIA_TYPE}; charset=UTF-8"
-    if action:
-        media += f'; action="{action}"'
-    return Response(body, status_code=status, media_type=media)
-
-
-def _fault(exc: XcaParseError) -> Response:
-    # Only the message's shape is told back; it holds no personal data (errors.py).
-    return _soap(render_fault(exc.message, subcode=exc.code), status=400)
+    return load_trusted_issuers(
+        settings.xca_issuers,
+        settings.xca_audiences or (settings.token_audience,),
+        dev_mode=settings.dev_mode,
+    )
 
 
 async def _envelope(request: Request, *, action: str) -> SoapEnvelope:
-    """Read and check the request's envelope: SOAP 1.2, sync, addressed to this operation."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > 2 * MAX_MESSAGE_BYTES:
-        raise XcaParseError("the message is too large")  # before a byte of it is read
-    body = await request.body()
-    if len(body) > 2 * MAX_MESSAGE_BYTES:
-        raise XcaParseError("the message is too large")
-    envelope = parse_envelope(soap_part(request.headers.get("content-type"), body))
+    """Read and check the request's envelope: SOAP 1.2, addressed to this operation."""
+    envelope = await read_envelope(request)
     if envelope.action is not None and envelope.action != action:
         raise XcaParseError(f"this endpoint serves {action} only")
-    if envelope.asynchronous:
-        raise XcaParseError("asynchronous ReplyTo is not supported by this gateway; use sync")
     return envelope
-
-
-def _correlation_id(envelope: SoapEnvelope) -> str:
-    value = envelope.message_id or ""
-    return value[:64] if value and value.isprintable() else uuid.uuid4().hex
 
 
 def _admit(request: Request) -> Admit:
@@ -120,23 +81,27 @@ def _admit(request: Request) -> Admit:
     return admit
 
 
-def _throttled(exc: CallerThrottled) -> Response:
-    response = _soap(render_fault(exc.message), status=exc.status)
+def _backlog(exc: ReplyBacklog) -> Response:
+    response = soap_response(render_fault(str(exc), code="Receiver"), status=503)
     response.headers["Retry-After"] = str(exc.retry_after_s)
     return response
 
 
 def _receiver_fault(request: Request, exc: Exception) -> Response:
-    log_unexpected_error(
-        log, "xca.unexpected_error", exc, correlation_id=None, path=request.url.path
-    )
-    body = render_fault("internal error; the request was not completed", code="Receiver")
-    return _soap(body, status=500)
+    return receiver_fault(log, "xca.unexpected_error", request, exc)
 
 
 def _gateway(request: Request) -> RespondingGateway:
     gateway: RespondingGateway = request.app.state.xca_gateway
     return gateway
+
+
+def _async_answers(request: Request) -> AsyncAnswers:
+    answers: AsyncAnswers = request.app.state.xca_async
+    return answers
+
+
+_ACCEPTED = 202  # an asynchronous request accepted; its answer goes to ReplyTo (xca_async)
 
 
 def xca_router(settings: SourceSettings) -> APIRouter:
@@ -147,29 +112,45 @@ def xca_router(settings: SourceSettings) -> APIRouter:
     async def cross_gateway_query(request: Request) -> Response:
         try:
             envelope = await _envelope(request, action=ITI38_ACTION)
+            correlation_id, admit = message_id_or_new(envelope), _admit(request)
+            if envelope.asynchronous:
+                await _async_answers(request).query(
+                    _gateway(request), envelope, correlation_id=correlation_id, admit=admit
+                )
+                return Response(status_code=_ACCEPTED)
             answer = await _gateway(request).query(
-                envelope, correlation_id=_correlation_id(envelope), admit=_admit(request)
+                envelope, correlation_id=correlation_id, admit=admit
             )
         except XcaParseError as exc:
-            return _fault(exc)
+            return sender_fault(exc)
         except CallerThrottled as exc:
-            return _throttled(exc)
+            return throttled_fault(exc)
+        except ReplyBacklog as exc:
+            return _backlog(exc)
         except Exception as exc:  # ours, not the caller's: a Receiver fault, logged
             return _receiver_fault(request, exc)
         body = render_envelope(answer, action=ITI38_RESPONSE_ACTION, relates_to=envelope.message_id)
-        return _soap(body, action=ITI38_RESPONSE_ACTION)
+        return soap_response(body, action=ITI38_RESPONSE_ACTION)
 
     @router.post("/iti39")
     async def cross_gateway_retrieve(request: Request) -> Response:
         try:
             envelope = await _envelope(request, action=ITI39_ACTION)
+            correlation_id, admit = message_id_or_new(envelope), _admit(request)
+            if envelope.asynchronous:
+                await _async_answers(request).retrieve(
+                    _gateway(request), envelope, correlation_id=correlation_id, admit=admit
+                )
+                return Response(status_code=_ACCEPTED)
             answer = await _gateway(request).retrieve(
-                envelope, correlation_id=_correlation_id(envelope), admit=_admit(request)
+                envelope, correlation_id=correlation_id, admit=admit
             )
         except XcaParseError as exc:
-            return _fault(exc)
+            return sender_fault(exc)
         except CallerThrottled as exc:
-            return _throttled(exc)
+            return throttled_fault(exc)
+        except ReplyBacklog as exc:
+            return _backlog(exc)
         except Exception as exc:  # ours, not the caller's: a Receiver fault, logged
             return _receiver_fault(request, exc)
         soap = render_envelope(
@@ -179,15 +160,10 @@ def xca_router(settings: SourceSettings) -> APIRouter:
         return StreamingResponse(stream, headers={"content-type": content_type})
 
     @router.get("/{name}")
-    async def wsdl_or_schema(name: str, request: Request) -> Response:
+    async def wsdl_or_schema_of_gateway(name: str, request: Request) -> Response:
         """`/xca/iti38?wsdl` (with this gateway's address) and the schemas it imports."""
-        if name in _SCHEMAS:
-            return Response(_package_file(name), media_type="text/xml")
-        wsdl = WSDL_FILES.get(name)
-        if wsdl is None or "wsdl" not in request.query_params:
-            return Response(b"not found", status_code=404, media_type="text/plain")
-        address = f"{settings.public_base_url}/xca/{name}"
-        text = _package_file(wsdl).replace(_ADDRESS_PLACEHOLDER.encode(), address.encode())
-        return Response(text, media_type="text/xml")
+        return wsdl_or_schema(
+            name, request, wsdl_files=WSDL_FILES, base_url=settings.public_base_url
+        )
 
     return router

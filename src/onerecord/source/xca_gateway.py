@@ -19,6 +19,7 @@ References: IHE ITI TF-2 3.38.4.1.3 (responding gateway actions), 3.39.4.1.3; IT
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -28,7 +29,6 @@ import structlog
 
 from onerecord.domain import (
     CONFIDENTIALITY_VOLVEN,
-    Coding,
     DocumentQuery,
     DocumentStatus,
     DocumentUniqueId,
@@ -64,18 +64,16 @@ from onerecord.xca.ebrim import (
     QueryResponse,
     ebrim_from_entry,
     obfuscate,
-    render_query_response,
 )
 from onerecord.xca.errors import ParseProblem, SamlProblem, SamlRefused, XcaParseError
 from onerecord.xca.mtom import MtomPart
 from onerecord.xca.query import (
-    STATUS_APPROVED,
-    STATUS_DEPRECATED,
     FindDocumentsQuery,
     GetAssociationsQuery,
     GetDocumentsQuery,
     ReturnType,
     StoredQuery,
+    mhd_find_params,
     parse_adhoc_query,
 )
 from onerecord.xca.response import RegistryErrorCode, ResponseStatus, community_error
@@ -87,6 +85,7 @@ from onerecord.xca.retrieve import (
 )
 from onerecord.xca.saml import XuaSettings, verify_assertion
 from onerecord.xca.soap import SoapEnvelope
+from onerecord.xca.writer import document_entry_xml, extrinsic_object_xml, query_response_xml
 from onerecord.xca.xua import XuaCaller, caller_from_assertion
 
 __all__ = [
@@ -109,7 +108,6 @@ ITI39_RESPONSE_ACTION = "urn:ihe:iti:2007:CrossGatewayRetrieveResponse"
 DOCUMENT_UNIQUE_ID_ERROR = "XDSDocumentUniqueIdError"
 """ITI TF-3 Table 4.2.4.1-2: the document is not (or not for this caller) in the repository."""
 
-_STATUS_OF = {STATUS_APPROVED: "current", STATUS_DEPRECATED: "superseded"}
 _STABLE = "urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1"
 _REGISTRY = RegistryErrorCode.REGISTRY_ERROR
 
@@ -139,11 +137,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _token(coding: Coding) -> str:
-    system = coding.system if ":" in coding.system else f"urn:oid:{coding.system}"
-    return f"{system}|{coding.code}"
-
-
 def _marked_blocked(entry: ExtrinsicEntry) -> ExtrinsicEntry:
     """Add confidentiality NORS to a masked entry that does not carry it (a per-document block).
 
@@ -159,6 +152,12 @@ def _marked_blocked(entry: ExtrinsicEntry) -> ExtrinsicEntry:
         name="NORS",
     )
     return replace(entry, classifications=(*entry.classifications, nors))
+
+
+def _extrinsic(found: FoundEntry, view: EntryView) -> ExtrinsicEntry:
+    """The ExtrinsicObject of an entry as this caller may see it: in full, or masked."""
+    rendered = ebrim_from_entry(found.entry)
+    return _marked_blocked(obfuscate(rendered)) if view.masked else rendered
 
 
 class RespondingGateway:
@@ -177,6 +176,7 @@ class RespondingGateway:
         page_size: int = 200,
         max_results: int = 5000,
         clock: Callable[[], datetime] = _now,
+        written_entries: int = 0,
     ) -> None:
         self.home_community_id = home_community_id
         self.repository_unique_id = repository_unique_id
@@ -188,6 +188,8 @@ class RespondingGateway:
         self.page_size = page_size
         self.max_results = max_results
         self.clock = clock
+        self.written_entries = written_entries
+        self._written: OrderedDict[tuple[int, str, str, str], str] = OrderedDict()
 
     def _error(self, code: str, context: str) -> EbRegistryError:
         return community_error(code, self.home_community_id, context)
@@ -244,8 +246,8 @@ class RespondingGateway:
 
     async def query(
         self, envelope: SoapEnvelope, *, correlation_id: str, admit: Admit | None = None
-    ) -> Any:
-        """Answer a Cross Gateway Query with an AdhocQueryResponse element."""
+    ) -> bytes:
+        """Answer a Cross Gateway Query: the AdhocQueryResponse element, serialised."""
         try:
             stored = parse_adhoc_query(envelope.body)
         except XcaParseError as exc:
@@ -263,33 +265,60 @@ class RespondingGateway:
                 RegistryErrorCode.UNKNOWN_COMMUNITY, "the query names another homeCommunityId"
             )
         try:
-            entries, associations = await self._run(caller, stored)
+            shown, associations = await self._run(caller, stored)
         except _Refusal as exc:
             return self._failed_query(exc.code, exc.context)
         if stored.return_type is ReturnType.OBJECT_REF:
-            refs = (*(e.id for e in entries), *(a.id for a in associations))
+            ids = (_extrinsic(found, view).id for found, view in shown)
             response = QueryResponse(
                 status=ResponseStatus.SUCCESS.value,
-                object_refs=refs,
+                object_refs=(*ids, *(a.id for a in associations)),
                 home=self.home_community_id.urn,
             )
-        else:
-            response = QueryResponse(
-                status=ResponseStatus.SUCCESS.value,
-                entries=tuple(entries),
-                associations=tuple(associations),
-            )
-        return render_query_response(response)
+            return query_response_xml(response)
+        # An entry shown in full is written straight from the DocumentEntry (the fast path,
+        # the same text as through its ExtrinsicEntry); a masked one goes through the wire
+        # layer, where the obfuscation works.
+        written = [
+            extrinsic_object_xml(_extrinsic(found, view)) if view.masked else self._write(found)
+            for found, view in shown
+        ]
+        response = QueryResponse(
+            status=ResponseStatus.SUCCESS.value, associations=tuple(associations)
+        )
+        return query_response_xml(response, written=written)
 
-    def _failed_query(self, code: str, context: str) -> Any:
+    def _write(self, found: FoundEntry) -> str:
+        """The ExtrinsicObject of an entry shown in full, from the cache of written ones.
+
+        What is written depends on the row alone: its metadata never changes after
+        registration, only its status does (RPLC, entered-in-error), so the key is the row
+        (seq, entryUUID, uniqueId) and its status. Caller-dependent text (masking) is never
+        kept. Least recently used entries go first; `written_entries` = 0 keeps none.
+        """
+        if not self.written_entries:
+            return document_entry_xml(found.entry)
+        key = (found.seq, found.entry_uuid, found.unique_id.value, found.status)
+        text = self._written.get(key)
+        if text is not None:
+            self._written.move_to_end(key)
+            return text
+        text = document_entry_xml(found.entry)
+        self._written[key] = text
+        if len(self._written) > self.written_entries:
+            self._written.popitem(last=False)
+        return text
+
+    def _failed_query(self, code: str, context: str) -> bytes:
         response = QueryResponse(
             status=ResponseStatus.FAILURE.value, errors=(self._error(code, context),)
         )
-        return render_query_response(response)
+        return query_response_xml(response)
 
     async def _run(
         self, caller: CallerContext, stored: StoredQuery
-    ) -> tuple[list[ExtrinsicEntry], list[EbAssociation]]:
+    ) -> tuple[list[tuple[FoundEntry, EntryView]], list[EbAssociation]]:
+        """The entries shown (each with its view) or the associations answered; audited."""
         query = stored.query
         patient = caller.asserted_patient
         if isinstance(query, GetAssociationsQuery):
@@ -326,15 +355,18 @@ class RespondingGateway:
         doc_query = self._document_query(params)
         shown = await self._shown(caller, doc_query)
         await self.recorder.searched(caller, doc_query, [v for _, v in shown])
-        out = []
-        for found, view in shown:
-            rendered = ebrim_from_entry(found.entry)
-            out.append(_marked_blocked(obfuscate(rendered)) if view.masked else rendered)
-        return out, []
+        return shown, []
 
     def _document_query(self, params: list[tuple[str, str]]) -> DocumentQuery:
+        """The MHD query of the stored query's parameters, read in pages of `page_size`.
+
+        Every page is read (`_shown`) before answering, so the page is as large as allowed:
+        the MHD default of 20 made a patient's 50 entries three round trips instead of one.
+        """
         try:
-            doc_query, _ = parse_find_query(params, max_count=self.page_size)
+            doc_query, _ = parse_find_query(
+                [*params, ("_count", str(self.page_size))], max_count=self.page_size
+            )
         except (MhdError, DomainError) as exc:
             raise _Refusal(_REGISTRY, str(exc)[:200]) from None
         return doc_query
@@ -382,43 +414,11 @@ class RespondingGateway:
     def _find_params(
         query: FindDocumentsQuery, patient: NationalIdentityNumber
     ) -> list[tuple[str, str]]:
-        """The FindDocuments query in the MHD path's own terms: one parser, one meaning.
-
-        References: IHE MHD ITI-67 §2:3.67.4.1.2.1 (the mapping of FindDocuments parameters).
-        """
-        if query.service_start_time.start or query.service_start_time.stop:
-            raise _Refusal(
-                RegistryErrorCode.REGISTRY_ERROR, "serviceStartTime is not supported here"
-            )
-        if query.service_stop_time.start or query.service_stop_time.stop:
-            raise _Refusal(
-                RegistryErrorCode.REGISTRY_ERROR, "serviceStopTime is not supported here"
-            )
-        if query.author_persons:
-            raise _Refusal(
-                RegistryErrorCode.REGISTRY_ERROR, "$XDSDocumentEntryAuthorPerson is not supported"
-            )
-        params = [
-            ("patient.identifier", f"urn:oid:{patient.system}|{patient.value}"),
-            ("status", ",".join(sorted(_STATUS_OF[s] for s in query.statuses))),
-        ]
-        for name, codes in (
-            ("category", query.class_codes),
-            ("type", query.type_codes),
-            ("setting", query.practice_settings),
-            ("facility", query.facility_types),
-            ("event", query.event_codes),
-            ("security-label", query.confidentiality_codes),
-            ("format", query.format_codes),
-        ):
-            if codes:
-                params.append((name, ",".join(_token(c) for c in codes)))
-        created = query.creation_time
-        if created.start is not None:
-            params.append(("creation", f"ge{created.start.isoformat()}"))
-        if created.stop is not None:
-            params.append(("creation", f"lt{created.stop.isoformat()}"))
-        return params
+        """The FindDocuments query in the MHD path's own terms (`xca.query.mhd_find_params`)."""
+        try:
+            return mhd_find_params(query, patient)
+        except XcaParseError as exc:
+            raise _Refusal(exc.code, exc.message) from None
 
     @staticmethod
     def _get_params(

@@ -29,7 +29,7 @@ def register_audit_sink(url: str) -> SqlAuditSink:
     """Open the patient lookup's audit database, creating its tables (before serving)."""
     import asyncio
 
-    from onerecord.hub.auditdb import create_audit_tables, make_audit_engine
+    from onerecord.audit import create_audit_tables, make_audit_engine
 
     async def prepare() -> None:
         engine = make_audit_engine(url)

@@ -30,9 +30,8 @@ from typing import Any, Protocol
 
 import structlog
 
-from onerecord.audit import AuditAction, AuditSink
+from onerecord.audit import AuditAction, AuditSink, audit_record
 from onerecord.domain import NationalIdentityNumber
-from onerecord.hub.audit import audit_record
 from onerecord.sts.pdqm_query import PatientQuery, parse_patient_query
 from onerecord.sts.pdqm_resource import patient_searchset
 from onerecord.sts.registers import RegisterPatient
@@ -210,7 +209,7 @@ class PatientLookup:
         record = audit_record(
             action=AuditAction.SEARCH,
             status=status,
-            hub_id=REGISTER_SOURCE_ID,
+            source_id=REGISTER_SOURCE_ID,
             principal=principal,
             correlation_id=correlation,
             patient_id=patient.value,

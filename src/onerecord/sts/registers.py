@@ -17,6 +17,7 @@ from onerecord.domain import HprNumber, code_tables
 from onerecord.sts.users import SyntheticUser, UserKind
 from onerecord.synth import places
 from onerecord.synth.demographics import (
+    contact_details,
     date_of_death,
     email_address,
     general_practitioner,
@@ -213,6 +214,14 @@ class PopulationRegisters:
             gp=gp,
             email=email_address(citizen, self.population.reference_date),
         )
+
+    def preferred_language(self, nin: str) -> str | None:
+        """The language the person chose in the contact register (nb, nn, en), or None."""
+        try:
+            citizen = self.population.citizen(nin)
+        except KeyError:
+            return None
+        return contact_details(citizen, self.population.reference_date).language
 
     def children(self, nin: str) -> Sequence[str]:
         return [c.nin.value for c in self.population.children_of(nin)]

@@ -2,9 +2,12 @@
 
 Rules (TRUST-FRAMEWORK §5.2): a parent with parental responsibility for a child under 12
 (deny from the 12th birthday), only when at least one parent is registered at the child's
-address; a proxy (fullmakt) whose giver is at least 16 and whose holder is at least 18; nobody
-with a fortrolig/strengt fortrolig address (kode 7/6) represents or is represented; the
-deceased are not represented.
+address — and, in tokens for the dialogue with the GP office only (`dialogue=True`), for a
+child of 12–15 on the same condition (docs/dialogue.md: the practical services; the record's
+rule is unchanged, and such a token, of another audience, never reaches the record); a proxy
+(fullmakt) whose giver is at least 16 and whose holder is at least 18; nobody with a
+fortrolig/strengt fortrolig address (kode 7/6) represents or is represented; the deceased are
+not represented.
 
 Every relation the register knows ends up in exactly one of two lists (`assess_representation`):
 allowed, or refused with one reason code (`RefusalReason`, checked in the order listed there).
@@ -33,6 +36,7 @@ __all__ = [
     "RefusedRepresentation",
     "RepresentationAssessment",
     "assess_representation",
+    "dialogue_only_representations",
     "representation_claim",
     "representations_for",
 ]
@@ -122,14 +126,19 @@ def _own_refusal(record: PersonRecord) -> RefusalReason | None:
 
 
 def _child_refusal(
-    child: NationalIdentityNumber, record: PersonRecord, registers: CitizenRegisters, today: date
+    child: NationalIdentityNumber,
+    record: PersonRecord,
+    registers: CitizenRegisters,
+    today: date,
+    *,
+    dialogue: bool,
 ) -> RefusalReason | None:
     if (own := _own_refusal(record)) is not None:
         return own
     age = child.age_on(today)
     if age >= _CHILD_OLDER_LIMIT:
         return RefusalReason.CHILD_16_OR_OLDER
-    if age >= CHILD_AGE_LIMIT:
+    if age >= CHILD_AGE_LIMIT and not dialogue:
         return RefusalReason.CHILD_12_15
     co_registered = any(
         (p := registers.person(parent)) is not None
@@ -153,10 +162,12 @@ def _proxy_refusal(
 
 
 def assess_representation(
-    nin: str, registers: CitizenRegisters, today: date
+    nin: str, registers: CitizenRegisters, today: date, *, dialogue: bool = False
 ) -> RepresentationAssessment:
     """Sort every child and fullmakt giver of `nin` into allowed and refused, by the rules above.
 
+    `dialogue`: for a token of the dialogue service (a child of 12–15 allowed as under 12);
+    False, the default, for everything else (the record's rules).
     A citizen the register does not know relates to nobody; so does a relation to a person the
     register does not know (there is nothing to show about them).
     """
@@ -179,7 +190,8 @@ def assess_representation(
     for value in registers.children(nin):
         child, record = _nin(value), registers.person(value)
         if child is not None and record is not None:
-            sort(child, RelationKind.PARENT, _child_refusal(child, record, registers, today))
+            refusal = _child_refusal(child, record, registers, today, dialogue=dialogue)
+            sort(child, RelationKind.PARENT, refusal)
     holder_age = my_nin.age_on(today)
     for value, relation in registers.proxies_held(nin):
         giver, record = _nin(value), registers.person(value)
@@ -189,10 +201,24 @@ def assess_representation(
 
 
 def representations_for(
-    nin: str, registers: CitizenRegisters, today: date
+    nin: str, registers: CitizenRegisters, today: date, *, dialogue: bool = False
 ) -> tuple[Representation, ...]:
     """Return the persons `nin` may act for today (the allowed half of assess_representation)."""
-    return assess_representation(nin, registers, today).allowed
+    return assess_representation(nin, registers, today, dialogue=dialogue).allowed
+
+
+def dialogue_only_representations(
+    nin: str, registers: CitizenRegisters, today: date
+) -> tuple[Representation, ...]:
+    """Return the persons `nin` may act for in the dialogue services but not in the record.
+
+    Today exactly the children of 12–15 with a parent at their address (neither side's address
+    protected); the portal offers them for the GP pages only.
+    """
+    record = set(representations_for(nin, registers, today))
+    return tuple(
+        r for r in representations_for(nin, registers, today, dialogue=True) if r not in record
+    )
 
 
 def representation_claim(representations: Sequence[Representation]) -> list[dict[str, Any]]:

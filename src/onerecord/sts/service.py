@@ -293,7 +293,8 @@ class TokenService:
             if self.registers.person(user.value) is None:
                 raise InvalidGrant("subject is not in the population register")
             today = datetime.fromtimestamp(now, UTC).date()
-            reps = representations_for(user.value, self.registers, today)
+            dialogue = audience in self.settings.dialogue_audiences
+            reps = representations_for(user.value, self.registers, today, dialogue=dialogue)
             claims["acr"] = CITIZEN_ACR
             claims[REPRESENTATION_CLAIM] = representation_claim(reps)
         lifetime = self.settings.token_lifetime
@@ -668,4 +669,9 @@ class TokenService:
         else:
             name = person.name if person is not None else None
         today = datetime.fromtimestamp(now, UTC).date()
-        return userinfo_body(claims, registers=self.registers, name=name, today=today)
+        # The contact register's language, where the registers hold one (the population's do).
+        preferred = getattr(self.registers, "preferred_language", None)
+        locale = preferred(nin) if callable(preferred) and person is not None else None
+        return userinfo_body(
+            claims, registers=self.registers, name=name, today=today, locale=locale
+        )

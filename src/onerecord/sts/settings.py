@@ -38,6 +38,13 @@ class StsSettings(BaseSettings):
         "onerecord:source",
         "onerecord:pdqm",
     )
+    dialogue_audiences: tuple[str, ...] = Field(
+        default=("urn:onerecord:dialogue",),
+        description=(
+            "audiences of the dialogue with the GP office: a citizen's token for one also lists"
+            " the children of 12-15 at a parent's address (sts.representation)"
+        ),
+    )
     pdqm_audience: str = Field(
         default="onerecord:pdqm", description="audience of tokens for the patient lookup"
     )

@@ -7,7 +7,12 @@ when they have one; for citizens `acr`, `onerecord:representation` (the token cl
 person's `name` added) and `onerecord:representation_refused`: `[{"nin", "name", "relation",
 "reason"}]`, the people the register relates the citizen to but who may not be acted for
 (reasons: `sts.representation.RefusalReason`). Both lists are worked out afresh from the
-registers, from one assessment, so they never overlap.
+registers, from one assessment, so they never overlap. Beside them
+`onerecord:representation_dialogue`: `[{"nin", "name", "relation"}]`, the people the citizen may
+act for in the dialogue with the GP office only (a child of 12–15 at a parent's address), who
+stay in the refused list for the record (`child-12-15`). A citizen's `locale` (OIDC standard
+claim) is the language they chose in the contact register (nb, nn or en), when it has one: the
+portal's default language for them.
 
 References: OIDC Core §5.3 (UserInfo endpoint), RFC 9449 §7.1 (DPoP at a protected resource),
 RFC 6750 §3 (errors in WWW-Authenticate).
@@ -18,7 +23,11 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from onerecord.sts.representation import CitizenRegisters, assess_representation
+from onerecord.sts.representation import (
+    CitizenRegisters,
+    assess_representation,
+    dialogue_only_representations,
+)
 from onerecord.trust.access_token import (
     HPR_NUMBER_CLAIM,
     REPRESENTATION_CLAIM,
@@ -31,9 +40,10 @@ from onerecord.trust.jose import parse_compact
 from onerecord.trust.keys import SigningKey, StaticJwks
 from onerecord.trust.replay import ReplayCache
 
-__all__ = ["REFUSED_CLAIM", "authenticate_userinfo", "userinfo_body"]
+__all__ = ["DIALOGUE_ONLY_CLAIM", "REFUSED_CLAIM", "authenticate_userinfo", "userinfo_body"]
 
 REFUSED_CLAIM = "onerecord:representation_refused"
+DIALOGUE_ONLY_CLAIM = "onerecord:representation_dialogue"
 
 
 def _audience(token: str) -> Any:
@@ -82,7 +92,12 @@ def _name(registers: CitizenRegisters, nin: str) -> str | None:
 
 
 def userinfo_body(
-    claims: AccessTokenClaims, *, registers: CitizenRegisters, name: str | None, today: date
+    claims: AccessTokenClaims,
+    *,
+    registers: CitizenRegisters,
+    name: str | None,
+    today: date,
+    locale: str | None = None,
 ) -> dict[str, Any]:
     """Return the userinfo answer for a validated token (`name`: the user's, from a register)."""
     body: dict[str, Any] = {
@@ -97,6 +112,8 @@ def userinfo_body(
             body["hpr_number"] = hpr
         return body
     body["acr"] = claims.acr
+    if locale is not None:
+        body["locale"] = locale
     assessment = assess_representation(claims.pid or "", registers, today)
     body[REPRESENTATION_CLAIM] = [
         {
@@ -115,5 +132,13 @@ def userinfo_body(
             "reason": r.reason.value,
         }
         for r in assessment.refused
+    ]
+    body[DIALOGUE_ONLY_CLAIM] = [
+        {
+            "nin": r.person.value,
+            "name": _name(registers, r.person.value),
+            "relation": r.relation.value,
+        }
+        for r in dialogue_only_representations(claims.pid or "", registers, today)
     ]
     return body

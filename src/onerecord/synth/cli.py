@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable
 from datetime import date
 from pathlib import Path
@@ -65,6 +66,59 @@ def generate(
     table.add_row("total", str(summary.total_documents), str(sum(summary.bundles.values())))
     console.print(table)
     console.print(f"{summary.citizens} citizens (all synthetic: month + 80).")
+
+
+@synth_app.command("dicom")
+def dicom(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the .dcm files to.")] = Path(
+        "var/dicom"
+    ),
+    patient: Annotated[
+        str | None,
+        typer.Option(help="The patient's synthetic fødselsnummer (month + 80); default: drawn."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same files.")] = 1,
+    size: Annotated[int, typer.Option(help="CT matrix (pixels a side), 512 as a scanner.")] = 512,
+    slices: Annotated[int, typer.Option(help="CT slices.")] = 20,
+    reference_date: Annotated[
+        str | None, typer.Option(help="Study dates lie in the year before (YYYY-MM-DD).")
+    ] = None,
+    mp4: Annotated[
+        bool, typer.Option("--mp4", help="Also write the wound clip as an MP4 file (IHE WIC).")
+    ] = False,
+) -> None:
+    """Write one synthetic patient's DICOM studies (CT, CR, ultrasound cine, skin photos)."""
+    from onerecord.domain import InvalidIdentifier
+    from onerecord.synth.dicom import (
+        DicomPatient,
+        patient_studies,
+        wound_clip_mp4,
+        write_instances,
+    )
+    from onerecord.synth.numbers import Sex, ensure_synthetic, synthetic_fnr
+
+    day = date.fromisoformat(reference_date) if reference_date else date.today()
+    if size < 16 or slices < 1:
+        raise typer.BadParameter("size must be at least 16 and slices at least 1")
+    if patient is None:
+        nin = synthetic_fnr(random.Random(seed), date(1968, 3, 14), sex=Sex.FEMALE)
+    else:
+        try:
+            nin = ensure_synthetic(patient)
+        except InvalidIdentifier as exc:
+            raise typer.BadParameter(str(exc), param_hint="--patient") from None
+    born = nin.birth_date
+    sex = "M" if int(nin.value[8]) % 2 else "F"
+    person = DicomPatient(nin, "Testesen", "Synne" if sex == "F" else "Sindre", born, sex)
+    studies = patient_studies(person, seed=seed, reference_date=day, ct_slices=slices, size=size)
+    paths = write_instances([ds for study in studies for ds in study.instances], out)
+    for study in studies:
+        console.print(f"{study.description}: {len(study.instances)} instance(s)")
+    console.print(f"{len(paths)} files in {out} (patient synthetic: month + 80).")
+    if mp4:
+        clip = out / "wound-clip.mp4"
+        clip.write_bytes(wound_clip_mp4(seed))
+        console.print(f"{clip}: the wound clip as a phone sends it (STOW-RS, IHE WIC).")
 
 
 def _expected_documents(dataset: Path, region: str) -> int | None:

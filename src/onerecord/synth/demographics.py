@@ -14,6 +14,10 @@ document that the demo and the tests already rely on:
   person of 16 or more without a protected address, as the contact register (Kontakt- og
   reservasjonsregisteret) would give it; used only to tell the person that emergency access
   was used (issue 11, defect 7). None for a protected address (kode 6/7, see docs/pdqm.md).
+- contact details (`contact_details`): the contact register's whole entry for a person, the
+  e-mail above, a synthetic mobile number under the same rules, and the language the person
+  prefers (bokmål, nynorsk or English; the portal's default language for them). The dialogue
+  service reads it to tell a person by e-mail that there is something to read (issue 15).
 
 References: Skatteetaten, "Fødselsnummer" (individual number, sex digit); Forskrift om
 fastlegeordning i kommunene §§ 5, 12 (every resident is offered a GP, one list per GP).
@@ -37,9 +41,12 @@ from onerecord.synth.population import (
 )
 
 __all__ = [
+    "CONTACT_LANGUAGES",
     "EMAIL_DOMAIN",
     "EMAIL_MIN_AGE",
+    "ContactDetails",
     "GeneralPractitioner",
+    "contact_details",
     "date_of_death",
     "email_address",
     "general_practitioner",
@@ -126,3 +133,34 @@ def email_address(citizen: Citizen, reference_date: date) -> str | None:
     number = _stable(citizen.nin, "e-post") % 1000
     local = f"{_mailbox_part(citizen.given)}.{_mailbox_part(citizen.family)}.{number:03d}"
     return f"{local}@{EMAIL_DOMAIN}"
+
+
+CONTACT_LANGUAGES = ("nb", "nn", "en")
+"""The languages a person may prefer in the contact register (the portal's three)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContactDetails:
+    """A person's entry in the (synthetic) contact register."""
+
+    email: str | None
+    mobile: str | None
+    """Eight digits (a Norwegian mobile number starts with 4 or 9), synthetic."""
+    language: str
+    """"nb", "nn" or "en"."""
+
+
+def contact_details(citizen: Citizen, reference_date: date) -> ContactDetails:
+    """Return the contact register's entry for the person (see the module docstring).
+
+    Language by a stable digest: about 1 in 8 nynorsk, 1 in 16 English, the rest bokmål; the
+    mobile number and the e-mail are given under the same rules (none for a protected address,
+    the deceased or under 16).
+    """
+    email = email_address(citizen, reference_date)
+    mobile = None
+    if email is not None:
+        mobile = f"4{_stable(citizen.nin, 'mobil') % 10**7:07d}"
+    share = _stable(citizen.nin, "maalform") % 16
+    language = "en" if share == 0 else "nn" if share <= 2 else "nb"
+    return ContactDetails(email, mobile, language)

@@ -81,6 +81,7 @@ from onerecord.trust.principal import (
     Representation,
 )
 from onerecord.trust.replay import MemoryReplayCache, RedisReplayCache, ReplayCache
+from onerecord.trust.resource_server import DirectCall, HubCall, ResourceServerAuthenticator
 
 __all__ = [
     "ATTESTATION_TYPE",
@@ -107,9 +108,11 @@ __all__ = [
     "DPoPProof",
     "DenialReason",
     "DevelopmentKeyRefused",
+    "DirectCall",
     "EntryView",
     "HealthPersonnel",
     "HealthPersonnelContext",
+    "HubCall",
     "InsufficientAssurance",
     "InvalidAuthorizationDetails",
     "InvalidClient",
@@ -132,6 +135,7 @@ __all__ = [
     "RemoteJwks",
     "ReplayCache",
     "Representation",
+    "ResourceServerAuthenticator",
     "RetrieveDecision",
     "SearchDecision",
     "SigningKey",

@@ -8,6 +8,8 @@ the caller's behalf with a short-lived assertion it signs itself (typ `hub-asser
     original_jti   the caller's token jti     original_iss   the caller's token issuer
     correlation_id the hub request id         patient        {"nin": ..., "salt": ...} or absent
     deferred_since when the hub accepted a control change it re-sends from its outbox, else absent
+    xua_sha256     the digest of the caller's own SAML assertion the hub relays with it (XDS.b
+                   callers, `onerecord.xca.relay`), else absent
 
 and the caller's identity (`sub`, pid, HPR number), assurance (security level, acr), `scope`,
 `toa`, `client_id`, attestation (`nhn:tillitsrammeverk:parameters`) and representation claims
@@ -35,6 +37,7 @@ from onerecord.trust.access_token import (
     REPRESENTATION_CLAIM,
     SECURITY_LEVEL_CLAIM,
     AccessTokenClaims,
+    AuthSettings,
     check_assurance,
 )
 from onerecord.trust.attestation import ATTESTATION_TYPE
@@ -44,6 +47,7 @@ from onerecord.trust.errors import (
 )
 from onerecord.trust.jose import numeric_date
 from onerecord.trust.keys import KeyProvider, SigningKey, verify_signed_jwt
+from onerecord.trust.patient_binding import PATIENT_NIN_HEADER, PATIENT_SALT_HEADER
 from onerecord.trust.replay import ReplayCache
 
 __all__ = [
@@ -55,6 +59,7 @@ __all__ = [
     "check_assertion_patient",
     "mint_hub_assertion",
     "verify_hub_assertion",
+    "verify_hub_request",
 ]
 
 HUB_ASSERTION_TYP = "hub-assertion+jwt"
@@ -92,8 +97,13 @@ def mint_hub_assertion(
     now: float,
     lifetime: int = HUB_ASSERTION_MAX_LIFETIME,
     deferred_since: int | None = None,
+    relayed_xua: str | None = None,
 ) -> str:
     """Sign an assertion of the caller's validated token for one region (typ hub-assertion+jwt).
+
+    `relayed_xua`: the hub relays the caller's own SAML assertion in the
+    `onerecord-xua-assertion` header (`xca/relay.py`); the claim `xua_sha256` names it, and the
+    region then takes the caller and the patient from that assertion, verified itself.
 
     `deferred_since`: the hub re-sends a citizen's control change it accepted at that time (its
     outbox, docs/policy.md "Deferred control changes"); the claim `deferred_since` says so.
@@ -118,6 +128,8 @@ def mint_hub_assertion(
         body["patient"] = {"nin": patient_nin, "salt": patient_salt}
     if deferred_since is not None:
         body["deferred_since"] = deferred_since
+    if relayed_xua is not None:
+        body["xua_sha256"] = relayed_xua
     return key.sign(body, typ=HUB_ASSERTION_TYP)
 
 
@@ -216,3 +228,46 @@ def check_assertion_patient(
     nin, salt = assertion_patient(claims)
     if (nin, salt) != (nin_header or None, salt_header or None):
         raise PatientBindingFailed("hub assertion names another patient than the request (ATT-4)")
+
+
+async def verify_hub_request(
+    assertion: str,
+    headers: Mapping[str, str],
+    *,
+    hub_keys: KeyProvider | None,
+    hub_issuer: str | None,
+    auth: AuthSettings,
+    replay: ReplayCache,
+    now: float,
+    receiver: str,
+) -> AccessTokenClaims:
+    """A request the hub relays: its assertion verified and bound to the request's patient.
+
+    Refused when the receiver (`receiver`: "source", "archive", … for the message) trusts no
+    hub, when an access token comes too (one caller, one credential), when the assertion does
+    not verify (`verify_hub_assertion`) or names another patient than the patient headers
+    (`check_assertion_patient`, ATT-4). What the claims then mean is the receiver's to decide.
+    """
+    if hub_keys is None or hub_issuer is None:
+        raise InvalidToken(f"hub assertions are not trusted by this {receiver}")
+    if headers.get("authorization"):
+        raise InvalidToken(
+            "send either a hub assertion or an access token, not both",
+            error="invalid_request",
+        )
+    claims = await verify_hub_assertion(
+        assertion,
+        keys=hub_keys,
+        issuer=hub_issuer,
+        audience=auth.audience,
+        now=now,
+        replay=replay,
+        skew=auth.skew,
+        attestation_max_age=auth.attestation_max_age,
+    )
+    check_assertion_patient(
+        claims,
+        nin_header=headers.get(PATIENT_NIN_HEADER),
+        salt_header=headers.get(PATIENT_SALT_HEADER),
+    )
+    return claims

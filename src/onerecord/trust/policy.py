@@ -292,9 +292,13 @@ class _EntryRules:
             entry, self.kj_forskrift_on
         ):
             return EntryView.HIDDEN
-        if self.is_blocked(entry) and not self.unlock_blocked and not self.in_scope(entry):
+        if self.masks(entry):
             return EntryView.MASKED
         return EntryView.FULL
+
+    def masks(self, entry: EntryFacts) -> bool:
+        """True when the entry is blocked and neither consent nor an emergency grant opens it."""
+        return self.is_blocked(entry) and not self.unlock_blocked and not self.in_scope(entry)
 
     def in_scope(self, entry: EntryFacts) -> bool:
         """True when an emergency grant names the entry or its class (issue 11, defect 7)."""
@@ -366,6 +370,15 @@ class SearchDecision:
         if not self.allowed or self.empty:
             return EntryView.HIDDEN
         return self.rules.view(entry)
+
+    def masks(self, entry: EntryFacts) -> bool:
+        """True when `entry` is blocked (NORS, a document block) and stays closed to this caller.
+
+        The blocking rules of `view` without its hiding rules, for a service that holds no
+        DocumentEntry but must honour the patient's blocks of one (the media archive's studies,
+        docs/media.md "Access rules"). References: TRUST-FRAMEWORK §4.5; D1–D3.
+        """
+        return self.allowed and not self.empty and self.rules.masks(entry)
 
     def unlocks(self, entry: EntryFacts) -> bool:
         """True when `entry` is shown only because of an emergency or elevated access (D2, D3).

@@ -8,6 +8,7 @@ WSDLs and schema subsets (`wsdl/`, package data) and the development SAML issuer
 
 from __future__ import annotations
 
+from onerecord.xca.addressing import ReplyAllowList, ReplyEndpoint, check_message_id
 from onerecord.xca.dev_issuer import (
     DEV_SAML_ISSUER,
     create_development_issuer,
@@ -23,7 +24,7 @@ from onerecord.xca.ebrim import (
     render_query_response,
 )
 from onerecord.xca.errors import ParseProblem, SamlProblem, SamlRefused, XcaError, XcaParseError
-from onerecord.xca.mtom import MtomPart, mtom_response, soap_part
+from onerecord.xca.mtom import MtomPart, MtomStream, content_id_of, mtom_response, soap_part
 from onerecord.xca.query import StoredQuery, parse_adhoc_query
 from onerecord.xca.response import (
     RegistryErrorCode,
@@ -53,6 +54,7 @@ from onerecord.xca.soap import (
     render_envelope,
     render_fault,
 )
+from onerecord.xca.writer import query_response_xml
 from onerecord.xca.xml import MAX_MESSAGE_BYTES, NS, parse_xml
 from onerecord.xca.xua import SamlPatient, XuaCaller, caller_from_assertion, patient_matches
 
@@ -64,9 +66,12 @@ __all__ = [
     "DocumentRequest",
     "ExtrinsicEntry",
     "MtomPart",
+    "MtomStream",
     "ParseProblem",
     "QueryResponse",
     "RegistryErrorCode",
+    "ReplyAllowList",
+    "ReplyEndpoint",
     "ResponseStatus",
     "RetrievedDocument",
     "SamlAssertion",
@@ -81,8 +86,10 @@ __all__ = [
     "XuaCaller",
     "XuaSettings",
     "caller_from_assertion",
+    "check_message_id",
     "community_error",
     "consolidated_status",
+    "content_id_of",
     "create_development_issuer",
     "ebrim_from_entry",
     "entry_from_ebrim",
@@ -95,6 +102,7 @@ __all__ = [
     "parse_retrieve_request",
     "parse_xml",
     "patient_matches",
+    "query_response_xml",
     "read_assertion",
     "read_envelope",
     "render_envelope",

@@ -22,7 +22,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from onerecord.domain import Coding, HomeCommunityId, InvalidIdentifier, Oid, normalise_system
+from onerecord.domain import (
+    Coding,
+    HomeCommunityId,
+    InvalidIdentifier,
+    NationalIdentityNumber,
+    Oid,
+    normalise_system,
+)
 from onerecord.xca.errors import ParseProblem, XcaParseError
 from onerecord.xca.xml import NS, QUERY, element_text, qname
 from onerecord.xca.xua import SamlPatient, parse_cx
@@ -39,6 +46,7 @@ __all__ = [
     "ReturnType",
     "StoredQuery",
     "TimeRange",
+    "mhd_find_params",
     "parse_adhoc_query",
     "parse_query_values",
 ]
@@ -375,3 +383,49 @@ def parse_adhoc_query(element: Any) -> StoredQuery:
             raise _param("GetAssociations needs $uuid")
         query = GetAssociationsQuery(ids)
     return StoredQuery(query_id, return_type, home, query)
+
+
+_STATUS_OF = {STATUS_APPROVED: "current", STATUS_DEPRECATED: "superseded"}
+
+
+def _token(coding: Coding) -> str:
+    system = coding.system if ":" in coding.system else f"urn:oid:{coding.system}"
+    return f"{system}|{coding.code}"
+
+
+def mhd_find_params(
+    query: FindDocumentsQuery, patient: NationalIdentityNumber
+) -> list[tuple[str, str]]:
+    """FindDocuments in the MHD path's own terms (ITI-67 parameters): one parser, one meaning.
+
+    The service-time and author-person parameters are refused (XDSRegistryError) rather than
+    answered differently from MHD. References: IHE MHD ITI-67 §2:3.67.4.1.2.1 (the mapping of
+    FindDocuments parameters).
+    """
+    if query.service_start_time.start or query.service_start_time.stop:
+        raise _value("serviceStartTime is not supported here")
+    if query.service_stop_time.start or query.service_stop_time.stop:
+        raise _value("serviceStopTime is not supported here")
+    if query.author_persons:
+        raise _value("$XDSDocumentEntryAuthorPerson is not supported")
+    params = [
+        ("patient.identifier", f"urn:oid:{patient.system}|{patient.value}"),
+        ("status", ",".join(sorted(_STATUS_OF[s] for s in query.statuses))),
+    ]
+    for name, codes in (
+        ("category", query.class_codes),
+        ("type", query.type_codes),
+        ("setting", query.practice_settings),
+        ("facility", query.facility_types),
+        ("event", query.event_codes),
+        ("security-label", query.confidentiality_codes),
+        ("format", query.format_codes),
+    ):
+        if codes:
+            params.append((name, ",".join(_token(c) for c in codes)))
+    created = query.creation_time
+    if created.start is not None:
+        params.append(("creation", f"ge{created.start.isoformat()}"))
+    if created.stop is not None:
+        params.append(("creation", f"lt{created.stop.isoformat()}"))
+    return params

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -35,6 +36,7 @@ from signxml import (  # type: ignore[attr-defined]
 from signxml.exceptions import InvalidInput, SignXMLException
 
 from onerecord.domain.xml import hardened_xml_parser
+from onerecord.xca.dev_issuer import is_development_certificate
 from onerecord.xca.errors import SamlProblem, SamlRefused, XcaParseError
 from onerecord.xca.xml import NS, SAML2, XSI, element_text, qname
 
@@ -46,6 +48,7 @@ __all__ = [
     "XuaSettings",
     "certificate_from_key_info",
     "load_certificate",
+    "load_xua_settings",
     "parse_saml_instant",
     "read_assertion",
     "verify_assertion",
@@ -92,6 +95,27 @@ def load_certificate(data: bytes) -> x509.Certificate:
     if data.lstrip().startswith(b"-----BEGIN"):
         return x509.load_pem_x509_certificate(data)
     return x509.load_der_x509_certificate(data)
+
+
+def load_xua_settings(
+    issuers: Mapping[str, Sequence[Path]], audiences: Iterable[str], *, dev_mode: bool
+) -> XuaSettings | None:
+    """What a gateway trusts, from configuration: each issuer's certificate files (PEM or DER).
+
+    None when no issuer is configured (every assertion is then refused). A development
+    certificate (`dev_issuer`) is refused outside dev mode, as the other development keys are.
+    """
+    trusted = []
+    for name, files in issuers.items():
+        certificates = tuple(load_certificate(path.read_bytes()) for path in files)
+        if not dev_mode and any(map(is_development_certificate, certificates)):
+            raise ValueError(
+                f"refusing the development SAML certificate of {name!r} outside dev mode"
+            )
+        trusted.append(TrustedIssuer(name, certificates))
+    if not trusted:
+        return None
+    return XuaSettings(issuers=tuple(trusted), audiences=frozenset(audiences))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""The media archive's alembic revisions."""
