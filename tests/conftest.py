@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from tests.network.conftest import Network
     from tests.support.s3 import S3Server
 
+# Per-module CPU accounting, off unless ONERECORD_TEST_CPU_PROFILE names a folder.
+pytest_plugins = ["tests.support.cpu_profile"]
+
 POSTGRES_URL = os.environ.get(
     "ONERECORD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
 )

@@ -3,32 +3,74 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from onerecord.dialogue.cli import dialogue_app
-from onerecord.hub.cli import hub_app
-from onerecord.portals.cli import portal_app
-from onerecord.source.settings import SourceSettings
-from onerecord.sts.cli import app as sts_app
-from onerecord.synth.cli import run_import, synth_app
+from onerecord.keep_alive import SERVER_KEEP_ALIVE_S
 
-app = typer.Typer(no_args_is_help=True, help="onerecord: national health-record sharing network.")
+if TYPE_CHECKING:
+    from onerecord.source.settings import SourceSettings
+
+__all__ = ["main"]
+
+_HELP = "onerecord: national health-record sharing network."
+_root = typer.Typer(no_args_is_help=True, help=_HELP)
 source_app = typer.Typer(no_args_is_help=True, help="A regional document source (IHE MHD).")
-app.add_typer(source_app, name="source")
-app.add_typer(synth_app, name="synth")
-app.add_typer(hub_app, name="hub")
-app.add_typer(sts_app, name="sts")
-app.add_typer(portal_app, name="portal")
 media_app = typer.Typer(no_args_is_help=True, help="A regional media archive (DICOM).")
-app.add_typer(media_app, name="media")
 audit_app = typer.Typer(no_args_is_help=True, help="The audit trail of a source or the hub.")
-app.add_typer(audit_app, name="audit")
-app.add_typer(dialogue_app, name="dialogue")
+
+# Every command group, in the order `--help` lists them: defined here, or (module, attribute)
+# of another package's. A process imports only the group it runs (`main`): each service
+# package costs 1–2.5 s of CPU to import, and a network starts about ten such processes.
+_GROUPS: dict[str, typer.Typer | tuple[str, str]] = {
+    "source": source_app,
+    "synth": ("onerecord.synth.cli", "synth_app"),
+    "hub": ("onerecord.hub.cli", "hub_app"),
+    "sts": ("onerecord.sts.cli", "app"),
+    "portal": ("onerecord.portals.cli", "portal_app"),
+    "media": media_app,
+    "audit": audit_app,
+    "dialogue": ("onerecord.dialogue.cli", "dialogue_app"),
+}
+
+
+def _group(name: str) -> typer.Typer:
+    found = _GROUPS[name]
+    if isinstance(found, typer.Typer):
+        return found
+    module, attribute = found
+    group = getattr(importlib.import_module(module), attribute)
+    assert isinstance(group, typer.Typer)
+    return group
+
+
+def _command(only: str | None = None) -> typer.Typer:
+    """The whole command, or (`only`) the top-level commands and that one group."""
+    command = typer.Typer(no_args_is_help=True, help=_HELP)
+    command.registered_commands = list(_root.registered_commands)
+    for name in _GROUPS:
+        if only is None or name == only:
+            command.add_typer(_group(name), name=name)
+    return command
+
+
+def main() -> None:
+    """Run `onerecord …`, importing only the command group named (the whole for --help)."""
+    named = sys.argv[1] if len(sys.argv) > 1 else None
+    _command(named if named in _GROUPS else None)()
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """`onerecord.cli.app`: the whole command, every group imported (tests, CliRunner)."""
+    if name == "app":
+        return _command()
+    raise AttributeError(name)
 
 
 @audit_app.command("verify")
@@ -186,6 +228,7 @@ def media_serve(
         port=port,
         log_level="warning",
         access_log=False,
+        timeout_keep_alive=SERVER_KEEP_ALIVE_S,
         log_config=logging_config(log_level, service="media"),
     )
 
@@ -249,6 +292,7 @@ def source_serve(
     from onerecord.logs import configure_logging, logging_config
     from onerecord.preflight import exit_unless_usable
     from onerecord.source.app import create_app
+    from onerecord.source.settings import SourceSettings
 
     hcid = HomeCommunityId.parse(home_community_id)
     settings = SourceSettings(
@@ -299,6 +343,7 @@ def source_serve(
         "port": port,
         "log_level": "warning",
         "access_log": False,
+        "timeout_keep_alive": SERVER_KEEP_ALIVE_S,
         "log_config": logging_config(log_level, service="source"),
     }
     if workers == 1:
@@ -374,6 +419,8 @@ def source_import(
     ] = 60.0,
 ) -> None:
     """Bulk-load a synthetic dataset into a running region (re-runnable without duplicates)."""
+    from onerecord.synth.cli import run_import
+
     hook = None
     if publisher_key is not None:
         import orjson
@@ -395,7 +442,7 @@ def source_import(
     )
 
 
-@app.command("demo")
+@_root.command("demo")
 def demo(
     workdir: Annotated[Path, typer.Option(help="Where databases and content live.")] = Path(
         "var/demo"
@@ -443,7 +490,7 @@ def demo(
     )
 
 
-@app.command("search")
+@_root.command("search")
 def search(
     patient: Annotated[str, typer.Option(help="The patient's fødselsnummer (synthetic).")],
     as_: Annotated[
@@ -480,4 +527,4 @@ def search(
 
 
 if __name__ == "__main__":
-    app()
+    main()

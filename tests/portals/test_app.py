@@ -290,10 +290,19 @@ async def test_login_goes_to_the_sts_and_the_callback_rotates_the_session(
 async def test_callback_with_a_wrong_state_or_an_error_does_not_log_in(portal: App) -> None:
     client = portal.client
     query = await _to_sts(client)
-    forged = await client.get(
-        "/helsepersonell/innlogget", params={"code": "c", "state": query["state"] + "x"}
-    )
+    with capture_logs() as logs:
+        forged = await client.get(
+            "/helsepersonell/innlogget",
+            params={"code": "c", "state": query["state"] + "x"},
+            headers={"x-correlation-id": "cid-login-1"},
+        )
     assert forged.status_code == 400
+    # One event says why, for whoever reads the log; the page does not.
+    (event,) = [e for e in logs if e["event"] == "portal.refused"]
+    assert event["kind"] == "LoginFailed" and event["status"] == 400
+    assert event["reason"] == "state differs from the pending login's"
+    assert event["correlation_id"] == "cid-login-1"
+    assert "state differs" not in forged.text
     assert "Innloggingen ble ikke fullført" in forged.text and "Traceback" not in forged.text
     refused = await client.get(
         "/helsepersonell/innlogget", params={"error": "access_denied", "state": query["state"]}

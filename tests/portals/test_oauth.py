@@ -248,6 +248,50 @@ async def test_error_missing_code_expired_or_no_pending_login_is_refused() -> No
     assert LoginFailed().status_code == 400
 
 
+async def test_each_refused_login_names_why_for_the_log_only() -> None:
+    pending, query = _start(now=time.time())
+    state = query["state"]
+    cases = [
+        (None, {"code": "c", "state": state}, None, "no login pending in this session"),
+        (pending, {"code": "c", "state": state}, time.time() + 601, "the pending login expired"),
+        (pending, {"code": "c", "state": "other"}, None, "state differs from the pending login's"),
+        (pending, {"state": state}, None, "the token service answered without a code"),
+        (
+            pending,
+            {"error": "access_denied", "state": state},
+            None,
+            "the token service answered access_denied",
+        ),
+        (
+            pending,
+            {"error": "Ola Nordmann 01018012345", "state": state},
+            None,
+            "the token service answered an error that is not an OAuth code",
+        ),
+    ]
+    for given, params, now, reason in cases:
+        with pytest.raises(LoginFailed) as refused:
+            await _finish(FakeSts(), given, params, now=now)
+        assert refused.value.reason == reason
+        assert refused.value.message_key == "error.login-failed"  # the page says no more
+
+
+async def test_a_token_refusal_names_the_status_and_oauth_code_for_the_log() -> None:
+    answers = {
+        "400 invalid_grant": httpx.Response(400, json={"error": "invalid_grant"}),
+        "400 without an OAuth error": httpx.Response(400, json={"error": "Kari 01018012345"}),
+        "500 without an OAuth error": httpx.Response(500, text="oops"),
+        "a token answer without its fields": httpx.Response(200, json={"token_type": "DPoP"}),
+    }
+    for reason, answer in answers.items():
+        pending, query = _start()
+        with pytest.raises(TokenRefused) as refused:
+            await _finish(
+                FakeSts(lambda _form, a=answer: a), pending, {"code": "c", "state": query["state"]}
+            )
+        assert refused.value.reason == reason
+
+
 @pytest.mark.parametrize(
     "answer",
     [
@@ -277,6 +321,7 @@ async def test_an_unreachable_sts_says_so() -> None:
     with pytest.raises(TokenRefused) as refused:
         await _finish(FakeSts(down), pending, {"code": "c", "state": query["state"]})
     assert refused.value.message_key == "error.token-unreachable"
+    assert refused.value.reason == "ConnectError"
 
 
 async def test_refresh_carries_the_attestation_and_keeps_the_dpop_key() -> None:

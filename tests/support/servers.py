@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import uvicorn
 
+from onerecord.keep_alive import SERVER_KEEP_ALIVE_S
+
 _LOWEST_PORT = 20000
 
 
@@ -64,7 +66,14 @@ def free_port() -> int:
 def serve_in_thread(app: Any, port: int | None = None) -> Iterator[str]:
     """Run an ASGI app under uvicorn on 127.0.0.1 in a background thread; yield its base URL."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        timeout_keep_alive=SERVER_KEEP_ALIVE_S,  # as the services (onerecord/keep_alive.py)
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

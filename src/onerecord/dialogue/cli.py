@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from onerecord.keep_alive import SERVER_KEEP_ALIVE_S
+
 __all__ = ["dialogue_app"]
 
 dialogue_app = typer.Typer(
@@ -83,5 +85,6 @@ def serve(
         port=port,
         log_level="warning",
         access_log=False,
+        timeout_keep_alive=SERVER_KEEP_ALIVE_S,
         log_config=logging_config(log_level, service="dialogue"),
     )

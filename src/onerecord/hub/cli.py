@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from onerecord.keep_alive import SERVER_KEEP_ALIVE_S
 from onerecord.logs import configure_logging, logging_config
 
 __all__ = ["configure_json_logs", "hub_app"]
@@ -148,6 +149,7 @@ def serve(
         log_level="warning",
         log_config=logging_config(level, service="hub"),
         access_log=False,
+        timeout_keep_alive=SERVER_KEEP_ALIVE_S,
         loop="uvloop",
         http="httptools",
     )

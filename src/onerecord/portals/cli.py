@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from onerecord.keep_alive import SERVER_KEEP_ALIVE_S
+
 __all__ = ["portal_app"]
 
 portal_app = typer.Typer(no_args_is_help=True, help="The web portals (health personnel).")
@@ -52,4 +54,5 @@ def serve(
         log_level="warning",
         log_config=logging_config(service="portals"),
         access_log=False,
+        timeout_keep_alive=SERVER_KEEP_ALIVE_S,
     )

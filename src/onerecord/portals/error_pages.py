@@ -134,6 +134,15 @@ def install_error_pages(app: FastAPI, portal: Portal, headers: Mapping[str, str]
         assert isinstance(exc, PortalError)
         if isinstance(exc, NotLoggedIn):
             return log_in_again(request, exc)
+        log.info(
+            "portal.refused",
+            kind=type(exc).__name__,
+            status=exc.status_code,
+            message=exc.message_key,
+            reason=exc.reason,
+            correlation_id=request.headers.get("x-correlation-id", "")[:64] or None,
+            path=request.url.path,
+        )
         # Still logged in: the header says who, at which workplace, with the way to log out.
         live = portal.session(request)
         if isinstance(exc, CsrfRejected):

@@ -46,13 +46,20 @@ class PortalError(Exception):
     advice_key = "error.internal.advice"
 
     def __init__(
-        self, message_key: str | None = None, *, advice_key: str | None = None, **params: object
+        self,
+        message_key: str | None = None,
+        *,
+        advice_key: str | None = None,
+        reason: str | None = None,
+        **params: object,
     ) -> None:
         super().__init__(message_key or self.message_key)
         if message_key is not None:
             self.message_key = message_key
         if advice_key is not None:
             self.advice_key = advice_key
+        # Why, for the error's log event only (error_pages.py): never shown, no personal data.
+        self.reason = reason
         self.params = params
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -115,6 +116,9 @@ def start_login(
     return pending, f"{sts_url.rstrip('/')}/authorize?{urlencode(query)}"
 
 
+_ERROR_CODE = re.compile(r"[a-z_]{1,64}")
+
+
 async def _token_request(
     http: httpx.AsyncClient,
     *,
@@ -140,18 +144,19 @@ async def _token_request(
     proof = make_proof(dpop_key, htm="POST", htu=token_url)
     try:
         response = await http.post(token_url, data=form, headers={"DPoP": proof})
-    except httpx.HTTPError:
-        raise TokenRefused("error.token-unreachable") from None
+    except httpx.HTTPError as exc:
+        raise TokenRefused("error.token-unreachable", reason=type(exc).__name__) from None
     if response.status_code != 200:
-        if form.get("grant_type") == "refresh_token" and _oauth_error(response) == "invalid_grant":
+        error = _oauth_error(response)
+        if form.get("grant_type") == "refresh_token" and error == "invalid_grant":
             raise SessionEnded()
-        raise TokenRefused()
+        raise TokenRefused(reason=f"{response.status_code} {error or 'without an OAuth error'}")
     try:
         body = response.json()
         access = str(body["access_token"])
         lifetime = float(body.get("expires_in", 300))
     except (ValueError, KeyError, TypeError, AttributeError):
-        raise TokenRefused() from None
+        raise TokenRefused(reason="a token answer without its fields") from None
     refresh_token = body.get("refresh_token")
     return TokenSet(
         access_token=access,
@@ -161,14 +166,31 @@ async def _token_request(
     )
 
 
+def _error_code(value: object) -> str | None:
+    """An OAuth `error` code (RFC 6749 §5.2: %x20-21 / %x23-5B / %x5D-7E), if `value` is one.
+
+    Only the codes' own shape (letters and underscores, short) is kept, so that a token
+    service's answer never puts free text into the log.
+    """
+    if isinstance(value, str) and _ERROR_CODE.fullmatch(value):
+        return value
+    return None
+
+
 def _oauth_error(response: httpx.Response) -> str | None:
     """The `error` code of an OAuth error answer (RFC 6749 §5.2), if it has one."""
     try:
         body = response.json()
     except ValueError:
         return None
-    error = body.get("error") if isinstance(body, dict) else None
-    return error if isinstance(error, str) else None
+    return _error_code(body.get("error") if isinstance(body, dict) else None)
+
+
+def _sts_error(params: Mapping[str, str]) -> str:
+    """What the authorization response (RFC 6749 §4.1.2.1) said, for the log."""
+    if "error" not in params:
+        return "without a code"
+    return _error_code(params["error"]) or "an error that is not an OAuth code"
 
 
 async def finish_login(
@@ -184,13 +206,15 @@ async def finish_login(
     """Redeem the code the STS sent back; refuse a wrong state, an error or a late return."""
     now = time.time() if now is None else now
     state = params.get("state", "")
-    if pending is None or pending.expired(now):
-        raise LoginFailed()
+    if pending is None:
+        raise LoginFailed(reason="no login pending in this session")
+    if pending.expired(now):
+        raise LoginFailed(reason="the pending login expired")
     if not secrets.compare_digest(state.encode(), pending.state.encode()):
-        raise LoginFailed()
+        raise LoginFailed(reason="state differs from the pending login's")
     code = params.get("code")
     if "error" in params or not code:
-        raise LoginFailed()
+        raise LoginFailed(reason=f"the token service answered {_sts_error(params)}")
     return await _token_request(
         http,
         sts_url=sts_url,

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from onerecord.audit import SqlAuditSink
+from onerecord.keep_alive import SERVER_KEEP_ALIVE_S
 from onerecord.sts.pdqm_service import REGISTER_SOURCE_ID
 from onerecord.sts.registers import PopulationRegisters
 
@@ -92,4 +93,5 @@ def serve(
         log_level="warning",
         log_config=logging_config(service="sts"),
         access_log=False,
+        timeout_keep_alive=SERVER_KEEP_ALIVE_S,
     )
