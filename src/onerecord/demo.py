@@ -780,18 +780,20 @@ async def run_demo(
                         for s in services
                     )
                 )
+            mail_sink = _mail_sink(layout)
             try:
-                _, loaded = await asyncio.gather(
+                # The GP offices' dialogue starts while the regions and the archive load.
+                _, loaded, dialogue = await asyncio.gather(
                     _load(client, layout, regions),
                     _load_media(layout, population, client_key, media, seed=seed),
+                    _start_dialogue(layout, population, logs, services, mail_sink),
                 )
             except TargetUnavailable as exc:
                 console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
                 return 1
         body = manifest_body(layout, population, client_key, portal_key)
         body["media"] = media_manifest(layout, media, loaded)
-        mail_sink = _mail_sink(layout)
-        body["dialogue"] = await _start_dialogue(layout, population, logs, services, mail_sink)
+        body["dialogue"] = dialogue
         if mail_sink is not None:
             body["mail"] = {
                 "smtp_host": mail_sink.host,
@@ -884,22 +886,25 @@ async def _start_dialogue(
     services: list[Service],
     mail_sink: MailSink | None = None,
 ) -> dict[str, str]:
-    """Seed the GP offices from the population, start the dialogue service, wait for it."""
-    with console.status("Starting the dialogue with the GP offices…"):
-        summary = await seed_dialogue(
-            _sqlite(layout.workdir / "dialogue" / "dialogue.db"), population, today=date.today()
-        )
-        mail = None
-        if mail_sink is not None:
-            write_contacts(layout.workdir / "dialogue" / "contacts.json", population)
-            mail = (mail_sink.host, mail_sink.port)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        command = dialogue_command(layout, port, mail)
-        service = _start("dialogue", url, command, logs / "dialogue.log")
-        services.append(service)
-        async with httpx.AsyncClient(timeout=httpx.Timeout(30.0)) as client:
-            await _wait_ready(client, service, time.monotonic() + 60, logs / "dialogue.log")
+    """Seed the GP offices from the population, start the dialogue service, wait for it.
+
+    It runs beside the regions' loading, so it shows no status line of its own (the loading's
+    progress bars are the one live display).
+    """
+    summary = await seed_dialogue(
+        _sqlite(layout.workdir / "dialogue" / "dialogue.db"), population, today=date.today()
+    )
+    mail = None
+    if mail_sink is not None:
+        write_contacts(layout.workdir / "dialogue" / "contacts.json", population)
+        mail = (mail_sink.host, mail_sink.port)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = dialogue_command(layout, port, mail)
+    service = _start("dialogue", url, command, logs / "dialogue.log")
+    services.append(service)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0)) as client:
+        await _wait_ready(client, service, time.monotonic() + 60, logs / "dialogue.log")
     console.print(
         f"GP offices: {summary.offices}, {summary.people} people on their lists, "
         f"{summary.slots} free slots, {summary.vaccine_slots} flu-vaccine slots."

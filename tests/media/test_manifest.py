@@ -6,6 +6,8 @@ checked against the value sets) and the ImagingStudy with fhir.resources (R4B) a
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -419,3 +421,53 @@ async def test_a_study_that_fails_holds_back_no_other_and_waits_its_back_off() -
     assert outbox.leases == ["+bad", "-bad", "+good", "-good"]  # let go, failed or not
     assert str(seen[0].url) == "http://source.test/fhir"
     assert PUBLISH_PROOF_HEADER in seen[0].headers
+
+
+class _CountingOutbox(_FakeOutbox):
+    """An outbox with nothing due; counts the publisher's looks, and says whether a study waits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.looks = 0
+        self.waiting = 0
+
+    async def due(self, now: datetime, *, quiet: timedelta, limit: int) -> list[str]:
+        self.looks += 1
+        return []
+
+    async def pending(self) -> int:
+        return self.waiting
+
+
+@pytest.mark.anyio
+async def test_an_idle_publisher_sleeps_until_a_store_wakes_it() -> None:
+    outbox = _CountingOutbox()
+    async with httpx.AsyncClient() as http:
+        publisher = ManifestPublisher(
+            outbox=outbox,
+            archive=ARCHIVE,
+            http=http,
+            source_url="http://source.test",
+            audience=ARCHIVE.home_community_id,
+            issuer="urn:oid:1.2.3",
+            key=SigningKey.generate(),
+            quiet=0.2,  # poll every 50 ms while a study waits
+            idle=30.0,
+        )
+        worker = asyncio.create_task(publisher.run())
+        try:
+            await asyncio.sleep(0.5)
+            assert outbox.looks == 1  # nothing waits: no look for 0.5 s (ten polls before)
+            outbox.waiting = 1
+            publisher.wake()  # an instance was stored
+            await asyncio.sleep(0.5)
+            assert 5 <= outbox.looks  # a study waits its quiet period: polled again
+            outbox.waiting = 0
+            await asyncio.sleep(0.2)
+            settled = outbox.looks
+            await asyncio.sleep(0.5)
+            assert outbox.looks == settled  # published: asleep again
+        finally:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker

@@ -158,6 +158,7 @@ def create_app(
         if settings.publishing_enabled:
             assert key is not None
             publisher = _publisher(settings, engine, key=key, audit=audit or sink)
+            service.on_stored(publisher.wake)
             worker = asyncio.create_task(publisher.run(), name="media-manifests")
         app.state.publisher = publisher
         app.state.outbox = SqlManifestOutbox(engine) if publisher is not None else None

@@ -104,6 +104,8 @@ class ManifestOutbox(Protocol):
 
     async def attempts(self, study_instance_uid: str) -> int: ...
 
+    async def pending(self) -> int: ...
+
 
 def _due(now: datetime, quiet: timedelta) -> tuple[Any, ...]:
     """The conditions of a study that is due and free: unpublished instances, quiet period,

@@ -91,6 +91,7 @@ class ManifestPublisher:
         source_id: str = "",
         clock: Callable[[], datetime] = _now,
         worker_id: str | None = None,
+        idle: float = 30.0,
     ) -> None:
         self.outbox = outbox
         self.archive = archive
@@ -111,30 +112,42 @@ class ManifestPublisher:
         self.audit = audit
         self.source_id = source_id or f"{archive.home_community_id}#media"[:64]
         self.clock = clock
+        self.idle = idle
         self._wake = asyncio.Event()
 
     @property
     def poll(self) -> float:
-        """Seconds between looks at the outbox: a quarter of the quiet period, 50 ms to 1 s."""
+        """Seconds between looks at the outbox while a study waits (its quiet period, a retry):
+        a quarter of the quiet period, 50 ms to 1 s."""
         return min(1.0, max(0.05, self.quiet.total_seconds() / 4))
 
     def wake(self) -> None:
-        """Look at the outbox now (tests; a store could call it too)."""
+        """Look at the outbox now: the archive calls it when an instance is stored."""
         self._wake.set()
 
     async def run(self) -> None:
-        """Publish due studies until cancelled; an error in one round is logged, not fatal."""
+        """Publish due studies until cancelled; an error in one round is logged, not fatal.
+
+        While any study waits, the outbox is looked at every `poll` seconds. With nothing
+        waiting the worker sleeps until a store wakes it, or `idle` seconds at most (a lease
+        another process left, a row written by another process): an idle archive costs
+        nothing, where looking four times a second cost about 1 s of CPU a minute.
+        """
         while True:
+            self._wake.clear()  # before the round: a store during it wakes the next one
+            waiting = True
             try:
                 await self.publish_due()
+                waiting = await self.outbox.pending() > 0
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the worker must outlive a bad round
                 # The type only: a database error's text can carry a bundle (the patient).
                 log.warning("media.manifest.round_failed", error=type(exc).__name__)
-            self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll)
+                await asyncio.wait_for(
+                    self._wake.wait(), timeout=self.poll if waiting else self.idle
+                )
             except TimeoutError:
                 pass
 

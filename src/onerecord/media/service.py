@@ -139,6 +139,12 @@ class MediaService:
         self.max_read_bytes = max_read_bytes
         self._clock = clock
         self._stripes = [asyncio.Lock() for _ in range(_STRIPES)]
+        self._on_stored: list[Callable[[], None]] = []
+
+    def on_stored(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (on the event loop) after each instance newly stored: the manifest
+        publisher looks at its outbox then, not on a timer."""
+        self._on_stored.append(listener)
 
     def audit_record(
         self,
@@ -334,6 +340,9 @@ class MediaService:
             await self.audit.append([self._stored_record(instance, created, correlation_id, who)])
         outcome = StoreOutcome.STORED if created else StoreOutcome.DUPLICATE
         log.debug("media.stored", outcome=outcome.value, sop_class=instance.sop_class_uid)
+        if created:
+            for listener in self._on_stored:
+                listener()
         return StoreResult(
             outcome,
             instance.sop_instance_uid,
