@@ -36,6 +36,7 @@ class CpuProfile:
         self.cpu: dict[str, float] = defaultdict(float)
         self.wall: dict[str, float] = defaultdict(float)
         self._seen: dict[tuple[int, float], float] = {}
+        self._kinds: dict[tuple[int, float], str] = {}
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._last_wall = time.monotonic()
@@ -51,20 +52,25 @@ class CpuProfile:
         for proc in [me, *me.children(recursive=True)]:
             try:
                 times = proc.cpu_times()
-                found[(proc.pid, proc.create_time())] = times.user + times.system
+                key = (proc.pid, proc.create_time())
+                found[key] = times.user + times.system
+                if key not in self._kinds:
+                    self._kinds[key] = _kind(proc)
             except psutil.Error:
                 continue
         return found
 
     def _sample(self) -> None:
         now_cpu = self._tree_cpu()
-        grown = sum(cpu - self._seen.get(key, 0.0) for key, cpu in now_cpu.items())
+        # Every process ever seen stays known: one that a sample missed (a psutil error in
+        # that moment) must not be counted from zero again at the next.
+        grown = sum(max(cpu - self._seen.get(key, 0.0), 0.0) for key, cpu in now_cpu.items())
         now = time.monotonic()
         with self._lock:
-            self.cpu[self.current] += max(grown, 0.0)
+            self.cpu[self.current] += grown
             self.wall[self.current] += now - self._last_wall
             self._last_wall = now
-            self._seen = now_cpu
+            self._seen.update(now_cpu)
 
     def _run(self) -> None:
         while not self._stop.wait(_INTERVAL_S):
@@ -81,10 +87,34 @@ class CpuProfile:
         self._thread.join(timeout=5)
         self._sample()
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        body = {
+        body: dict[str, Any] = {
             m: {"cpu_s": round(self.cpu[m], 1), "wall_s": round(self.wall[m], 1)} for m in self.cpu
         }
+        kinds: dict[str, float] = defaultdict(float)
+        for key, cpu in self._seen.items():
+            kinds[self._kinds.get(key, "?")] += cpu
+        body["(by process)"] = {
+            k: round(v, 1) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])
+        }
         (self.out_dir / f"cpu-{worker}.json").write_text(json.dumps(body, indent=1))
+
+
+def _kind(proc: psutil.Process) -> str:
+    """What a process is, for the by-process total: `onerecord.cli hub`, `chrome`, `pytest`."""
+    try:
+        cmd = proc.cmdline()
+    except psutil.Error:
+        return "?"
+    if "onerecord.cli" in cmd:
+        at = cmd.index("onerecord.cli")
+        return " ".join(cmd[at : at + 3 if len(cmd) > at + 2 and cmd[at + 1] != "demo" else at + 2])
+    if (
+        cmd
+        and cmd[0].endswith(("python", "python3"))
+        and any("pytest" in c or "xdist" in c for c in cmd)
+    ):
+        return "pytest"
+    return Path(cmd[0]).name if cmd else proc.name()
 
 
 _profile: CpuProfile | None = None
@@ -116,6 +146,8 @@ def _table(out_dir: Path) -> list[tuple[str, float, float]]:
     wall: dict[str, float] = defaultdict(float)
     for file in out_dir.glob("cpu-*.json"):
         data: dict[str, Any] = json.loads(file.read_text())
+        for kind, seconds in data.pop("(by process)", {}).items():
+            cpu[f"[process] {kind}"] += seconds
         for module, figures in data.items():
             cpu[module] += figures["cpu_s"]
             wall[module] += figures["wall_s"]
