@@ -265,7 +265,7 @@ def test_breaker_opens_and_recovers_after_cooldown(stack: ExitStack, tmp_path: P
     url = stack.enter_context(serve_in_thread(flaky.app()))
     hcid = "urn:oid:2.16.578.1.12.4.5.100.5"
     directory = write_directory(tmp_path / "regions.json", [("Flaky", hcid, f"{url}/fhir", None)])
-    hub = start_hub(stack, directory, breaker_failure_threshold=2, breaker_cooldown_s=0.5)
+    hub = start_hub(stack, directory, breaker_failure_threshold=2, breaker_cooldown_s=3.0)
     metrics_url = hub.removesuffix("/fhir") + "/metrics"
     for _ in range(2):
         assert httpx.get(f"{hub}/DocumentReference", params=PATIENT).status_code == 502
@@ -275,7 +275,7 @@ def test_breaker_opens_and_recovers_after_cooldown(stack: ExitStack, tmp_path: P
     assert r.status_code == 502 and "breaker" in r.text
     assert flaky.seen == 2, "an open breaker must not call the region"
     flaky.healthy = True
-    time.sleep(0.55)
+    time.sleep(3.05)
     r = httpx.get(f"{hub}/DocumentReference", params=PATIENT)
     assert r.status_code == 200, r.text
     assert flaky.seen == 3
