@@ -395,6 +395,20 @@ class _FakeOutbox:
         return 2
 
 
+def _test_publisher(outbox: Any, http: httpx.AsyncClient, **options: float) -> ManifestPublisher:
+    """A publisher of ARCHIVE to a source at source.test, over `http`."""
+    return ManifestPublisher(
+        outbox=outbox,
+        archive=ARCHIVE,
+        http=http,
+        source_url="http://source.test",
+        audience=ARCHIVE.home_community_id,
+        issuer="urn:oid:1.2.3",
+        key=SigningKey.generate(),
+        **options,
+    )
+
+
 @pytest.mark.anyio
 async def test_a_study_that_fails_holds_back_no_other_and_waits_its_back_off() -> None:
     seen: list[httpx.Request] = []
@@ -405,16 +419,7 @@ async def test_a_study_that_fails_holds_back_no_other_and_waits_its_back_off() -
 
     outbox = _FakeOutbox()
     async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
-        publisher = ManifestPublisher(
-            outbox=outbox,
-            archive=ARCHIVE,
-            http=http,
-            source_url="http://source.test",
-            audience=ARCHIVE.home_community_id,
-            issuer="urn:oid:1.2.3",
-            key=SigningKey.generate(),
-            retry=1.0,
-        )
+        publisher = _test_publisher(outbox, http, retry=1.0)
         assert await publisher.publish_due() == 1
     assert outbox.done == ["good"]
     assert outbox.put_off == [("bad", 3, "error:RuntimeError")]  # 1 s · 2² later
@@ -443,17 +448,8 @@ class _CountingOutbox(_FakeOutbox):
 async def test_an_idle_publisher_sleeps_until_a_store_wakes_it() -> None:
     outbox = _CountingOutbox()
     async with httpx.AsyncClient() as http:
-        publisher = ManifestPublisher(
-            outbox=outbox,
-            archive=ARCHIVE,
-            http=http,
-            source_url="http://source.test",
-            audience=ARCHIVE.home_community_id,
-            issuer="urn:oid:1.2.3",
-            key=SigningKey.generate(),
-            quiet=0.2,  # poll every 50 ms while a study waits
-            idle=30.0,
-        )
+        # quiet 0.2 s: polled every 50 ms while a study waits
+        publisher = _test_publisher(outbox, http, quiet=0.2, idle=30.0)
         worker = asyncio.create_task(publisher.run())
         try:
             await asyncio.sleep(0.5)
